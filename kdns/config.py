@@ -1,0 +1,615 @@
+"""The effective configuration: defaults < TOML file < KDNS_* environment < command-line flags.
+
+Every setting is described once, in ``SETTINGS``: its ``Config`` field, its TOML key, its
+environment variable, its flag and its kind (how to parse and validate it). Each layer is
+validated on its own, so an error names the key the user actually wrote::
+
+    config: kubernetes.ttl: expected an integer 0..3600, got "5"
+    config: KDNS_TTL: expected an integer 0..3600, got "x"
+    config: --ttl: expected an integer 0..3600, got 9999
+
+``build_config`` is the only way in; ``Config.to_toml`` renders the result back as a TOML file
+that parses to the same ``Config`` (``kdns check-config`` prints it).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import math
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, NamedTuple, NoReturn
+
+__all__ = [
+    "Config",
+    "ConfigError",
+    "SETTINGS",
+    "Setting",
+    "Upstream",
+    "build_config",
+    "format_hostport",
+    "parse_hostport",
+    "parse_upstream",
+]
+
+HostPort = tuple[str, int]
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """What kdns runs with. Build it with ``build_config``: the constructor does not validate."""
+
+    listen: tuple[HostPort, ...] = (("0.0.0.0", 53),)
+    cluster_domain: str = "cluster.local"
+    external_zones: tuple[str, ...] = ()
+    pods: str = "insecure"
+    ttl: int = 5
+    endpoint_pod_names: bool = False
+    demo: bool = False
+    objects: tuple[str, ...] = ()
+    kubeconfig: str | None = None
+    kubernetes_enabled: bool = True
+    killer: bool = False
+    upstreams: tuple[str, ...] = ()  # empty: the nameservers of /etc/resolv.conf
+    forward: bool = True
+    metrics_listen: HostPort | None = ("0.0.0.0", 9153)
+    health_listen: HostPort | None = ("0.0.0.0", 8080)
+    ready_listen: HostPort | None = ("0.0.0.0", 8181)
+    workers: int = 1
+    log_level: str = "info"
+    log_format: str = "text"
+    query_log: bool = False
+    startup_timeout: float = 5.0
+    udp_size: int = 1232
+    tcp_idle_timeout: float = 10.0
+    tcp_max_connections: int = 1000
+    dns_service: str = "kube-system/kube-dns"
+    config_file: str | None = None
+
+    def to_toml(self) -> str:
+        """The effective configuration as a TOML file that ``build_config`` reads back as-is."""
+        return _render_toml(self)
+
+
+class ConfigError(Exception):
+    """A bad setting. ``str()`` is one line: ``config: KEY: PROBLEM``."""
+
+    def __init__(self, key: str, problem: str) -> None:
+        # One line, always: the CLI prints it as the whole error report.
+        self.key = key
+        self.problem = " ".join(problem.split())
+        super().__init__(f"config: {key}: {self.problem}")
+
+
+class _Invalid(ValueError):
+    """A value failed validation. The layer that read it adds the key (TOML, env or flag)."""
+
+
+# --- value syntax -----------------------------------------------------------------------
+
+_PORT = re.compile(r"[0-9]{1,5}")
+_LABEL = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")
+_HOSTPORT_HELP = "HOST:PORT (HOST an IP address or localhost, IPv6 in brackets)"
+
+
+def _show(value: object) -> str:
+    """A value as the user would have written it, for ``got ...`` in error messages."""
+    if isinstance(value, str):
+        return _toml_str(value)
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_show(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "a table"
+    return str(value)
+
+
+def _split_hostport(text: str) -> tuple[str, str | None]:
+    """``"[::1]:53"`` -> ``("::1", "53")``; ``"1.2.3.4"`` -> ``("1.2.3.4", None)``."""
+    if text.startswith("["):
+        host, bracket, rest = text[1:].partition("]")
+        if not host or not bracket or (rest and not rest.startswith(":")):
+            raise _Invalid(f"expected {_HOSTPORT_HELP}, got {_show(text)}")
+        return host, (rest[1:] if rest else None)
+    host, colon, port = text.rpartition(":")
+    if not colon:
+        return text, None
+    if ":" in host:  # "::1:53" is ambiguous; insist on "[::1]:53"
+        raise _Invalid(f"expected {_HOSTPORT_HELP}, got {_show(text)}")
+    return host, port
+
+
+def _parse_port(text: str, whole: str, lowest: int) -> int:
+    if not _PORT.fullmatch(text) or not lowest <= int(text) <= 65535:
+        raise _Invalid(f"expected a port {lowest}..65535, got {_show(whole)}")
+    return int(text)
+
+
+def _parse_ip(text: str, whole: str) -> str:
+    try:
+        return str(ipaddress.ip_address(text))  # canonical spelling, e.g. IPv6 compressed
+    except ValueError:
+        raise _Invalid(f"expected {_HOSTPORT_HELP}, got {_show(whole)}") from None
+
+
+def parse_hostport(text: str) -> HostPort:
+    """Parse a listen address: ``"1.2.3.4:53"``, ``"[::1]:53"``, ``":53"`` (all interfaces).
+
+    Port 0 is allowed (an ephemeral port; tests use it). Raises ``ValueError``.
+    """
+    text = text.strip()
+    host, port = _split_hostport(text)
+    if port is None:
+        raise _Invalid(f"expected {_HOSTPORT_HELP}, got {_show(text)}")
+    if host == "":
+        host = "0.0.0.0"  # SDNS and CoreDNS spell "all interfaces" as ":53"
+    elif host.lower() == "localhost":
+        host = "localhost"
+    else:
+        host = _parse_ip(host, text)
+    return host, _parse_port(port, text, lowest=0)
+
+
+def format_hostport(address: HostPort) -> str:
+    """The inverse of ``parse_hostport``: ``("::1", 53)`` -> ``"[::1]:53"``."""
+    host, port = address
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _normalise_name(text: str) -> str:
+    """Lowercase, strip one trailing dot, check RFC 1123 labels; raises ``_Invalid``."""
+    name = text.strip().lower().removesuffix(".")
+    labels = name.split(".")
+    if not name or len(name) > 253 or not all(_LABEL.fullmatch(label) for label in labels):
+        raise _Invalid(f"expected a DNS name like cluster.local, got {_show(text)}")
+    return name
+
+
+class Upstream(NamedTuple):
+    """One forwarder, as ``parse_upstream`` reads it."""
+
+    transport: str  # "udp" (TCP on truncation, like any stub), "tcp" or "tls"
+    host: str  # an IP address: a forwarder named by hostname would need DNS to find DNS
+    port: int
+    server_name: str | None  # TLS only: the name to verify the certificate against (SNI)
+
+
+_SCHEMES = {"": "udp", "dns": "udp", "udp": "udp", "tcp": "tcp", "tls": "tls"}
+_UPSTREAM_HELP = "an upstream [udp://|tcp://|tls://]IP[:PORT][@TLS_NAME]"
+
+
+def _upstream_parts(text: str) -> tuple[str, str, str, int | None, str | None]:
+    """(scheme as written, transport, host, port if written, TLS name); raises ``_Invalid``."""
+    scheme, sep, rest = text.strip().rpartition("://")
+    scheme = scheme.lower()
+    rest, at, server_name = rest.partition("@")
+    if (sep and not scheme) or scheme not in _SCHEMES or (at and _SCHEMES[scheme] != "tls"):
+        raise _Invalid(f"expected {_UPSTREAM_HELP}, got {_show(text)}")
+    try:
+        try:  # a bare IPv6 address needs no brackets when it has no port
+            host, port = str(ipaddress.ip_address(rest)), None
+        except ValueError:
+            host_text, port_text = _split_hostport(rest)
+            host = _parse_ip(host_text, text)
+            port = None if port_text is None else _parse_port(port_text, text, lowest=1)
+        name = _normalise_name(server_name) if at else None
+    except _Invalid:
+        raise _Invalid(f"expected {_UPSTREAM_HELP}, got {_show(text)}") from None
+    return scheme, _SCHEMES[scheme], host, port, name
+
+
+def parse_upstream(text: str) -> Upstream:
+    """Parse ``1.1.1.1``, ``1.1.1.1:53``, ``[2606:4700::1111]:53``, ``udp://..``, ``tcp://..``,
+    ``tls://1.1.1.1@cloudflare-dns.com``, ``tls://1.1.1.1:853@name``. Raises ``ValueError``.
+
+    The port defaults to 53, or 853 for TLS. ``dns://`` (CoreDNS's spelling of plain DNS)
+    means the same as no scheme.
+    """
+    _, transport, host, port, name = _upstream_parts(text)
+    if port is None:
+        port = 853 if transport == "tls" else 53
+    return Upstream(transport, host, port, name)
+
+
+def _normalise_upstream(text: str) -> str:
+    """As written, in canonical spelling: lowercase scheme and name, canonical IP."""
+    scheme, _, host, port, name = _upstream_parts(text)
+    address = host if port is None else format_hostport((host, port))
+    return (f"{scheme}://" if scheme else "") + address + (f"@{name}" if name else "")
+
+
+# --- kinds: how one setting parses, validates and renders --------------------------------
+
+
+class _Kind:
+    expected = "a value"
+
+    def from_text(self, text: str) -> object:
+        """Env vars and flags are strings; make one into what a TOML file would hold."""
+        return text
+
+    def check(self, value: object) -> Any:
+        """Validate and normalise a TOML-typed value; raise ``_Invalid``."""
+        raise NotImplementedError
+
+    def render(self, value: Any) -> object:
+        """The TOML value for a ``Config`` value; ``None`` for "unset" (left out)."""
+        return value
+
+    def fail(self, value: object) -> NoReturn:
+        raise _Invalid(f"expected {self.expected}, got {_show(value)}")
+
+
+class _Bool(_Kind):
+    expected = "true or false"
+    _WORDS = {"1": True, "true": True, "yes": True, "on": True}
+    _WORDS |= {"0": False, "false": False, "no": False, "off": False}
+
+    def from_text(self, text: str) -> object:
+        word = self._WORDS.get(text.strip().lower())
+        if word is None:
+            raise _Invalid(f"expected a boolean (1/0/true/false/yes/no/on/off), got {_show(text)}")
+        return word
+
+    def check(self, value: object) -> bool:
+        # TOML has real booleans: "yes" in a file is a mistake worth reporting.
+        if not isinstance(value, bool):
+            self.fail(value)
+        return value
+
+
+class _Int(_Kind):
+    def __init__(self, lowest: int, highest: int) -> None:
+        self.lowest, self.highest = lowest, highest
+        self.expected = f"an integer {lowest}..{highest}"
+
+    def from_text(self, text: str) -> object:
+        if not re.fullmatch(r"\s*[+-]?[0-9]+\s*", text):
+            self.fail(text)
+        return int(text)
+
+    def check(self, value: object) -> int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            self.fail(value)
+        if not self.lowest <= value <= self.highest:
+            self.fail(value)
+        return value
+
+
+class _Seconds(_Kind):
+    def __init__(self, *, zero_ok: bool) -> None:
+        self.zero_ok = zero_ok
+        self.expected = "a number of seconds >= 0" if zero_ok else "a number of seconds > 0"
+
+    def from_text(self, text: str) -> object:
+        try:
+            return float(text)
+        except ValueError:
+            self.fail(text)
+
+    def check(self, value: object) -> float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            self.fail(value)
+        if not math.isfinite(value) or value < 0 or (value == 0 and not self.zero_ok):
+            self.fail(value)
+        return float(value)
+
+
+class _Choice(_Kind):
+    def __init__(self, *choices: str) -> None:
+        self.choices = choices
+        self.expected = "|".join(choices)
+
+    def check(self, value: object) -> str:
+        # Case-insensitive: LOG_LEVEL=INFO is how many operators write it.
+        if not isinstance(value, str) or value.strip().lower() not in self.choices:
+            self.fail(value)
+        return value.strip().lower()
+
+
+class _Name(_Kind):
+    expected = "a DNS name like cluster.local"
+
+    def check(self, value: object) -> str:
+        if not isinstance(value, str):
+            self.fail(value)
+        return _normalise_name(value)
+
+
+class _Path(_Kind):
+    expected = "a path"
+
+    def check(self, value: object) -> str:
+        # Existence is checked when used: check-config may run on another machine.
+        if not isinstance(value, str) or not value.strip():
+            self.fail(value)
+        return value
+
+
+class _Address(_Kind):
+    """HOST:PORT, or with ``off_ok`` the word ``off`` for "don't listen" (None)."""
+
+    def __init__(self, *, off_ok: bool = False) -> None:
+        self.off_ok = off_ok
+        self.expected = "HOST:PORT or off" if off_ok else "HOST:PORT"
+
+    def check(self, value: object) -> HostPort | None:
+        if not isinstance(value, str):
+            self.fail(value)
+        if self.off_ok and value.strip().lower() == "off":
+            return None
+        return parse_hostport(value)
+
+    def render(self, value: HostPort | None) -> str:
+        return "off" if value is None else format_hostport(value)
+
+
+class _Upstream(_Kind):
+    expected = _UPSTREAM_HELP
+
+    def check(self, value: object) -> str:
+        if not isinstance(value, str):
+            self.fail(value)
+        return _normalise_upstream(value)
+
+
+class _ServiceRef(_Kind):
+    expected = "NAMESPACE/NAME of a Service"
+
+    def check(self, value: object) -> str:
+        if not isinstance(value, str):
+            self.fail(value)
+        parts = value.strip().split("/")
+        if len(parts) != 2 or not all(_LABEL.fullmatch(part) for part in parts):
+            self.fail(value)
+        return "/".join(parts)
+
+
+class _List(_Kind):
+    """A list of ``item``. A single string is a one-item list (SDNS writes ``bind = ":53"``)."""
+
+    def __init__(self, item: _Kind, *, empty_ok: bool = True) -> None:
+        self.item, self.empty_ok = item, empty_ok
+        self.expected = f"a list of {item.expected}"
+
+    def from_text(self, text: str) -> object:
+        # Environment variables repeat with commas: KDNS_LISTEN=127.0.0.1:53,[::1]:53
+        return [part.strip() for part in text.split(",") if part.strip()]
+
+    def check(self, value: object) -> tuple[Any, ...]:
+        items = [value] if isinstance(value, str) else value
+        if not isinstance(items, list | tuple):
+            self.fail(value)
+        checked = tuple(dict.fromkeys(self.item.check(v) for v in items))  # dedupe, keep order
+        if not checked and not self.empty_ok:
+            raise _Invalid(f"expected at least one {self.item.expected}, got []")
+        return checked
+
+    def render(self, value: tuple[Any, ...]) -> list[object]:
+        return [self.item.render(v) for v in value]
+
+
+# --- the table ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Setting:
+    """One setting: its ``Config`` field, TOML key, flag and env var, and how it parses."""
+
+    field: str  # Config attribute; also the argparse dest of its flag
+    toml: str  # "section.key"
+    kind: _Kind
+    cli: str | None = None  # flag name without "--"; the env var is KDNS_ + it in caps
+
+    @property
+    def section(self) -> str:
+        return self.toml.partition(".")[0]
+
+    @property
+    def key(self) -> str:
+        return self.toml.partition(".")[2]
+
+    @property
+    def flag(self) -> str | None:
+        return None if self.cli is None else f"--{self.cli}"
+
+    @property
+    def env(self) -> str | None:
+        return None if self.cli is None else "KDNS_" + self.cli.upper().replace("-", "_")
+
+    @property
+    def negated(self) -> bool:
+        """``--no-forward`` / ``KDNS_NO_FORWARD=1`` set ``forward = False``."""
+        return self.cli is not None and self.cli.startswith("no-")
+
+
+_LISTEN = _List(_Address(), empty_ok=False)
+_SERVICE = _Address(off_ok=True)
+_PODS = _Choice("disabled", "insecure", "verified")
+_LEVELS = _Choice("debug", "info", "warning", "error")
+_STARTUP = _Seconds(zero_ok=True)
+
+# Order here is the order of ``to_toml``'s output.
+SETTINGS: tuple[Setting, ...] = (
+    Setting("listen", "server.listen", _LISTEN, "listen"),
+    Setting("workers", "server.workers", _Int(1, 64), "workers"),
+    Setting("udp_size", "server.udp_size", _Int(512, 65535), "udp-size"),
+    Setting("tcp_idle_timeout", "server.tcp_idle_timeout", _Seconds(zero_ok=False)),
+    Setting("tcp_max_connections", "server.tcp_max_connections", _Int(1, 1_000_000)),
+    Setting("kubernetes_enabled", "kubernetes.enabled", _Bool()),
+    Setting("cluster_domain", "kubernetes.cluster_domain", _Name(), "cluster-domain"),
+    Setting("external_zones", "kubernetes.external_zones", _List(_Name()), "external-zone"),
+    Setting("pods", "kubernetes.pods", _PODS, "pods"),
+    Setting("ttl", "kubernetes.ttl", _Int(0, 3600), "ttl"),
+    Setting("endpoint_pod_names", "kubernetes.endpoint_pod_names", _Bool(), "endpoint-pod-names"),
+    Setting("killer", "kubernetes.killer_mode", _Bool(), "killer"),
+    Setting("kubeconfig", "kubernetes.kubeconfig", _Path(), "kubeconfig"),
+    Setting("demo", "kubernetes.demo", _Bool(), "demo"),
+    Setting("objects", "kubernetes.objects", _List(_Path()), "objects"),
+    Setting("startup_timeout", "kubernetes.startup_timeout", _STARTUP, "startup-timeout"),
+    Setting("dns_service", "kubernetes.dns_service", _ServiceRef()),
+    Setting("forward", "forward.enabled", _Bool(), "no-forward"),
+    Setting("upstreams", "forward.upstreams", _List(_Upstream()), "upstream"),
+    Setting("metrics_listen", "metrics.listen", _SERVICE, "metrics-listen"),
+    Setting("health_listen", "health.listen", _SERVICE, "health-listen"),
+    Setting("ready_listen", "ready.listen", _SERVICE, "ready-listen"),
+    Setting("log_level", "log.level", _LEVELS, "log-level"),
+    Setting("log_format", "log.format", _Choice("text", "json"), "log-format"),
+    Setting("query_log", "log.query_log", _Bool(), "query-log"),
+)
+
+# SDNS's top-level keys, accepted so an SDNS config file works unchanged.
+TOML_ALIASES: Mapping[str, str] = {"bind": "server.listen", "loglevel": "log.level"}
+
+CONFIG_ENV = "KDNS_CONFIG"
+
+_BY_FIELD = {s.field: s for s in SETTINGS}
+_BY_TOML = {s.toml: s for s in SETTINGS}
+_SECTIONS = tuple(dict.fromkeys(s.section for s in SETTINGS))
+
+
+# --- the layers ----------------------------------------------------------------------------
+
+
+def build_config(
+    file: str | None = None,
+    env: Mapping[str, str] | None = None,
+    flags: Mapping[str, Any] | None = None,
+) -> Config:
+    """The effective configuration: defaults < TOML ``file`` < KDNS_* ``env`` < ``flags``.
+
+    ``file`` None falls back to ``env["KDNS_CONFIG"]``. ``env`` None means no environment (pass
+    ``os.environ`` explicitly). ``flags`` maps ``Config`` field names to a string (parsed like
+    an env var), a list of strings for repeatable settings (one item each) or a typed value;
+    ``None`` values mean "not given". Raises ``ConfigError``.
+    """
+    env = env or {}
+    if file is None:
+        file = env.get(CONFIG_ENV) or None
+    values: dict[str, Any] = {}
+    if file is not None:
+        values.update(_file_layer(_read_toml(file)))
+    values.update(_env_layer(env))
+    values.update(_flag_layer(flags or {}))
+    return Config(**values, config_file=file)
+
+
+def _validate(setting: Setting, key: str, value: object, *, text: bool) -> Any:
+    kind = setting.kind
+    try:
+        return kind.check(kind.from_text(value) if text and isinstance(value, str) else value)
+    except _Invalid as exc:
+        raise ConfigError(key, str(exc)) from None
+
+
+def _read_toml(path: str) -> dict[str, Any]:
+    try:
+        with open(path, "rb") as fh:
+            return tomllib.load(fh)
+    except OSError as exc:
+        raise ConfigError(path, f"cannot read: {exc.strerror or exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(path, f"invalid TOML: {exc}") from None
+
+
+def _file_layer(doc: Mapping[str, Any]) -> dict[str, Any]:
+    written: dict[str, str] = {}  # canonical "section.key" -> the name the file used
+    values: dict[str, Any] = {}
+    for name, path, value in _file_entries(doc):
+        if path in written:
+            raise ConfigError(name, f"given twice, also as {written[path]}")
+        written[path] = name
+        setting = _BY_TOML[path]
+        values[setting.field] = _validate(setting, name, value, text=False)
+    return values
+
+
+def _file_entries(doc: Mapping[str, Any]) -> list[tuple[str, str, object]]:
+    """(name as written, canonical path, value) for every key; unknown keys are errors."""
+    entries: list[tuple[str, str, object]] = []
+    for top, value in doc.items():
+        if top in TOML_ALIASES:
+            entries.append((top, TOML_ALIASES[top], value))
+        elif top in _SECTIONS:
+            if not isinstance(value, dict):
+                raise ConfigError(top, f"expected a table [{top}], got {_show(value)}")
+            for key, item in value.items():
+                path = f"{top}.{key}"
+                if path not in _BY_TOML:
+                    raise ConfigError(path, "unknown key")
+                entries.append((path, path, item))
+        else:
+            raise ConfigError(top, "unknown key")
+    return entries
+
+
+def _env_layer(env: Mapping[str, str]) -> dict[str, Any]:
+    # Only our names are read. Kubernetes injects KDNS_SERVICE_HOST, KDNS_PORT, ... into pods
+    # when a Service is named "kdns", so unknown KDNS_* variables must not be errors.
+    values: dict[str, Any] = {}
+    for setting in SETTINGS:
+        if setting.env is None or not env.get(setting.env, "").strip():
+            continue  # unset or empty: manifests often template "" for "not set"
+        value = _validate(setting, setting.env, env[setting.env], text=True)
+        values[setting.field] = (not value) if setting.negated else value
+    return values
+
+
+def _flag_layer(flags: Mapping[str, Any]) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    for field, value in flags.items():
+        setting = _BY_FIELD.get(field)
+        if setting is None:
+            raise ValueError(f"build_config: unknown flag field {field!r}")
+        if value is not None:
+            key = setting.flag or field
+            values[field] = _validate(setting, key, value, text=True)
+    return values
+
+
+# --- rendering -------------------------------------------------------------------------------
+
+
+def _toml_str(text: str) -> str:
+    """A TOML basic string. (json.dumps is close but lets DEL through and splits surrogates.)"""
+    out = []
+    for ch in text:
+        if ch in '"\\':
+            out.append("\\" + ch)
+        elif ch < " " or ch == "\x7f":
+            out.append(f"\\u{ord(ch):04x}")
+        else:
+            out.append(ch)
+    return '"' + "".join(out) + '"'
+
+
+def _toml_value(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)  # finite by validation; Python's repr is valid TOML
+    if isinstance(value, str):
+        return _toml_str(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    raise TypeError(f"cannot render {value!r} as TOML")
+
+
+def _render_toml(config: Config) -> str:
+    lines = ["# kdns effective configuration"]
+    if config.config_file:
+        lines.append(f"# read from {config.config_file}, then KDNS_* environment, then flags")
+    for section in _SECTIONS:
+        lines += ["", f"[{section}]"]
+        for setting in SETTINGS:
+            if setting.section != section:
+                continue
+            value = setting.kind.render(getattr(config, setting.field))
+            if value is None:  # TOML has no null: leave the key out, which means the default
+                lines.append(f"# {setting.key} is not set (the built-in default applies)")
+            else:
+                lines.append(f"{setting.key} = {_toml_value(value)}")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,76 @@
+"""A response minus its header and question: what the registry pre-renders per (name, type).
+
+The server builds a reply as the client's ID + flags, the counts, the client's own question bytes
+and ``Answer.body`` (+ an OPT record when the query had one). Because every owner name in the
+answer section is the pointer 0xC00C, the same bytes fit every spelling of the name.
+"""
+
+from __future__ import annotations
+
+import struct
+
+from kdns.dns.records import NOERROR
+
+_COUNTS = struct.Struct("!HHH")
+
+# (wire bytes, record count) per RRset; three sections: answer, authority, additional.
+RRset = tuple[bytes, int]
+Sections = tuple[tuple[RRset, ...], tuple[RRset, ...], tuple[RRset, ...]]
+
+# Bodies up to this size always fit the 512-byte minimum with any question and an OPT record
+# (12 header + 259 question + 11 OPT + 200 < 512), so their RRsets need not be kept apart
+# for truncation. Saves memory on the common small answer.
+_SMALL_BODY = 200
+
+
+class Answer:
+    """Pre-rendered response body for one (name, type), or a one-off negative answer."""
+
+    __slots__ = ("rcode", "aa", "counts", "counts_edns", "body", "sections")
+
+    def __init__(self, rcode: int, aa: bool, sections: Sections) -> None:
+        self.rcode = rcode
+        self.aa = aa
+        an, ns, ar = (sum(count for _, count in section) for section in sections)
+        self.counts = _COUNTS.pack(an, ns, ar)
+        self.counts_edns = _COUNTS.pack(an, ns, ar + 1)
+        self.body = b"".join(data for section in sections for data, _ in section)
+        self.sections: Sections | None = sections if len(self.body) > _SMALL_BODY else None
+
+    @property
+    def ancount(self) -> int:
+        return int(_COUNTS.unpack(self.counts)[0])
+
+    def fit(self, room: int, edns: bool) -> tuple[bytes, bytes, bool]:
+        """(counts, body, truncated) within ``room`` bytes, cutting at RRset boundaries.
+
+        RFC 2181 9: set TC only when a required RRset (answer or authority) does not fit;
+        additional-section RRsets are dropped silently. RFC 1035 / 6891: the client then
+        retries over TCP.
+        """
+        if len(self.body) <= room:
+            return (self.counts_edns if edns else self.counts), self.body, False
+        kept: list[list[RRset]] = [[], [], []]
+        used = 0
+        truncated = False
+        sections = self.sections or (((self.body, self.ancount),), (), ())
+        for index, section in enumerate(sections):
+            for data, count in section:
+                if used + len(data) > room:
+                    truncated = index < 2
+                    break
+                kept[index].append((data, count))
+                used += len(data)
+            if truncated:
+                break
+        an, ns, ar = (sum(count for _, count in section) for section in kept)
+        counts = _COUNTS.pack(an, ns, ar + (1 if edns else 0))
+        return counts, b"".join(data for section in kept for data, _ in section), truncated
+
+
+def empty(rcode: int, aa: bool) -> Answer:
+    """An answer with no records (REFUSED, SERVFAIL, or a NODATA without SOA)."""
+    return Answer(rcode, aa, ((), (), ()))
+
+
+NOERROR_EMPTY = empty(NOERROR, True)

@@ -1,0 +1,583 @@
+"""The registry: cluster objects in, pre-rendered answers out.
+
+Write side (used by every source: API watch, manifest files, demo): ``upsert``, ``delete``,
+``replace`` (an atomic relist), grouped by ``batch()``. Each object belongs to an *owner*, the
+unit that renders together: a Service and its EndpointSlices, a Namespace, a Pod (verified
+mode), a zone apex. When an owner changes, only its names are re-rendered: the owner's new
+contribution (name -> type -> rdata) is diffed against its previous one, the merged records of
+each changed name are rebuilt from every owner contributing to it (two Services can share a PTR
+name), and that name's answers are packed into wire bytes.
+
+Read side (used by the resolver and the server, never importing Kubernetes code):
+``answers`` (question bytes -> Answer: the hot-path dict), ``exists``, ``records``,
+``namespace_exists``, ``synced``, ``generation`` / ``shard_generation``.
+"""
+
+from __future__ import annotations
+
+import logging
+import struct
+import time
+import zlib
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from typing import TypeVar
+
+from kdns.dns import names
+from kdns.dns.answer import Answer
+from kdns.dns.records import (
+    AAAA,
+    ANY,
+    CNAME,
+    NOERROR,
+    NS,
+    PTR,
+    QNAME_POINTER,
+    SOA,
+    SRV,
+    TXT,
+    A,
+    rdata_address,
+    rdata_srv,
+    rdata_target,
+    rdata_txt,
+    rrset,
+)
+from kdns.dns.zones import CLUSTER, EXTERNAL, Zone, ZoneSet
+from kdns.model import EndpointSlice, KubeObject, Namespace, Pod, Service
+
+log = logging.getLogger("kdns.registry")
+
+Owner = tuple[str, str, str]  # (kind, namespace, name)
+_O = TypeVar("_O", Service, EndpointSlice, Pod)
+Records = dict[int, list[bytes]]  # rtype -> rdatas, in insertion order, no duplicates
+Contribution = dict[bytes, Records]  # name -> records; {} means "exists, no data"
+
+SHARDS = 64
+DNS_SCHEMA_VERSION = "1.1.0"  # Kubernetes DNS-Based Service Discovery spec 2.1
+DNS_VERSION_TTL = 28800  # CoreDNS kubernetes.go: the dns-version TXT has a fixed TTL
+_QSUFFIX = struct.Struct("!HH")
+_ADDRESS_TYPES = (A, AAAA)
+
+
+def question_key(name: bytes, qtype: int, qclass: int = 1) -> bytes:
+    """The hot-path dict key: the question section as it appears on the wire, name lowercased."""
+    return name + _QSUFFIX.pack(qtype, qclass)
+
+
+def shard_of(owner: Owner) -> int:
+    return zlib.crc32(f"{owner[1]}/{owner[2]}".encode()) % SHARDS
+
+
+def _add(out: Contribution, name: bytes, rtype: int, rdata: bytes) -> None:
+    rdatas = out.setdefault(name, {}).setdefault(rtype, [])
+    if rdata not in rdatas:
+        rdatas.append(rdata)
+
+
+class Registry:
+    def __init__(
+        self,
+        zones: ZoneSet,
+        *,
+        ttl: int = 5,
+        pods: str = "insecure",
+        endpoint_pod_names: bool = False,
+        dns_service: str = "kube-system/kube-dns",
+    ) -> None:
+        self.zones = zones
+        self.cluster = zones.cluster
+        self.ttl = ttl
+        self.pods_mode = pods
+        self.endpoint_pod_names = endpoint_pod_names
+        ns, _, svc = dns_service.partition("/")
+        self.dns_service: tuple[str, str] = (ns, svc)
+        self.synced = False
+        self.generation = 0
+        self.shard_generation = [0] * SHARDS
+        # Called with the monotonic time of each flush that changed answers (programming latency).
+        self.on_change: Callable[[float], None] | None = None
+
+        # Objects as the sources gave them.
+        self.services: dict[tuple[str, str], Service] = {}
+        self.slices: dict[tuple[str, str], EndpointSlice] = {}
+        self.pods: dict[tuple[str, str], Pod] = {}
+        self.namespaces: set[str] = set()
+        self._slices_of: dict[tuple[str, str], set[tuple[str, str]]] = {}
+        self._ns_refs: Counter[str] = Counter()  # objects per namespace (manifests may omit Namespaces)
+
+        # Name table.
+        self.answers: dict[bytes, Answer] = {}
+        self._rendered: dict[bytes, tuple[int, ...]] = {}
+        self._names: dict[bytes, dict[Owner, Records]] = {}
+        self._ents: Counter[bytes] = Counter()  # empty non-terminals, refcounted by descendants
+        self._contrib: dict[Owner, Contribution] = {}
+        self._deps: dict[bytes, set[bytes]] = {}  # name -> names whose additional section uses it
+        self._dirty: set[Owner] = set()
+        self._batch = 0
+        self._dns_version = names.to_wire("dns-version." + self.cluster.text)
+        for zone in zones:
+            self._dirty.add(("zone", "", zone.text))
+        self.flush()
+
+    # ----------------------------------------------------------------- read side
+
+    def exists(self, name: bytes) -> bool:
+        """True for names with records and for empty non-terminals (RFC 8020: not NXDOMAIN)."""
+        return name in self._names or name in self._ents
+
+    def records(self, name: bytes) -> Records:
+        """The merged records of a name across every owner contributing to it."""
+        owners = self._names.get(name)
+        if not owners:
+            return {}
+        if len(owners) == 1:
+            return next(iter(owners.values()))
+        merged: Records = {}
+        for records in owners.values():
+            for rtype, rdatas in records.items():
+                into = merged.setdefault(rtype, [])
+                into.extend(r for r in rdatas if r not in into)
+        return merged
+
+    def namespace_exists(self, namespace: str) -> bool:
+        return namespace in self.namespaces or self._ns_refs[namespace] > 0
+
+    def counts(self) -> dict[str, int]:
+        return {
+            "Service": len(self.services),
+            "EndpointSlice": len(self.slices),
+            "Pod": len(self.pods),
+            "Namespace": len(self.namespaces),
+            "names": len(self._names),
+            "answers": len(self.answers),
+        }
+
+    # ---------------------------------------------------------------- write side
+
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        """Group changes; answers are rendered once when the outermost batch ends."""
+        self._batch += 1
+        try:
+            yield
+        finally:
+            self._batch -= 1
+            if not self._batch:
+                self.flush()
+
+    def upsert(self, obj: KubeObject) -> bool:
+        """Add or replace an object. False (and nothing re-rendered) when nothing DNS-visible changed."""
+        if isinstance(obj, Service):
+            changed = self._put(self.services, obj, obj.namespace)
+            if changed:
+                self._touch_service(obj.namespace, obj.name)
+        elif isinstance(obj, EndpointSlice):
+            old = self.slices.get(obj.key)
+            changed = self._put(self.slices, obj, obj.namespace)
+            if changed:
+                if old is not None and old.service != obj.service:
+                    self._unlink_slice(old)
+                self._slices_of.setdefault((obj.namespace, obj.service), set()).add(obj.key)
+                self._touch(("svc", obj.namespace, obj.service))
+        elif isinstance(obj, Pod):
+            if self.pods_mode != "verified":
+                return False  # insecure/disabled modes never look pods up: don't hold them
+            changed = self._put(self.pods, obj, obj.namespace)
+            if changed:
+                self._touch(("pod", obj.namespace, obj.name))
+        elif isinstance(obj, Namespace):
+            changed = obj.name not in self.namespaces
+            if changed:
+                self.namespaces.add(obj.name)
+                self._touch(("ns", "", obj.name))
+        else:  # pragma: no cover - the type union is closed
+            raise TypeError(f"not a kdns object: {obj!r}")
+        return changed
+
+    def delete(self, kind: str, key: tuple[str, str]) -> bool:
+        namespace, name = key
+        if kind == "Service":
+            if self.services.pop(key, None) is None:
+                return False
+            self._ns_refs[namespace] -= 1
+            self._touch_service(namespace, name)
+        elif kind == "EndpointSlice":
+            old = self.slices.pop(key, None)
+            if old is None:
+                return False
+            self._ns_refs[namespace] -= 1
+            self._unlink_slice(old)
+        elif kind == "Pod":
+            if self.pods.pop(key, None) is None:
+                return False
+            self._ns_refs[namespace] -= 1
+            self._touch(("pod", namespace, name))
+        elif kind == "Namespace":
+            if name not in self.namespaces:
+                return False
+            self.namespaces.discard(name)
+            self._touch(("ns", "", name))
+        else:
+            raise ValueError(f"unknown kind {kind!r}")
+        return True
+
+    def replace(self, kind: str, objects: Iterable[KubeObject]) -> None:
+        """Make ``kind``'s contents exactly ``objects`` (a relist), atomically for readers.
+
+        Everything happens inside one batch: queries (served on the same loop) see either the
+        old set or the new one, never a gap; objects deleted while the watch was down go away.
+        """
+        with self.batch():
+            keep: set[tuple[str, str]] = set()
+            for obj in objects:
+                if obj.kind != kind:
+                    raise ValueError(f"replace({kind}) got a {obj.kind}")
+                keep.add(obj.key)
+                self.upsert(obj)
+            for key in [k for k in self._keys_of(kind) if k not in keep]:
+                self.delete(kind, key)
+
+    def set_ttl(self, ttl: int) -> None:
+        """Re-render everything with a new TTL (config reload)."""
+        self.ttl = ttl
+        for zone in self.zones:
+            zone.set_ttl(ttl)
+        with self.batch():
+            for name in list(self._names):
+                self._render_name(name)
+
+    def flush(self) -> None:
+        """Render the answers of every owner changed since the last flush."""
+        if not self._dirty:
+            return
+        dirty_names: set[bytes] = set()
+        touched: set[Zone] = set()
+        while self._dirty:
+            owners, self._dirty = self._dirty, set()
+            for owner in owners:
+                changed = self._apply_owner(owner)
+                if changed:
+                    self.shard_generation[shard_of(owner)] += 1
+                    dirty_names.update(changed)
+                    if owner[0] != "zone":
+                        touched.update(z for z in map(self.zones.find, changed) if z is not None)
+            # A zone whose data changed gets a new SOA serial, which re-renders its apex.
+            for zone in touched:
+                zone.bump()
+                self._dirty.add(("zone", "", zone.text))
+            touched = set()
+        for name in self._with_dependents(dirty_names):
+            self._render_name(name)
+        if dirty_names:
+            self.generation += 1
+            if self.on_change is not None:
+                self.on_change(time.monotonic())
+
+    # ------------------------------------------------------------- internals
+
+    def _put(self, store: dict[tuple[str, str], _O], obj: _O, namespace: str) -> bool:
+        old = store.get(obj.key)
+        if old == obj:
+            return False
+        if old is None:
+            self._ns_refs[namespace] += 1
+        store[obj.key] = obj
+        return True
+
+    def _keys_of(self, kind: str) -> list[tuple[str, str]]:
+        if kind == "Namespace":
+            return [("", n) for n in self.namespaces]
+        if kind == "Service":
+            return list(self.services)
+        if kind == "EndpointSlice":
+            return list(self.slices)
+        return list(self.pods)
+
+    def _unlink_slice(self, old: EndpointSlice) -> None:
+        key = (old.namespace, old.service)
+        members = self._slices_of.get(key)
+        if members is not None:
+            members.discard(old.key)
+            if not members:
+                del self._slices_of[key]
+        self._touch(("svc", old.namespace, old.service))
+
+    def _touch_service(self, namespace: str, name: str) -> None:
+        if (namespace, name) == self.dns_service:
+            self._dirty.update(("zone", "", zone.text) for zone in self.zones)  # apex NS target
+        self._touch(("svc", namespace, name))
+
+    def _touch(self, owner: Owner) -> None:
+        self._dirty.add(owner)
+        if not self._batch:
+            self.flush()
+
+    def _apply_owner(self, owner: Owner) -> list[bytes]:
+        """Swap in the owner's new contribution; return the names whose records changed."""
+        new = self._render_owner(owner)
+        old = self._contrib.pop(owner, {})
+        if new:
+            self._contrib[owner] = new
+        changed = []
+        for name in old.keys() | new.keys():
+            before, after = old.get(name), new.get(name)
+            if before == after:
+                continue
+            changed.append(name)
+            entry = self._names.get(name)
+            if after is None:
+                if entry is not None:
+                    entry.pop(owner, None)
+                    if not entry:
+                        del self._names[name]
+                        self._adjust_ents(name, -1)
+            else:
+                if entry is None:
+                    entry = self._names[name] = {}
+                    self._adjust_ents(name, +1)
+                entry[owner] = after
+        return changed
+
+    def _adjust_ents(self, name: bytes, delta: int) -> None:
+        zone = self.zones.find(name)
+        if zone is None:
+            return
+        node = names.parent(name)
+        while len(node) > len(zone.apex):
+            self._ents[node] += delta
+            if self._ents[node] <= 0:
+                del self._ents[node]
+            node = names.parent(node)
+
+    def _with_dependents(self, dirty: set[bytes]) -> set[bytes]:
+        out = set(dirty)
+        for name in dirty:
+            out.update(self._deps.get(name, ()))
+        return out
+
+    # ------------------------------------------------------------- rendering
+
+    def _render_owner(self, owner: Owner) -> Contribution:
+        kind, namespace, name = owner
+        if kind == "svc":
+            return self._render_service(namespace, name)
+        if kind == "pod":
+            return self._render_pod(namespace, name)
+        if kind == "ns":
+            return self._render_namespace(name)
+        return self._render_zone(self.zones.by_apex[names.to_wire(name)])
+
+    def _render_zone(self, zone: Zone) -> Contribution:
+        out: Contribution = {zone.ns_name: {}}
+        _add(out, zone.apex, SOA, zone.soa_rdata)
+        # CoreDNS (ns.go nsAddrs): the apex NS names the Service kdns is exposed through, its
+        # ClusterIP as glue; ns.dns.<zone> when that Service is unknown. k8s_external zones
+        # use ns1.dns.<zone>, glued to that Service's external IPs.
+        dns_service = self.services.get(self.dns_service)
+        if zone.kind != EXTERNAL and dns_service is not None and dns_service.cluster_ips:
+            ns_target = f"{dns_service.name}.{dns_service.namespace}.svc.{self.cluster.text}"
+            _add(out, zone.apex, NS, names.to_wire(ns_target))
+        else:
+            _add(out, zone.apex, NS, zone.ns_name)
+        if zone.kind == CLUSTER:
+            # Spec 2.1: dns-version.<zone> TXT carries the schema version.
+            _add(out, self._dns_version, TXT, rdata_txt(DNS_SCHEMA_VERSION))
+        return out
+
+    def _render_namespace(self, namespace: str) -> Contribution:
+        if namespace not in self.namespaces:
+            return {}
+        zone = self.cluster.text
+        out: Contribution = {names.to_wire(f"{namespace}.svc.{zone}"): {}}
+        if self.pods_mode != "disabled":
+            out[names.to_wire(f"{namespace}.pod.{zone}")] = {}
+        for external in self.zones.of_kind(EXTERNAL):
+            # k8s_external: <ns>.<zone> is NODATA for an existing namespace.
+            out[names.to_wire(f"{namespace}.{external.text}")] = {}
+        return out
+
+    def _render_pod(self, namespace: str, name: str) -> Contribution:
+        pod = self.pods.get((namespace, name))
+        if pod is None:
+            return {}
+        out: Contribution = {}
+        for ip in pod.ips:
+            rtype, packed = rdata_address(ip)
+            owner = names.to_wire(f"{names.dashed_ip(ip)}.{namespace}.pod.{self.cluster.text}")
+            _add(out, owner, rtype, packed)
+        return out
+
+    def _endpoints(self, svc: Service) -> list[tuple[str, str, EndpointSlice]]:
+        """(address, endpoint label, slice) for each endpoint the service publishes.
+
+        Spec 2.4.1: ready endpoints only, not-ready ones too under publishNotReadyAddresses.
+        The same address in two slices (during a slice rollover) is served once.
+        """
+        out = []
+        seen: set[str] = set()
+        for key in sorted(self._slices_of.get(svc.key, ())):
+            eps = self.slices[key]
+            for ep in eps.endpoints:
+                if not (ep.ready or svc.publish_not_ready):
+                    continue
+                for address in ep.addresses:
+                    if address in seen:
+                        continue
+                    seen.add(address)
+                    out.append((address, self._endpoint_label(ep.hostname, ep.pod_name, address), eps))
+        return out
+
+    def _endpoint_label(self, hostname: str, pod_name: str, address: str) -> str:
+        # Spec 2.4.1 uses the endpoint hostname; CoreDNS falls back to the pod name under
+        # endpoint_pod_names, else to the dashed address (10-0-0-1).
+        if hostname:
+            return hostname
+        if self.endpoint_pod_names and pod_name and len(pod_name) <= 63:
+            return pod_name
+        return names.dashed_ip(address)
+
+    def _render_service(self, namespace: str, name: str) -> Contribution:
+        svc = self.services.get((namespace, name))
+        if svc is None:
+            return {}
+        base_text = f"{name}.{namespace}.svc.{self.cluster.text}"
+        base = names.to_wire(base_text)
+        out: Contribution = {base: {}}
+        if svc.type == "ExternalName":
+            # Spec 2.5: a CNAME to the external name (no SRV, no endpoints: CoreDNS alike).
+            if svc.external_name:
+                _add(out, base, CNAME, names.to_wire(svc.external_name))
+            return out
+        srv: dict[bytes, list[tuple[int, bytes]]] = {}  # SRV name -> [(port, target)], pre-dedup
+
+        def add_port(port_name: str, protocol: str, port: int, target: bytes, address: str) -> None:
+            # Spec 2.3.2 / 2.4.2: _<port>._<proto>.<svc> SRV for named ports. CoreDNS also
+            # answers A/AAAA on that name (the addresses behind the port) and lists every
+            # port, named or not, in an SRV query on the service name itself.
+            if port_name:
+                port_name_wire = names.to_wire(f"_{port_name}._{protocol.lower()}.{base_text}")
+                srv.setdefault(port_name_wire, []).append((port, target))
+                _add(out, port_name_wire, *rdata_address(address))
+            srv.setdefault(base, []).append((port, target))
+
+        if not svc.headless:
+            # Spec 2.3.1: the ClusterIP(s), and their PTRs (2.3.4). SRV targets the service name
+            # on the service port.
+            for ip in svc.cluster_ips:
+                _add(out, base, *rdata_address(ip))
+                _add(out, names.to_wire(names.reverse_name(ip)), PTR, base)
+            for port in svc.ports:
+                for ip in svc.cluster_ips:
+                    add_port(port.name, port.protocol, port.port, base, ip)
+        for address, label, eps in self._endpoints(svc):
+            # Spec 2.4.1: <hostname>.<svc> A/AAAA and PTR per endpoint. CoreDNS serves these
+            # endpoint names (and their PTRs) for ClusterIP services too.
+            ep_name = names.to_wire(f"{label}.{base_text}")
+            rdata = rdata_address(address)
+            _add(out, ep_name, *rdata)
+            _add(out, names.to_wire(names.reverse_name(address)), PTR, ep_name)
+            for ep_port in eps.ports:
+                srv.setdefault(ep_name, []).append((ep_port.port, ep_name))
+            if svc.headless:
+                # Spec 2.4.1: the service name answers every ready endpoint. SRV per endpoint,
+                # on the endpoint's (target) port as CoreDNS does: it is the port that
+                # answers on that address.
+                _add(out, base, *rdata)
+                for ep_port in eps.ports:
+                    add_port(ep_port.name, ep_port.protocol, ep_port.port, ep_name, address)
+
+        self._render_srv(out, srv)
+        self._render_external(svc, out)
+        if (namespace, name) == self.dns_service:
+            for ip in svc.cluster_ips:
+                _add(out, self.cluster.ns_name, *rdata_address(ip))
+        return out
+
+    @staticmethod
+    def _render_srv(out: Contribution, srv: dict[bytes, list[tuple[int, bytes]]]) -> None:
+        # CoreDNS (plugin/backend_lookup.go): priority 0 for all, weight 100 split evenly
+        # across the records of one answer.
+        for srv_name, entries in srv.items():
+            weight = max(1, 100 // len(entries))  # N counted before de-duplication, as CoreDNS
+            for port, target in dict.fromkeys(entries):
+                _add(out, srv_name, SRV, rdata_srv(0, weight, port, target))
+
+    def _render_external(self, svc: Service, out: Contribution) -> None:
+        """k8s_external: <svc>.<ns>.<zone> answers spec.externalIPs then LoadBalancer ingress IPs."""
+        ips = list(dict.fromkeys(svc.external_ips + svc.lb_ips))
+        if not ips:
+            return
+        is_dns_service = (svc.namespace, svc.name) == self.dns_service
+        for zone in self.zones.of_kind(EXTERNAL):
+            base_text = f"{svc.name}.{svc.namespace}.{zone.text}"
+            base = names.to_wire(base_text)
+            srv: dict[bytes, list[tuple[int, bytes]]] = {}
+            for ip in ips:
+                rdata = rdata_address(ip)
+                _add(out, base, *rdata)
+                if is_dns_service:
+                    _add(out, zone.ns_name, *rdata)
+                for port in svc.ports:
+                    srv.setdefault(base, []).append((port.port, base))
+                    if port.name:
+                        port_name = names.to_wire(f"_{port.name}._{port.protocol.lower()}.{base_text}")
+                        srv.setdefault(port_name, []).append((port.port, base))
+                        _add(out, port_name, *rdata)
+            self._render_srv(out, srv)
+
+    def _render_name(self, name: bytes) -> None:
+        answers = self.answers
+        for qtype in self._rendered.pop(name, ()):
+            answers.pop(question_key(name, qtype), None)
+        records = self.records(name)
+        if not records:
+            return  # absent, or exists without data: the resolver answers NODATA/NXDOMAIN
+        qtypes = list(records)
+        if CNAME in records:
+            # RFC 1034 3.6.2: a CNAME answers every type; A and AAAA are by far the most asked.
+            qtypes += [t for t in _ADDRESS_TYPES if t not in records]
+        qtypes.append(ANY)
+        for qtype in qtypes:
+            answers[question_key(name, qtype)] = self.render_answer(name, qtype, records)
+        self._rendered[name] = tuple(qtypes)
+
+    def _ttl(self, name: bytes, rtype: int) -> int:
+        if rtype == SOA:
+            return min(self.ttl, 300)  # CoreDNS backend_lookup.go SOA()
+        if rtype == TXT and name == self._dns_version:
+            return DNS_VERSION_TTL
+        return self.ttl
+
+    def render_answer(self, name: bytes, qtype: int, records: Records) -> Answer:
+        """A positive answer for ``name``/``qtype`` from its merged records."""
+        if qtype == ANY:
+            rtypes = list(records)
+        elif qtype in records:
+            rtypes = [qtype]
+        else:
+            rtypes = [CNAME]
+        answer = [rrset(QNAME_POINTER, t, self._ttl(name, t), records[t]) for t in rtypes]
+        additional = []
+        seen: set[bytes] = {name}
+        for rtype in rtypes:
+            for rdata in records[rtype]:
+                target = rdata_target(rtype, rdata)
+                if target is None or target in seen or rtype == PTR:
+                    continue
+                seen.add(target)
+                if self.zones.find(target) is None:
+                    continue  # out of our zones: the client's resolver follows it
+                self._deps.setdefault(target, set()).add(name)
+                found = self.records(target)
+                if rtype == CNAME:
+                    # CoreDNS chases an in-zone ExternalName target: CNAME + the target's RRset.
+                    if qtype in _ADDRESS_TYPES and qtype in found:
+                        answer.append(rrset(target, qtype, self.ttl, found[qtype]))
+                    continue
+                # RFC 1035 3.3.9 / RFC 2782: addresses of NS and SRV targets as glue.
+                for glue_type in _ADDRESS_TYPES:
+                    if glue_type in found:
+                        additional.append(rrset(target, glue_type, self.ttl, found[glue_type]))
+        return Answer(NOERROR, True, (tuple(answer), (), tuple(additional)))

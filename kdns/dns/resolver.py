@@ -1,0 +1,89 @@
+"""The slow path: every question the pre-rendered answers dict did not hold.
+
+Decides, in order: not one of our zones (REFUSED until forwarding exists), not synced yet
+(SERVFAIL: never a cacheable NXDOMAIN before the first full list), a name that exists without the
+asked type (NODATA), a pod name computed from its label (``pods insecure``), else NXDOMAIN.
+Negative answers carry the zone's SOA in authority (RFC 2308 3), its owner a pointer into the
+question, so they cost a few bytes of concatenation.
+"""
+
+from __future__ import annotations
+
+from kdns.dns import names
+from kdns.dns.answer import Answer, empty
+from kdns.dns.records import (
+    ANY,
+    CLASS_ANY,
+    CLASS_IN,
+    NOERROR,
+    NXDOMAIN,
+    REFUSED,
+    SERVFAIL,
+    rdata_address,
+)
+from kdns.dns.registry import Registry, question_key
+from kdns.dns.zones import CLUSTER, Zone
+
+REFUSED_ANSWER = empty(REFUSED, False)
+SERVFAIL_ANSWER = empty(SERVFAIL, False)
+
+
+class Resolver:
+    def __init__(self, registry: Registry) -> None:
+        self.registry = registry
+        self.zones = registry.zones
+        cluster = registry.cluster
+        self._pod_suffix = names.to_wire("pod." + cluster.text)
+
+    def resolve(self, qname: bytes, qtype: int, qclass: int = CLASS_IN) -> Answer:
+        """Answer a question; ``qname`` is the lowercased wire name."""
+        registry = self.registry
+        if qclass == CLASS_ANY:
+            # RFC 1035 3.2.5: QCLASS * matches IN, the only class we hold.
+            hit = registry.answers.get(question_key(qname, qtype))
+            if hit is not None:
+                return hit
+        elif qclass != CLASS_IN:
+            return REFUSED_ANSWER  # CHAOS/HESIOD are not our zones
+        zone = self.zones.find(qname)
+        if zone is None:
+            return REFUSED_ANSWER
+        if not registry.synced:
+            return SERVFAIL_ANSWER
+        if registry.exists(qname):
+            # NODATA. An ExternalName's CNAME is pre-rendered for A/AAAA/CNAME/ANY only;
+            # other types get NODATA, as from CoreDNS.
+            return self.negative(qname, zone, NOERROR)
+        if self.registry.pods_mode == "insecure" and zone.kind == CLUSTER:
+            pod = self._insecure_pod(qname, qtype, zone)
+            if pod is not None:
+                return pod
+        return self.negative(qname, zone, NXDOMAIN)
+
+    @staticmethod
+    def negative(qname: bytes, zone: Zone, rcode: int) -> Answer:
+        """NXDOMAIN or NODATA (NOERROR, no answer) with the zone SOA in authority (RFC 2308)."""
+        soa = zone.soa_for(qname)
+        return Answer(rcode, True, ((), ((soa, 1),), ()))
+
+    def _insecure_pod(self, qname: bytes, qtype: int, zone: Zone) -> Answer | None:
+        """CoreDNS ``pods insecure``: a-b-c-d.<ns>.pod.<zone> answers the IP in its first label
+        without checking that such a pod exists, as long as the namespace does."""
+        if not qname.endswith(self._pod_suffix):
+            return None
+        labels = names.split(qname[: len(qname) - len(self._pod_suffix)] + b"\x00")
+        if len(labels) != 2:
+            return None
+        try:
+            label, namespace = (x.decode("ascii") for x in labels)
+        except UnicodeDecodeError:
+            return None
+        ip = names.parse_dashed_ip(label)
+        if ip is None or not self.registry.namespace_exists(namespace):
+            return None
+        rtype, packed = rdata_address(ip)
+        if qtype not in (rtype, ANY):
+            return self.negative(qname, zone, NOERROR)
+        records = {rtype: [packed]}
+        return self.registry.render_answer(qname, rtype if qtype == ANY else qtype, records)
+

@@ -1,0 +1,117 @@
+"""The zones kdns is authoritative for, their SOA, and finding a name's zone.
+
+Kinds, as CoreDNS's ``kubernetes cluster.local in-addr.arpa ip6.arpa`` + ``k8s_external``:
+- ``cluster``: the cluster domain (svc, pod, dns-version, apex SOA/NS);
+- ``reverse``: in-addr.arpa and ip6.arpa, PTRs for service and endpoint IPs;
+- ``external``: k8s_external zones, LoadBalancer ingress and external IPs.
+"""
+
+from __future__ import annotations
+
+import struct
+import time
+from collections.abc import Iterator
+
+from kdns.dns import names
+from kdns.dns.records import SOA, rdata_soa, rr
+
+CLUSTER = "cluster"
+REVERSE = "reverse"
+EXTERNAL = "external"
+
+# CoreDNS plugin/backend_lookup.go SOA(): refresh 7200, retry 1800, expire 86400,
+# minimum = the plugin's TTL; the record's own TTL is min(ttl, 300).
+SOA_REFRESH = 7200
+SOA_RETRY = 1800
+SOA_EXPIRE = 86400
+
+_POINTER = struct.Struct("!H")
+
+
+class Zone:
+    __slots__ = ("apex", "kind", "text", "serial", "ttl", "ns_name", "soa_rdata", "_soa_tail")
+
+    def __init__(self, text: str, kind: str, ttl: int) -> None:
+        self.text = text.rstrip(".").lower()
+        self.apex = names.to_wire(self.text)
+        self.kind = kind
+        self.ttl = ttl
+        # CoreDNS names the zone's nameserver ns.dns.<zone>; k8s_external uses ns1.dns.<zone>.
+        self.ns_name = names.to_wire(("ns1.dns." if kind == EXTERNAL else "ns.dns.") + self.text)
+        self.serial = int(time.time())
+        self.soa_rdata = b""
+        self._soa_tail = b""
+        self._render_soa()
+
+    def bump(self) -> None:
+        """The zone's data changed: move the serial (RFC 1982 arithmetic, strictly up)."""
+        self.serial = max(self.serial + 1, int(time.time())) & 0xFFFFFFFF
+        self._render_soa()
+
+    def set_ttl(self, ttl: int) -> None:
+        self.ttl = ttl
+        self._render_soa()
+
+    def _render_soa(self) -> None:
+        # k8s_external apex.go: hostmaster.dns.<zone>; kubernetes: hostmaster.<zone>.
+        prefix = "hostmaster.dns." if self.kind == EXTERNAL else "hostmaster."
+        hostmaster = names.to_wire(prefix + self.text)
+        self.soa_rdata = rdata_soa(
+            self.ns_name,
+            hostmaster,
+            self.serial,
+            SOA_REFRESH,
+            SOA_RETRY,
+            SOA_EXPIRE,
+            self.ttl,
+        )
+        # Everything of the SOA RR after its owner name, for negative answers.
+        self._soa_tail = rr(b"", SOA, min(self.ttl, 300), self.soa_rdata)
+
+    def soa_for(self, qname: bytes) -> bytes:
+        """The zone's SOA RR for the authority section of a reply to ``qname``.
+
+        The owner is a compression pointer to the apex inside the question (the apex is a
+        suffix of the question name, which starts at offset 12), so it costs two bytes.
+        """
+        offset = 12 + len(qname) - len(self.apex)
+        return _POINTER.pack(0xC000 | offset) + self._soa_tail
+
+    def __repr__(self) -> str:
+        return f"Zone({self.text!r}, {self.kind})"
+
+
+class ZoneSet:
+    """All our zones, keyed by apex wire name; lookups walk the query name's suffixes."""
+
+    def __init__(self, zones: list[Zone]) -> None:
+        self.by_apex: dict[bytes, Zone] = {z.apex: z for z in zones}
+
+    @classmethod
+    def build(cls, cluster_domain: str, external_zones: tuple[str, ...], ttl: int) -> ZoneSet:
+        zones = [Zone(cluster_domain, CLUSTER, ttl)]
+        zones += [Zone(z, REVERSE, ttl) for z in ("in-addr.arpa", "ip6.arpa")]
+        zones += [Zone(z, EXTERNAL, ttl) for z in external_zones]
+        return cls(zones)
+
+    @property
+    def cluster(self) -> Zone:
+        return next(z for z in self.by_apex.values() if z.kind == CLUSTER)
+
+    def of_kind(self, kind: str) -> list[Zone]:
+        return [z for z in self.by_apex.values() if z.kind == kind]
+
+    def find(self, qname: bytes) -> Zone | None:
+        """The most specific zone containing ``qname`` (longest suffix on a label boundary)."""
+        by_apex = self.by_apex
+        pos = 0
+        end = len(qname) - 1
+        while pos < end:
+            zone = by_apex.get(qname[pos:] if pos else qname)
+            if zone is not None:
+                return zone
+            pos += qname[pos] + 1
+        return None
+
+    def __iter__(self) -> Iterator[Zone]:
+        return iter(self.by_apex.values())

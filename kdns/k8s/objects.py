@@ -1,0 +1,270 @@
+"""Raw Kubernetes API objects -> slim ``kdns.model`` objects.
+
+The input is what the API server sends (a JSON object with camelCase keys, as a plain dict) or
+what a manifest file holds (the same shape, from YAML). The output keeps only what DNS needs.
+This runs once per watch event, for clusters with tens of thousands of pods, so it is plain dict
+access: no kubernetes_asyncio model classes (building those costs ~100x more than reading a
+dict) and no validation beyond what DNS relies on.
+
+``slim()`` dispatches on ``kind``. The per-kind functions exist because items of a typed list
+response (``GET /api/v1/pods`` -> ``PodList``) carry no ``kind`` of their own: the caller knows
+the kind from the list it asked for.
+
+A slimmer returns ``None`` for an object that exists in the API but must not be served (a
+finished pod, an FQDN EndpointSlice). A watcher should treat ``None`` for a MODIFIED event like a
+DELETED one: a pod that moves to Succeeded stops answering.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Callable, Iterable, Mapping
+from functools import lru_cache
+from typing import Any
+
+from kdns.model import (
+    Endpoint,
+    EndpointPort,
+    EndpointSlice,
+    KubeObject,
+    Namespace,
+    Pod,
+    Service,
+    ServicePort,
+)
+
+__all__ = [
+    "SERVICE_NAME_LABEL",
+    "normalize_ip",
+    "slim",
+    "slim_endpointslice",
+    "slim_namespace",
+    "slim_pod",
+    "slim_service",
+    "slimmer_for",
+]
+
+Raw = Mapping[str, Any]
+
+# EndpointSlice label naming the Service the slice belongs to (discovery.k8s.io/v1).
+SERVICE_NAME_LABEL = "kubernetes.io/service-name"
+
+# Pod phases after which the pod's IP may already belong to another pod (PodStatus.phase).
+_FINISHED_PHASES = frozenset(("Succeeded", "Failed"))
+
+_EMPTY: Mapping[str, Any] = {}
+
+
+# --- helpers ---------------------------------------------------------------------------------
+
+
+@lru_cache(maxsize=1 << 16)
+def normalize_ip(text: str) -> str | None:
+    """The compressed form of an IP address, or None when ``text`` is not one.
+
+    Compressed form makes "2001:0db8::0001" and "2001:db8::1" the same key for reverse lookups
+    and the same answer bytes. Scoped IPv6 ("fe80::1%eth0") is refused: a zone index means
+    nothing to a remote resolver. Cached because the same IPs arrive again and again (a pod,
+    then the EndpointSlices naming it, then every update of both).
+    """
+    try:
+        ip = ipaddress.ip_address(text)
+    except ValueError:
+        return None
+    if isinstance(ip, ipaddress.IPv6Address) and ip.scope_id:
+        return None
+    return ip.compressed
+
+
+def _ips(values: Iterable[Any]) -> tuple[str, ...]:
+    """Normalised, de-duplicated IPs in their original order; invalid entries are skipped."""
+    out: list[str] = []
+    for value in values:
+        if isinstance(value, str):
+            ip = normalize_ip(value)
+            if ip is not None and ip not in out:
+                out.append(ip)
+    return tuple(out)
+
+
+def _meta(raw: Raw, kind: str, namespaced: bool = True) -> tuple[str, str]:
+    """(namespace, name) from metadata; a missing namespace means "default" like kubectl."""
+    meta = raw.get("metadata") or _EMPTY
+    name = meta.get("name")
+    if not name or not isinstance(name, str):
+        raise ValueError(f"{kind} is missing metadata.name")
+    if not namespaced:
+        return "", name
+    return meta.get("namespace") or "default", name
+
+
+def _port_number(value: Any, where: str) -> int:
+    # bool is an int subclass; "port: yes" in YAML 1.1 would otherwise become port 1.
+    if isinstance(value, bool):
+        raise ValueError(f"{where}: expected a port number, got {value!r}")
+    try:
+        port = int(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{where}: expected a port number, got {value!r}") from None
+    if not 0 <= port <= 65535:
+        raise ValueError(f"{where}: port {port} is out of range")
+    return port
+
+
+# --- Service (core/v1) -----------------------------------------------------------------------
+
+
+def _service_ports(raw_ports: Iterable[Raw], where: str) -> tuple[ServicePort, ...]:
+    # ServicePort.port is required by the API; a manifest without it gets a clear error.
+    return tuple(
+        ServicePort(
+            p.get("name") or "",
+            p.get("protocol") or "TCP",
+            _port_number(p.get("port"), f"{where}.spec.ports[{i}].port"),
+        )
+        for i, p in enumerate(raw_ports)
+    )
+
+
+def slim_service(raw: Raw) -> Service:
+    namespace, name = _meta(raw, "Service")
+    spec = raw.get("spec") or _EMPTY
+    svc_type = spec.get("type") or "ClusterIP"
+    # spec.clusterIPs (dual-stack, 1.20+) supersedes spec.clusterIP; its first entry equals
+    # clusterIP. Older objects and hand-written manifests only have clusterIP.
+    raw_ips = spec.get("clusterIPs") or ([spec["clusterIP"]] if spec.get("clusterIP") else [])
+    # clusterIP "None" is the API's spelling of a headless service; only ClusterIP may be one.
+    headless = svc_type == "ClusterIP" and bool(raw_ips) and raw_ips[0] == "None"
+    external_name = ""
+    if svc_type == "ExternalName":
+        # The CNAME target; DNS names are case-insensitive and we always emit absolute names.
+        external_name = (spec.get("externalName") or "").lower().rstrip(".")
+        raw_ips = []  # an ExternalName service has no cluster IP to answer with
+    ingress = ((raw.get("status") or _EMPTY).get("loadBalancer") or _EMPTY).get("ingress") or ()
+    return Service(
+        namespace=namespace,
+        name=name,
+        type=svc_type,
+        cluster_ips=_ips(raw_ips),  # "None" and "" fail IP parsing and drop out here
+        headless=headless,
+        external_name=external_name,
+        ports=_service_ports(spec.get("ports") or (), f"Service {namespace}/{name}"),
+        external_ips=_ips(spec.get("externalIPs") or ()),
+        # Ingress entries with only a hostname (AWS ELB style) have no IP to serve.
+        lb_ips=_ips(i.get("ip") for i in ingress),
+        publish_not_ready=bool(spec.get("publishNotReadyAddresses")),
+    )
+
+
+# --- EndpointSlice (discovery.k8s.io/v1) -----------------------------------------------------
+
+
+def _endpoint_ports(raw_ports: Iterable[Raw], where: str) -> tuple[EndpointPort, ...]:
+    out: list[EndpointPort] = []
+    for i, p in enumerate(raw_ports):
+        # EndpointPort.port nil means "all ports" (selector-less services); there is no number
+        # to put in an SRV record, so the port is skipped.
+        if p.get("port") is None:
+            continue
+        port = _port_number(p["port"], f"{where}.ports[{i}].port")
+        out.append(EndpointPort(p.get("name") or "", p.get("protocol") or "TCP", port))
+    return tuple(out)
+
+
+def _endpoint(raw: Raw) -> Endpoint | None:
+    addresses = _ips(raw.get("addresses") or ())
+    if not addresses:
+        return None  # nothing to answer with
+    # conditions.ready: "nil should be interpreted as unknown"; consumers (kube-proxy, CoreDNS)
+    # treat unknown as ready, so only an explicit false hides an endpoint.
+    ready = (raw.get("conditions") or _EMPTY).get("ready")
+    target = raw.get("targetRef") or _EMPTY
+    pod_name = (target.get("name") or "") if target.get("kind") == "Pod" else ""
+    return Endpoint(addresses, raw.get("hostname") or "", ready is not False, pod_name)
+
+
+def slim_endpointslice(raw: Raw) -> EndpointSlice | None:
+    namespace, name = _meta(raw, "EndpointSlice")
+    address_type = raw.get("addressType") or ""
+    # FQDN slices (deprecated) hold names, not addresses; DNS does not serve them (nor does
+    # CoreDNS).
+    if address_type == "FQDN":
+        return None
+    labels = (raw.get("metadata") or _EMPTY).get("labels") or _EMPTY
+    endpoints = tuple(
+        ep for ep in (_endpoint(e) for e in raw.get("endpoints") or ()) if ep is not None
+    )
+    return EndpointSlice(
+        namespace=namespace,
+        name=name,
+        service=labels.get(SERVICE_NAME_LABEL) or "",
+        address_type=address_type,
+        ports=_endpoint_ports(raw.get("ports") or (), f"EndpointSlice {namespace}/{name}"),
+        endpoints=endpoints,
+    )
+
+
+# --- Pod (core/v1) ---------------------------------------------------------------------------
+
+
+def slim_pod(raw: Raw) -> Pod | None:
+    namespace, name = _meta(raw, "Pod")
+    status = raw.get("status") or _EMPTY
+    # A finished pod keeps its IP in status, but the IP is free for reuse: never answer it.
+    if status.get("phase") in _FINISHED_PHASES:
+        return None
+    # status.podIPs (dual-stack) supersedes status.podIP; podIPs[0] equals podIP.
+    pod_ips = status.get("podIPs")
+    if pod_ips:
+        ips = _ips(p.get("ip") for p in pod_ips)
+    else:
+        ips = _ips((status.get("podIP"),))
+    # hostNetwork pods are kept: their IP is the node's, and CoreDNS answers for them too.
+    if not ips:
+        return None  # not scheduled / not started yet: nothing to answer
+    return Pod(namespace, name, ips)
+
+
+# --- Namespace (core/v1) ---------------------------------------------------------------------
+
+
+def slim_namespace(raw: Raw) -> Namespace:
+    return Namespace(_meta(raw, "Namespace", namespaced=False)[1])
+
+
+# --- dispatch --------------------------------------------------------------------------------
+
+Slimmer = Callable[[Raw], KubeObject | None]
+
+# kind -> (API group, slimmer). The group is checked because other groups reuse these kinds:
+# Knative's serving.knative.dev/v1 Service is not a core Service and has no cluster IP.
+SLIMMERS: dict[str, tuple[str, Slimmer]] = {
+    "Service": ("", slim_service),
+    "EndpointSlice": ("discovery.k8s.io", slim_endpointslice),
+    "Pod": ("", slim_pod),
+    "Namespace": ("", slim_namespace),
+}
+
+
+def slimmer_for(kind: Any, api_version: Any = None) -> Slimmer | None:
+    """The slimmer for a kind (and apiVersion, when known), or None when DNS ignores it.
+
+    A missing apiVersion is accepted: items of a typed list carry neither kind nor apiVersion.
+    """
+    entry = SLIMMERS.get(kind) if isinstance(kind, str) else None
+    if entry is None:
+        return None
+    group, slimmer = entry
+    # "v1" -> group "", "discovery.k8s.io/v1" -> "discovery.k8s.io"
+    if api_version and str(api_version).rpartition("/")[0] != group:
+        return None
+    return slimmer
+
+
+def slim(raw: Raw) -> KubeObject | None:
+    """The slim object for a raw API object; None for kinds DNS ignores or objects not served.
+
+    Raises ValueError when a required field (metadata.name, a port number) is missing or bad.
+    """
+    slimmer = slimmer_for(raw.get("kind"), raw.get("apiVersion"))
+    return None if slimmer is None else slimmer(raw)

@@ -1,0 +1,27 @@
+"""Plain integer counters the hot path bumps; exporters read them at scrape time."""
+
+from __future__ import annotations
+
+
+class Stats:
+    __slots__ = (
+        "udp_queries",
+        "tcp_queries",
+        "tcp_connections",
+        "tcp_rejected",
+        "tcp_timeouts",
+        "udp_send_errors",
+        "errors",
+    )
+
+    def __init__(self) -> None:
+        self.udp_queries = 0
+        self.tcp_queries = 0
+        self.tcp_connections = 0
+        self.tcp_rejected = 0  # over tcp_max_connections
+        self.tcp_timeouts = 0  # closed idle
+        self.udp_send_errors = 0
+        self.errors = 0  # internal errors (bugs), never malformed input
+
+    def as_dict(self) -> dict[str, int]:
+        return {name: getattr(self, name) for name in self.__slots__}

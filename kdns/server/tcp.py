@@ -1,0 +1,111 @@
+"""DNS over TCP (RFC 1035 4.2.2, RFC 7766): two-byte length-prefixed messages, several per
+connection, answered in order; idle connections close after ``idle_timeout``; at most
+``max_connections`` at once (new ones beyond are closed straight away, as CoreDNS/miekg do
+under load rather than queueing).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from kdns.server.stats import Stats
+from kdns.server.wire import Responder
+
+log = logging.getLogger("kdns.tcp")
+
+
+class TcpServer:
+    """Shared state of every TCP connection on every listener."""
+
+    def __init__(
+        self,
+        responder: Responder,
+        stats: Stats,
+        *,
+        idle_timeout: float = 10.0,
+        max_connections: int = 1000,
+    ) -> None:
+        self.responder = responder
+        self.stats = stats
+        self.idle_timeout = idle_timeout
+        self.max_connections = max_connections
+        self.connections: set[TcpConnection] = set()
+
+    def protocol(self) -> TcpConnection:
+        return TcpConnection(self)
+
+    def close_idle(self) -> None:
+        """Close every connection with no query in progress (shutdown)."""
+        for conn in list(self.connections):
+            conn.close()
+
+
+class TcpConnection(asyncio.Protocol):
+    def __init__(self, server: TcpServer) -> None:
+        self.server = server
+        self.transport: asyncio.Transport | None = None
+        self.buffer = bytearray()
+        self.timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        server = self.server
+        if len(server.connections) >= server.max_connections:
+            server.stats.tcp_rejected += 1
+            transport.close()
+            return
+        self.transport = transport  # type: ignore[assignment]
+        server.connections.add(self)
+        server.stats.tcp_connections += 1
+        self._arm()
+
+    def _arm(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+        loop = asyncio.get_running_loop()
+        self.timer = loop.call_later(self.server.idle_timeout, self._idle)
+
+    def _idle(self) -> None:
+        self.server.stats.tcp_timeouts += 1
+        self.close()
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+
+    def data_received(self, data: bytes) -> None:
+        if self.transport is None:
+            return
+        buf = self.buffer
+        buf += data
+        respond = self.server.responder.respond
+        out = []
+        while len(buf) >= 2:
+            size = (buf[0] << 8) | buf[1]
+            if len(buf) < 2 + size:
+                break
+            message = bytes(buf[2 : 2 + size])
+            del buf[: 2 + size]
+            try:
+                response = respond(message, True)
+            except Exception:
+                self.server.stats.errors += 1
+                log.exception("internal error answering a TCP query")
+                response = None
+            self.server.stats.tcp_queries += 1
+            if response is None:
+                continue
+            out.append(len(response).to_bytes(2, "big") + response)
+        if out:
+            self.transport.write(b"".join(out))
+        self._arm()
+
+    def eof_received(self) -> bool | None:
+        return None  # close our side too once the client is done
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.server.connections.discard(self)
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        self.transport = None

@@ -1,0 +1,167 @@
+"""Query in, response out, in wire bytes: the hot path shared by UDP and TCP.
+
+No DNS library runs here. The 12-byte header decides first (miekg/dns's accept check: QR set ->
+drop, opcode other than QUERY -> NOTIMP, QDCOUNT != 1 -> FORMERR), the question name is walked
+once and lowercased into the lookup key, the EDNS OPT record (RFC 6891) is read when the
+additional section holds one, and the answer is the client's ID and flags + its own question
+bytes + pre-rendered body. Anything malformed gets FORMERR (or silence when even the header is
+short); nothing here raises on bad input.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Callable
+
+from kdns.dns.answer import Answer
+from kdns.dns.records import BADVERS, FORMERR, NOTIMP, OPT
+
+Lookup = Callable[[bytes, int, int], Answer]
+
+MIN_UDP = 512  # RFC 1035 4.2.1 without EDNS
+MAX_TCP = 65535  # RFC 1035 4.2.2: two-byte length prefix
+_U16 = struct.Struct("!H")
+_ZERO_COUNTS = b"\x00\x00\x00\x00\x00\x00\x00\x00"
+
+
+class Edns:
+    """What the client's OPT record said (RFC 6891 6.1.2)."""
+
+    __slots__ = ("size", "version", "do")
+
+    def __init__(self, size: int, version: int, do: bool) -> None:
+        self.size = size
+        self.version = version
+        self.do = do
+
+
+class Malformed(Exception):
+    pass
+
+
+def _skip_name(data: bytes, pos: int) -> int:
+    """Offset just past a (possibly compressed) name in ``data``."""
+    n = len(data)
+    hops = 0
+    while True:
+        if pos >= n:
+            raise Malformed("name runs past the packet")
+        length = data[pos]
+        if length == 0:
+            return pos + 1
+        if length & 0xC0 == 0xC0:
+            return pos + 2  # a pointer ends the name
+        if length > 63:
+            raise Malformed("bad label type")
+        pos += length + 1
+        hops += 1
+        if hops > 127:
+            raise Malformed("name too long")
+
+
+def read_edns(data: bytes, pos: int, ancount: int, nscount: int, arcount: int) -> Edns | None:
+    """Walk the records after the question and return the OPT record's contents, if any."""
+    n = len(data)
+    edns = None
+    for index in range(ancount + nscount + arcount):
+        pos = _skip_name(data, pos)
+        if pos + 10 > n:
+            raise Malformed("record header runs past the packet")
+        rtype, rclass, ttl, rdlength = struct.unpack_from("!HHIH", data, pos)
+        pos += 10 + rdlength
+        if pos > n:
+            raise Malformed("rdata runs past the packet")
+        if rtype == OPT:
+            if index < ancount + nscount or edns is not None:
+                raise Malformed("OPT outside the additional section or twice")  # RFC 6891 6.1.1
+            edns = Edns(max(rclass, MIN_UDP), (ttl >> 16) & 0xFF, bool(ttl & 0x8000))
+    return edns
+
+
+class Responder:
+    """Turns query bytes into response bytes against a lookup (registry dict + resolver)."""
+
+    __slots__ = ("answers", "resolve", "udp_size", "_opt", "_opt_do")
+
+    def __init__(self, answers: dict[bytes, Answer], resolve: Lookup, udp_size: int = 1232) -> None:
+        self.answers = answers
+        self.resolve = resolve
+        self.udp_size = udp_size
+        # Our OPT record: root owner, type 41, class = our UDP payload size, TTL carries
+        # extended rcode 0, version 0 and the DO bit echoed (RFC 3225 3).
+        size = _U16.pack(udp_size)
+        self._opt = b"\x00\x00\x29" + size + b"\x00\x00\x00\x00\x00\x00"
+        self._opt_do = b"\x00\x00\x29" + size + b"\x00\x00\x80\x00\x00\x00"
+
+    def respond(self, data: bytes, tcp: bool = False) -> bytes | None:
+        """The response to one query, or None when it must be dropped."""
+        n = len(data)
+        if n < 12:
+            return None  # not even a header to answer
+        flags = data[2]
+        if flags & 0x80:
+            return None  # a response: never answer one (reflection loops)
+        if flags & 0x78:
+            return _header_reply(data, NOTIMP)
+        if data[4:6] != b"\x00\x01":
+            return _header_reply(data, FORMERR)
+        # Walk the question name: plain labels only (no compression in a lone question).
+        pos = 12
+        while True:
+            if pos >= n:
+                return _header_reply(data, FORMERR)
+            length = data[pos]
+            if length == 0:
+                break
+            if length > 63:
+                return _header_reply(data, FORMERR)
+            pos += length + 1
+        qend = pos + 5
+        if qend > n or pos - 11 > 255:
+            return _header_reply(data, FORMERR)
+        name = data[12 : pos + 1].lower()
+        edns = None
+        if data[6:12] != b"\x00\x00\x00\x00\x00\x00":
+            ancount, nscount, arcount = struct.unpack_from("!HHH", data, 6)
+            if ancount > 1 or nscount > 1 or arcount > 2:  # miekg/dns defaultMsgAcceptFunc
+                return _header_reply(data, FORMERR)
+            try:
+                edns = read_edns(data, qend, ancount, nscount, arcount)
+            except Malformed:
+                return _header_reply(data, FORMERR)
+            if edns is not None and edns.version > 0:
+                return self._badvers(data, qend, edns)
+        answer = self.answers.get(name + data[pos + 1 : qend])
+        if answer is None:
+            qtype, qclass = struct.unpack_from("!HH", data, pos + 1)
+            answer = self.resolve(name, qtype, qclass)
+        head = data[:2] + bytes(
+            (0x80 | (0x04 if answer.aa else 0) | (flags & 0x01), (data[3] & 0x10) | answer.rcode)
+        )
+        question = data[12:qend]
+        if edns is None:
+            limit = MAX_TCP if tcp else MIN_UDP
+            opt = b""
+        else:
+            limit = MAX_TCP if tcp else min(edns.size, self.udp_size)
+            opt = self._opt_do if edns.do else self._opt
+        room = limit - 12 - len(question) - len(opt)
+        if len(answer.body) <= room:
+            counts = answer.counts_edns if edns else answer.counts
+            return head + b"\x00\x01" + counts + question + answer.body + opt
+        counts, body, truncated = answer.fit(room, edns is not None)
+        if truncated:
+            head = head[:2] + bytes((head[2] | 0x02, head[3]))  # TC: retry over TCP
+        return head + b"\x00\x01" + counts + question + body + opt
+
+    def _badvers(self, data: bytes, qend: int, edns: Edns) -> bytes:
+        # RFC 6891 6.1.3: unknown EDNS version -> BADVERS (extended rcode 1, header rcode 0),
+        # with our OPT advertising version 0.
+        head = data[:2] + bytes((0x80 | (data[2] & 0x01), data[3] & 0x10))
+        opt = b"\x00\x00\x29" + _U16.pack(self.udp_size) + bytes((BADVERS >> 4, 0)) + b"\x00\x00\x00\x00"
+        return head + b"\x00\x01\x00\x00\x00\x00\x00\x01" + data[12:qend] + opt
+
+
+def _header_reply(data: bytes, rcode: int) -> bytes:
+    """A bare reply (no sections) echoing ID, opcode and RD: for FORMERR and NOTIMP."""
+    return data[:2] + bytes((0x80 | (data[2] & 0x79), rcode)) + _ZERO_COUNTS[:8]
