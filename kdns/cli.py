@@ -19,11 +19,6 @@ from kdns.config import SETTINGS, ConfigError, build_config
 
 COMMANDS = ("serve", "check-config", "version")
 
-# Settings that are on/off switches: a flag turns them on (or, for --no-forward, off).
-_SWITCHES = frozenset({"demo", "killer", "endpoint_pod_names", "query_log", "forward"})
-# Settings that repeat: each flag occurrence adds one item.
-_REPEATED = frozenset({"listen", "external_zones", "upstreams", "objects"})
-
 _HELP: Mapping[str, tuple[str | None, str]] = {  # field -> (metavar, help)
     "demo": (None, "serve the built-in demo cluster, no API server"),
     "objects": ("PATH", "serve Kubernetes manifests (file or directory, repeatable)"),
@@ -56,11 +51,11 @@ def _add_serve_options(parser: argparse.ArgumentParser) -> None:
         if setting.flag is None:
             continue  # file-only settings
         metavar, text = _HELP[setting.field]
-        if setting.field in _SWITCHES:
+        if setting.switch:  # a switch turns its setting on; --no-forward turns it off
             action = "store_false" if setting.negated else "store_true"
             parser.add_argument(setting.flag, dest=setting.field, action=action, help=text)
         else:
-            action = "append" if setting.field in _REPEATED else "store"
+            action = "append" if setting.repeated else "store"
             parser.add_argument(
                 setting.flag, dest=setting.field, action=action, metavar=metavar, help=text
             )

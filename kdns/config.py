@@ -421,6 +421,16 @@ class Setting:
         return None if self.cli is None else "KDNS_" + self.cli.upper().replace("-", "_")
 
     @property
+    def switch(self) -> bool:
+        """An on/off setting: its flag takes no value."""
+        return isinstance(self.kind, _Bool)
+
+    @property
+    def repeated(self) -> bool:
+        """A list setting: each flag occurrence adds one item."""
+        return isinstance(self.kind, _List)
+
+    @property
     def negated(self) -> bool:
         """``--no-forward`` / ``KDNS_NO_FORWARD=1`` set ``forward = False``."""
         return self.cli is not None and self.cli.startswith("no-")

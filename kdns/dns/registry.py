@@ -560,12 +560,14 @@ class Registry:
             rtypes = [CNAME]
         answer = [rrset(QNAME_POINTER, t, self._ttl(name, t), records[t]) for t in rtypes]
         additional = []
-        seen: set[bytes] = {name}
+        seen: set[bytes] = set()
         for rtype in rtypes:
             for rdata in records[rtype]:
                 target = rdata_target(rtype, rdata)
                 if target is None or target in seen or rtype == PTR:
                     continue
+                if rtype == CNAME and target == name:
+                    continue  # a CNAME to itself: nothing to chase
                 seen.add(target)
                 if self.zones.find(target) is None:
                     continue  # out of our zones: the client's resolver follows it

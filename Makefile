@@ -1,0 +1,33 @@
+# kdns: `make demo` serves the demo cluster on 127.0.0.1:5353; `make test` runs the whole suite.
+PY ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test lint typecheck bench clean
+
+$(STAMP): pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/kdns serve --demo --listen 127.0.0.1:5353 \
+		--metrics-listen 127.0.0.1:9153 --health-listen 127.0.0.1:8080 --ready-listen 127.0.0.1:8181
+
+lint: $(STAMP)
+	$(BIN)/ruff check kdns tests benchmarks
+	$(BIN)/ruff format --check kdns tests benchmarks
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+test: lint typecheck
+	$(BIN)/python -m pytest -q
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/qps.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,227 @@
+"""kdns.cli: commands, flags into Config, exit codes and the one-line error contract."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import subprocess
+import sys
+import types
+from pathlib import Path
+
+import pytest
+
+import kdns
+from kdns.cli import main
+from kdns.config import SETTINGS, Config, build_config
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def served(monkeypatch):
+    """Stand in for kdns.app (the lifecycle) and record the Config that serve hands it."""
+    calls: list[Config] = []
+
+    def run(config: Config) -> int:
+        calls.append(config)
+        return 0
+
+    monkeypatch.setitem(sys.modules, "kdns.app", types.SimpleNamespace(run=run))
+    return calls
+
+
+def serve(argv: list[str], served: list[Config], env: dict[str, str] | None = None) -> Config:
+    assert main(argv, env=env or {}) == 0
+    assert len(served) == 1
+    return served[0]
+
+
+# --- serve: flags become Config fields ----------------------------------------------------------
+
+FLAGS = [
+    # (rule, argv, field, expected)
+    ("serve_is_the_default_command", ["--demo", "--listen", "127.0.0.1:5353"], "listen",
+     (("127.0.0.1", 5353),)),
+    ("explicit_serve", ["serve", "--listen", "[::1]:0"], "listen", (("::1", 0),)),
+    ("listen_repeats", ["--listen", "127.0.0.1:0", "--listen", "[::1]:0"], "listen",
+     (("127.0.0.1", 0), ("::1", 0))),
+    ("demo", ["--demo"], "demo", True),
+    ("objects_repeat", ["--objects", "a.yaml", "--objects", "dir"], "objects", ("a.yaml", "dir")),
+    ("kubeconfig", ["--kubeconfig", "/k"], "kubeconfig", "/k"),
+    ("cluster_domain", ["--cluster-domain", "Example.ORG."], "cluster_domain", "example.org"),
+    ("external_zone_repeats", ["--external-zone", "a.example", "--external-zone", "b.example"],
+     "external_zones", ("a.example", "b.example")),
+    ("pods", ["--pods", "verified"], "pods", "verified"),
+    ("ttl", ["--ttl", "30"], "ttl", 30),
+    ("endpoint_pod_names", ["--endpoint-pod-names"], "endpoint_pod_names", True),
+    ("upstream_repeats", ["--upstream", "1.1.1.1", "--upstream", "tls://1.1.1.1@one.one"],
+     "upstreams", ("1.1.1.1", "tls://1.1.1.1@one.one")),
+    ("no_forward", ["--no-forward"], "forward", False),
+    ("metrics_listen_off", ["--metrics-listen", "off"], "metrics_listen", None),
+    ("health_listen", ["--health-listen", "127.0.0.1:0"], "health_listen", ("127.0.0.1", 0)),
+    ("ready_listen", ["--ready-listen", ":8181"], "ready_listen", ("0.0.0.0", 8181)),
+    ("killer", ["--killer"], "killer", True),
+    ("workers", ["--workers", "4"], "workers", 4),
+    ("log_level", ["--log-level", "debug"], "log_level", "debug"),
+    ("log_format", ["--log-format", "json"], "log_format", "json"),
+    ("query_log", ["--query-log"], "query_log", True),
+    ("startup_timeout", ["--startup-timeout", "0.5"], "startup_timeout", 0.5),
+    ("udp_size", ["--udp-size", "4096"], "udp_size", 4096),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("argv", "field", "expected"), [pytest.param(*case[1:], id=case[0]) for case in FLAGS]
+)
+def test_flag_sets_field(served, argv, field, expected):
+    assert getattr(serve(argv, served), field) == expected
+
+
+def test_every_flag_setting_is_a_serve_option(capsys):
+    assert main(["serve", "--help"], env={}) == 0
+    usage = capsys.readouterr().out
+    for flag in ["-c", "--config", *(s.flag for s in SETTINGS if s.flag)]:
+        assert f"{flag} " in usage or f"{flag}]" in usage, flag
+
+
+def test_no_flags_gives_defaults(served):
+    assert serve([], served) == Config()
+
+
+def test_flags_not_given_keep_env_and_file(served, tmp_path):
+    path = tmp_path / "kdns.toml"
+    path.write_text('[kubernetes]\nttl = 10\npods = "disabled"\n[log]\nquery_log = true\n')
+    config = serve(["-c", str(path), "--demo"], served, env={"KDNS_TTL": "20"})
+    assert (config.ttl, config.pods, config.query_log) == (20, "disabled", True)
+    assert config.config_file == str(path)
+
+
+def test_flag_beats_env_and_file(served, tmp_path):
+    path = tmp_path / "kdns.toml"
+    path.write_text("[kubernetes]\nttl = 10\n")
+    config = serve(["--config", str(path), "--ttl", "30"], served, env={"KDNS_TTL": "20"})
+    assert config.ttl == 30
+
+
+def test_kdns_config_env_is_read_by_serve(served, tmp_path):
+    path = tmp_path / "kdns.toml"
+    path.write_text("[kubernetes]\nttl = 10\n")
+    assert serve([], served, env={"KDNS_CONFIG": str(path)}).ttl == 10
+
+
+def test_serve_returns_run_status(monkeypatch):
+    monkeypatch.setitem(sys.modules, "kdns.app", types.SimpleNamespace(run=lambda config: 3))
+    assert main(["--demo"], env={}) == 3
+
+
+# --- errors: exit 1 and exactly one line on stderr --------------------------------------------------
+
+BAD = [
+    # (rule, argv, env, stderr line)
+    ("bad_flag_value", ["--ttl", "x"], {},
+     'kdns: config: --ttl: expected an integer 0..3600, got "x"'),
+    ("bad_flag_value_after_serve", ["serve", "--pods", "yes"], {},
+     'kdns: config: --pods: expected disabled|insecure|verified, got "yes"'),
+    ("bad_env_value", [], {"KDNS_WORKERS": "0"},
+     "kdns: config: KDNS_WORKERS: expected an integer 1..64, got 0"),
+    ("bad_listen", ["--listen", "::1:53"], {},
+     'kdns: config: --listen: expected HOST:PORT (HOST an IP address or localhost, IPv6 in '
+     'brackets), got "::1:53"'),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("argv", "env", "line"), [pytest.param(*case[1:], id=case[0]) for case in BAD]
+)
+def test_bad_value_exits_1_with_one_line(served, capsys, argv, env, line):
+    assert main(argv, env=env) == 1
+    out, err = capsys.readouterr()
+    assert (out, err) == ("", line + "\n")
+    assert served == []  # nothing started
+
+
+def test_bad_config_file_exits_1_with_one_line(served, capsys, tmp_path):
+    path = tmp_path / "kdns.toml"
+    path.write_text('[kubernetes]\nclusterdomain = "x"\n')
+    assert main(["-c", str(path)], env={}) == 1
+    assert capsys.readouterr().err == "kdns: config: kubernetes.clusterdomain: unknown key\n"
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        pytest.param(["--no-such-flag"], id="unknown_flag"),
+        pytest.param(["--ttl"], id="flag_missing_value"),
+        pytest.param(["check-config"], id="check_config_needs_file"),
+        pytest.param(["--demo", "version"], id="command_after_flags"),
+    ],
+)
+def test_usage_errors_keep_argparse_exit_2(served, capsys, argv):
+    assert main(argv, env={}) == 2
+    assert "usage: kdns" in capsys.readouterr().err
+    assert served == []
+
+
+# --- version and check-config ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("argv", [["version"], ["--version"]])
+def test_version(capsys, argv):
+    assert main(argv, env={}) == 0
+    assert capsys.readouterr().out == f"kdns {kdns.__version__}\n" == "kdns 0.1.0\n"
+
+
+def test_help_exits_0(capsys):
+    assert main(["--help"], env={}) == 0
+    assert "check-config" in capsys.readouterr().out
+
+
+def test_check_config_prints_toml_that_round_trips(capsys, tmp_path):
+    path = tmp_path / "kdns.toml"
+    path.write_text(
+        'bind = ["[::1]:0", ":5353"]\nloglevel = "debug"\n'
+        '[kubernetes]\nkiller_mode = true\nttl = 9\nexternal_zones = ["Ext.Example."]\n'
+        '[forward]\nupstreams = ["tls://1.1.1.1@cloudflare-dns.com"]\n[metrics]\nlisten = "off"\n'
+    )
+    assert main(["check-config", str(path)], env={}) == 0
+    out, err = capsys.readouterr()
+    assert err == ""
+    printed = tmp_path / "printed.toml"
+    printed.write_text(out)
+    original = build_config(str(path))
+    assert build_config(str(printed)) == dataclasses.replace(original, config_file=str(printed))
+    assert original.external_zones == ("ext.example",) and original.metrics_listen is None
+
+
+def test_check_config_applies_environment(capsys, tmp_path):
+    path = tmp_path / "kdns.toml"
+    path.write_text("[kubernetes]\nttl = 9\n")
+    assert main(["check-config", str(path)], env={"KDNS_TTL": "12"}) == 0
+    assert "\nttl = 12\n" in capsys.readouterr().out
+
+
+def test_check_config_bad_file_exits_1(capsys, tmp_path):
+    path = tmp_path / "bad.toml"
+    path.write_text('[kubernetes]\npods = "yes"\n')
+    assert main(["check-config", str(path)], env={}) == 1
+    assert capsys.readouterr() == (
+        "",
+        'kdns: config: kubernetes.pods: expected disabled|insecure|verified, got "yes"\n',
+    )
+
+
+def test_check_config_subprocess(tmp_path):
+    """The real entry point: exit status and stderr as a shell script would see them."""
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[kubernetes]\nttl = 99999\n")
+    script = Path(sys.executable).with_name("kdns")
+    command = [str(script)] if script.exists() else [sys.executable, "-m", "kdns.cli"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KDNS_")}
+    env["PYTHONPATH"] = str(REPO)  # works before `pip install -e .` too
+    done = subprocess.run(
+        [*command, "check-config", str(bad)],
+        capture_output=True, text=True, env=env, cwd=tmp_path, timeout=60, check=False,
+    )  # fmt: skip
+    assert (done.returncode, done.stdout) == (1, "")
+    assert done.stderr == "kdns: config: kubernetes.ttl: expected an integer 0..3600, got 99999\n"
