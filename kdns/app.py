@@ -35,6 +35,10 @@ from kdns.server.wire import Responder
 log = logging.getLogger("kdns")
 
 
+class StartupError(Exception):
+    """Cannot start; str() is the one line printed before exiting 1."""
+
+
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         entry = {
@@ -102,8 +106,8 @@ class App:
         elif config.objects:
             self.source = StaticSource(self.registry, paths=config.objects)
         else:
-            raise SourceError(
-                "objects: no cluster source; pass --demo or --objects PATH "
+            raise StartupError(
+                "no cluster source: pass --demo or --objects PATH "
                 "(the API server watch is not available in this build)"
             )
         self.source.load()
@@ -195,7 +199,7 @@ def run(config: Config) -> int:
     setup_logging(config)
     try:
         return _run_loop(_main(config))
-    except SourceError as exc:
+    except (SourceError, StartupError) as exc:
         print(f"kdns: {exc}", file=sys.stderr)
         return 1
     except OSError as exc:
