@@ -1,0 +1,56 @@
+"""Every `dig` example in the README answers as printed, against the demo cluster (`make demo`)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+
+import dns.reversename
+import pytest
+
+from tests.kdnsproc import ROOT, Kdns
+
+_PROMPT = "$ dig @127.0.0.1 -p 5353 +short "
+
+
+def readme_examples() -> list[tuple[str, list[str]]]:
+    """(dig arguments, expected output lines) for each `$ dig` line of the README."""
+    text = (ROOT / "README.md").read_text()
+    examples: list[tuple[str, list[str]]] = []
+    for block in re.findall(r"```console\n(.*?)```", text, re.S):
+        for line in block.splitlines():
+            if line.startswith("$ "):
+                assert line.startswith(_PROMPT), f"README example not in the tested form: {line}"
+                examples.append((line[len(_PROMPT) :], []))
+            elif examples:
+                examples[-1][1].append(line)
+    return examples
+
+
+EXAMPLES = readme_examples()
+
+
+@pytest.fixture(scope="module")
+def demo() -> Iterator[Kdns]:
+    # The same flags as `make demo`, on ephemeral ports.
+    with Kdns("--demo", "--external-zone", "example.org") as proc:
+        yield proc
+
+
+def _question(args: str) -> tuple[str, str]:
+    words = args.split()
+    if words[0] == "-x":
+        return dns.reversename.from_address(words[1]).to_text(), "PTR"
+    return words[0], (words[1] if len(words) > 1 else "A")
+
+
+def test_readme_has_examples() -> None:
+    assert len(EXAMPLES) >= 15
+
+
+@pytest.mark.parametrize(("args", "expected"), EXAMPLES, ids=[a for a, _ in EXAMPLES])
+def test_readme_dig_example(demo: Kdns, args: str, expected: list[str]) -> None:
+    name, rdtype = _question(args)
+    resp = demo.query(name, rdtype, use_edns=0)
+    short = [rdata.to_text() for rrset in resp.answer for rdata in rrset]  # what `dig +short` prints
+    assert short == expected
