@@ -135,8 +135,8 @@ class Registry:
         if len(owners) == 1:
             return next(iter(owners.values()))
         merged: Records = {}
-        for records in owners.values():
-            for rtype, rdatas in records.items():
+        for owner in sorted(owners):  # the same order whatever the update history
+            for rtype, rdatas in owners[owner].items():
                 into = merged.setdefault(rtype, [])
                 into.extend(r for r in rdatas if r not in into)
         return merged

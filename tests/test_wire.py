@@ -1,0 +1,89 @@
+"""The hot path in isolation: header accept check, EDNS, truncation, and fuzzing."""
+
+from __future__ import annotations
+
+import dns.flags
+import dns.message
+import dns.rcode
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from kdns.dns.answer import Answer
+from kdns.dns.records import QNAME_POINTER, A, rrset
+from kdns.dns.registry import Registry
+from kdns.dns.resolver import Resolver
+from kdns.dns.zones import ZoneSet
+from kdns.model import Service
+from kdns.server.wire import Responder
+
+
+def _responder() -> Responder:
+    registry = Registry(ZoneSet.build("cluster.local", (), 5))
+    registry.upsert(Service("default", "web", "ClusterIP", ("10.0.0.1",), False, "", (), (), (), False))
+    registry.synced = True
+    return Responder(registry.answers, Resolver(registry).resolve)
+
+
+RESPONDER = _responder()
+QUERY = dns.message.make_query("web.default.svc.cluster.local", "A", id=0x1234).to_wire()
+
+
+def test_hit_is_clients_header_and_question_plus_body() -> None:
+    out = RESPONDER.respond(QUERY)
+    assert out is not None
+    assert out[:2] == QUERY[:2]
+    assert out[12 : len(QUERY)] == QUERY[12:]  # the client's own question bytes
+    msg = dns.message.from_wire(out)
+    assert msg.flags & dns.flags.QR and msg.flags & dns.flags.AA and msg.flags & dns.flags.RD
+
+
+def test_rd_and_cd_copied_ra_never_set() -> None:
+    """RFC 1035 4.1.1: RD copied into the response; RFC 4035 3.1.6 (CD) likewise."""
+    q = dns.message.make_query("web.default.svc.cluster.local", "A")
+    q.flags = dns.flags.CD  # RD off, CD on
+    msg = dns.message.from_wire(RESPONDER.respond(q.to_wire()) or b"")
+    assert not msg.flags & dns.flags.RD and msg.flags & dns.flags.CD
+    assert not msg.flags & dns.flags.RA
+
+
+def test_fit_cuts_at_rrset_boundaries() -> None:
+    """RFC 2181 9: TC only when an answer/authority RRset is dropped; additional silently."""
+    big = rrset(QNAME_POINTER, A, 5, [bytes([10, 0, i // 256, i % 256]) for i in range(40)])
+    glue = rrset(b"\x01x\x00", A, 5, [b"\x0a\x00\x00\x01"])
+    answer = Answer(0, True, ((big,), (), (glue,)))
+    counts, body, truncated = answer.fit(len(big[0]), edns=False)
+    assert not truncated and body == big[0] and counts == b"\x00\x28\x00\x00\x00\x00"
+    counts, body, truncated = answer.fit(len(big[0]) - 1, edns=True)
+    assert truncated and body == b"" and counts == b"\x00\x00\x00\x00\x00\x01"
+
+
+@settings(max_examples=2000, deadline=None)
+@given(st.binary(max_size=600))
+def test_random_bytes_never_raise(data: bytes) -> None:
+    out = RESPONDER.respond(data)
+    if out is not None:
+        assert len(out) >= 12 and out[:2] == data[:2] and out[2] & 0x80
+
+
+@settings(max_examples=2000, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, len(QUERY) + 20), st.integers(0, 255)), min_size=1, max_size=6))
+def test_mutated_queries_never_raise(edits: list[tuple[int, int]]) -> None:
+    data = bytearray(QUERY + b"\x00\x00\x29\x04\xd0\x00\x00\x00\x00\x00\x00")
+    for pos, value in edits:
+        if pos < len(data):
+            data[pos] = value
+        else:
+            data.append(value)
+    out = RESPONDER.respond(bytes(data))
+    if out is not None:
+        msg = dns.message.from_wire(out, ignore_trailing=True, question_only=True)
+        assert msg.id == int.from_bytes(data[:2], "big")
+        assert msg.rcode() in (
+            dns.rcode.NOERROR,
+            dns.rcode.NXDOMAIN,
+            dns.rcode.FORMERR,
+            dns.rcode.NOTIMP,
+            dns.rcode.REFUSED,
+            dns.rcode.SERVFAIL,
+            dns.rcode.BADVERS,
+        )
