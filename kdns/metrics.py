@@ -21,7 +21,9 @@ class _Collector(Collector):
         self.registry = registry
 
     def collect(self) -> Iterator[InfoMetricFamily | CounterMetricFamily | GaugeMetricFamily]:
-        yield InfoMetricFamily("kdns_build", "kdns build information", value={"version": __version__})
+        yield InfoMetricFamily(
+            "kdns_build", "kdns build information", value={"version": __version__}
+        )
         stats = self.stats
         requests = CounterMetricFamily(
             "kdns_dns_requests", "DNS queries received, by transport", labels=["proto"]
@@ -43,7 +45,9 @@ class _Collector(Collector):
         objects = GaugeMetricFamily(
             "kdns_registry_objects", "Cluster objects held, by kind", labels=["kind"]
         )
-        names = GaugeMetricFamily("kdns_registry_names", "Names with records or empty non-terminals")
+        names = GaugeMetricFamily(
+            "kdns_registry_names", "Names with records or empty non-terminals"
+        )
         for kind, count in self.registry.counts().items():
             if kind in ("names", "answers"):
                 continue
@@ -52,7 +56,9 @@ class _Collector(Collector):
         yield objects
         yield names
         yield GaugeMetricFamily(
-            "kdns_registry_synced", "1 once the first full sync completed", value=int(self.registry.synced)
+            "kdns_registry_synced",
+            "1 once the first full sync completed",
+            value=int(self.registry.synced),
         )
 
 

@@ -31,7 +31,9 @@ def kdns_command(*args: str) -> list[str]:
     return [sys.executable, "-m", "kdns.cli", *args]
 
 
-def run_kdns(*args: str, timeout: float = 20, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def run_kdns(
+    *args: str, timeout: float = 20, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     """Run a kdns command to completion (check-config, version, a serve that must fail)."""
     full_env = {**os.environ, **(env or {})}
     return subprocess.run(
@@ -42,7 +44,9 @@ def run_kdns(*args: str, timeout: float = 20, env: dict[str, str] | None = None)
 class Kdns:
     """A running ``kdns serve``; use as a context manager."""
 
-    def __init__(self, *args: str, env: dict[str, str] | None = None, wait_serving: bool = True) -> None:
+    def __init__(
+        self, *args: str, env: dict[str, str] | None = None, wait_serving: bool = True
+    ) -> None:
         self.args = [
             "serve",
             "--listen",

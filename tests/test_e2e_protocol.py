@@ -136,7 +136,9 @@ def test_out_of_zone_is_refused(server: Kdns) -> None:
 
 def test_edns_opt_echoed(server: Kdns) -> None:
     """RFC 6891 7: a query with OPT gets an OPT back; DO is copied (RFC 3225 3)."""
-    resp = server.query("web.prod.svc.cluster.local", "A", use_edns=0, payload=4096, want_dnssec=True)
+    resp = server.query(
+        "web.prod.svc.cluster.local", "A", use_edns=0, payload=4096, want_dnssec=True
+    )
     assert resp.edns == 0
     assert resp.payload == 1232  # our advertised size (DNS flag day 2020)
     assert resp.ednsflags & dns.flags.DO
@@ -187,7 +189,11 @@ def test_truncation_caps_at_client_edns_size(server: Kdns) -> None:
 
 def test_tcp_several_queries_on_one_connection(server: Kdns) -> None:
     """RFC 7766 6.2.1: pipelined queries on one connection, all answered."""
-    names = ["web.prod.svc.cluster.local", "nope.prod.svc.cluster.local", "big.prod.svc.cluster.local"]
+    names = [
+        "web.prod.svc.cluster.local",
+        "nope.prod.svc.cluster.local",
+        "big.prod.svc.cluster.local",
+    ]
     with socket.create_connection((LOOPBACK, server.port), timeout=3) as sock:
         wire = b""
         for i, name in enumerate(names):
@@ -213,8 +219,14 @@ MALFORMED = {
     "qdcount-2": (b"\x42\x42\x01\x00\x00\x02" + _query_bytes()[6:], dns.rcode.FORMERR),
     "qdcount-0": (b"\x42\x42\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00", dns.rcode.FORMERR),
     "truncated-question": (_query_bytes()[:20], dns.rcode.FORMERR),
-    "pointer-in-question": (b"\x42\x42\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00\xc0\x0c\x00\x01\x00\x01", dns.rcode.FORMERR),
-    "bad-label-type": (b"\x42\x42\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00\x41abc\x00\x00\x01\x00\x01", dns.rcode.FORMERR),
+    "pointer-in-question": (
+        b"\x42\x42\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00\xc0\x0c\x00\x01\x00\x01",
+        dns.rcode.FORMERR,
+    ),
+    "bad-label-type": (
+        b"\x42\x42\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00\x41abc\x00\x00\x01\x00\x01",
+        dns.rcode.FORMERR,
+    ),
     "arcount-lies": (_query_bytes()[:10] + b"\x00\x01" + _query_bytes()[12:], dns.rcode.FORMERR),
     "opcode-notify": (b"\x42\x42\x21\x00" + _query_bytes()[4:], dns.rcode.NOTIMP),
     "opcode-update": (b"\x42\x42\x29\x00" + _query_bytes()[4:], dns.rcode.NOTIMP),

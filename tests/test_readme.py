@@ -52,5 +52,7 @@ def test_readme_has_examples() -> None:
 def test_readme_dig_example(demo: Kdns, args: str, expected: list[str]) -> None:
     name, rdtype = _question(args)
     resp = demo.query(name, rdtype, use_edns=0)
-    short = [rdata.to_text() for rrset in resp.answer for rdata in rrset]  # what `dig +short` prints
+    short = [
+        rdata.to_text() for rrset in resp.answer for rdata in rrset
+    ]  # what `dig +short` prints
     assert short == expected

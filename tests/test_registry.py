@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kdns.dns import names
-from kdns.dns.records import A, SRV
+from kdns.dns.records import SRV, A
 from kdns.dns.registry import Registry, question_key, shard_of
 from kdns.dns.resolver import Resolver
 from kdns.dns.zones import ZoneSet
@@ -21,10 +21,14 @@ def svc(name: str, ip: str, ns: str = "default", ports: tuple[ServicePort, ...] 
 
 
 def headless(name: str, ns: str = "default") -> Service:
-    return Service(ns, name, "ClusterIP", (), True, "", (ServicePort("p", "TCP", 80),), (), (), False)
+    return Service(
+        ns, name, "ClusterIP", (), True, "", (ServicePort("p", "TCP", 80),), (), (), False
+    )
 
 
-def eps(name: str, service: str, *ips: str, ready: bool = True, ns: str = "default") -> EndpointSlice:
+def eps(
+    name: str, service: str, *ips: str, ready: bool = True, ns: str = "default"
+) -> EndpointSlice:
     endpoints = tuple(Endpoint((ip,), "", ready, "") for ip in ips)
     return EndpointSlice(ns, name, service, "IPv4", (EndpointPort("p", "TCP", 80),), endpoints)
 
@@ -74,7 +78,9 @@ def test_shard_generation_moves_for_the_changed_owner_only() -> None:
     registry.upsert(svc("a", "10.0.0.1"))
     shards = list(registry.shard_generation)
     registry.upsert(svc("a", "10.0.0.2"))
-    moved = [i for i, (x, y) in enumerate(zip(shards, registry.shard_generation)) if x != y]
+    moved = [
+        i for i, (x, y) in enumerate(zip(shards, registry.shard_generation, strict=True)) if x != y
+    ]
     assert shard_of(("svc", "default", "a")) in moved
 
 
@@ -115,7 +121,9 @@ def test_relist_replaces_atomically_and_applies_deletions() -> None:
         for i in range(5):
             registry.upsert(svc(f"s{i}", f"10.0.0.{i + 1}"))
     generation = registry.generation
-    registry.replace("Service", [svc(f"s{i}", f"10.0.0.{i + 1}") for i in range(3)] + [svc("new", "10.0.1.1")])
+    registry.replace(
+        "Service", [svc(f"s{i}", f"10.0.0.{i + 1}") for i in range(3)] + [svc("new", "10.0.1.1")]
+    )
     assert registry.generation == generation + 1
     assert addresses(registry, "s0.default.svc.cluster.local") == ["10.0.0.1"]
     assert ask(registry, "s4.default.svc.cluster.local").rcode() == dns.rcode.NXDOMAIN
@@ -139,7 +147,9 @@ def test_endpoint_readiness_change_updates_headless_answer() -> None:
     registry.upsert(eps("h-1", "h", "10.1.0.1", "10.1.0.2"))
     assert addresses(registry, "h.default.svc.cluster.local") == ["10.1.0.1", "10.1.0.2"]
     slice_ = eps("h-1", "h", "10.1.0.1")
-    registry.upsert(slice_._replace(endpoints=slice_.endpoints + (Endpoint(("10.1.0.2",), "", False, ""),)))
+    registry.upsert(
+        slice_._replace(endpoints=slice_.endpoints + (Endpoint(("10.1.0.2",), "", False, ""),))
+    )
     assert addresses(registry, "h.default.svc.cluster.local") == ["10.1.0.1"]
 
 
@@ -180,14 +190,19 @@ def test_shared_ptr_name_merges_owners() -> None:
     registry.upsert(eps("sx", "x", "10.1.0.7"))
     registry.upsert(eps("sy", "y", "10.1.0.7"))
     ptrs = sorted(r.to_text() for r in ask(registry, "7.0.1.10.in-addr.arpa", "PTR").answer[0])
-    assert ptrs == ["10-1-0-7.x.default.svc.cluster.local.", "10-1-0-7.y.default.svc.cluster.local."]
+    assert ptrs == [
+        "10-1-0-7.x.default.svc.cluster.local.",
+        "10-1-0-7.y.default.svc.cluster.local.",
+    ]
     registry.delete("EndpointSlice", ("default", "sx"))
     ptrs = [r.to_text() for r in ask(registry, "7.0.1.10.in-addr.arpa", "PTR").answer[0]]
     assert ptrs == ["10-1-0-7.y.default.svc.cluster.local."]
 
 
 _ip = st.tuples(st.integers(0, 3), st.integers(1, 4)).map(lambda t: f"10.9.{t[0]}.{t[1]}")
-_op = st.tuples(st.sampled_from(["up", "del"]), st.sampled_from(["a", "b", "c"]), st.lists(_ip, max_size=3))
+_op = st.tuples(
+    st.sampled_from(["up", "del"]), st.sampled_from(["a", "b", "c"]), st.lists(_ip, max_size=3)
+)
 
 
 @settings(max_examples=60, deadline=None)

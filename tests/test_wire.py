@@ -19,7 +19,9 @@ from kdns.server.wire import Responder
 
 def _responder() -> Responder:
     registry = Registry(ZoneSet.build("cluster.local", (), 5))
-    registry.upsert(Service("default", "web", "ClusterIP", ("10.0.0.1",), False, "", (), (), (), False))
+    registry.upsert(
+        Service("default", "web", "ClusterIP", ("10.0.0.1",), False, "", (), (), (), False)
+    )
     registry.synced = True
     return Responder(registry.answers, Resolver(registry).resolve)
 
@@ -66,7 +68,11 @@ def test_random_bytes_never_raise(data: bytes) -> None:
 
 
 @settings(max_examples=2000, deadline=None)
-@given(st.lists(st.tuples(st.integers(0, len(QUERY) + 20), st.integers(0, 255)), min_size=1, max_size=6))
+@given(
+    st.lists(
+        st.tuples(st.integers(0, len(QUERY) + 20), st.integers(0, 255)), min_size=1, max_size=6
+    )
+)
 def test_mutated_queries_never_raise(edits: list[tuple[int, int]]) -> None:
     data = bytearray(QUERY + b"\x00\x00\x29\x04\xd0\x00\x00\x00\x00\x00\x00")
     for pos, value in edits:

@@ -90,7 +90,9 @@ def rdata_soa(
     expire: int,
     minimum: int,
 ) -> bytes:
-    return mname + rname + struct.pack("!IIIII", serial & 0xFFFFFFFF, refresh, retry, expire, minimum)
+    return (
+        mname + rname + struct.pack("!IIIII", serial & 0xFFFFFFFF, refresh, retry, expire, minimum)
+    )
 
 
 def rr(owner: bytes, rtype: int, ttl: int, rdata: bytes) -> bytes:

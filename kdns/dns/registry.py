@@ -105,7 +105,9 @@ class Registry:
         self.pods: dict[tuple[str, str], Pod] = {}
         self.namespaces: set[str] = set()
         self._slices_of: dict[tuple[str, str], set[tuple[str, str]]] = {}
-        self._ns_refs: Counter[str] = Counter()  # objects per namespace (manifests may omit Namespaces)
+        self._ns_refs: Counter[str] = (
+            Counter()
+        )  # objects per namespace (manifests may omit Namespaces)
 
         # Name table.
         self.answers: dict[bytes, Answer] = {}
@@ -426,7 +428,9 @@ class Registry:
                     if address in seen:
                         continue
                     seen.add(address)
-                    out.append((address, self._endpoint_label(ep.hostname, ep.pod_name, address), eps))
+                    out.append(
+                        (address, self._endpoint_label(ep.hostname, ep.pod_name, address), eps)
+                    )
         return out
 
     def _endpoint_label(self, hostname: str, pod_name: str, address: str) -> str:
@@ -522,7 +526,9 @@ class Registry:
                 for port in svc.ports:
                     srv.setdefault(base, []).append((port.port, base))
                     if port.name:
-                        port_name = names.to_wire(f"_{port.name}._{port.protocol.lower()}.{base_text}")
+                        port_name = names.to_wire(
+                            f"_{port.name}._{port.protocol.lower()}.{base_text}"
+                        )
                         srv.setdefault(port_name, []).append((port.port, base))
                         _add(out, port_name, *rdata)
             self._render_srv(out, srv)

@@ -34,6 +34,8 @@ class Resolver:
         self.zones = registry.zones
         cluster = registry.cluster
         self._pod_suffix = names.to_wire("pod." + cluster.text)
+        self._pod_answers: dict[bytes, Answer] = {}
+        self._pod_generation = -1
 
     def resolve(self, qname: bytes, qtype: int, qclass: int = CLASS_IN) -> Answer:
         """Answer a question; ``qname`` is the lowercased wire name."""
@@ -55,10 +57,24 @@ class Resolver:
             # other types get NODATA, as from CoreDNS.
             return self.negative(qname, zone, NOERROR)
         if self.registry.pods_mode == "insecure" and zone.kind == CLUSTER:
-            pod = self._insecure_pod(qname, qtype, zone)
+            pod = self._insecure_pod_cached(qname, qtype, zone)
             if pod is not None:
                 return pod
         return self.negative(qname, zone, NXDOMAIN)
+
+    def _insecure_pod_cached(self, qname: bytes, qtype: int, zone: Zone) -> Answer | None:
+        # Pod names are computed, not stored; a small cache keeps repeat askers off the
+        # parse path. It is emptied when the registry changes (a namespace may have gone).
+        if self._pod_generation != self.registry.generation or len(self._pod_answers) > 4096:
+            self._pod_answers.clear()
+            self._pod_generation = self.registry.generation
+        key = question_key(qname, qtype)
+        answer = self._pod_answers.get(key)
+        if answer is None:
+            answer = self._insecure_pod(qname, qtype, zone)
+            if answer is not None:
+                self._pod_answers[key] = answer
+        return answer
 
     @staticmethod
     def negative(qname: bytes, zone: Zone, rcode: int) -> Answer:
@@ -86,4 +102,3 @@ class Resolver:
             return self.negative(qname, zone, NOERROR)
         records = {rtype: [packed]}
         return self.registry.render_answer(qname, rtype if qtype == ANY else qtype, records)
-

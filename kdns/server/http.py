@@ -59,7 +59,9 @@ class HttpEndpoints:
             sockname = sockets[0].getsockname() if sockets else (host, port)
             for endpoint in endpoints:
                 self.bound[endpoint] = (sockname[0], sockname[1])
-                log.info("%s listening on http://%s:%d/%s", endpoint, sockname[0], sockname[1], endpoint)
+                log.info(
+                    "%s listening on http://%s:%d/%s", endpoint, sockname[0], sockname[1], endpoint
+                )
 
     async def stop(self) -> None:
         for runner in self.runners:

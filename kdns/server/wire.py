@@ -158,7 +158,12 @@ class Responder:
         # RFC 6891 6.1.3: unknown EDNS version -> BADVERS (extended rcode 1, header rcode 0),
         # with our OPT advertising version 0.
         head = data[:2] + bytes((0x80 | (data[2] & 0x01), data[3] & 0x10))
-        opt = b"\x00\x00\x29" + _U16.pack(self.udp_size) + bytes((BADVERS >> 4, 0)) + b"\x00\x00\x00\x00"
+        opt = (
+            b"\x00\x00\x29"
+            + _U16.pack(self.udp_size)
+            + bytes((BADVERS >> 4, 0))
+            + b"\x00\x00\x00\x00"
+        )
         return head + b"\x00\x01\x00\x00\x00\x00\x00\x01" + data[12:qend] + opt
 
 
