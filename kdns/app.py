@@ -23,6 +23,8 @@ from kdns.config import Config, format_hostport
 from kdns.dns.registry import Registry
 from kdns.dns.resolver import Resolver
 from kdns.dns.zones import ZoneSet
+from kdns.k8s.client import ClusterConfigError, api_client
+from kdns.k8s.cluster import ClusterSource
 from kdns.k8s.sources import SourceError
 from kdns.k8s.static import StaticSource
 from kdns.metrics import Metrics
@@ -89,31 +91,68 @@ class App:
             idle_timeout=config.tcp_idle_timeout,
             max_connections=config.tcp_max_connections,
         )
-        self.metrics = Metrics(self.stats, self.registry)
+        self.metrics = Metrics(self.stats, self.registry, lambda: self.cluster)
         self.http = HttpEndpoints(self.not_ready, self.metrics.render)
         self.transports: list[asyncio.BaseTransport] = []
         self.servers: list[asyncio.Server] = []
         self.source: StaticSource | None = None
+        self.cluster: ClusterSource | None = None
         self.stopping = asyncio.Event()
 
     def not_ready(self) -> str | None:
-        if not self.registry.synced:
-            return "waiting for the first full sync of cluster objects"
-        return None
+        if self.registry.synced:
+            return None
+        if self.cluster is not None:
+            return "waiting for the first list of " + ", ".join(self.cluster.not_synced())
+        return "waiting for the first full sync of cluster objects"
 
     async def start_source(self) -> None:
         config = self.config
         if config.demo:
-            self.source = StaticSource(self.registry, demo=True)
+            self._start_static(StaticSource(self.registry, demo=True))
         elif config.objects:
-            self.source = StaticSource(self.registry, paths=config.objects)
-        else:
+            self._start_static(StaticSource(self.registry, paths=config.objects))
+        elif not config.kubernetes_enabled:
             raise StartupError(
-                "no cluster source: pass --demo or --objects PATH "
-                "(the API server watch is not available in this build)"
+                "nothing to serve: kubernetes.enabled is false and no --demo or --objects"
             )
-        self.source.load()
-        self.source.start()
+        else:
+            found = await api_client(config.kubeconfig)
+            if found is None:
+                log.warning(
+                    "NO KUBERNETES CLUSTER FOUND (not in a pod, no --kubeconfig, no KUBECONFIG, "
+                    "no ~/.kube/config): SERVING THE BUILT-IN DEMO CLUSTER. Point kdns at a "
+                    "cluster with --kubeconfig FILE, or run it in a pod with a service account."
+                )
+                self._start_static(StaticSource(self.registry, demo=True))
+                return
+            client, where = found
+            log.info("watching the API server through %s", where)
+            self.cluster = ClusterSource(self.registry, client, pods_mode=config.pods)
+            # Until the first list completes every cluster name answers SERVFAIL, even ones
+            # already known: the hot path starts with an empty answers dict (no extra check).
+            self.responder.answers = {}
+            self.cluster.start()
+            asyncio.get_running_loop().create_task(self._startup_timeout())
+
+    def _start_static(self, source: StaticSource) -> None:
+        self.source = source
+        source.load()
+        source.start()
+
+    async def _startup_timeout(self) -> None:
+        """CoreDNS: wait up to startup_timeout for the first sync, then serve what is known;
+        names not known yet keep answering SERVFAIL (never NXDOMAIN) until synced."""
+        assert self.cluster is not None
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self.cluster.synced.wait(), self.config.startup_timeout)
+        if not self.cluster.synced.is_set():
+            log.warning(
+                "not synced after %.1fs (%s pending): serving what is known",
+                self.config.startup_timeout,
+                ", ".join(self.cluster.not_synced()),
+            )
+        self.responder.answers = self.registry.answers
 
     async def start_dns(self) -> None:
         loop = asyncio.get_running_loop()
@@ -177,6 +216,8 @@ class App:
     async def stop(self) -> None:
         if self.source is not None:
             await self.source.stop()
+        if self.cluster is not None:
+            await self.cluster.stop()
         for server in self.servers:
             server.close()
         for transport in self.transports:
@@ -201,7 +242,7 @@ def run(config: Config) -> int:
     setup_logging(config)
     try:
         return _run_loop(_main(config))
-    except (SourceError, StartupError) as exc:
+    except (SourceError, StartupError, ClusterConfigError) as exc:
         print(f"kdns: {exc}", file=sys.stderr)
         return 1
     except OSError as exc:

@@ -1,0 +1,331 @@
+"""List + watch one resource into the registry (client-go's Reflector, kopf's watcher).
+
+- Paginated LIST (``limit``/``continue``), then WATCH from the list's resourceVersion with
+  bookmarks; a normal end of the watch (``timeoutSeconds``) resumes from the last seen
+  resourceVersion, so no event is missed and nothing is listed again.
+- 410 Gone / ``Expired`` (the version was compacted away): LIST again and swap the resource's
+  contents in one registry batch: names that exist throughout never disappear, and objects
+  deleted during the gap go away.
+- Connection errors, 5xx, 429: exponential backoff with jitter (honouring Retry-After), while
+  the registry keeps serving the last good state.
+- Raw JSON all the way (``_preload_content=False``): no OpenAPI model objects per event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import json
+import logging
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import aiohttp
+from kubernetes_asyncio import client
+
+from kdns.dns.registry import Registry
+from kdns.k8s.objects import slim_endpointslice, slim_namespace, slim_pod, slim_service
+from kdns.model import KubeObject
+
+log = logging.getLogger("kdns.reflector")
+
+Raw = dict[str, Any]
+
+# EndpointSlice annotation the endpoints controller sets to the time of the change that
+# triggered it (CoreDNS uses it for kubernetes_dns_programming_duration_seconds).
+TRIGGER_TIME = "endpoints.kubernetes.io/last-change-trigger-time"
+
+
+class Gone(Exception):
+    """The resourceVersion we hold is too old (HTTP 410 / Status reason Expired)."""
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, message: str, retry_after: float | None = None) -> None:
+        super().__init__(f"HTTP {status}: {message}")
+        self.status = status
+        self.retry_after = retry_after
+
+
+@dataclass(frozen=True)
+class Resource:
+    kind: str
+    api: Callable[[client.ApiClient], Any]
+    method: str
+    slim: Callable[[Raw], KubeObject | None]
+    field_selector: str | None = None
+
+
+RESOURCES = {
+    "Service": Resource(
+        "Service", client.CoreV1Api, "list_service_for_all_namespaces", slim_service
+    ),
+    "EndpointSlice": Resource(
+        "EndpointSlice",
+        client.DiscoveryV1Api,
+        "list_endpoint_slice_for_all_namespaces",
+        slim_endpointslice,
+    ),
+    "Namespace": Resource("Namespace", client.CoreV1Api, "list_namespace", slim_namespace),
+    # CoreDNS (controller.go podListFunc): finished pods never answer, so never list them.
+    "Pod": Resource(
+        "Pod",
+        client.CoreV1Api,
+        "list_pod_for_all_namespaces",
+        slim_pod,
+        field_selector="status.phase!=Succeeded,status.phase!=Failed,status.phase!=Unknown",
+    ),
+}
+
+
+class Backoff:
+    """Exponential backoff with full jitter (AWS architecture blog), capped."""
+
+    def __init__(self, base: float = 0.5, cap: float = 30.0) -> None:
+        self.base = base
+        self.cap = cap
+        self.attempt = 0
+
+    def next(self) -> float:
+        delay = min(self.cap, self.base * 2**self.attempt)
+        self.attempt += 1
+        return random.uniform(delay / 2, delay)
+
+    def reset(self) -> None:
+        self.attempt = 0
+
+
+# CoreDNS's dns_programming_duration buckets: 1 ms doubling up to ~16 s... kept simple here.
+PROGRAMMING_BUCKETS = (0.001, 0.002, 0.004, 0.008, 0.016, 0.032, 0.064, 0.128, 0.256, 0.512,
+                       1.024, 2.048, 4.096, 8.192, 16.384, 32.768)  # fmt: skip
+
+
+@dataclass
+class Histogram:
+    """Plain bucket counts; exported by kdns.metrics at scrape time."""
+
+    buckets: tuple[float, ...] = PROGRAMMING_BUCKETS
+    counts: list[int] = field(default_factory=lambda: [0] * (len(PROGRAMMING_BUCKETS) + 1))
+    total: float = 0.0
+    count: int = 0
+
+    def observe(self, value: float) -> None:
+        self.counts[bisect.bisect_left(self.buckets, value)] += 1
+        self.total += value
+        self.count += 1
+
+
+@dataclass
+class ReflectorStats:
+    events: dict[str, int] = field(default_factory=dict)  # by event type
+    lists: int = 0
+    relists: int = 0  # after 410 Gone
+    restarts: int = 0  # watch restarts after errors
+    errors: int = 0
+
+
+def _trigger_time(raw: Raw) -> float | None:
+    stamp = (raw.get("metadata") or {}).get("annotations", {}).get(TRIGGER_TIME)
+    if not stamp:
+        return None
+    try:
+        return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
+
+
+class Reflector:
+    def __init__(
+        self,
+        resource: Resource,
+        api_client: client.ApiClient,
+        registry: Registry,
+        *,
+        page_size: int = 500,
+        watch_timeout: int = 300,
+        programming: Histogram | None = None,
+    ) -> None:
+        self.resource = resource
+        self.kind = resource.kind
+        self.api = resource.api(api_client)
+        self.registry = registry
+        self.page_size = page_size
+        self.watch_timeout = watch_timeout
+        self.programming = programming
+        self.resource_version: str | None = None
+        self.synced = asyncio.Event()
+        self.stats = ReflectorStats()
+        self.backoff = Backoff()
+
+    def _call(self, **params: Any) -> Any:
+        method = getattr(self.api, self.resource.method)
+        if self.resource.field_selector:
+            params["field_selector"] = self.resource.field_selector
+        return method(_preload_content=False, **params)
+
+    async def run(self) -> None:
+        """Forever: list when needed, watch, recover. Cancel the task to stop."""
+        while True:
+            try:
+                if self.resource_version is None:
+                    await self._list()
+                await self._watch()
+            except Gone:
+                log.info(
+                    "%s: resourceVersion %s expired (410): relisting",
+                    self.kind,
+                    self.resource_version,
+                )
+                self.stats.relists += 1
+                self.resource_version = None
+            except asyncio.CancelledError:
+                raise
+            except (TimeoutError, ApiError, aiohttp.ClientError, OSError, ValueError) as exc:
+                self.stats.errors += 1
+                self.stats.restarts += 1
+                delay = self.backoff.next()
+                if isinstance(exc, ApiError) and exc.retry_after is not None:
+                    delay = max(delay, exc.retry_after)
+                log.warning(
+                    "%s: %s: retrying in %.1fs (serving the last known state)",
+                    self.kind,
+                    exc or type(exc).__name__,
+                    delay,
+                )
+                await asyncio.sleep(delay)
+
+    async def _request(self, **params: Any) -> aiohttp.ClientResponse:
+        response: aiohttp.ClientResponse = await self._call(**params)
+        if response.status == 410:
+            response.release()
+            raise Gone()
+        if response.status >= 300:
+            body = (await response.text())[:200]
+            retry = response.headers.get("Retry-After")
+            response.release()
+            raise ApiError(
+                response.status, body.strip(), float(retry) if retry and retry.isdigit() else None
+            )
+        return response
+
+    async def _list(self) -> None:
+        """LIST every page; swap the registry's contents for this kind in one batch."""
+        started = time.monotonic()
+        objects: list[KubeObject] = []
+        token: str | None = None
+        while True:
+            params: dict[str, Any] = {"limit": self.page_size}
+            if token:
+                params["_continue"] = token
+            try:
+                response = await self._request(**params)
+            except Gone:
+                # The continue token expired mid-list: start over (client-go does the same).
+                objects, token = [], None
+                continue
+            body = await response.read()
+            page = json.loads(body)
+            for raw in page.get("items") or ():
+                obj = self._slim(raw)
+                if obj is not None:
+                    objects.append(obj)
+            meta = page.get("metadata") or {}
+            token = meta.get("continue") or None
+            if token is None:
+                self.resource_version = meta.get("resourceVersion")
+                break
+            await asyncio.sleep(0)  # let queries in between pages
+        await self._apply_list(objects)
+        self.stats.lists += 1
+        self.backoff.reset()
+        log.info(
+            "%s: listed %d objects at resourceVersion %s in %.0f ms",
+            self.kind,
+            len(objects),
+            self.resource_version,
+            (time.monotonic() - started) * 1000,
+        )
+        self.synced.set()
+
+    async def _apply_list(self, objects: list[KubeObject]) -> None:
+        if self.synced.is_set():
+            # A relist: one batch, so readers see the old set or the new one, never a gap.
+            self.registry.replace(self.kind, objects)
+            return
+        # First list: nothing to be atomic with (the zone answers SERVFAIL until synced), so
+        # apply in chunks and let queries run in between rather than stall the loop.
+        chunk = 1000
+        for start in range(0, len(objects), chunk):
+            with self.registry.batch():
+                for obj in objects[start : start + chunk]:
+                    self.registry.upsert(obj)
+            await asyncio.sleep(0)
+        # Objects the registry held from before (a restart of this reflector) but not listed now.
+        self.registry.replace(self.kind, objects)
+
+    async def _watch(self) -> None:
+        """WATCH from resource_version until the server ends the stream."""
+        timeout = int(self.watch_timeout * random.uniform(1.0, 1.5))  # spread reconnects
+        response = await self._request(
+            watch=True,
+            resource_version=self.resource_version,
+            allow_watch_bookmarks=True,
+            timeout_seconds=timeout,
+            _request_timeout=aiohttp.ClientTimeout(total=timeout + 30, sock_connect=10),
+        )
+        try:
+            async for line in response.content:
+                if line.strip():
+                    self._event(json.loads(line))
+                    self.backoff.reset()
+        finally:
+            response.release()
+
+    def _event(self, event: Raw) -> None:
+        kind = event.get("type")
+        raw = event.get("object") or {}
+        self.stats.events[str(kind)] = self.stats.events.get(str(kind), 0) + 1
+        if kind == "ERROR":
+            if raw.get("code") == 410 or raw.get("reason") in ("Expired", "Gone"):
+                raise Gone()
+            raise ApiError(int(raw.get("code") or 500), str(raw.get("message") or raw))
+        meta = raw.get("metadata") or {}
+        version = meta.get("resourceVersion")
+        if kind == "BOOKMARK":
+            if version:
+                self.resource_version = version
+            return
+        key = (meta.get("namespace") or "", meta.get("name") or "")
+        if kind == "DELETED":
+            self.registry.delete(self.kind, key)
+        elif kind in ("ADDED", "MODIFIED"):
+            try:
+                obj = self.resource.slim(raw)
+            except ValueError as exc:
+                log.warning("%s: ignoring an object the API sent: %s", self.kind, exc)
+                return
+            if obj is None:
+                self.registry.delete(self.kind, key)  # e.g. a pod that just finished
+            elif self.registry.upsert(obj):
+                self._record_programming(raw)
+        if version:
+            self.resource_version = version
+
+    def _slim(self, raw: Raw) -> KubeObject | None:
+        try:
+            return self.resource.slim(raw)
+        except ValueError as exc:
+            log.warning("%s: ignoring an object the API sent: %s", self.kind, exc)
+            return None
+
+    def _record_programming(self, raw: Raw) -> None:
+        if self.programming is None:
+            return
+        triggered = _trigger_time(raw)
+        if triggered is not None:
+            # The registry re-rendered synchronously in upsert: the answer is served from now.
+            self.programming.observe(max(0.0, time.time() - triggered))
