@@ -20,7 +20,6 @@ from kdns.dns.registry import Registry
 from kdns.k8s.cluster import ClusterSource
 from kdns.server.stats import Stats
 
-
 Family = InfoMetricFamily | CounterMetricFamily | GaugeMetricFamily | HistogramMetricFamily
 
 

@@ -134,6 +134,13 @@ def test_out_of_zone_is_refused(server: Kdns) -> None:
     assert not resp.flags & dns.flags.AA
 
 
+def test_zone_transfer_refused(server: Kdns) -> None:
+    """CoreDNS without a transfer allow list: AXFR/IXFR of our zones get REFUSED."""
+    for rdtype in ("AXFR", "IXFR"):
+        resp = server.query("cluster.local", rdtype, tcp=True)
+        assert resp.rcode() == dns.rcode.REFUSED
+
+
 def test_edns_opt_echoed(server: Kdns) -> None:
     """RFC 6891 7: a query with OPT gets an OPT back; DO is copied (RFC 3225 3)."""
     resp = server.query(

@@ -81,7 +81,7 @@ def dashed_ip(ip: str) -> str:
 
 def parse_dashed_ip(label: str) -> str | None:
     """Inverse of :func:`dashed_ip` for pod names; None when the label is not an IP."""
-    if label.count("-") == 3 and ":" not in label:
+    if label.count("-") == 3 and "--" not in label:  # CoreDNS findPods: else it is IPv6
         candidate = label.replace("-", ".")
     else:
         candidate = label.replace("-", ":")

@@ -55,7 +55,7 @@ Records = dict[int, list[bytes]]  # rtype -> rdatas, in insertion order, no dupl
 Contribution = dict[bytes, Records]  # name -> records; {} means "exists, no data"
 
 SHARDS = 64
-DNS_SCHEMA_VERSION = "1.1.0"  # Kubernetes DNS-Based Service Discovery spec 2.1
+DNS_SCHEMA_VERSION = "1.1.0"  # Kubernetes DNS-Based Service Discovery spec 2.2
 DNS_VERSION_TTL = 28800  # CoreDNS kubernetes.go: the dns-version TXT has a fixed TTL
 _QSUFFIX = struct.Struct("!HH")
 _ADDRESS_TYPES = (A, AAAA)
@@ -384,7 +384,7 @@ class Registry:
         else:
             _add(out, zone.apex, NS, zone.ns_name)
         if zone.kind == CLUSTER:
-            # Spec 2.1: dns-version.<zone> TXT carries the schema version.
+            # Spec 2.2: dns-version.<zone> TXT carries the schema version.
             _add(out, self._dns_version, TXT, rdata_txt(DNS_SCHEMA_VERSION))
         return out
 
@@ -415,22 +415,18 @@ class Registry:
         """(address, endpoint label, slice) for each endpoint the service publishes.
 
         Spec 2.4.1: ready endpoints only, not-ready ones too under publishNotReadyAddresses.
-        The same address in two slices (during a slice rollover) is served once.
+        The same address in two slices (during a slice rollover) is listed twice: records are
+        de-duplicated when added, and SRV weights count it twice, as CoreDNS does.
         """
         out = []
-        seen: set[str] = set()
         for key in sorted(self._slices_of.get(svc.key, ())):
             eps = self.slices[key]
             for ep in eps.endpoints:
                 if not (ep.ready or svc.publish_not_ready):
                     continue
                 for address in ep.addresses:
-                    if address in seen:
-                        continue
-                    seen.add(address)
-                    out.append(
-                        (address, self._endpoint_label(ep.hostname, ep.pod_name, address), eps)
-                    )
+                    label = self._endpoint_label(ep.hostname, ep.pod_name, address)
+                    out.append((address, label, eps))
         return out
 
     def _endpoint_label(self, hostname: str, pod_name: str, address: str) -> str:
@@ -467,7 +463,7 @@ class Registry:
             srv.setdefault(base, []).append((port, target))
 
         if not svc.headless:
-            # Spec 2.3.1: the ClusterIP(s), and their PTRs (2.3.4). SRV targets the service name
+            # Spec 2.3.1: the ClusterIP(s), and their PTRs (2.3.3). SRV targets the service name
             # on the service port.
             for ip in svc.cluster_ips:
                 _add(out, base, *rdata_address(ip))

@@ -13,8 +13,10 @@ from kdns.dns import names
 from kdns.dns.answer import Answer, empty
 from kdns.dns.records import (
     ANY,
+    AXFR,
     CLASS_ANY,
     CLASS_IN,
+    IXFR,
     NOERROR,
     NXDOMAIN,
     REFUSED,
@@ -48,7 +50,9 @@ class Resolver:
         elif qclass != CLASS_IN:
             return REFUSED_ANSWER  # CHAOS/HESIOD are not our zones
         zone = self.zones.find(qname)
-        if zone is None:
+        if zone is None or qtype in (AXFR, IXFR):
+            # Outside our zones (no forwarding yet), or a zone transfer nobody is allowed
+            # (CoreDNS without the transfer plugin: REFUSED).
             return REFUSED_ANSWER
         if not registry.synced:
             return SERVFAIL_ANSWER
