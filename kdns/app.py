@@ -1,87 +1,69 @@
-"""Process lifecycle: build the pieces from one Config, load the cluster, serve, stop.
+"""Process lifecycle: one Config in; start, sync, serve, lameduck, stop; reload in between.
 
-start -> load/sync objects -> bind DNS (UDP+TCP per --listen) and HTTP -> serve until SIGTERM or
-SIGINT -> stop accepting -> close. A second signal exits at once.
+start -> load or watch the cluster -> bind DNS (UDP+TCP per listen address) and HTTP -> serve.
+SIGTERM/SIGINT: lameduck (keep answering, /ready 503) -> stop accepting -> finish TCP -> exit 0;
+a second signal exits at once. SIGHUP, or a change of the config file's content: reload.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
+import hashlib
 import logging
 import os
 import signal
-import socket
 import sys
-import time
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from kdns import __version__
-from kdns.config import Config, format_hostport
+from kdns.config import Config, ConfigError
 from kdns.dns.registry import Registry
 from kdns.dns.resolver import Resolver
 from kdns.dns.zones import ZoneSet
 from kdns.k8s.client import ClusterConfigError, api_client
 from kdns.k8s.cluster import ClusterSource
 from kdns.k8s.sources import SourceError
-from kdns.k8s.static import StaticSource
+from kdns.k8s.static import StaticSource, copy_objects
+from kdns.logs import setup_logging
 from kdns.metrics import Metrics
 from kdns.server.http import HttpEndpoints
+from kdns.server.listeners import DnsListeners
 from kdns.server.stats import Stats
 from kdns.server.tcp import TcpServer
-from kdns.server.udp import UdpProtocol
 from kdns.server.wire import Responder
 
 log = logging.getLogger("kdns")
+
+Reload = Callable[[], Config]
+
+# Settings a reload cannot change in place: they pick the cluster source or the process shape.
+RESTART_ONLY = ("demo", "objects", "kubeconfig", "kubernetes_enabled", "workers", "killer")
+# Settings baked into the registry's rendered answers: a change re-renders into a new registry.
+REGISTRY_SHAPE = ("cluster_domain", "external_zones", "pods", "endpoint_pod_names", "dns_service")
 
 
 class StartupError(Exception):
     """Cannot start; str() is the one line printed before exiting 1."""
 
 
-class JsonFormatter(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
-        entry = {
-            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
-            + f".{int(record.msecs):03d}Z",
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "msg": record.getMessage(),
-        }
-        if record.exc_info:
-            entry["exc"] = self.formatException(record.exc_info)
-        return json.dumps(entry)
-
-
-def setup_logging(config: Config) -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    if config.log_format == "json":
-        handler.setFormatter(JsonFormatter())
-    else:
-        handler.setFormatter(
-            logging.Formatter(
-                "%(asctime)s %(levelname)s %(name)s: %(message)s", "%Y-%m-%dT%H:%M:%S"
-            )
-        )
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(config.log_level.upper())
-    logging.getLogger("aiohttp").setLevel(logging.WARNING)
+def build_registry(config: Config) -> Registry:
+    zones = ZoneSet.build(config.cluster_domain, config.external_zones, config.ttl)
+    return Registry(
+        zones,
+        ttl=config.ttl,
+        pods=config.pods,
+        endpoint_pod_names=config.endpoint_pod_names,
+        dns_service=config.dns_service,
+    )
 
 
 class App:
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, reload: Reload | None = None) -> None:
         self.config = config
-        self.zones = ZoneSet.build(config.cluster_domain, config.external_zones, config.ttl)
-        self.registry = Registry(
-            self.zones,
-            ttl=config.ttl,
-            pods=config.pods,
-            endpoint_pod_names=config.endpoint_pod_names,
-            dns_service=config.dns_service,
-        )
+        self.reload_config = reload
+        self.registry = build_registry(config)
         self.resolver = Resolver(self.registry)
         self.stats = Stats()
         self.responder = Responder(self.registry.answers, self.resolver.resolve, config.udp_size)
@@ -91,20 +73,31 @@ class App:
             idle_timeout=config.tcp_idle_timeout,
             max_connections=config.tcp_max_connections,
         )
-        self.metrics = Metrics(self.stats, self.registry, lambda: self.cluster)
+        self.listeners = DnsListeners(
+            self.responder, self.stats, self.tcp, reuse_port=config.workers > 1
+        )
+        self.listeners.set_query_log(config.query_log)
+        self.metrics = Metrics(self.stats, lambda: self.registry, lambda: self.cluster)
         self.http = HttpEndpoints(self.not_ready, self.metrics.render)
-        self.transports: list[asyncio.BaseTransport] = []
-        self.servers: list[asyncio.Server] = []
         self.source: StaticSource | None = None
         self.cluster: ClusterSource | None = None
         self.stopping = asyncio.Event()
+        self.lameduck = False
+        self._config_digest = self._file_digest()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    # ------------------------------------------------------------------ readiness
 
     def not_ready(self) -> str | None:
+        if self.lameduck:
+            return "shutting down (lameduck)"
         if self.registry.synced:
             return None
         if self.cluster is not None:
             return "waiting for the first list of " + ", ".join(self.cluster.not_synced())
         return "waiting for the first full sync of cluster objects"
+
+    # ------------------------------------------------------------------ sources
 
     async def start_source(self) -> None:
         config = self.config
@@ -133,7 +126,7 @@ class App:
             # already known: the hot path starts with an empty answers dict (no extra check).
             self.responder.answers = {}
             self.cluster.start()
-            asyncio.get_running_loop().create_task(self._startup_timeout())
+            self._spawn(self._startup_timeout())
 
     def _start_static(self, source: StaticSource) -> None:
         self.source = source
@@ -154,30 +147,7 @@ class App:
             )
         self.responder.answers = self.registry.answers
 
-    async def start_dns(self) -> None:
-        loop = asyncio.get_running_loop()
-        reuse_port = self.config.workers > 1
-        for host, port in self.config.listen:
-            family = socket.AF_INET6 if ":" in host else socket.AF_INET
-            transport, _ = await loop.create_datagram_endpoint(
-                lambda: UdpProtocol(self.responder, self.stats),
-                local_addr=(host, port),
-                family=family,
-                reuse_port=reuse_port or None,
-            )
-            bound_port = transport.get_extra_info("sockname")[1]  # the real port when 0 was asked
-            self.transports.append(transport)
-            server = await loop.create_server(
-                self.tcp.protocol,
-                host,
-                bound_port,
-                family=family,
-                reuse_address=True,
-                reuse_port=reuse_port or None,
-                backlog=1024,
-            )
-            self.servers.append(server)
-            log.info("dns listening on udp+tcp %s", format_hostport((host, bound_port)))
+    # ------------------------------------------------------------------ serving
 
     async def start_http(self) -> None:
         await self.http.start(
@@ -188,10 +158,13 @@ class App:
             }
         )
 
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        self._tasks.append(asyncio.get_running_loop().create_task(coro))
+
     def install_signals(self) -> None:
         loop = asyncio.get_running_loop()
 
-        def on_signal(signum: int) -> None:
+        def on_stop(signum: int) -> None:
             if self.stopping.is_set():
                 log.warning("second %s: exiting now", signal.Signals(signum).name)
                 os._exit(1)
@@ -199,34 +172,128 @@ class App:
             self.stopping.set()
 
         for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signum, on_signal, signum)
+            loop.add_signal_handler(signum, on_stop, signum)
+        loop.add_signal_handler(signal.SIGHUP, lambda: self._spawn(self.reload("SIGHUP")))
 
     async def serve(self) -> int:
         self.install_signals()
         log.info("kdns %s starting (cluster domain %s)", __version__, self.config.cluster_domain)
         await self.start_source()
-        await self.start_dns()
+        for address in self.config.listen:
+            await self.listeners.bind(address)
         await self.start_http()
+        if self.config.config_file and self.config.reload_interval > 0:
+            self._spawn(self._watch_config_file())
         log.info("serving %s", self.registry.counts())
         await self.stopping.wait()
-        await self.stop()
+        await self.shutdown()
         log.info("stopped")
         return 0
 
-    async def stop(self) -> None:
+    async def shutdown(self) -> None:
+        """Lameduck (CoreDNS health lameduck): keep answering while /ready fails, so the
+        Service drops this endpoint before the sockets close; then stop accepting, let TCP
+        connections finish, and release everything."""
+        if self.config.lameduck > 0:
+            self.lameduck = True
+            log.info("lameduck for %.1fs: answering, /ready reports 503", self.config.lameduck)
+            await asyncio.sleep(self.config.lameduck)
+        await self.listeners.close_all()
+        for task in self._tasks:
+            task.cancel()
         if self.source is not None:
             await self.source.stop()
         if self.cluster is not None:
             await self.cluster.stop()
-        for server in self.servers:
-            server.close()
-        for transport in self.transports:
-            transport.close()
-        self.tcp.close_idle()
-        for server in self.servers:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(server.wait_closed(), 2)
         await self.http.stop()
+
+    # ------------------------------------------------------------------ reload
+
+    def _file_digest(self) -> bytes | None:
+        if not self.config.config_file:
+            return None
+        try:
+            with open(self.config.config_file, "rb") as handle:
+                return hashlib.sha256(handle.read()).digest()
+        except OSError:
+            return None
+
+    async def _watch_config_file(self) -> None:
+        """CoreDNS reload: poll the file's content hash (a ConfigMap update swaps a symlink,
+        so mtimes lie; the content does not)."""
+        while True:
+            await asyncio.sleep(self.config.reload_interval)
+            digest = self._file_digest()
+            if digest is not None and digest != self._config_digest:
+                await self.reload("config file changed")
+
+    async def reload(self, why: str) -> None:
+        if self.reload_config is None:
+            log.warning("reload (%s) ignored: started without a reloadable configuration", why)
+            return
+        self._config_digest = self._file_digest()
+        try:
+            new = self.reload_config()
+        except ConfigError as exc:
+            log.error("reload (%s) rejected, keeping the running config: %s", why, exc)
+            return
+        await self.apply(new, why)
+
+    async def apply(self, new: Config, why: str) -> None:
+        old = self.config
+        changed = [f for f in old.__dataclass_fields__ if getattr(old, f) != getattr(new, f)]
+        if not changed:
+            log.info("reload (%s): nothing changed", why)
+            return
+        kept = [f for f in changed if f in RESTART_ONLY]
+        if kept:
+            log.warning(
+                "reload (%s): %s only change on restart; keeping them", why, ", ".join(kept)
+            )
+            new = new.__class__(**{**{f: getattr(new, f) for f in new.__dataclass_fields__},
+                                   **{f: getattr(old, f) for f in kept}})  # fmt: skip
+        if any(f in REGISTRY_SHAPE for f in changed):
+            self._swap_registry(new)
+        elif new.ttl != old.ttl:
+            self.registry.set_ttl(new.ttl)
+        if new.log_level != old.log_level or new.log_format != old.log_format:
+            setup_logging(new.log_level, new.log_format)
+        self.listeners.set_query_log(new.query_log)
+        self.responder.set_udp_size(new.udp_size)
+        self.tcp.idle_timeout = new.tcp_idle_timeout
+        self.tcp.max_connections = new.tcp_max_connections
+        self.config = new
+        if new.listen != old.listen:
+            try:
+                await self.listeners.sync(new.listen)
+            except OSError as exc:
+                log.error("reload (%s): cannot listen on %s: %s", why, new.listen, exc)
+        if (new.health_listen, new.ready_listen, new.metrics_listen) != (
+            old.health_listen,
+            old.ready_listen,
+            old.metrics_listen,
+        ):
+            await self.http.stop()
+            await self.start_http()
+        log.info(
+            "reloaded (%s): %s", why, ", ".join(f for f in changed if f not in kept) or "nothing"
+        )
+
+    def _swap_registry(self, config: Config) -> None:
+        """Zones or naming changed: render every object into a fresh registry, then switch the
+        readers over in one step (queries see the old answers or the new, never neither)."""
+        gated = self.responder.answers is not self.registry.answers  # still before first sync
+        fresh = build_registry(config)
+        copy_objects(self.registry, fresh)
+        fresh.synced = self.registry.synced
+        self.registry = fresh
+        self.resolver = Resolver(fresh)
+        if not gated:
+            self.responder.answers = fresh.answers
+        self.responder.resolve = self.resolver.resolve
+        for source in (self.source, self.cluster):
+            if source is not None:
+                source.set_registry(fresh)
 
 
 def _run_loop(main: Coroutine[Any, Any, int]) -> int:
@@ -238,17 +305,13 @@ def _run_loop(main: Coroutine[Any, Any, int]) -> int:
     return uvloop.run(main)
 
 
-def run(config: Config) -> int:
-    setup_logging(config)
+def run(config: Config, reload: Reload | None = None) -> int:
+    setup_logging(config.log_level, config.log_format)
     try:
-        return _run_loop(_main(config))
+        return _run_loop(App(config, reload).serve())
     except (SourceError, StartupError, ClusterConfigError) as exc:
         print(f"kdns: {exc}", file=sys.stderr)
         return 1
     except OSError as exc:
         print(f"kdns: cannot listen: {exc}", file=sys.stderr)
         return 1
-
-
-async def _main(config: Config) -> int:
-    return await App(config).serve()

@@ -41,6 +41,15 @@ _HELP: Mapping[str, tuple[str | None, str]] = {  # field -> (metavar, help)
     "query_log": (None, "log every query"),
     "startup_timeout": ("SECONDS", "wait this long for the first sync (default 5)"),
     "udp_size": ("BYTES", "largest UDP response (default 1232; the client's EDNS size caps it)"),
+    "lameduck": (
+        "SECONDS",
+        "after SIGTERM keep answering this long with /ready failing (default 5)",
+    ),
+    "reload_interval": (
+        "SECONDS",
+        "re-read the config file when it changes, checked this often (default 30, 0 off)",
+    ),
+    "metrics_compat": ("MODE", "none|coredns: also export CoreDNS's metric names (default none)"),
 }
 
 
@@ -111,13 +120,15 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
 
 def _serve(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     flags: dict[str, Any] = {s.field: getattr(args, s.field, None) for s in SETTINGS}
-    config = build_config(getattr(args, "config", None), env, flags)
+    file = getattr(args, "config", None)
+    env = dict(env)  # as at start: a reload re-reads the file, not the environment or flags
+    config = build_config(file, env, flags)
     # Imported here: app pulls in the event loop, the Kubernetes client and the servers,
     # which `kdns version` and `kdns check-config` have no use for.
     from kdns.app import run
 
     try:
-        return run(config)
+        return run(config, reload=lambda: build_config(file, env, flags))
     except KeyboardInterrupt:  # Ctrl-C before app installed its own handlers: no traceback
         return 130
 

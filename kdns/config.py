@@ -66,6 +66,9 @@ class Config:
     tcp_idle_timeout: float = 10.0
     tcp_max_connections: int = 1000
     dns_service: str = "kube-system/kube-dns"
+    lameduck: float = 5.0  # seconds of answering with /ready failing after SIGTERM
+    reload_interval: float = 30.0  # config file change poll (CoreDNS reload); 0 = off
+    metrics_compat: str = "none"  # "coredns": also export CoreDNS metric names
     config_file: str | None = None
 
     def to_toml(self) -> str:
@@ -449,6 +452,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("udp_size", "server.udp_size", _Int(512, 65535), "udp-size"),
     Setting("tcp_idle_timeout", "server.tcp_idle_timeout", _Seconds(zero_ok=False)),
     Setting("tcp_max_connections", "server.tcp_max_connections", _Int(1, 1_000_000)),
+    Setting("reload_interval", "server.reload_interval", _Seconds(zero_ok=True), "reload-interval"),
     Setting("kubernetes_enabled", "kubernetes.enabled", _Bool()),
     Setting("cluster_domain", "kubernetes.cluster_domain", _Name(), "cluster-domain"),
     Setting("external_zones", "kubernetes.external_zones", _List(_Name()), "external-zone"),
@@ -464,7 +468,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("forward", "forward.enabled", _Bool(), "no-forward"),
     Setting("upstreams", "forward.upstreams", _List(_Upstream()), "upstream"),
     Setting("metrics_listen", "metrics.listen", _SERVICE, "metrics-listen"),
+    Setting("metrics_compat", "metrics.compat", _Choice("none", "coredns"), "metrics-compat"),
     Setting("health_listen", "health.listen", _SERVICE, "health-listen"),
+    Setting("lameduck", "health.lameduck", _Seconds(zero_ok=True), "lameduck"),
     Setting("ready_listen", "ready.listen", _SERVICE, "ready-listen"),
     Setting("log_level", "log.level", _LEVELS, "log-level"),
     Setting("log_format", "log.format", _Choice("text", "json"), "log-format"),

@@ -25,7 +25,10 @@ Family = InfoMetricFamily | CounterMetricFamily | GaugeMetricFamily | HistogramM
 
 class _Collector(Collector):
     def __init__(
-        self, stats: Stats, registry: Registry, cluster: Callable[[], ClusterSource | None]
+        self,
+        stats: Stats,
+        registry: Callable[[], Registry],
+        cluster: Callable[[], ClusterSource | None],
     ) -> None:
         self.stats = stats
         self.registry = registry
@@ -65,17 +68,17 @@ class _Collector(Collector):
         names = GaugeMetricFamily(
             "kdns_registry_names", "Names with records or empty non-terminals"
         )
-        for kind, count in self.registry.counts().items():
+        for kind, count in self.registry().counts().items():
             if kind in ("names", "answers"):
                 continue
             objects.add_metric([kind], count)
-        names.add_metric([], self.registry.counts()["names"])
+        names.add_metric([], self.registry().counts()["names"])
         yield objects
         yield names
         yield GaugeMetricFamily(
             "kdns_registry_synced",
             "1 once the first full sync completed",
-            value=int(self.registry.synced),
+            value=int(self.registry().synced),
         )
 
 
@@ -119,11 +122,11 @@ class Metrics:
     def __init__(
         self,
         stats: Stats,
-        registry: Registry,
+        registry: Callable[[], Registry],
         cluster: Callable[[], ClusterSource | None] = lambda: None,
     ) -> None:
-        self.registry = CollectorRegistry(auto_describe=False)
-        self.registry.register(_Collector(stats, registry, cluster))
+        self.collectors = CollectorRegistry(auto_describe=False)
+        self.collectors.register(_Collector(stats, registry, cluster))
 
     def render(self) -> tuple[bytes, str]:
-        return generate_latest(self.registry), CONTENT_TYPE_LATEST
+        return generate_latest(self.collectors), CONTENT_TYPE_LATEST

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import types
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -23,8 +24,9 @@ def served(monkeypatch):
     """Stand in for kdns.app (the lifecycle) and record the Config that serve hands it."""
     calls: list[Config] = []
 
-    def run(config: Config) -> int:
+    def run(config: Config, reload: Callable[[], Config] | None = None) -> int:
         calls.append(config)
+        assert reload is not None and reload() == config  # a reload rebuilds the same config
         return 0
 
     monkeypatch.setitem(sys.modules, "kdns.app", types.SimpleNamespace(run=run))
@@ -111,7 +113,7 @@ def test_kdns_config_env_is_read_by_serve(served, tmp_path):
 
 
 def test_serve_returns_run_status(monkeypatch):
-    monkeypatch.setitem(sys.modules, "kdns.app", types.SimpleNamespace(run=lambda config: 3))
+    monkeypatch.setitem(sys.modules, "kdns.app", types.SimpleNamespace(run=lambda config, reload=None: 3))
     assert main(["--demo"], env={}) == 3
 
 

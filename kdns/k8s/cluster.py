@@ -64,6 +64,12 @@ class ClusterSource:
         self.synced.set()
         log.info("synced with the API server: %s", self.registry.counts())
 
+    def set_registry(self, registry: Registry) -> None:
+        """Feed a new registry from now on (a reload that re-renders; objects already copied)."""
+        self.registry = registry
+        for reflector in self.reflectors:
+            reflector.registry = registry
+
     def not_synced(self) -> list[str]:
         return [r.kind for r in self.reflectors if not r.synced.is_set()]
 

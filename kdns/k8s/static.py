@@ -16,7 +16,7 @@ import logging
 from kdns.dns.registry import Registry
 from kdns.k8s.demo import demo_objects
 from kdns.k8s.sources import SourceError, load_objects, manifest_files
-from kdns.model import KINDS, KubeObject
+from kdns.model import KINDS, KubeObject, Namespace
 
 log = logging.getLogger("kdns.sources")
 
@@ -26,6 +26,17 @@ def apply_all(registry: Registry, objects: list[KubeObject]) -> None:
     with registry.batch():
         for kind in KINDS:
             registry.replace(kind, [obj for obj in objects if obj.kind == kind])
+
+
+def copy_objects(source: Registry, target: Registry) -> None:
+    """Every object ``source`` holds, into ``target`` (a config reload re-rendering)."""
+    objects: list[KubeObject] = [
+        *source.services.values(),
+        *source.slices.values(),
+        *source.pods.values(),
+    ]
+    objects += [Namespace(name) for name in source.namespaces]
+    apply_all(target, objects)
 
 
 class StaticSource:
@@ -43,6 +54,9 @@ class StaticSource:
         self.poll_interval = poll_interval
         self._digest = b""
         self._task: asyncio.Task[None] | None = None
+
+    def set_registry(self, registry: Registry) -> None:
+        self.registry = registry
 
     def _fingerprint(self) -> bytes:
         digest = hashlib.sha256()

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 
+from kdns.server.querylog import log_query
 from kdns.server.stats import Stats
 from kdns.server.wire import Responder
 
@@ -31,6 +33,7 @@ class TcpServer:
         self.idle_timeout = idle_timeout
         self.max_connections = max_connections
         self.connections: set[TcpConnection] = set()
+        self.query_log = False  # flipped live on reload
 
     def protocol(self) -> TcpConnection:
         return TcpConnection(self)
@@ -86,6 +89,7 @@ class TcpConnection(asyncio.Protocol):
                 break
             message = bytes(buf[2 : 2 + size])
             del buf[: 2 + size]
+            started = time.perf_counter()
             try:
                 response = respond(message, True)
             except Exception:
@@ -93,6 +97,9 @@ class TcpConnection(asyncio.Protocol):
                 log.exception("internal error answering a TCP query")
                 response = None
             self.server.stats.tcp_queries += 1
+            if self.server.query_log:
+                peer = self.transport.get_extra_info("peername")
+                log_query("tcp", peer, message, response, time.perf_counter() - started)
             if response is None:
                 continue
             out.append(len(response).to_bytes(2, "big") + response)

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import Any
 
+from kdns.server.querylog import log_query
 from kdns.server.stats import Stats
 from kdns.server.wire import Responder
 
@@ -19,24 +21,43 @@ log = logging.getLogger("kdns.udp")
 
 class UdpProtocol(asyncio.DatagramProtocol):
     def __init__(self, responder: Responder, stats: Stats) -> None:
-        self.respond = responder.respond
+        self.responder = responder
         self.stats = stats
         self.transport: asyncio.DatagramTransport | None = None
+        self.query_log = False  # flipped live on reload
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
 
     def datagram_received(self, data: bytes, addr: Any) -> None:
+        if self.query_log:
+            self._logged(data, addr)
+            return
         try:
-            response = self.respond(data)
+            response = self.responder.respond(data)
         except Exception:
-            self.stats.errors += 1
-            if self.stats.errors < 10 or self.stats.errors % 10000 == 0:
-                log.exception("internal error answering a UDP query (%d so far)", self.stats.errors)
+            self._internal_error()
             return
         self.stats.udp_queries += 1
         if response is not None and self.transport is not None:
             self.transport.sendto(response, addr)
+
+    def _logged(self, data: bytes, addr: Any) -> None:
+        started = time.perf_counter()
+        try:
+            response = self.responder.respond(data)
+        except Exception:
+            self._internal_error()
+            return
+        self.stats.udp_queries += 1
+        if response is not None and self.transport is not None:
+            self.transport.sendto(response, addr)
+        log_query("udp", addr, data, response, time.perf_counter() - started)
+
+    def _internal_error(self) -> None:
+        self.stats.errors += 1
+        if self.stats.errors < 10 or self.stats.errors % 10000 == 0:
+            log.exception("internal error answering a UDP query (%d so far)", self.stats.errors)
 
     def error_received(self, exc: Exception) -> None:
         # ICMP port unreachable from a client that went away: nothing to do.

@@ -86,6 +86,9 @@ class Responder:
     def __init__(self, answers: dict[bytes, Answer], resolve: Lookup, udp_size: int = 1232) -> None:
         self.answers = answers
         self.resolve = resolve
+        self.set_udp_size(udp_size)
+
+    def set_udp_size(self, udp_size: int) -> None:
         self.udp_size = udp_size
         # Our OPT record: root owner, type 41, class = our UDP payload size, TTL carries
         # extended rcode 0, version 0 and the DO bit echoed (RFC 3225 3).

@@ -1,0 +1,44 @@
+"""--query-log: one line per query (client, name, type, rcode, duration).
+
+Only called when the option is on; the protocols check one attribute per query otherwise.
+"""
+
+from __future__ import annotations
+
+import logging
+import struct
+from typing import Any
+
+from kdns.dns import names
+from kdns.dns.records import TYPE_NAMES
+
+log = logging.getLogger("kdns.query")
+
+RCODE_NAMES = {0: "NOERROR", 1: "FORMERR", 2: "SERVFAIL", 3: "NXDOMAIN", 4: "NOTIMP", 5: "REFUSED"}
+
+
+def _question(data: bytes) -> tuple[str, str]:
+    pos = 12
+    try:
+        while data[pos]:
+            if data[pos] > 63:
+                return "?", "?"
+            pos += data[pos] + 1
+        qtype = struct.unpack_from("!H", data, pos + 1)[0]
+        return names.to_text(data[12 : pos + 1]), TYPE_NAMES.get(qtype, f"TYPE{qtype}")
+    except (IndexError, struct.error):
+        return "?", "?"
+
+
+def log_query(proto: str, client: Any, data: bytes, response: bytes | None, seconds: float) -> None:
+    name, qtype = _question(data)
+    if response is None:
+        outcome = "dropped"
+    else:
+        rcode = response[3] & 0x0F
+        outcome = RCODE_NAMES.get(rcode, str(rcode))
+        if response[2] & 0x02:
+            outcome += ",TC"
+    host = client[0] if isinstance(client, tuple) else str(client)
+    port = client[1] if isinstance(client, tuple) and len(client) > 1 else 0
+    log.info("%s %s:%s %s %s %s %.3fms", proto, host, port, name, qtype, outcome, seconds * 1000)
