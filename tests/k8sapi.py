@@ -652,10 +652,16 @@ def _discovery(path: str, server_address: str) -> JSON | None:
         }
     ]
     docs: dict[str, JSON] = {
+        # Every field the client's VersionInfo model requires.
         "/version": {
             "major": "1",
             "minor": "31",
             "gitVersion": "v1.31.0-k8sapi",
+            "gitCommit": "0000000000000000000000000000000000000000",
+            "gitTreeState": "clean",
+            "buildDate": "2024-08-13T00:00:00Z",
+            "goVersion": "go1.22.5",
+            "compiler": "gc",
             "platform": "linux/amd64",
         },
         "/api": {

@@ -113,7 +113,9 @@ def test_kdns_config_env_is_read_by_serve(served, tmp_path):
 
 
 def test_serve_returns_run_status(monkeypatch):
-    monkeypatch.setitem(sys.modules, "kdns.app", types.SimpleNamespace(run=lambda config, reload=None: 3))
+    monkeypatch.setitem(
+        sys.modules, "kdns.app", types.SimpleNamespace(run=lambda config, reload=None: 3)
+    )
     assert main(["--demo"], env={}) == 3
 
 

@@ -85,7 +85,7 @@ RESOURCES = {
 class Backoff:
     """Exponential backoff with full jitter (AWS architecture blog), capped."""
 
-    def __init__(self, base: float = 0.5, cap: float = 30.0) -> None:
+    def __init__(self, base: float = 0.5, cap: float = 10.0) -> None:
         self.base = base
         self.cap = cap
         self.attempt = 0
