@@ -42,6 +42,7 @@ import binascii
 import bisect
 import concurrent.futures
 import ipaddress
+import itertools
 import json
 import re
 import socket
@@ -49,7 +50,7 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cached_property
@@ -321,6 +322,10 @@ class Filter:
             parse_label_selector(params.get("labelSelector", "")),
         )
 
+    @property
+    def everything(self) -> bool:
+        return self.namespace is None and not self.fields and not self.labels
+
     def __call__(self, obj: Mapping[str, Any]) -> bool:
         meta = obj.get("metadata") or {}
         if self.namespace is not None and meta.get("namespace") != self.namespace:
@@ -364,7 +369,9 @@ class Event:
         return _event_line(self.type, self.obj)
 
 
-CUT = None  # queued to a watcher: drop the connection
+# Queued to a watcher instead of an event line: drop the connection, or end the stream cleanly.
+CUT = None
+END = b""
 
 
 class Watcher:
@@ -414,8 +421,8 @@ class Watcher:
             }
             self.queue.put_nowait(_event_line("BOOKMARK", obj))
 
-    def cut(self) -> None:
-        self.queue.put_nowait(CUT)
+    def stop(self, abruptly: bool) -> None:
+        self.queue.put_nowait(CUT if abruptly else END)
 
 
 def _now() -> str:
@@ -758,11 +765,11 @@ class _Server:
 
     # hooks
 
-    def cut_watches(self, resource: Resource | None) -> int:
+    def cut_watches(self, resource: Resource | None, abruptly: bool = True) -> int:
         watchers = self.store.watchers(resource)
         for watcher in watchers:
             self.store.unsubscribe(watcher)
-            watcher.cut()
+            watcher.stop(abruptly)
         return len(watchers)
 
     def send_bookmark(self, resource: Resource | None) -> int:
@@ -860,14 +867,13 @@ class _Server:
                 raise ApiError(410, _CONTINUE_EXPIRED, "Expired")
         else:
             rv, start = self._list_rv(params), ""
-        matching = [(k, obj) for k, obj in self.store.snapshot(target.resource, rv) if flt(obj)]
-        first = bisect.bisect_left(matching, start, key=itemgetter(0))
-        end = first + limit if limit > 0 else len(matching)
-        page = matching[first:end]
+        page, more, remaining = _page(self.store.snapshot(target.resource, rv), flt, start, limit)
         meta: JSON = {"resourceVersion": str(rv)}
-        if end < len(matching):
+        if more:
+            # The next page starts just after the last key returned, at the same snapshot.
             meta["continue"] = encode_continue(rv, page[-1][0] + "\x00")
-            meta["remainingItemCount"] = len(matching) - end
+        if remaining is not None:
+            meta["remainingItemCount"] = remaining
         return _json_response(
             {
                 "kind": target.resource.list_kind,
@@ -921,8 +927,34 @@ class _Server:
                 break
             if line is CUT:
                 return True
+            if line == END:
+                break
             await response.write(line)
         return False
+
+
+Items = list[tuple[str, JSON]]
+
+
+def _page(items: Items, flt: Filter, start: str, limit: int) -> tuple[Items, bool, int | None]:
+    """One page of a sorted snapshot: up to ``limit`` matches from the first key >= start.
+
+    Returns (page, more, remainingItemCount). Like etcd3 pagination it seeks to the key and scans
+    only as far as the page needs. remainingItemCount is known only without selectors (the real
+    API leaves it unset when a selector is given).
+    """
+    first = bisect.bisect_left(items, start, key=itemgetter(0))
+    if flt.everything:
+        end = first + limit if limit > 0 else len(items)
+        remaining = len(items) - end
+        return items[first:end], remaining > 0, remaining if remaining > 0 else None
+    page: Items = []
+    for item in itertools.islice(items, first, None):
+        if flt(item[1]):
+            if 0 < limit == len(page):
+                return page, True, None
+            page.append(item)
+    return page, False, None
 
 
 def _reset_mid_chunk(request: web.Request) -> None:
@@ -1095,6 +1127,12 @@ class K8sApi:
         resource = resource_for(kind) if kind else None
         return self._call(self._server.cut_watches, resource)
 
+    def end_watches(self, kind: str | None = None) -> int:
+        """End open watch streams cleanly, as when timeoutSeconds elapses (a client should
+        re-watch from its last version without relisting); returns how many."""
+        resource = resource_for(kind) if kind else None
+        return self._call(self._server.cut_watches, resource, False)
+
     def send_bookmark(self, kind: str | None = None) -> int:
         """A BOOKMARK at the current version now, to watches that allow bookmarks; returns how
         many got one."""
@@ -1133,7 +1171,7 @@ class K8sApi:
     def requests(self, verb: str | None = None, kind: str | None = None) -> list[RequestRecord]:
         """Requests so far, oldest first, optionally only one verb and/or resource."""
         plural = resource_for(kind).plural if kind else None
-        records = self._call(list, self._server.records)
+        records: list[RequestRecord] = self._call(list, self._server.records)
         return [
             r
             for r in records
@@ -1163,25 +1201,23 @@ class K8sApi:
     async def wait_until(self, predicate: Callable[[], bool], timeout: float = 10.0) -> None:
         """Poll predicate (e.g. ``lambda: api.watching("pods") == 1``) without blocking the
         caller's loop; TimeoutError when it stays false."""
-        await _poll(predicate, timeout, asyncio.sleep)
+        deadline = time.monotonic() + timeout
+        while not predicate():
+            _check_deadline(deadline, timeout)
+            await asyncio.sleep(0.02)
 
     def wait_until_sync(self, predicate: Callable[[], bool], timeout: float = 10.0) -> None:
-        """wait_until for synchronous tests (e.g. with kdns running as a subprocess)."""
+        """wait_until for synchronous tests (e.g. with kdns running as a subprocess); it blocks,
+        so never call it from a loop that runs the client being waited for."""
+        deadline = time.monotonic() + timeout
+        while not predicate():
+            _check_deadline(deadline, timeout)
+            time.sleep(0.02)
 
-        async def sleep(seconds: float) -> None:
-            time.sleep(seconds)
 
-        asyncio.run(_poll(predicate, timeout, sleep))
-
-
-async def _poll(
-    predicate: Callable[[], bool], timeout: float, sleep: Callable[[float], Awaitable[None]]
-) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"condition not met within {timeout}s")
-        await sleep(0.02)
+def _check_deadline(deadline: float, timeout: float) -> None:
+    if time.monotonic() > deadline:
+        raise TimeoutError(f"condition not met within {timeout}s")
 
 
 # --- object factories (raw API dicts, camelCase, as the API server returns them) --------------

@@ -59,7 +59,9 @@ class Kdns:
             f"{LOOPBACK}:0",
             *args,
         ]
-        self.env = {**os.environ, **(env or {})}
+        # Loopback only: never let a proxy setting route the API test server's traffic away.
+        self.env = {**os.environ, "NO_PROXY": "127.0.0.1,localhost", "no_proxy": "127.0.0.1,localhost"}
+        self.env.update(env or {})
         self.wait_serving = wait_serving
         self.lines: list[str] = []
         self.port = 0

@@ -66,9 +66,16 @@ def core(apiclient: client.ApiClient) -> client.CoreV1Api:
     return client.CoreV1Api(apiclient)
 
 
+async def call_raw(call: Any, **kwargs: Any) -> aiohttp.ClientResponse:
+    """The aiohttp response of an API call. (The generated methods are annotated as returning
+    the model even with _preload_content=False, hence the Any.)"""
+    resp: aiohttp.ClientResponse = await call(_preload_content=False, **kwargs)
+    return resp
+
+
 async def raw(call: Any, **kwargs: Any) -> dict[str, Any]:
     """A list call's JSON body as the server sent it (no model classes)."""
-    resp = await call(_preload_content=False, **kwargs)
+    resp = await call_raw(call, **kwargs)
     async with resp:
         assert resp.status == 200, await resp.text()
         return await resp.json()
@@ -76,7 +83,7 @@ async def raw(call: Any, **kwargs: Any) -> dict[str, Any]:
 
 async def open_watch(call: Any, **kwargs: Any) -> aiohttp.ClientResponse:
     """A raw watch stream: the aiohttp response, read line by line with next_event()."""
-    resp = await call(watch=True, _preload_content=False, **kwargs)
+    resp = await call_raw(call, watch=True, **kwargs)
     assert resp.status == 200
     assert resp.headers["Content-Type"] == "application/json"
     assert resp.headers["Transfer-Encoding"] == "chunked"
@@ -129,10 +136,10 @@ async def test_continue_token_expires_with_compaction(api: K8sApi, core: client.
     with pytest.raises(ApiException) as caught:
         await core.list_service_for_all_namespaces(limit=1, _continue=first.metadata._continue)
     assert caught.value.status == 410
-    assert json.loads(caught.value.body)["reason"] == "Expired"
+    assert json.loads(caught.value.body or b"")["reason"] == "Expired"
     # A raw call does not raise: the status is on the response.
-    resp = await core.list_service_for_all_namespaces(
-        limit=1, _continue=first.metadata._continue, _preload_content=False
+    resp = await call_raw(
+        core.list_service_for_all_namespaces, limit=1, _continue=first.metadata._continue
     )
     async with resp:
         assert resp.status == 410
@@ -358,7 +365,7 @@ async def test_kubernetes_asyncio_watch_raises_410(api: K8sApi, core: client.Cor
         ):
             pass
     assert caught.value.status == 410
-    assert caught.value.reason.startswith("Expired: too old resource version")
+    assert str(caught.value.reason).startswith("Expired: too old resource version")
     assert api.count("watch", "services") == 1
 
     # Without timeout_seconds, Watch retries a 410 once by itself, from the same expired version
@@ -386,6 +393,24 @@ async def test_watch_ends_cleanly_at_timeout_seconds(api: K8sApi, core: client.C
     assert events == []
     assert 0.9 < time.monotonic() - started < 5
     assert api.watching() == 0
+
+
+async def test_end_watches_makes_kubernetes_asyncio_rewatch_from_its_last_version(
+    api: K8sApi, core: client.CoreV1Api
+) -> None:
+    start = str(api.resource_version)
+    api.add(service("default", "a", "10.0.0.1"))
+    w = watch.Watch()
+    # No timeout_seconds: Watch treats a cleanly ended stream as "reconnect", not "done".
+    stream = w.stream(core.list_service_for_all_namespaces, resource_version=start)
+    assert (await stream.__anext__())["type"] == "ADDED"
+    seen_rv = w.resource_version
+    assert api.end_watches() == 1
+    api.add(service("default", "b", "10.0.0.2"))
+    event = await stream.__anext__()
+    assert event["raw_object"]["metadata"]["name"] == "b"
+    await w.close()
+    assert [q["resourceVersion"] for q in api.queries("watch")] == [start, seen_rv]
 
 
 async def test_cut_watches_breaks_the_stream_mid_chunk(api: K8sApi, core: client.CoreV1Api) -> None:
@@ -433,7 +458,7 @@ async def test_fail_next_500_then_recovers(api: K8sApi, core: client.CoreV1Api) 
         with pytest.raises(ApiException) as caught:
             await core.list_pod_for_all_namespaces()
         assert caught.value.status == 500
-        assert json.loads(caught.value.body)["reason"] == "InternalError"
+        assert json.loads(caught.value.body or b"")["reason"] == "InternalError"
     assert (await core.list_pod_for_all_namespaces()).kind == "PodList"
     assert api.count("list", "pods") == 3
 
@@ -444,7 +469,7 @@ async def test_fail_next_429_with_retry_after_and_filters(
     api.fail_next(429, verb="watch", kind="pods")
     await core.list_pod_for_all_namespaces()  # not a watch: unaffected
     # A raw watch request does not raise on an error status...
-    resp = await core.list_pod_for_all_namespaces(watch=True, _preload_content=False)
+    resp = await call_raw(core.list_pod_for_all_namespaces, watch=True)
     async with resp:
         assert resp.status == 429 and resp.headers["Retry-After"] == "1"
     # ...but Watch raises ApiException, because the Status body carries a "code".
@@ -480,6 +505,15 @@ async def test_pod_field_selector_on_list_and_watch(api: K8sApi, core: client.Co
     )
     listed = await raw(core.list_pod_for_all_namespaces, field_selector=FINISHED)
     assert names(listed) == ["pending", "running"]
+    # Paginated: the selector applies before the limit; with a selector the remaining count is
+    # unknown, so the API leaves remainingItemCount unset.
+    first = await raw(core.list_pod_for_all_namespaces, field_selector=FINISHED, limit=1)
+    assert names(first) == ["pending"] and "remainingItemCount" not in first["metadata"]
+    token = first["metadata"]["continue"]
+    last = await raw(
+        core.list_pod_for_all_namespaces, field_selector=FINISHED, limit=1, _continue=token
+    )
+    assert names(last) == ["running"] and "continue" not in last["metadata"]
 
     resp = await open_watch(
         core.list_pod_for_all_namespaces,
@@ -528,21 +562,25 @@ async def test_requests_are_recorded_with_params_and_token(
     api: K8sApi, core: client.CoreV1Api
 ) -> None:
     await core.list_pod_for_all_namespaces(limit=10, field_selector=FINISHED)
-    async for _ in watch.Watch().stream(
+    start = str(api.resource_version)
+    api.add(pod("default", "p", "10.1.0.1"))
+    w = watch.Watch()
+    async for _ in w.stream(
         core.list_pod_for_all_namespaces,
-        resource_version="5",
+        resource_version=start,
         allow_watch_bookmarks=True,
-        timeout_seconds=1,
+        timeout_seconds=10,
     ):
-        pass
+        break
+    await w.close()
     records = api.requests(kind="pods")
     assert [r.verb for r in records] == ["list", "watch"]
     assert records[0].params == {"fieldSelector": FINISHED, "limit": "10"}
     # Python booleans go out as "True" (Go's strconv.ParseBool accepts it, so does this server).
     assert records[1].params == {
         "allowWatchBookmarks": "True",
-        "resourceVersion": "5",
-        "timeoutSeconds": "1",
+        "resourceVersion": start,
+        "timeoutSeconds": "10",
         "watch": "True",
     }
     # The kubeconfig's token user reaches the server as a bearer token.
@@ -563,3 +601,6 @@ def test_hooks_work_from_a_plain_thread_and_validate(api: K8sApi) -> None:
     modified = api.modify(service("default", "web", "10.0.0.7"))
     assert modified["metadata"]["uid"] == stored["metadata"]["uid"]  # same object, new version
     assert api.get("Service", "default", "web") == modified
+    api.wait_until_sync(lambda: api.count("list") == 0, timeout=1)
+    with pytest.raises(TimeoutError):
+        api.wait_until_sync(lambda: api.watching() == 1, timeout=0.1)

@@ -7,6 +7,7 @@ answer section is the pointer 0xC00C, the same bytes fit every spelling of the n
 
 from __future__ import annotations
 
+import functools
 import struct
 
 from kdns.dns.records import NOERROR
@@ -23,6 +24,12 @@ Sections = tuple[tuple[RRset, ...], tuple[RRset, ...], tuple[RRset, ...]]
 _SMALL_BODY = 200
 
 
+@functools.lru_cache(maxsize=1024)
+def _counts(an: int, ns: int, ar: int) -> bytes:
+    """Packed section counts, shared: most answers have the same few (1, 0, 0)."""
+    return _COUNTS.pack(an, ns, ar)
+
+
 class Answer:
     """Pre-rendered response body for one (name, type), or a one-off negative answer."""
 
@@ -32,8 +39,8 @@ class Answer:
         self.rcode = rcode
         self.aa = aa
         an, ns, ar = (sum(count for _, count in section) for section in sections)
-        self.counts = _COUNTS.pack(an, ns, ar)
-        self.counts_edns = _COUNTS.pack(an, ns, ar + 1)
+        self.counts = _counts(an, ns, ar)
+        self.counts_edns = _counts(an, ns, ar + 1)
         self.body = b"".join(data for section in sections for data, _ in section)
         self.sections: Sections | None = sections if len(self.body) > _SMALL_BODY else None
 

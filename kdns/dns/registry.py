@@ -52,7 +52,11 @@ log = logging.getLogger("kdns.registry")
 Owner = tuple[str, str, str]  # (kind, namespace, name)
 _O = TypeVar("_O", Service, EndpointSlice, Pod)
 Records = dict[int, list[bytes]]  # rtype -> rdatas, in insertion order, no duplicates
-Contribution = dict[bytes, Records]  # name -> records; {} means "exists, no data"
+Contribution = dict[bytes, Records]  # name -> records; {} means "exists, no data" (while rendering)
+# Stored form of one owner's records for one name: a flat tuple rtype, rdata, rtype, rdata, ...
+# grouped by type. One small tuple costs a fraction of a dict of lists (or of pair tuples), and
+# there is one per name in the cluster.
+Frozen = tuple[int | bytes, ...]
 
 SHARDS = 64
 DNS_SCHEMA_VERSION = "1.1.0"  # Kubernetes DNS-Based Service Discovery spec 2.2
@@ -68,6 +72,23 @@ def question_key(name: bytes, qtype: int, qclass: int = 1) -> bytes:
 
 def shard_of(owner: Owner) -> int:
     return zlib.crc32(f"{owner[1]}/{owner[2]}".encode()) % SHARDS
+
+
+_QTYPES: dict[tuple[int, ...], tuple[int, ...]] = {}  # interned: few distinct type sets
+
+# Pseudo record type marking a name as *lazy*: its answers are rendered on the first query after
+# a change (then kept until the name changes again) instead of when the change arrives. Used for
+# the long tail a cluster has one of per endpoint or pod (endpoint names, their PTRs, pod
+# names): most are never asked, and rendering them all would double the registry's memory.
+# Service names, port names and ClusterIP PTRs (what pods ask) are rendered eagerly.
+LAZY = -1
+
+
+def _freeze(out: Contribution) -> dict[bytes, Frozen]:
+    return {
+        name: tuple(item for rtype, rdatas in records.items() for rdata in rdatas for item in (rtype, rdata))
+        for name, records in out.items()
+    }
 
 
 def _add(out: Contribution, name: bytes, rtype: int, rdata: bytes) -> None:
@@ -112,9 +133,11 @@ class Registry:
         # Name table.
         self.answers: dict[bytes, Answer] = {}
         self._rendered: dict[bytes, tuple[int, ...]] = {}
-        self._names: dict[bytes, dict[Owner, Records]] = {}
+        # name -> the owner contributing to it, or a list when several do (a shared PTR).
+        self._names: dict[bytes, Owner | list[Owner]] = {}
         self._ents: Counter[bytes] = Counter()  # empty non-terminals, refcounted by descendants
-        self._contrib: dict[Owner, Contribution] = {}
+        self._contrib: dict[Owner, dict[bytes, Frozen]] = {}
+        self._owners: dict[Owner, Owner] = {}  # one tuple per owner, shared by its names
         self._deps: dict[bytes, set[bytes]] = {}  # name -> names whose additional section uses it
         self._dirty: set[Owner] = set()
         self._batch = 0
@@ -131,17 +154,39 @@ class Registry:
 
     def records(self, name: bytes) -> Records:
         """The merged records of a name across every owner contributing to it."""
-        owners = self._names.get(name)
-        if not owners:
+        entry = self._names.get(name)
+        if entry is None:
             return {}
-        if len(owners) == 1:
-            return next(iter(owners.values()))
+        owners = sorted(entry) if isinstance(entry, list) else (entry,)  # history-independent order
         merged: Records = {}
-        for owner in sorted(owners):  # the same order whatever the update history
-            for rtype, rdatas in owners[owner].items():
-                into = merged.setdefault(rtype, [])
-                into.extend(r for r in rdatas if r not in into)
+        for owner in owners:
+            flat = iter(self._contrib[owner][name])
+            for rtype, rdata in zip(flat, flat, strict=True):
+                if rtype == LAZY:
+                    continue
+                into = merged.setdefault(rtype, [])  # type: ignore[arg-type]
+                if rdata not in into:
+                    into.append(rdata)  # type: ignore[arg-type]
         return merged
+
+    def is_lazy(self, name: bytes) -> bool:
+        """Every owner of the name marked it lazy (one eager owner renders it eagerly)."""
+        entry = self._names.get(name)
+        if entry is None:
+            return False
+        owners = entry if isinstance(entry, list) else (entry,)
+        return all(self._contrib[owner][name][:1] == (LAZY,) for owner in owners)
+
+    def materialize(self, name: bytes, qtype: int) -> Answer | None:
+        """Render, keep and return the answer of a lazy name (None: no such RRset here)."""
+        records = self.records(name)
+        if qtype not in records and not (CNAME in records and qtype in _ADDRESS_TYPES):
+            return None
+        answer = self.render_answer(name, qtype, records)
+        self.answers[question_key(name, qtype)] = answer
+        rendered = self._rendered.get(name, ()) + (qtype,)
+        self._rendered[name] = _QTYPES.setdefault(rendered, rendered)
+        return answer
 
     def namespace_exists(self, namespace: str) -> bool:
         return namespace in self.namespaces or self._ns_refs[namespace] > 0
@@ -318,29 +363,44 @@ class Registry:
 
     def _apply_owner(self, owner: Owner) -> list[bytes]:
         """Swap in the owner's new contribution; return the names whose records changed."""
-        new = self._render_owner(owner)
+        owner = self._owners.setdefault(owner, owner)
+        new = _freeze(self._render_owner(owner))
         old = self._contrib.pop(owner, {})
         if new:
             self._contrib[owner] = new
+        else:
+            self._owners.pop(owner, None)
         changed = []
         for name in old.keys() | new.keys():
             before, after = old.get(name), new.get(name)
             if before == after:
                 continue
             changed.append(name)
-            entry = self._names.get(name)
-            if after is None:
-                if entry is not None:
-                    entry.pop(owner, None)
-                    if not entry:
-                        del self._names[name]
-                        self._adjust_ents(name, -1)
-            else:
-                if entry is None:
-                    entry = self._names[name] = {}
-                    self._adjust_ents(name, +1)
-                entry[owner] = after
+            if before is None:
+                self._link(name, owner)
+            elif after is None:
+                self._unlink(name, owner)
         return changed
+
+    def _link(self, name: bytes, owner: Owner) -> None:
+        entry = self._names.get(name)
+        if entry is None:
+            self._names[name] = owner
+            self._adjust_ents(name, +1)
+        elif isinstance(entry, list):
+            entry.append(owner)
+        else:
+            self._names[name] = [entry, owner]
+
+    def _unlink(self, name: bytes, owner: Owner) -> None:
+        entry = self._names.get(name)
+        if isinstance(entry, list):
+            entry.remove(owner)
+            if len(entry) == 1:
+                self._names[name] = entry[0]
+        elif entry is not None:
+            del self._names[name]
+            self._adjust_ents(name, -1)
 
     def _adjust_ents(self, name: bytes, delta: int) -> None:
         zone = self.zones.find(name)
@@ -408,6 +468,7 @@ class Registry:
         for ip in pod.ips:
             rtype, packed = rdata_address(ip)
             owner = names.to_wire(f"{names.dashed_ip(ip)}.{namespace}.pod.{self.cluster.text}")
+            _add(out, owner, LAZY, b"")
             _add(out, owner, rtype, packed)
         return out
 
@@ -476,8 +537,11 @@ class Registry:
             # endpoint names (and their PTRs) for ClusterIP services too.
             ep_name = names.to_wire(f"{label}.{base_text}")
             rdata = rdata_address(address)
+            ptr_name = names.to_wire(names.reverse_name(address))
+            _add(out, ep_name, LAZY, b"")
+            _add(out, ptr_name, LAZY, b"")
             _add(out, ep_name, *rdata)
-            _add(out, names.to_wire(names.reverse_name(address)), PTR, ep_name)
+            _add(out, ptr_name, PTR, ep_name)
             for ep_port in eps.ports:
                 srv.setdefault(ep_name, []).append((ep_port.port, ep_name))
             if svc.headless:
@@ -533,6 +597,8 @@ class Registry:
         answers = self.answers
         for qtype in self._rendered.pop(name, ()):
             answers.pop(question_key(name, qtype), None)
+        if self.is_lazy(name):
+            return  # rendered by materialize() on its first query
         records = self.records(name)
         if not records:
             return  # absent, or exists without data: the resolver answers NODATA/NXDOMAIN
@@ -540,10 +606,11 @@ class Registry:
         if CNAME in records:
             # RFC 1034 3.6.2: a CNAME answers every type; A and AAAA are by far the most asked.
             qtypes += [t for t in _ADDRESS_TYPES if t not in records]
-        qtypes.append(ANY)
+        # ANY is rare (RFC 8482): the resolver renders it on demand rather than for every name.
         for qtype in qtypes:
             answers[question_key(name, qtype)] = self.render_answer(name, qtype, records)
-        self._rendered[name] = tuple(qtypes)
+        key = tuple(qtypes)
+        self._rendered[name] = _QTYPES.setdefault(key, key)
 
     def _ttl(self, name: bytes, rtype: int) -> int:
         if rtype == SOA:
@@ -573,7 +640,8 @@ class Registry:
                 seen.add(target)
                 if self.zones.find(target) is None:
                     continue  # out of our zones: the client's resolver follows it
-                self._deps.setdefault(target, set()).add(name)
+                if target != name:
+                    self._deps.setdefault(target, set()).add(name)
                 found = self.records(target)
                 if rtype == CNAME:
                     # CoreDNS chases an in-zone ExternalName target: CNAME + the target's RRset.

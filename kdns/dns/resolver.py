@@ -57,6 +57,14 @@ class Resolver:
         if not registry.synced:
             return SERVFAIL_ANSWER
         if registry.exists(qname):
+            if qtype == ANY:
+                records = registry.records(qname)
+                if records:  # RFC 8482 permits any subset; we give the name's RRsets
+                    return registry.render_answer(qname, ANY, records)
+            else:
+                answer = registry.materialize(qname, qtype)  # a lazy name's first query
+                if answer is not None:
+                    return answer
             # NODATA. An ExternalName's CNAME is pre-rendered for A/AAAA/CNAME/ANY only;
             # other types get NODATA, as from CoreDNS.
             return self.negative(qname, zone, NOERROR)
