@@ -33,11 +33,12 @@ def _counts(an: int, ns: int, ar: int) -> bytes:
 class Answer:
     """Pre-rendered response body for one (name, type), or a one-off negative answer."""
 
-    __slots__ = ("rcode", "aa", "counts", "counts_edns", "body", "sections")
+    __slots__ = ("rcode", "aa", "zone", "counts", "counts_edns", "body", "sections")
 
-    def __init__(self, rcode: int, aa: bool, sections: Sections) -> None:
+    def __init__(self, rcode: int, aa: bool, sections: Sections, zone: str = ".") -> None:
         self.rcode = rcode
         self.aa = aa
+        self.zone = zone  # the zone that answered ("." outside ours): a metrics label
         an, ns, ar = (sum(count for _, count in section) for section in sections)
         self.counts = _counts(an, ns, ar)
         self.counts_edns = _counts(an, ns, ar + 1)
@@ -75,9 +76,9 @@ class Answer:
         return counts, b"".join(data for section in kept for data, _ in section), truncated
 
 
-def empty(rcode: int, aa: bool) -> Answer:
+def empty(rcode: int, aa: bool, zone: str = ".") -> Answer:
     """An answer with no records (REFUSED, SERVFAIL, or a NODATA without SOA)."""
-    return Answer(rcode, aa, ((), (), ()))
+    return Answer(rcode, aa, ((), (), ()), zone)
 
 
 NOERROR_EMPTY = empty(NOERROR, True)

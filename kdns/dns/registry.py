@@ -86,7 +86,9 @@ LAZY = -1
 
 def _freeze(out: Contribution) -> dict[bytes, Frozen]:
     return {
-        name: tuple(item for rtype, rdatas in records.items() for rdata in rdatas for item in (rtype, rdata))
+        name: tuple(
+            item for rtype, rdatas in records.items() for rdata in rdatas for item in (rtype, rdata)
+        )
         for name, records in out.items()
     }
 
@@ -285,6 +287,19 @@ class Registry:
                 self.upsert(obj)
             for key in [k for k in self._keys_of(kind) if k not in keep]:
                 self.delete(kind, key)
+
+    def current(self, kind: str, key: tuple[str, str]) -> KubeObject | None:
+        """The object of ``kind`` held under ``key`` (None when absent)."""
+        if kind == "Service":
+            return self.services.get(key)
+        if kind == "EndpointSlice":
+            return self.slices.get(key)
+        if kind == "Pod":
+            return self.pods.get(key)
+        return Namespace(key[1]) if key[1] in self.namespaces else None
+
+    def keys(self, kind: str) -> list[tuple[str, str]]:
+        return self._keys_of(kind)
 
     def set_ttl(self, ttl: int) -> None:
         """Re-render everything with a new TTL (config reload)."""
@@ -652,4 +667,6 @@ class Registry:
                 for glue_type in _ADDRESS_TYPES:
                     if glue_type in found:
                         additional.append(rrset(target, glue_type, self.ttl, found[glue_type]))
-        return Answer(NOERROR, True, (tuple(answer), (), tuple(additional)))
+        zone = self.zones.find(name)
+        zone_text = zone.text if zone is not None else "."
+        return Answer(NOERROR, True, (tuple(answer), (), tuple(additional)), zone_text)

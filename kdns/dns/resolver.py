@@ -27,7 +27,6 @@ from kdns.dns.registry import Registry, question_key
 from kdns.dns.zones import CLUSTER, Zone
 
 REFUSED_ANSWER = empty(REFUSED, False)
-SERVFAIL_ANSWER = empty(SERVFAIL, False)
 
 
 class Resolver:
@@ -37,6 +36,7 @@ class Resolver:
         cluster = registry.cluster
         self._pod_suffix = names.to_wire("pod." + cluster.text)
         self._pod_answers: dict[bytes, Answer] = {}
+        self._servfail = {zone.text: empty(SERVFAIL, False, zone.text) for zone in self.zones}
         self._pod_generation = -1
 
     def resolve(self, qname: bytes, qtype: int, qclass: int = CLASS_IN) -> Answer:
@@ -55,7 +55,7 @@ class Resolver:
             # (CoreDNS without the transfer plugin: REFUSED).
             return REFUSED_ANSWER
         if not registry.synced:
-            return SERVFAIL_ANSWER
+            return self._servfail[zone.text]
         if registry.exists(qname):
             if qtype == ANY:
                 records = registry.records(qname)
@@ -92,7 +92,7 @@ class Resolver:
     def negative(qname: bytes, zone: Zone, rcode: int) -> Answer:
         """NXDOMAIN or NODATA (NOERROR, no answer) with the zone SOA in authority (RFC 2308)."""
         soa = zone.soa_for(qname)
-        return Answer(rcode, True, ((), ((soa, 1),), ()))
+        return Answer(rcode, True, ((), ((soa, 1),), ()), zone.text)
 
     def _insecure_pod(self, qname: bytes, qtype: int, zone: Zone) -> Answer | None:
         """CoreDNS ``pods insecure``: a-b-c-d.<ns>.pod.<zone> answers the IP in its first label

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import logging
 
 from kubernetes_asyncio import client
@@ -61,11 +60,6 @@ class ClusterSource:
 
     async def _wait_synced(self) -> None:
         await asyncio.gather(*(r.synced.wait() for r in self.reflectors))
-        # The synced cluster is long-lived: move it out of the cyclic GC's generations so a
-        # full collection (triggered by a relist's JSON garbage) does not walk it and stall
-        # the serving loop for 100+ ms (the CPython gc.freeze recipe for pre-loaded state).
-        gc.collect()
-        gc.freeze()
         self.registry.synced = True
         self.synced.set()
         log.info("synced with the API server: %s", self.registry.counts())

@@ -18,6 +18,7 @@ DELETED one: a pod that moves to Succeeded stops answering.
 from __future__ import annotations
 
 import ipaddress
+import sys
 from collections.abc import Callable, Iterable, Mapping
 from functools import lru_cache
 from typing import Any
@@ -95,7 +96,8 @@ def _meta(raw: Raw, kind: str, namespaced: bool = True) -> tuple[str, str]:
         raise ValueError(f"{kind} is missing metadata.name")
     if not namespaced:
         return "", name
-    return meta.get("namespace") or "default", name
+    # Interned: thousands of objects share a handful of namespaces; one string each.
+    return sys.intern(meta.get("namespace") or "default"), name
 
 
 def _port_number(value: Any, where: str) -> int:

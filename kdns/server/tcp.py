@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import time
 
+from kdns.server.meter import TCP4, TCP6
 from kdns.server.querylog import log_query
 from kdns.server.stats import Stats
 from kdns.server.wire import Responder
@@ -50,6 +52,7 @@ class TcpConnection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.buffer = bytearray()
         self.timer: asyncio.TimerHandle | None = None
+        self.channel = TCP4
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         server = self.server
@@ -58,6 +61,8 @@ class TcpConnection(asyncio.Protocol):
             transport.close()
             return
         self.transport = transport  # type: ignore[assignment]
+        sock = transport.get_extra_info("socket")
+        self.channel = TCP6 if sock is not None and sock.family == socket.AF_INET6 else TCP4
         server.connections.add(self)
         server.stats.tcp_connections += 1
         self._arm()
@@ -91,7 +96,7 @@ class TcpConnection(asyncio.Protocol):
             del buf[: 2 + size]
             started = time.perf_counter()
             try:
-                response = respond(message, True)
+                response = respond(message, self.channel)
             except Exception:
                 self.server.stats.errors += 1
                 log.exception("internal error answering a TCP query")

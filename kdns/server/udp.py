@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import time
 from typing import Any
 
+from kdns.server.meter import UDP4, UDP6
 from kdns.server.querylog import log_query
 from kdns.server.stats import Stats
 from kdns.server.wire import Responder
@@ -25,16 +27,19 @@ class UdpProtocol(asyncio.DatagramProtocol):
         self.stats = stats
         self.transport: asyncio.DatagramTransport | None = None
         self.query_log = False  # flipped live on reload
+        self.channel = UDP4
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
+        sock = transport.get_extra_info("socket")
+        self.channel = UDP6 if sock is not None and sock.family == socket.AF_INET6 else UDP4
 
     def datagram_received(self, data: bytes, addr: Any) -> None:
         if self.query_log:
             self._logged(data, addr)
             return
         try:
-            response = self.responder.respond(data)
+            response = self.responder.respond(data, self.channel)
         except Exception:
             self._internal_error()
             return
@@ -45,7 +50,7 @@ class UdpProtocol(asyncio.DatagramProtocol):
     def _logged(self, data: bytes, addr: Any) -> None:
         started = time.perf_counter()
         try:
-            response = self.responder.respond(data)
+            response = self.responder.respond(data, self.channel)
         except Exception:
             self._internal_error()
             return

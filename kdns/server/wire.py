@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Callable
+from time import perf_counter
 
 from kdns.dns.answer import Answer
 from kdns.dns.records import BADVERS, FORMERR, NOTIMP, OPT
+from kdns.server.meter import TCP4, UDP4, Meter
 
 Lookup = Callable[[bytes, int, int], Answer]
 
@@ -81,11 +83,20 @@ def read_edns(data: bytes, pos: int, ancount: int, nscount: int, arcount: int) -
 class Responder:
     """Turns query bytes into response bytes against a lookup (registry dict + resolver)."""
 
-    __slots__ = ("answers", "resolve", "udp_size", "_opt", "_opt_do")
+    __slots__ = ("answers", "resolve", "udp_size", "meter", "zone", "qtype", "_opt", "_opt_do")
 
-    def __init__(self, answers: dict[bytes, Answer], resolve: Lookup, udp_size: int = 1232) -> None:
+    def __init__(
+        self,
+        answers: dict[bytes, Answer],
+        resolve: Lookup,
+        udp_size: int = 1232,
+        meter: Meter | None = None,
+    ) -> None:
         self.answers = answers
         self.resolve = resolve
+        self.meter = meter
+        self.zone = "."  # zone and qtype of the last answer, read by the meter
+        self.qtype = b""
         self.set_udp_size(udp_size)
 
     def set_udp_size(self, udp_size: int) -> None:
@@ -96,8 +107,28 @@ class Responder:
         self._opt = b"\x00\x00\x29" + size + b"\x00\x00\x00\x00\x00\x00"
         self._opt_do = b"\x00\x00\x29" + size + b"\x00\x00\x80\x00\x00\x00"
 
-    def respond(self, data: bytes, tcp: bool = False) -> bytes | None:
-        """The response to one query, or None when it must be dropped."""
+    def respond(self, data: bytes, channel: int = UDP4) -> bytes | None:
+        """The response to one query, or None when it must be dropped; metered when on."""
+        meter = self.meter
+        if meter is None:
+            return self._respond(data, channel >= TCP4)
+        started = perf_counter()
+        self.zone = "."
+        self.qtype = b""
+        response = self._respond(data, channel >= TCP4)
+        if response is not None:
+            meter.record(
+                channel,
+                self.qtype,
+                self.zone,
+                response[3] & 0x0F,
+                perf_counter() - started,
+                len(data),
+                len(response),
+            )
+        return response
+
+    def _respond(self, data: bytes, tcp: bool) -> bytes | None:
         n = len(data)
         if n < 12:
             return None  # not even a header to answer
@@ -138,6 +169,8 @@ class Responder:
         if answer is None:
             qtype, qclass = struct.unpack_from("!HH", data, pos + 1)
             answer = self.resolve(name, qtype, qclass)
+        self.zone = answer.zone  # for the meter: two attribute stores, cheaper than a branch
+        self.qtype = data[pos + 1 : pos + 3]
         head = data[:2] + bytes(
             (0x80 | (0x04 if answer.aa else 0) | (flags & 0x01), (data[3] & 0x10) | answer.rcode)
         )
