@@ -18,7 +18,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 from kdns import __version__
-from kdns.config import Config, ConfigError
+from kdns.config import Config, ConfigError, format_hostport
 from kdns.dns.registry import Registry
 from kdns.dns.resolver import Resolver
 from kdns.dns.zones import ZoneSet
@@ -28,8 +28,10 @@ from kdns.k8s.sources import SourceError
 from kdns.k8s.static import StaticSource, copy_objects
 from kdns.logs import setup_logging
 from kdns.metrics import Metrics
+from kdns.metrics import Sources as MetricSources
 from kdns.server.http import HttpEndpoints
 from kdns.server.listeners import DnsListeners
+from kdns.server.meter import Meter
 from kdns.server.stats import Stats
 from kdns.server.tcp import TcpServer
 from kdns.server.wire import Responder
@@ -66,7 +68,11 @@ class App:
         self.registry = build_registry(config)
         self.resolver = Resolver(self.registry)
         self.stats = Stats()
-        self.responder = Responder(self.registry.answers, self.resolver.resolve, config.udp_size)
+        # Metrics off (--metrics-listen off): no meter, so queries skip accounting entirely.
+        self.meter = Meter() if config.metrics_listen is not None else None
+        self.responder = Responder(
+            self.registry.answers, self.resolver.resolve, config.udp_size, self.meter
+        )
         self.tcp = TcpServer(
             self.responder,
             self.stats,
@@ -77,7 +83,16 @@ class App:
             self.responder, self.stats, self.tcp, reuse_port=config.workers > 1
         )
         self.listeners.set_query_log(config.query_log)
-        self.metrics = Metrics(self.stats, lambda: self.registry, lambda: self.cluster)
+        server = "dns://" + format_hostport(config.listen[0]) if config.listen else "dns://:53"
+        sources = MetricSources(
+            self.stats,
+            self.meter,
+            lambda: self.registry,
+            lambda: self.resolver,
+            lambda: self.cluster,
+            server,
+        )
+        self.metrics = Metrics(sources, config.metrics_compat)
         self.http = HttpEndpoints(self.not_ready, self.metrics.render)
         self.source: StaticSource | None = None
         self.cluster: ClusterSource | None = None

@@ -1,9 +1,19 @@
-"""Prometheus exposition. The hot path only bumps plain integers (server.stats.Stats); this
-collector turns them into metric families at scrape time, so a query pays no label lookup."""
+"""Prometheus exposition, built at scrape time from plain counters.
+
+The query path only bumps ints (server.meter.Meter rows, server.stats.Stats); this collector
+folds them into metric families when /metrics is scraped, so a query never touches a
+prometheus-client object or a label dict.
+
+Names: ``kdns_*`` always; with ``--metrics-compat coredns`` also CoreDNS's names and labels
+(``coredns_dns_requests_total{server,zone,view,proto,family,type}`` and friends) so existing
+CoreDNS dashboards and alerts keep working.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import (
@@ -17,40 +27,144 @@ from prometheus_client.registry import Collector
 
 from kdns import __version__
 from kdns.dns.registry import Registry
+from kdns.dns.resolver import Resolver
 from kdns.k8s.cluster import ClusterSource
+from kdns.k8s.reflector import Histogram
+from kdns.server.meter import (
+    CHANNELS,
+    COUNT,
+    DURATION,
+    DURATION_BUCKETS,
+    DURATION_SUM,
+    REQUEST_SIZE,
+    RESPONSE_SIZE,
+    SIZE_BUCKETS,
+    Meter,
+    type_name,
+)
+from kdns.server.querylog import RCODE_NAMES
 from kdns.server.stats import Stats
 
 Family = InfoMetricFamily | CounterMetricFamily | GaugeMetricFamily | HistogramMetricFamily
 
 
+@dataclass
+class Sources:
+    """Where the collector reads from; getters, because a reload may swap the registry."""
+
+    stats: Stats
+    meter: Meter | None
+    registry: Callable[[], Registry]
+    resolver: Callable[[], Resolver]
+    cluster: Callable[[], ClusterSource | None]
+    server: str  # CoreDNS's server label, e.g. "dns://:53"
+
+
+def _zone_label(zone: str) -> str:
+    return zone if zone == "." else zone + "."
+
+
+def _rcode_name(rcode: int) -> str:
+    return RCODE_NAMES.get(rcode, str(rcode))
+
+
+def _buckets(bounds: Iterable[float], counts: list[float]) -> list[tuple[str, float]]:
+    """Cumulative (le, count) pairs from per-bucket counts (last one is +Inf)."""
+    out = []
+    total = 0.0
+    for bound, count in zip([*bounds, float("inf")], counts, strict=True):
+        total += count
+        out.append(("+Inf" if bound == float("inf") else repr(float(bound)), total))
+    return out
+
+
+class _Rows:
+    """The meter's rows summed over the label sets a family needs."""
+
+    def __init__(self, meter: Meter | None) -> None:
+        self.requests: dict[tuple[str, str, str, str], float] = defaultdict(float)
+        self.responses: dict[tuple[str, str, str], float] = defaultdict(float)
+        self.durations: dict[tuple[str, str, str], list[float]] = {}
+        self.request_sizes: dict[tuple[str, str], list[float]] = {}
+        self.response_sizes: dict[tuple[str, str], list[float]] = {}
+        if meter is None:
+            return
+        n_dur = len(DURATION_BUCKETS) + 1
+        n_size = len(SIZE_BUCKETS) + 1
+        for (channel, qtype, zone, rcode), row in list(meter.rows.items()):
+            proto, family = CHANNELS[channel]
+            zone_label, type_label = _zone_label(zone), type_name(qtype)
+            self.requests[(proto, family, type_label, zone_label)] += row[COUNT]
+            self.responses[(proto, zone_label, _rcode_name(rcode))] += row[COUNT]
+            dur = self.durations.setdefault((proto, zone_label, type_label), [0.0] * (n_dur + 1))
+            for i in range(n_dur):
+                dur[i] += row[DURATION + i]
+            dur[n_dur] += row[DURATION_SUM]
+            for store, offset in (
+                (self.request_sizes, REQUEST_SIZE),
+                (self.response_sizes, RESPONSE_SIZE),
+            ):
+                sizes = store.setdefault((proto, zone_label), [0.0] * n_size)
+                for i in range(n_size):
+                    sizes[i] += row[offset + i]
+
+
+def _histogram(name: str, doc: str, labels: list[str]) -> HistogramMetricFamily:
+    return HistogramMetricFamily(name, doc, labels=labels)
+
+
+def _add_histogram(family: HistogramMetricFamily, labels: list[str], bounds: Iterable[float], counts: list[float], total: float) -> None:  # fmt: skip
+    family.add_metric(labels, _buckets(bounds, counts), sum_value=total)
+
+
 class _Collector(Collector):
-    def __init__(
-        self,
-        stats: Stats,
-        registry: Callable[[], Registry],
-        cluster: Callable[[], ClusterSource | None],
-    ) -> None:
-        self.stats = stats
-        self.registry = registry
-        self.cluster = cluster
+    def __init__(self, sources: Sources, compat: bool) -> None:
+        self.sources = sources
+        self.compat = compat
 
     def collect(self) -> Iterator[Family]:
-        yield from self._dns()
-        cluster = self.cluster()
-        if cluster is not None:
-            yield from _watch_families(cluster)
+        rows = _Rows(self.sources.meter)
+        yield from self._kdns(rows)
+        if self.compat:
+            yield from self._coredns(rows)
 
-    def _dns(self) -> Iterator[Family]:
+    # ------------------------------------------------------------------ kdns_*
+
+    def _kdns(self, rows: _Rows) -> Iterator[Family]:
+        src = self.sources
         yield InfoMetricFamily(
             "kdns_build", "kdns build information", value={"version": __version__}
         )
-        stats = self.stats
         requests = CounterMetricFamily(
-            "kdns_dns_requests", "DNS queries received, by transport", labels=["proto"]
+            "kdns_dns_requests", "DNS queries answered", labels=["proto", "family", "type", "zone"]
         )
-        requests.add_metric(["udp"], stats.udp_queries)
-        requests.add_metric(["tcp"], stats.tcp_queries)
+        for labels, value in sorted(rows.requests.items()):
+            requests.add_metric(list(labels), value)
         yield requests
+        responses = CounterMetricFamily(
+            "kdns_dns_responses", "DNS responses sent, by rcode", labels=["proto", "zone", "rcode"]
+        )
+        for response_labels, value in sorted(rows.responses.items()):
+            responses.add_metric(list(response_labels), value)
+        yield responses
+        duration = _histogram(
+            "kdns_dns_request_duration_seconds",
+            "Time to answer a query (parse to packed response)",
+            ["proto", "zone", "type"],
+        )
+        for duration_labels, counts in sorted(rows.durations.items()):
+            _add_histogram(
+                duration, list(duration_labels), DURATION_BUCKETS, counts[:-1], counts[-1]
+            )
+        yield duration
+        for name, store in (("request", rows.request_sizes), ("response", rows.response_sizes)):
+            sizes = _histogram(
+                f"kdns_dns_{name}_size_bytes", f"Size of DNS {name}s", ["proto", "zone"]
+            )
+            for size_labels, size_counts in sorted(store.items()):
+                _add_histogram(sizes, list(size_labels), SIZE_BUCKETS, size_counts, 0.0)
+            yield sizes
+        stats = src.stats
         yield CounterMetricFamily(
             "kdns_tcp_connections", "TCP connections accepted", value=stats.tcp_connections
         )
@@ -60,26 +174,183 @@ class _Collector(Collector):
             value=stats.tcp_rejected,
         )
         yield CounterMetricFamily(
+            "kdns_tcp_idle_timeouts", "TCP connections closed idle", value=stats.tcp_timeouts
+        )
+        yield CounterMetricFamily(
             "kdns_internal_errors", "Queries that hit an internal error", value=stats.errors
         )
+        yield from self._registry()
+        yield from self._caches()
+        cluster = src.cluster()
+        if cluster is not None:
+            yield from _watch_families(cluster)
+
+    def _registry(self) -> Iterator[Family]:
+        registry = self.sources.registry()
+        counts = registry.counts()
         objects = GaugeMetricFamily(
             "kdns_registry_objects", "Cluster objects held, by kind", labels=["kind"]
         )
-        names = GaugeMetricFamily(
-            "kdns_registry_names", "Names with records or empty non-terminals"
-        )
-        for kind, count in self.registry().counts().items():
-            if kind in ("names", "answers"):
-                continue
-            objects.add_metric([kind], count)
-        names.add_metric([], self.registry().counts()["names"])
+        for kind in ("Service", "EndpointSlice", "Pod", "Namespace"):
+            objects.add_metric([kind], counts[kind])
         yield objects
-        yield names
+        yield GaugeMetricFamily(
+            "kdns_registry_names",
+            "Names with records or empty non-terminals",
+            value=counts["names"],
+        )
         yield GaugeMetricFamily(
             "kdns_registry_synced",
             "1 once the first full sync completed",
-            value=int(self.registry().synced),
+            value=int(registry.synced),
         )
+        yield GaugeMetricFamily(
+            "kdns_registry_generation", "Registry changes applied so far", value=registry.generation
+        )
+
+    def _cache_numbers(self) -> dict[str, tuple[int, int, int, int]]:
+        """cache -> (entries, hits, misses, evictions)."""
+        registry, resolver = self.sources.registry(), self.sources.resolver()
+        queries = self.sources.stats.udp_queries + self.sources.stats.tcp_queries
+        return {
+            # The pre-rendered answers: a hit is answered from the dict; a miss goes to the resolver.
+            "answers": (
+                len(registry.answers),
+                max(0, queries - resolver.misses),
+                resolver.misses,
+                0,
+            ),
+            "pods": (
+                len(resolver.pod_answers),
+                resolver.pod_hits,
+                resolver.pod_misses,
+                resolver.pod_evictions,
+            ),
+        }
+
+    def _caches(self) -> Iterator[Family]:
+        numbers = self._cache_numbers()
+        entries = GaugeMetricFamily("kdns_cache_entries", "Entries per cache", labels=["cache"])
+        hits = CounterMetricFamily("kdns_cache_hits", "Cache hits", labels=["cache"])
+        misses = CounterMetricFamily("kdns_cache_misses", "Cache misses", labels=["cache"])
+        evictions = CounterMetricFamily("kdns_cache_evictions", "Cache evictions", labels=["cache"])
+        for cache, (n, hit, miss, evicted) in numbers.items():
+            entries.add_metric([cache], n)
+            hits.add_metric([cache], hit)
+            misses.add_metric([cache], miss)
+            evictions.add_metric([cache], evicted)
+        yield from (entries, hits, misses, evictions)
+
+    # ------------------------------------------------------------------ coredns_*
+
+    def _coredns(self, rows: _Rows) -> Iterator[Family]:
+        server = self.sources.server
+        # CoreDNS's zone label is the server block's zone: "." in a kube-system Corefile.
+        yield _build_info()
+        requests = CounterMetricFamily(
+            "coredns_dns_requests",
+            "Counter of DNS requests made per zone, protocol and family.",
+            labels=["server", "zone", "view", "proto", "family", "type"],
+        )
+        merged: dict[tuple[str, str, str], float] = defaultdict(float)
+        for (proto, family, qtype, _zone), value in rows.requests.items():
+            merged[(proto, family, qtype)] += value
+        for (proto, family, qtype), value in sorted(merged.items()):
+            requests.add_metric([server, ".", "", proto, family, qtype], value)
+        yield requests
+        responses = CounterMetricFamily(
+            "coredns_dns_responses",
+            "Counter of response status codes.",
+            labels=["server", "zone", "view", "rcode", "plugin"],
+        )
+        by_rcode: dict[tuple[str, str], float] = defaultdict(float)
+        for (_proto, zone, rcode), value in rows.responses.items():
+            by_rcode[(rcode, "" if zone == "." else "kubernetes")] += value
+        for (rcode, plugin), value in sorted(by_rcode.items()):
+            responses.add_metric([server, ".", "", rcode, plugin], value)
+        yield responses
+        duration = _histogram(
+            "coredns_dns_request_duration_seconds",
+            "Histogram of the time (in seconds) each request took per zone.",
+            ["server", "zone", "view", "type"],
+        )
+        by_type: dict[str, list[float]] = {}
+        for (_proto, _zone, qtype), counts in rows.durations.items():
+            into = by_type.setdefault(qtype, [0.0] * len(counts))
+            for i, value in enumerate(counts):
+                into[i] += value
+        for qtype, counts in sorted(by_type.items()):
+            _add_histogram(
+                duration, [server, ".", "", qtype], DURATION_BUCKETS, counts[:-1], counts[-1]
+            )
+        yield duration
+        for name, store in (("request", rows.request_sizes), ("response", rows.response_sizes)):
+            sizes = _histogram(
+                f"coredns_dns_{name}_size_bytes",
+                "Size of the EDNS0 UDP buffer in bytes (64K for TCP) per zone and protocol."
+                if name == "request"
+                else "Size of the returned response in bytes.",
+                ["server", "zone", "view", "proto"],
+            )
+            by_proto: dict[str, list[float]] = {}
+            for (proto, _zone), counts in store.items():
+                into = by_proto.setdefault(proto, [0.0] * len(counts))
+                for i, value in enumerate(counts):
+                    into[i] += value
+            for proto, counts in sorted(by_proto.items()):
+                _add_histogram(sizes, [server, ".", "", proto], SIZE_BUCKETS, counts, 0.0)
+            yield sizes
+        entries, hits, misses, _ = self._cache_numbers()["answers"]
+        yield _cache_entries(server, entries)
+        hit_family = CounterMetricFamily(
+            "coredns_cache_hits",
+            "The count of cache hits.",
+            labels=["server", "type", "zones", "view"],
+        )
+        hit_family.add_metric([server, "success", ".", ""], hits)
+        yield hit_family
+        miss_family = CounterMetricFamily(
+            "coredns_cache_misses", "The count of cache misses.", labels=["server", "zones", "view"]
+        )
+        miss_family.add_metric([server, ".", ""], misses)
+        yield miss_family
+        cluster = self.sources.cluster()
+        if cluster is not None:
+            programming = _histogram(
+                "coredns_kubernetes_dns_programming_duration_seconds",
+                "Histogram of the time (in seconds) it took to program a dns instance.",
+                ["service_kind"],
+            )
+            for kind, hist in sorted(cluster.programming.items()):
+                _add_histogram(
+                    programming, [kind], hist.buckets, [float(c) for c in hist.counts], hist.total
+                )
+            yield programming
+
+
+def _build_info() -> GaugeMetricFamily:
+    family = GaugeMetricFamily(
+        "coredns_build_info",
+        "A metric with a constant '1' value labeled by version, revision, and goversion",
+        labels=["version", "revision", "goversion"],
+    )
+    family.add_metric([__version__, "kdns", "python"], 1)
+    return family
+
+
+def _cache_entries(server: str, entries: int) -> GaugeMetricFamily:
+    family = GaugeMetricFamily(
+        "coredns_cache_entries",
+        "The number of elements in the cache.",
+        labels=["server", "type", "zones", "view"],
+    )
+    family.add_metric([server, "success", ".", ""], entries)
+    family.add_metric([server, "denial", ".", ""], 0)
+    return family
+
+
+def _histogram_of(hist: Histogram, family: HistogramMetricFamily, labels: list[str]) -> None:
+    _add_histogram(family, labels, hist.buckets, [float(c) for c in hist.counts], hist.total)
 
 
 def _watch_families(cluster: ClusterSource) -> Iterator[Family]:
@@ -97,36 +368,26 @@ def _watch_families(cluster: ClusterSource) -> Iterator[Family]:
     )
     for reflector in cluster.reflectors:
         kind = reflector.kind
-        for event_type, count in reflector.stats.events.items():
+        for event_type, count in sorted(reflector.stats.events.items()):
             events.add_metric([kind, event_type], count)
         lists.add_metric([kind], reflector.stats.lists)
         relists.add_metric([kind], reflector.stats.relists)
         restarts.add_metric([kind], reflector.stats.restarts)
     yield from (events, lists, relists, restarts)
-    hist = cluster.programming
-    cumulative = 0
-    buckets = []
-    for bound, count in zip(hist.buckets, hist.counts, strict=False):
-        cumulative += count
-        buckets.append((repr(bound), cumulative))
-    buckets.append(("+Inf", hist.count))
-    yield HistogramMetricFamily(
+    programming = _histogram(
         "kdns_dns_programming_duration_seconds",
         "Time from an EndpointSlice change (last-change-trigger-time) to its answer being served",
-        buckets=buckets,
-        sum_value=hist.total,
+        ["service_kind"],
     )
+    for kind, hist in sorted(cluster.programming.items()):
+        _histogram_of(hist, programming, [kind])
+    yield programming
 
 
 class Metrics:
-    def __init__(
-        self,
-        stats: Stats,
-        registry: Callable[[], Registry],
-        cluster: Callable[[], ClusterSource | None] = lambda: None,
-    ) -> None:
+    def __init__(self, sources: Sources, compat: str = "none") -> None:
         self.collectors = CollectorRegistry(auto_describe=False)
-        self.collectors.register(_Collector(stats, registry, cluster))
+        self.collectors.register(_Collector(sources, compat == "coredns"))
 
     def render(self) -> tuple[bytes, str]:
         return generate_latest(self.collectors), CONTENT_TYPE_LATEST

@@ -35,12 +35,17 @@ class Resolver:
         self.zones = registry.zones
         cluster = registry.cluster
         self._pod_suffix = names.to_wire("pod." + cluster.text)
-        self._pod_answers: dict[bytes, Answer] = {}
+        self.pod_answers: dict[bytes, Answer] = {}
+        self.misses = 0  # questions the pre-rendered dict did not hold (metrics)
+        self.pod_hits = 0
+        self.pod_misses = 0
+        self.pod_evictions = 0
         self._servfail = {zone.text: empty(SERVFAIL, False, zone.text) for zone in self.zones}
         self._pod_generation = -1
 
     def resolve(self, qname: bytes, qtype: int, qclass: int = CLASS_IN) -> Answer:
         """Answer a question; ``qname`` is the lowercased wire name."""
+        self.misses += 1
         registry = self.registry
         if qclass == CLASS_ANY:
             # RFC 1035 3.2.5: QCLASS * matches IN, the only class we hold.
@@ -77,15 +82,19 @@ class Resolver:
     def _insecure_pod_cached(self, qname: bytes, qtype: int, zone: Zone) -> Answer | None:
         # Pod names are computed, not stored; a small cache keeps repeat askers off the
         # parse path. It is emptied when the registry changes (a namespace may have gone).
-        if self._pod_generation != self.registry.generation or len(self._pod_answers) > 4096:
-            self._pod_answers.clear()
+        if self._pod_generation != self.registry.generation or len(self.pod_answers) > 4096:
+            self.pod_evictions += len(self.pod_answers)
+            self.pod_answers.clear()
             self._pod_generation = self.registry.generation
         key = question_key(qname, qtype)
-        answer = self._pod_answers.get(key)
-        if answer is None:
+        answer = self.pod_answers.get(key)
+        if answer is not None:
+            self.pod_hits += 1
+        else:
+            self.pod_misses += 1
             answer = self._insecure_pod(qname, qtype, zone)
             if answer is not None:
-                self._pod_answers[key] = answer
+                self.pod_answers[key] = answer
         return answer
 
     @staticmethod

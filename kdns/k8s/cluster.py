@@ -37,7 +37,7 @@ class ClusterSource:
     ) -> None:
         self.registry = registry
         self.api_client = api_client
-        self.programming = Histogram()
+        self.programming: dict[str, Histogram] = {}  # service kind -> histogram
         self.reflectors = [
             Reflector(
                 RESOURCES[kind],

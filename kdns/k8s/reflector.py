@@ -30,7 +30,7 @@ from kubernetes_asyncio import client
 
 from kdns.dns.registry import Registry
 from kdns.k8s.objects import slim_endpointslice, slim_namespace, slim_pod, slim_service
-from kdns.model import KubeObject
+from kdns.model import EndpointSlice, KubeObject
 
 log = logging.getLogger("kdns.reflector")
 
@@ -148,7 +148,7 @@ class Reflector:
         *,
         page_size: int = 500,
         watch_timeout: int = 300,
-        programming: Histogram | None = None,
+        programming: dict[str, Histogram] | None = None,
     ) -> None:
         self.resource = resource
         self.kind = resource.kind
@@ -341,7 +341,7 @@ class Reflector:
             if obj is None:
                 self.registry.delete(self.kind, key)  # e.g. a pod that just finished
             elif self.registry.upsert(obj):
-                self._record_programming(raw)
+                self._record_programming(raw, obj)
         if version:
             self.resource_version = version
 
@@ -352,10 +352,20 @@ class Reflector:
             log.warning("%s: ignoring an object the API sent: %s", self.kind, exc)
             return None
 
-    def _record_programming(self, raw: Raw) -> None:
+    def _record_programming(self, raw: Raw, obj: KubeObject) -> None:
         if self.programming is None:
             return
         triggered = _trigger_time(raw)
-        if triggered is not None:
-            # The registry re-rendered synchronously in upsert: the answer is served from now.
-            self.programming.observe(max(0.0, time.time() - triggered))
+        if triggered is None:
+            return
+        # CoreDNS's service_kind label: endpoint changes reprogram DNS of headless services;
+        # for ClusterIP services only the endpoint names and PTRs move.
+        service = None
+        if isinstance(obj, EndpointSlice):
+            service = self.registry.services.get((obj.namespace, obj.service))
+        kind = (
+            "headless_with_selector" if service is not None and service.headless else "cluster_ip"
+        )
+        histogram = self.programming.setdefault(kind, Histogram())
+        # The registry re-rendered synchronously in upsert: the answer is served from now.
+        histogram.observe(max(0.0, time.time() - triggered))
