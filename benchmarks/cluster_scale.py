@@ -42,14 +42,24 @@ def build(services: int, endpoints: int, pods: int, namespaces: int = 50) -> lis
         ns = f"ns{s % namespaces}"
         headless = s % 5 == 0  # a fifth headless, like StatefulSets
         ip = f"10.{96 + s // 65536}.{(s // 256) % 256}.{s % 256}"
-        objects.append(service(ns, f"svc{s}", None if headless else ip, [("http", 80)], headless=headless))
+        objects.append(
+            service(ns, f"svc{s}", None if headless else ip, [("http", 80)], headless=headless)
+        )
         addresses = []
         for e in range(per_service):
             n = s * per_service + e
-            addresses.append((f"10.{128 + n // 65536}.{(n // 256) % 256}.{n % 256}", True, None, f"pod{n}"))
+            addresses.append(
+                (f"10.{128 + n // 65536}.{(n // 256) % 256}.{n % 256}", True, None, f"pod{n}")
+            )
         objects.append(endpointslice(ns, f"svc{s}-x", f"svc{s}", addresses, [("http", 8080)]))
     for p in range(pods):
-        objects.append(pod(f"ns{p % namespaces}", f"pod{p}", f"10.{128 + p // 65536}.{(p // 256) % 256}.{p % 256}"))
+        objects.append(
+            pod(
+                f"ns{p % namespaces}",
+                f"pod{p}",
+                f"10.{128 + p // 65536}.{(p // 256) % 256}.{p % 256}",
+            )
+        )
     return objects
 
 
@@ -104,7 +114,9 @@ class Prober(threading.Thread):
                 time.sleep(0.001)
 
 
-def probe(port: int, name: str, seconds: float | None = None, until: threading.Event | None = None) -> Prober:
+def probe(
+    port: int, name: str, seconds: float | None = None, until: threading.Event | None = None
+) -> Prober:
     prober = Prober(port, name)
     prober.start()
     if seconds is not None:
@@ -117,13 +129,18 @@ def probe(port: int, name: str, seconds: float | None = None, until: threading.E
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--services", type=int, default=5000)
     parser.add_argument("--endpoints", type=int, default=50000)
     parser.add_argument("--pods", type=int, default=50000)
     args = parser.parse_args()
 
-    print(f"building {args.services} services, {args.endpoints} endpoints, {args.pods} pods ...", flush=True)
+    print(
+        f"building {args.services} services, {args.endpoints} endpoints, {args.pods} pods ...",
+        flush=True,
+    )
     objects = build(args.services, args.endpoints, args.pods)
     total = args.services * 2 + args.endpoints + args.pods  # services + slices, endpoints, pods
     with tempfile.TemporaryDirectory() as tmp, K8sApi(bookmark_interval=5.0) as api:
@@ -167,7 +184,9 @@ def main() -> None:
     print(f"{'resident memory: empty kdns':44} {empty_rss / 1024:>8.1f}MB")
     print(f"{'resident memory: after sync':44} {rss / 1024:>8.1f}MB")
     print(f"{'memory per object':44} {per_object:>9.0f}B   (target < 1024 B)")
-    print(f"{'worst query wait, idle server (baseline)':44} {idle.worst * 1000:>8.1f}ms  ({idle.sent} queries)")
+    print(
+        f"{'worst query wait, idle server (baseline)':44} {idle.worst * 1000:>8.1f}ms  ({idle.sent} queries)"
+    )
     print(f"{'worst query wait during full relist':44} {relist.worst * 1000:>8.1f}ms  "
           f"({relist.sent} queries, {relist.lost} lost, {relists} LISTs)   (target < 100 ms)")  # fmt: skip
     os._exit(0)

@@ -37,7 +37,9 @@ from kdns.server.meter import (
     DURATION_BUCKETS,
     DURATION_SUM,
     REQUEST_SIZE,
+    REQUEST_SIZE_SUM,
     RESPONSE_SIZE,
+    RESPONSE_SIZE_SUM,
     SIZE_BUCKETS,
     Meter,
     type_name,
@@ -100,13 +102,15 @@ class _Rows:
             for i in range(n_dur):
                 dur[i] += row[DURATION + i]
             dur[n_dur] += row[DURATION_SUM]
-            for store, offset in (
-                (self.request_sizes, REQUEST_SIZE),
-                (self.response_sizes, RESPONSE_SIZE),
+            for store, offset, total in (
+                (self.request_sizes, REQUEST_SIZE, REQUEST_SIZE_SUM),
+                (self.response_sizes, RESPONSE_SIZE, RESPONSE_SIZE_SUM),
             ):
-                sizes = store.setdefault((proto, zone_label), [0.0] * n_size)
+                # Per-bucket counts, then the sum last (as for durations).
+                sizes = store.setdefault((proto, zone_label), [0.0] * (n_size + 1))
                 for i in range(n_size):
                     sizes[i] += row[offset + i]
+                sizes[n_size] += row[total]
 
 
 def _histogram(name: str, doc: str, labels: list[str]) -> HistogramMetricFamily:
@@ -162,7 +166,9 @@ class _Collector(Collector):
                 f"kdns_dns_{name}_size_bytes", f"Size of DNS {name}s", ["proto", "zone"]
             )
             for size_labels, size_counts in sorted(store.items()):
-                _add_histogram(sizes, list(size_labels), SIZE_BUCKETS, size_counts, 0.0)
+                _add_histogram(
+                    sizes, list(size_labels), SIZE_BUCKETS, size_counts[:-1], size_counts[-1]
+                )
             yield sizes
         stats = src.stats
         yield CounterMetricFamily(
@@ -298,7 +304,9 @@ class _Collector(Collector):
                 for i, value in enumerate(counts):
                     into[i] += value
             for proto, counts in sorted(by_proto.items()):
-                _add_histogram(sizes, [server, ".", "", proto], SIZE_BUCKETS, counts, 0.0)
+                _add_histogram(
+                    sizes, [server, ".", "", proto], SIZE_BUCKETS, counts[:-1], counts[-1]
+                )
             yield sizes
         entries, hits, misses, _ = self._cache_numbers()["answers"]
         yield _cache_entries(server, entries)

@@ -45,12 +45,15 @@ class Kdns:
     """A running ``kdns serve``; use as a context manager."""
 
     def __init__(
-        self, *args: str, env: dict[str, str] | None = None, wait_serving: bool = True
+        self,
+        *args: str,
+        env: dict[str, str] | None = None,
+        wait_serving: bool = True,
+        listen: bool = True,
     ) -> None:
         self.args = [
             "serve",
-            "--listen",
-            f"{LOOPBACK}:0",
+            *(["--listen", f"{LOOPBACK}:0"] if listen else []),  # else the config file's
             "--metrics-listen",
             f"{LOOPBACK}:0",
             "--health-listen",
@@ -60,7 +63,11 @@ class Kdns:
             *args,
         ]
         # Loopback only: never let a proxy setting route the API test server's traffic away.
-        self.env = {**os.environ, "NO_PROXY": "127.0.0.1,localhost", "no_proxy": "127.0.0.1,localhost"}
+        self.env = {
+            **os.environ,
+            "NO_PROXY": "127.0.0.1,localhost",
+            "no_proxy": "127.0.0.1,localhost",
+        }
         self.env.update(env or {})
         self.wait_serving = wait_serving
         self.lines: list[str] = []

@@ -31,7 +31,9 @@ OTHER = b"\xff\xff"
 
 COUNT = 0
 DURATION_SUM = 1
-DURATION = 2
+REQUEST_SIZE_SUM = 2
+RESPONSE_SIZE_SUM = 3
+DURATION = 4
 REQUEST_SIZE = DURATION + len(DURATION_BUCKETS) + 1
 RESPONSE_SIZE = REQUEST_SIZE + len(SIZE_BUCKETS) + 1
 ROW = RESPONSE_SIZE + len(SIZE_BUCKETS) + 1
@@ -69,6 +71,8 @@ class Meter:
             row = self.rows[key] = [0] * ROW
         row[COUNT] += 1
         row[DURATION_SUM] += seconds
+        row[REQUEST_SIZE_SUM] += request_size
+        row[RESPONSE_SIZE_SUM] += response_size
         # Nearly every answer takes microseconds: skip the bisect for the first bucket.
         row[
             DURATION
