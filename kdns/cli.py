@@ -49,6 +49,18 @@ _HELP: Mapping[str, tuple[str | None, str]] = {  # field -> (metavar, help)
         "SECONDS",
         "re-read the config file when it changes, checked this often (default 30, 0 off)",
     ),
+    "forward_zones": (
+        "ZONE=UPSTREAM[+UPSTREAM]",
+        "split horizon: send ZONE to these upstreams (repeatable)",
+    ),
+    "forward_policy": ("POLICY", "random|round_robin|sequential (default random)"),
+    "split": ("MODE", "sidecar split DNS: off|auto|on (default off)"),
+    "cluster_domains": ("ZONE", "split mode: extra cluster domains (repeatable)"),
+    "cluster_nameserver": (
+        "ADDR",
+        "split mode: the cluster DNS server (default: from resolv.conf)",
+    ),
+    "resolv_conf": ("FILE", "resolv.conf to read default upstreams / split settings from"),
     "metrics_compat": ("MODE", "none|coredns: also export CoreDNS's metric names (default none)"),
 }
 

@@ -66,6 +66,28 @@ class Config:
     tcp_idle_timeout: float = 10.0
     tcp_max_connections: int = 1000
     dns_service: str = "kube-system/kube-dns"
+    forward_zones: tuple[tuple[str, tuple[str, ...]], ...] = ()  # split horizon: zone -> upstreams
+    forward_policy: str = "random"  # CoreDNS forward policy
+    forward_max_fails: int = 2
+    forward_max_concurrent: int = 1000
+    forward_timeout: float = 2.0
+    forward_health_check: float = 0.5
+    tls_ca_file: str | None = None  # CA bundle for tls:// upstreams (default: system CAs)
+    split: str = "off"  # sidecar split DNS: off | auto (in a pod) | on
+    cluster_domains: tuple[str, ...] = ()  # extra cluster domains for split mode
+    cluster_nameserver: str | None = None  # split mode: the cluster DNS (default: resolv.conf)
+    resolv_conf: str = "/etc/resolv.conf"  # default upstreams; split mode's cluster settings
+    cache: bool = True
+    cache_success: int = 9984  # CoreDNS cache defaults
+    cache_denial: int = 9984
+    cache_success_ttl: int = 3600
+    cache_denial_ttl: int = 1800
+    cache_min_ttl: int = 5
+    cache_serve_stale: float = 0.0
+    cache_prefetch: int = 0
+    transfer_allow: tuple[str, ...] = ()  # networks allowed AXFR/IXFR; default deny
+    acl: tuple[Any, ...] = ()  # CoreDNS acl rules, first match wins
+    loadbalance: bool = True  # rotate A/AAAA order per answer (CoreDNS loadbalance)
     lameduck: float = 5.0  # seconds of answering with /ready failing after SIGTERM
     reload_interval: float = 30.0  # config file change poll (CoreDNS reload); 0 = off
     metrics_compat: str = "none"  # "coredns": also export CoreDNS metric names
@@ -395,6 +417,78 @@ class _List(_Kind):
         return [self.item.render(v) for v in value]
 
 
+class _ForwardZone(_Kind):
+    """A split-horizon rule: ``ZONE=UPSTREAM[+UPSTREAM...]`` (flags, env, TOML strings) or a
+    TOML table ``{name = "lan.example.com", upstreams = ["192.168.1.1"]}``."""
+
+    expected = "ZONE=UPSTREAM[+UPSTREAM...] or {name, upstreams}"
+
+    def check(self, value: object) -> tuple[str, tuple[str, ...]]:
+        if isinstance(value, dict):
+            if (
+                set(value) - {"name", "upstreams"}
+                or "name" not in value
+                or "upstreams" not in value
+            ):
+                self.fail(value)
+            zone, ups = value["name"], value["upstreams"]
+            ups = [ups] if isinstance(ups, str) else ups
+        elif isinstance(value, str) and "=" in value:
+            zone, _, rest = value.partition("=")
+            ups = [u for u in rest.split("+") if u.strip()]
+        else:
+            self.fail(value)
+        if not isinstance(zone, str) or not isinstance(ups, list) or not ups:
+            self.fail(value)
+        name = "." if zone.strip() == "." else _normalise_name(zone)
+        return name, tuple(_normalise_upstream(str(u)) for u in ups)
+
+    def render(self, value: tuple[str, tuple[str, ...]]) -> str:
+        return f"{value[0]}=" + "+".join(value[1])
+
+
+class _AclRules(_Kind):
+    """CoreDNS acl: ``[{action = "block", net = ["10.0.0.0/8"], type = ["AXFR"], zone = []}]``."""
+
+    expected = "a list of rules {action, net, type, zone}"
+
+    def check(self, value: object) -> tuple[Any, ...]:
+        from kdns.dns.acl import parse_rules  # kdns.dns has no config dependency; import late
+
+        if not isinstance(value, list):
+            self.fail(value)
+        try:
+            parse_rules(value)
+        except ValueError as exc:
+            raise _Invalid(str(exc)) from None
+        return tuple(dict(rule) for rule in value)
+
+    def render(self, value: tuple[Any, ...]) -> list[object]:
+        return list(value)
+
+
+class _Networks(_Kind):
+    expected = "a list of networks like 10.0.0.0/8"
+
+    def check(self, value: object) -> tuple[str, ...]:
+        items = [value] if isinstance(value, str) else value
+        if not isinstance(items, list | tuple):
+            self.fail(value)
+        out = []
+        for item in items:
+            try:
+                out.append(str(ipaddress.ip_network(str(item).strip(), strict=False)))
+            except ValueError:
+                self.fail(item)
+        return tuple(dict.fromkeys(out))
+
+    def from_text(self, text: str) -> object:
+        return [part.strip() for part in text.split(",") if part.strip()]
+
+    def render(self, value: tuple[str, ...]) -> list[object]:
+        return list(value)
+
+
 # --- the table ----------------------------------------------------------------------------
 
 
@@ -467,6 +561,33 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("dns_service", "kubernetes.dns_service", _ServiceRef()),
     Setting("forward", "forward.enabled", _Bool(), "no-forward"),
     Setting("upstreams", "forward.upstreams", _List(_Upstream()), "upstream"),
+    Setting("forward_zones", "forward.zones", _List(_ForwardZone()), "forward-zone"),
+    Setting(
+        "forward_policy",
+        "forward.policy",
+        _Choice("random", "round_robin", "sequential"),
+        "forward-policy",
+    ),
+    Setting("forward_max_fails", "forward.max_fails", _Int(0, 100)),
+    Setting("forward_max_concurrent", "forward.max_concurrent", _Int(1, 1_000_000)),
+    Setting("forward_timeout", "forward.timeout", _Seconds(zero_ok=False)),
+    Setting("forward_health_check", "forward.health_check", _Seconds(zero_ok=False)),
+    Setting("tls_ca_file", "forward.tls_ca_file", _Path()),
+    Setting("split", "forward.split", _Choice("off", "auto", "on"), "split"),
+    Setting("cluster_domains", "forward.cluster_domains", _List(_Name()), "cluster-domains"),
+    Setting("cluster_nameserver", "forward.cluster_nameserver", _Upstream(), "cluster-nameserver"),
+    Setting("resolv_conf", "forward.resolv_conf", _Path(), "resolv-conf"),
+    Setting("cache", "cache.enabled", _Bool()),
+    Setting("cache_success", "cache.success_capacity", _Int(0, 10_000_000)),
+    Setting("cache_denial", "cache.denial_capacity", _Int(0, 10_000_000)),
+    Setting("cache_success_ttl", "cache.success_ttl", _Int(1, 604800)),
+    Setting("cache_denial_ttl", "cache.denial_ttl", _Int(1, 604800)),
+    Setting("cache_min_ttl", "cache.min_ttl", _Int(0, 3600)),
+    Setting("cache_serve_stale", "cache.serve_stale", _Seconds(zero_ok=True)),
+    Setting("cache_prefetch", "cache.prefetch", _Int(0, 1000)),
+    Setting("transfer_allow", "transfer.allow", _Networks()),
+    Setting("acl", "acl.rules", _AclRules()),
+    Setting("loadbalance", "server.loadbalance", _Bool()),
     Setting("metrics_listen", "metrics.listen", _SERVICE, "metrics-listen"),
     Setting("metrics_compat", "metrics.compat", _Choice("none", "coredns"), "metrics-compat"),
     Setting("health_listen", "health.listen", _SERVICE, "health-listen"),
@@ -609,8 +730,10 @@ def _toml_value(value: object) -> str:
         return repr(value)  # finite by validation; Python's repr is valid TOML
     if isinstance(value, str):
         return _toml_str(value)
-    if isinstance(value, list):
+    if isinstance(value, list | tuple):
         return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):  # an inline table (ACL rules)
+        return "{" + ", ".join(f"{k} = {_toml_value(v)}" for k, v in value.items()) + "}"
     raise TypeError(f"cannot render {value!r} as TOML")
 
 

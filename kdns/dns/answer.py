@@ -13,6 +13,8 @@ import struct
 from kdns.dns.records import NOERROR
 
 _COUNTS = struct.Struct("!HHH")
+_A_TYPE = b"\x00\x01"
+_AAAA_TYPE = b"\x00\x1c"
 
 # (wire bytes, record count) per RRset; three sections: answer, authority, additional.
 RRset = tuple[bytes, int]
@@ -33,7 +35,17 @@ def _counts(an: int, ns: int, ar: int) -> bytes:
 class Answer:
     """Pre-rendered response body for one (name, type), or a one-off negative answer."""
 
-    __slots__ = ("rcode", "aa", "zone", "counts", "counts_edns", "body", "sections")
+    __slots__ = (
+        "rcode",
+        "aa",
+        "zone",
+        "counts",
+        "counts_edns",
+        "body",
+        "sections",
+        "rotate",
+        "_rrset_len",
+    )
 
     def __init__(self, rcode: int, aa: bool, sections: Sections, zone: str = ".") -> None:
         self.rcode = rcode
@@ -44,6 +56,24 @@ class Answer:
         self.counts_edns = _counts(an, ns, ar + 1)
         self.body = b"".join(data for section in sections for data, _ in section)
         self.sections: Sections | None = sections if len(self.body) > _SMALL_BODY else None
+        # CoreDNS loadbalance: an answer that is one A or AAAA RRset of several records can be
+        # served rotated. Records are fixed size (pointer owner + 10 + 4 or 16), so a rotation
+        # is two slices. ``rotate`` is the record size (0: not rotatable).
+        self.rotate = 0
+        self._rrset_len = 0
+        if len(sections[0]) == 1 and sections[0][0][1] > 1:
+            data, count = sections[0][0]
+            size = {_A_TYPE: 16, _AAAA_TYPE: 28}.get(data[2:4], 0)
+            if size and len(data) == size * count:
+                self.rotate = size
+                self._rrset_len = len(data)
+
+    def rotated(self, turn: int) -> bytes:
+        """The body with the address RRset rotated ``turn`` records to the left."""
+        length, size = self._rrset_len, self.rotate
+        cut = (turn % (length // size)) * size
+        body = self.body
+        return body[cut:length] + body[:cut] + body[length:]
 
     @property
     def ancount(self) -> int:
@@ -82,3 +112,8 @@ def empty(rcode: int, aa: bool, zone: str = ".") -> Answer:
 
 
 NOERROR_EMPTY = empty(NOERROR, True)
+
+# Sentinels the resolver returns for questions answered elsewhere: names outside our zones
+# (the forwarder) and zone transfers (the transfer handler, TCP only). Compared by identity.
+FORWARD = empty(NOERROR, False)
+TRANSFER = empty(NOERROR, False)

@@ -10,7 +10,7 @@ question, so they cost a few bytes of concatenation.
 from __future__ import annotations
 
 from kdns.dns import names
-from kdns.dns.answer import Answer, empty
+from kdns.dns.answer import FORWARD, TRANSFER, Answer, empty
 from kdns.dns.records import (
     ANY,
     AXFR,
@@ -24,14 +24,21 @@ from kdns.dns.records import (
     rdata_address,
 )
 from kdns.dns.registry import Registry, question_key
-from kdns.dns.zones import CLUSTER, Zone
+from kdns.dns.zones import CLUSTER, REVERSE, Zone
 
 REFUSED_ANSWER = empty(REFUSED, False)
 
 
 class Resolver:
-    def __init__(self, registry: Registry) -> None:
+    def __init__(
+        self, registry: Registry, *, forward: bool = False, authoritative: bool = True
+    ) -> None:
         self.registry = registry
+        # forward: names outside our zones (and unknown reverse names, CoreDNS's
+        # `fallthrough in-addr.arpa ip6.arpa`) go to the forwarder instead of REFUSED.
+        self.forward = forward
+        # authoritative False: split-DNS sidecar mode, every name is forwarded.
+        self.authoritative = authoritative
         self.zones = registry.zones
         cluster = registry.cluster
         self._pod_suffix = names.to_wire("pod." + cluster.text)
@@ -54,11 +61,11 @@ class Resolver:
                 return hit
         elif qclass != CLASS_IN:
             return REFUSED_ANSWER  # CHAOS/HESIOD are not our zones
-        zone = self.zones.find(qname)
-        if zone is None or qtype in (AXFR, IXFR):
-            # Outside our zones (no forwarding yet), or a zone transfer nobody is allowed
-            # (CoreDNS without the transfer plugin: REFUSED).
-            return REFUSED_ANSWER
+        zone = self.zones.find(qname) if self.authoritative else None
+        if zone is None:
+            return FORWARD if self.forward else REFUSED_ANSWER
+        if qtype in (AXFR, IXFR):
+            return TRANSFER if qname == zone.apex else REFUSED_ANSWER
         if not registry.synced:
             return self._servfail[zone.text]
         if registry.exists(qname):
@@ -77,6 +84,8 @@ class Resolver:
             pod = self._insecure_pod_cached(qname, qtype, zone)
             if pod is not None:
                 return pod
+        if self.forward and zone.kind == REVERSE:
+            return FORWARD  # CoreDNS default Corefile: fallthrough in-addr.arpa ip6.arpa
         return self.negative(qname, zone, NXDOMAIN)
 
     def _insecure_pod_cached(self, qname: bytes, qtype: int, zone: Zone) -> Answer | None:

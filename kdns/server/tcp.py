@@ -10,6 +10,7 @@ import asyncio
 import logging
 import socket
 import time
+from typing import Any
 
 from kdns.server.meter import TCP4, TCP6
 from kdns.server.querylog import log_query
@@ -53,6 +54,7 @@ class TcpConnection(asyncio.Protocol):
         self.buffer = bytearray()
         self.timer: asyncio.TimerHandle | None = None
         self.channel = TCP4
+        self.peer: Any = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         server = self.server
@@ -63,6 +65,7 @@ class TcpConnection(asyncio.Protocol):
         self.transport = transport  # type: ignore[assignment]
         sock = transport.get_extra_info("socket")
         self.channel = TCP6 if sock is not None and sock.family == socket.AF_INET6 else TCP4
+        self.peer = transport.get_extra_info("peername")
         server.connections.add(self)
         server.stats.tcp_connections += 1
         self._arm()
@@ -87,7 +90,7 @@ class TcpConnection(asyncio.Protocol):
         buf = self.buffer
         buf += data
         respond = self.server.responder.respond
-        out = []
+        out: list[bytes] = []
         while len(buf) >= 2:
             size = (buf[0] << 8) | buf[1]
             if len(buf) < 2 + size:
@@ -96,21 +99,30 @@ class TcpConnection(asyncio.Protocol):
             del buf[: 2 + size]
             started = time.perf_counter()
             try:
-                response = respond(message, self.channel)
+                response = respond(message, self.channel, self.peer, self)
             except Exception:
                 self.server.stats.errors += 1
                 log.exception("internal error answering a TCP query")
                 response = None
             self.server.stats.tcp_queries += 1
             if self.server.query_log:
-                peer = self.transport.get_extra_info("peername")
-                log_query("tcp", peer, message, response, time.perf_counter() - started)
+                first = response[0] if isinstance(response, list) else response
+                log_query("tcp", self.peer, message, first, time.perf_counter() - started)
             if response is None:
                 continue
-            out.append(len(response).to_bytes(2, "big") + response)
+            if isinstance(response, list):  # a zone transfer: several messages
+                out.extend(len(m).to_bytes(2, "big") + m for m in response)
+            else:
+                out.append(len(response).to_bytes(2, "big") + response)
         if out:
             self.transport.write(b"".join(out))
         self._arm()
+
+    def send_reply(self, response: bytes, peer: Any) -> None:
+        """A forwarded answer arriving later (replies may overtake each other: RFC 7766 7)."""
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(len(response).to_bytes(2, "big") + response)
+            self._arm()
 
     def eof_received(self) -> bool | None:
         return None  # close our side too once the client is done

@@ -39,25 +39,32 @@ class UdpProtocol(asyncio.DatagramProtocol):
             self._logged(data, addr)
             return
         try:
-            response = self.responder.respond(data, self.channel)
+            response = self.responder.respond(data, self.channel, addr, self)
         except Exception:
             self._internal_error()
             return
         self.stats.udp_queries += 1
         if response is not None and self.transport is not None:
-            self.transport.sendto(response, addr)
+            # Never a list over UDP: zone transfers are TCP only.
+            self.transport.sendto(response, addr)  # type: ignore[arg-type]
 
     def _logged(self, data: bytes, addr: Any) -> None:
         started = time.perf_counter()
         try:
-            response = self.responder.respond(data, self.channel)
+            response = self.responder.respond(data, self.channel, addr, self)
         except Exception:
             self._internal_error()
             return
         self.stats.udp_queries += 1
         if response is not None and self.transport is not None:
-            self.transport.sendto(response, addr)
-        log_query("udp", addr, data, response, time.perf_counter() - started)
+            # Never a list over UDP: zone transfers are TCP only.
+            self.transport.sendto(response, addr)  # type: ignore[arg-type]
+        log_query("udp", addr, data, response, time.perf_counter() - started)  # type: ignore[arg-type]
+
+    def send_reply(self, response: bytes, peer: Any) -> None:
+        """A forwarded answer arriving later (kdns.server.forwarding)."""
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.sendto(response, peer)
 
     def _internal_error(self) -> None:
         self.stats.errors += 1

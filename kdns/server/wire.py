@@ -13,9 +13,10 @@ from __future__ import annotations
 import struct
 from collections.abc import Callable
 from time import perf_counter
+from typing import Any, Protocol
 
-from kdns.dns.answer import Answer
-from kdns.dns.records import BADVERS, FORMERR, NOTIMP, OPT
+from kdns.dns.answer import FORWARD, TRANSFER, Answer, empty
+from kdns.dns.records import BADVERS, FORMERR, NOERROR, NOTIMP, OPT, REFUSED
 from kdns.server.meter import TCP4, UDP4, Meter
 
 Lookup = Callable[[bytes, int, int], Answer]
@@ -80,10 +81,73 @@ def read_edns(data: bytes, pos: int, ancount: int, nscount: int, arcount: int) -
     return edns
 
 
-class Responder:
-    """Turns query bytes into response bytes against a lookup (registry dict + resolver)."""
+class Replier(Protocol):
+    """Where a deferred (forwarded) answer goes: the UDP protocol or the TCP connection."""
 
-    __slots__ = ("answers", "resolve", "udp_size", "meter", "zone", "qtype", "_opt", "_opt_do")
+    def send_reply(self, response: bytes, peer: Any) -> None: ...
+
+
+class Forwarding(Protocol):
+    """The forwarder, seen from the hot path (kdns.server.forwarding.Forwarder)."""
+
+    def handle(self, query: Query, replier: Replier | None, peer: Any) -> bytes | None: ...
+
+
+class Transfers(Protocol):
+    def messages(self, query: Query, peer: Any) -> list[bytes] | None: ...
+
+
+class Filter(Protocol):
+    def decide(self, client_ip: str, qname: bytes, qtype: int) -> str: ...
+
+
+class Query:
+    """A parsed question, handed to the slower paths (forwarding, transfer)."""
+
+    __slots__ = ("data", "name", "qtype", "qend", "edns", "tcp", "responder")
+
+    def __init__(self, data: bytes, name: bytes, qtype: int, qend: int, edns: Edns | None, tcp: bool, responder: Responder) -> None:  # fmt: skip
+        self.data = data
+        self.name = name  # lowercased wire name
+        self.qtype = qtype
+        self.qend = qend  # offset just past the question
+        self.edns = edns
+        self.tcp = tcp
+        self.responder = responder
+
+    @property
+    def key(self) -> bytes:
+        """The lookup key: lowercased name + qtype + qclass (as the registry's answers dict)."""
+        return self.name + self.data[self.qend - 4 : self.qend]
+
+    def error(self, rcode: int) -> bytes:
+        """An empty reply with ``rcode`` (SERVFAIL when upstreams fail), OPT echoed."""
+        return self.responder.reply(self.data, self.qend, self.edns, self.tcp, empty(rcode, False))
+
+
+class Responder:
+    """Turns query bytes into response bytes against a lookup (registry dict + resolver).
+
+    Optional parts, each None unless configured so the hot path pays nothing for them: the
+    meter (metrics), the forwarder (names outside our zones), transfers (AXFR/IXFR over TCP),
+    the ACL. ``loadbalance`` rotates multi-address answers (CoreDNS loadbalance).
+    """
+
+    __slots__ = (
+        "answers",
+        "resolve",
+        "udp_size",
+        "meter",
+        "forwarder",
+        "transfers",
+        "acl",
+        "loadbalance",
+        "zone",
+        "qtype",
+        "_turn",
+        "_opt",
+        "_opt_do",
+    )
 
     def __init__(
         self,
@@ -95,8 +159,13 @@ class Responder:
         self.answers = answers
         self.resolve = resolve
         self.meter = meter
+        self.forwarder: Forwarding | None = None
+        self.transfers: Transfers | None = None
+        self.acl: Filter | None = None
+        self.loadbalance = False
         self.zone = "."  # zone and qtype of the last answer, read by the meter
         self.qtype = b""
+        self._turn = 0
         self.set_udp_size(udp_size)
 
     def set_udp_size(self, udp_size: int) -> None:
@@ -107,16 +176,23 @@ class Responder:
         self._opt = b"\x00\x00\x29" + size + b"\x00\x00\x00\x00\x00\x00"
         self._opt_do = b"\x00\x00\x29" + size + b"\x00\x00\x80\x00\x00\x00"
 
-    def respond(self, data: bytes, channel: int = UDP4) -> bytes | None:
-        """The response to one query, or None when it must be dropped; metered when on."""
+    def respond(
+        self,
+        data: bytes,
+        channel: int = UDP4,
+        peer: Any = None,
+        replier: Replier | None = None,
+    ) -> bytes | list[bytes] | None:
+        """The response to one query: bytes, several messages (a zone transfer over TCP), or
+        None (dropped, or answered later through ``replier`` once an upstream replies)."""
         meter = self.meter
         if meter is None:
-            return self._respond(data, channel >= TCP4)
+            return self._respond(data, channel >= TCP4, peer, replier)
         started = perf_counter()
         self.zone = "."
         self.qtype = b""
-        response = self._respond(data, channel >= TCP4)
-        if response is not None:
+        response = self._respond(data, channel >= TCP4, peer, replier)
+        if isinstance(response, bytes):
             meter.record(
                 channel,
                 self.qtype,
@@ -128,7 +204,7 @@ class Responder:
             )
         return response
 
-    def _respond(self, data: bytes, tcp: bool) -> bytes | None:
+    def _respond(self, data: bytes, tcp: bool, peer: Any, replier: Replier | None) -> bytes | list[bytes] | None:  # fmt: skip
         n = len(data)
         if n < 12:
             return None  # not even a header to answer
@@ -165,14 +241,34 @@ class Responder:
                 return _header_reply(data, FORMERR)
             if edns is not None and edns.version > 0:
                 return self._badvers(data, qend, edns)
+        self.qtype = data[pos + 1 : pos + 3]  # for the meter
+        if self.acl is not None:
+            action = self.acl.decide(
+                peer[0] if peer else "", name, (data[pos + 1] << 8) | data[pos + 2]
+            )
+            if action != ALLOW:
+                if action == DROP:
+                    return None
+                return self.reply(data, qend, edns, tcp, FILTERED if action == FILTER else BLOCKED)
         answer = self.answers.get(name + data[pos + 1 : qend])
         if answer is None:
             qtype, qclass = struct.unpack_from("!HH", data, pos + 1)
             answer = self.resolve(name, qtype, qclass)
-        self.zone = answer.zone  # for the meter: two attribute stores, cheaper than a branch
-        self.qtype = data[pos + 1 : pos + 3]
+            if answer is FORWARD or answer is TRANSFER:
+                query = Query(data, name, qtype, qend, edns, tcp, self)
+                if answer is TRANSFER:
+                    return self._transfer(query, peer)
+                if self.forwarder is None:
+                    answer = REFUSED_ANSWER
+                else:
+                    return self.forwarder.handle(query, replier, peer)
+        self.zone = answer.zone  # for the meter
+        return self.reply(data, qend, edns, tcp, answer)
+
+    def reply(self, data: bytes, qend: int, edns: Edns | None, tcp: bool, answer: Answer) -> bytes:
+        """Client header and question + the answer's body (+ OPT), truncated to fit."""
         head = data[:2] + bytes(
-            (0x80 | (0x04 if answer.aa else 0) | (flags & 0x01), (data[3] & 0x10) | answer.rcode)
+            (0x80 | (0x04 if answer.aa else 0) | (data[2] & 0x01), (data[3] & 0x10) | answer.rcode)
         )
         question = data[12:qend]
         if edns is None:
@@ -182,13 +278,25 @@ class Responder:
             limit = MAX_TCP if tcp else min(edns.size, self.udp_size)
             opt = self._opt_do if edns.do else self._opt
         room = limit - 12 - len(question) - len(opt)
-        if len(answer.body) <= room:
+        body = answer.body
+        if len(body) <= room:
+            if self.loadbalance and answer.rotate:
+                self._turn += 1
+                body = answer.rotated(self._turn)
             counts = answer.counts_edns if edns else answer.counts
-            return head + b"\x00\x01" + counts + question + answer.body + opt
+            return head + b"\x00\x01" + counts + question + body + opt
         counts, body, truncated = answer.fit(room, edns is not None)
         if truncated:
             head = head[:2] + bytes((head[2] | 0x02, head[3]))  # TC: retry over TCP
         return head + b"\x00\x01" + counts + question + body + opt
+
+    def _transfer(self, query: Query, peer: Any) -> bytes | list[bytes]:
+        """AXFR/IXFR: over TCP only (RFC 5936 4.2), from allowed clients only; else REFUSED."""
+        if query.tcp and self.transfers is not None:
+            messages = self.transfers.messages(query, peer)
+            if messages is not None:
+                return messages
+        return query.error(REFUSED)
 
     def _badvers(self, data: bytes, qend: int, edns: Edns) -> bytes:
         # RFC 6891 6.1.3: unknown EDNS version -> BADVERS (extended rcode 1, header rcode 0),
@@ -201,6 +309,14 @@ class Responder:
             + b"\x00\x00\x00\x00"
         )
         return head + b"\x00\x01\x00\x00\x00\x00\x00\x01" + data[12:qend] + opt
+
+
+# ACL actions (kdns.dns.acl) and the answers they give (CoreDNS acl: block -> REFUSED,
+# filter -> NOERROR with nothing, drop -> no reply).
+ALLOW, BLOCK, FILTER, DROP = "allow", "block", "filter", "drop"
+BLOCKED = empty(REFUSED, False)
+FILTERED = empty(NOERROR, False)
+REFUSED_ANSWER = empty(REFUSED, False)
 
 
 def _header_reply(data: bytes, rcode: int) -> bytes:
