@@ -145,7 +145,7 @@ def main() -> None:
 
     def kdns(port: int, *extra: str) -> list[str]:
         return [PY, "-m", "kdns.cli", "serve", "--demo", "--listen", f"127.0.0.1:{port}",
-                "--health-listen", "off", "--ready-listen", "off", *extra]  # fmt: skip
+                "--health-listen", "off", "--ready-listen", "off", "--no-forward", *extra]  # fmt: skip
 
     metrics_port = free_port()
     contenders = {

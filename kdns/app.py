@@ -19,16 +19,22 @@ from typing import Any
 
 from kdns import __version__
 from kdns.config import Config, ConfigError, format_hostport
+from kdns.dns.acl import Acl, parse_rules
+from kdns.dns.cache import ResponseCache
+from kdns.dns.forward import ForwardGroup
 from kdns.dns.registry import Registry
+from kdns.dns.resolvconf import read_resolv_conf
 from kdns.dns.resolver import Resolver
+from kdns.dns.transfer import TransferPolicy, ZoneTransfers
 from kdns.dns.zones import ZoneSet
-from kdns.k8s.client import ClusterConfigError, api_client
+from kdns.k8s.client import ClusterConfigError, api_client, in_cluster
 from kdns.k8s.cluster import ClusterSource
 from kdns.k8s.sources import SourceError
 from kdns.k8s.static import StaticSource, copy_objects
 from kdns.logs import setup_logging
 from kdns.metrics import Metrics
 from kdns.metrics import Sources as MetricSources
+from kdns.server.forwarding import Forwarder, Route, RoutePlanError, plan_routes
 from kdns.server.http import HttpEndpoints
 from kdns.server.listeners import DnsListeners
 from kdns.server.meter import Meter
@@ -44,6 +50,17 @@ Reload = Callable[[], Config]
 RESTART_ONLY = ("demo", "objects", "kubeconfig", "kubernetes_enabled", "workers", "killer")
 # Settings baked into the registry's rendered answers: a change re-renders into a new registry.
 REGISTRY_SHAPE = ("cluster_domain", "external_zones", "pods", "endpoint_pod_names", "dns_service")
+# Settings of the forwarder (routes, upstream groups, cache): a change builds a new one.
+FORWARDING = (
+    "forward",
+    "upstreams",
+    "split",
+    "cluster_domains",
+    "cluster_nameserver",
+    "resolv_conf",
+    "tls_ca_file",
+)
+FORWARDING_PREFIXES = ("forward_", "cache")
 
 
 class StartupError(Exception):
@@ -61,12 +78,70 @@ def build_registry(config: Config) -> Registry:
     )
 
 
+def build_forwarder(config: Config) -> tuple[Forwarder | None, bool]:
+    """The forwarder for names outside our zones (None: --no-forward or nowhere to send) and
+    whether split (sidecar) mode is on. Raises StartupError for a plan that cannot work."""
+    if not config.forward:
+        return None, False
+    resolv = read_resolv_conf(config.resolv_conf)
+    try:
+        plan = plan_routes(
+            upstreams=config.upstreams,
+            forward_zones=config.forward_zones,
+            split=config.split,
+            in_pod=in_cluster(),
+            cluster_domain=config.cluster_domain,
+            cluster_domains=config.cluster_domains,
+            cluster_nameserver=config.cluster_nameserver,
+            resolv_nameservers=resolv.nameservers,
+            resolv_search=resolv.search,
+        )
+    except RoutePlanError as exc:
+        raise StartupError(f"forward: {exc}") from None
+    if not plan.routes:
+        log.warning("forwarding: no upstreams (none given, none in %s)", config.resolv_conf)
+        return None, plan.split
+    routes = [
+        Route(
+            zone,
+            ForwardGroup(
+                upstreams,
+                policy=config.forward_policy,
+                max_concurrent=config.forward_max_concurrent,
+                timeout=config.forward_timeout,
+                max_fails=config.forward_max_fails,
+                health_check=config.forward_health_check,
+                tls_ca_file=config.tls_ca_file,
+            ),
+        )
+        for zone, upstreams in plan.routes
+    ]
+    cache = None
+    if config.cache:
+        cache = ResponseCache(
+            success_capacity=config.cache_success,
+            denial_capacity=config.cache_denial,
+            success_ttl=config.cache_success_ttl,
+            denial_ttl=config.cache_denial_ttl,
+            min_ttl=config.cache_min_ttl,
+            min_denial_ttl=config.cache_min_ttl,
+            serve_stale=config.cache_serve_stale,
+            prefetch=config.cache_prefetch,
+        )
+    for route in routes:
+        log.info("forwarding %s to %s", route.zone, ", ".join(map(str, route.group.upstreams)))
+    if plan.split:
+        log.info("split mode: %s go to the cluster nameserver", ", ".join(plan.cluster_domains))
+    return Forwarder(routes, cache), plan.split
+
+
 class App:
     def __init__(self, config: Config, reload: Reload | None = None) -> None:
         self.config = config
         self.reload_config = reload
         self.registry = build_registry(config)
-        self.resolver = Resolver(self.registry)
+        self.forwarder, self.split = build_forwarder(config)
+        self.resolver = self._resolver(self.registry)
         self.stats = Stats()
         # Metrics off (--metrics-listen off): no meter, so queries skip accounting entirely.
         self.meter = Meter() if config.metrics_listen is not None else None
@@ -83,6 +158,7 @@ class App:
             self.responder, self.stats, self.tcp, reuse_port=config.workers > 1
         )
         self.listeners.set_query_log(config.query_log)
+        self._configure_responder(config)
         server = "dns://" + format_hostport(config.listen[0]) if config.listen else "dns://:53"
         sources = MetricSources(
             self.stats,
@@ -101,6 +177,18 @@ class App:
         self._config_digest = self._file_digest()
         self._tasks: list[asyncio.Task[None]] = []
 
+    def _resolver(self, registry: Registry) -> Resolver:
+        return Resolver(registry, forward=self.forwarder is not None, authoritative=not self.split)
+
+    def _configure_responder(self, config: Config) -> None:
+        """The responder's optional parts, from the config (at start and on reload)."""
+        responder = self.responder
+        responder.forwarder = self.forwarder
+        responder.acl = Acl(parse_rules(config.acl)) if config.acl else None
+        policy = TransferPolicy(config.transfer_allow)
+        responder.transfers = ZoneTransfers(self.registry, policy) if policy else None
+        responder.loadbalance = config.loadbalance
+
     # ------------------------------------------------------------------ readiness
 
     def not_ready(self) -> str | None:
@@ -116,6 +204,10 @@ class App:
 
     async def start_source(self) -> None:
         config = self.config
+        if self.split and not (config.demo or config.objects):
+            # Sidecar split DNS: the cluster's own DNS answers cluster names; kdns only routes.
+            self.registry.synced = True
+            return
         if config.demo:
             self._start_static(StaticSource(self.registry, demo=True))
         elif config.objects:
@@ -197,6 +289,8 @@ class App:
         for address in self.config.listen:
             await self.listeners.bind(address)
         await self.start_http()
+        if self.forwarder is not None:
+            self._spawn(self.forwarder.check_loops())
         if self.config.config_file and self.config.reload_interval > 0:
             self._spawn(self._watch_config_file())
         log.info("serving %s", self.registry.counts())
@@ -220,6 +314,8 @@ class App:
             await self.source.stop()
         if self.cluster is not None:
             await self.cluster.stop()
+        if self.forwarder is not None:
+            await self.forwarder.close()
         await self.http.stop()
 
     # ------------------------------------------------------------------ reload
@@ -267,6 +363,8 @@ class App:
             )
             new = new.__class__(**{**{f: getattr(new, f) for f in new.__dataclass_fields__},
                                    **{f: getattr(old, f) for f in kept}})  # fmt: skip
+        if any(f.startswith(FORWARDING_PREFIXES) or f in FORWARDING for f in changed):
+            await self._swap_forwarder(new, why)
         if any(f in REGISTRY_SHAPE for f in changed):
             self._swap_registry(new)
         elif new.ttl != old.ttl:
@@ -274,6 +372,7 @@ class App:
         if new.log_level != old.log_level or new.log_format != old.log_format:
             setup_logging(new.log_level, new.log_format)
         self.listeners.set_query_log(new.query_log)
+        self._configure_responder(new)
         self.responder.set_udp_size(new.udp_size)
         self.tcp.idle_timeout = new.tcp_idle_timeout
         self.tcp.max_connections = new.tcp_max_connections
@@ -294,6 +393,21 @@ class App:
             "reloaded (%s): %s", why, ", ".join(f for f in changed if f not in kept) or "nothing"
         )
 
+    async def _swap_forwarder(self, config: Config, why: str) -> None:
+        try:
+            forwarder, split = build_forwarder(config)
+        except StartupError as exc:
+            log.error("reload (%s): forwarding unchanged: %s", why, exc)
+            return
+        old, self.forwarder, self.split = self.forwarder, forwarder, split
+        self.resolver = self._resolver(self.registry)
+        self.responder.resolve = self.resolver.resolve
+        self.responder.forwarder = forwarder
+        if forwarder is not None:
+            self._spawn(forwarder.check_loops())
+        if old is not None:
+            self._spawn(old.close())  # in-flight queries on the old one finish or time out
+
     def _swap_registry(self, config: Config) -> None:
         """Zones or naming changed: render every object into a fresh registry, then switch the
         readers over in one step (queries see the old answers or the new, never neither)."""
@@ -302,7 +416,7 @@ class App:
         copy_objects(self.registry, fresh)
         fresh.synced = self.registry.synced
         self.registry = fresh
-        self.resolver = Resolver(fresh)
+        self.resolver = self._resolver(fresh)
         if not gated:
             self.responder.answers = fresh.answers
         self.responder.resolve = self.resolver.resolve

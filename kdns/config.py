@@ -109,7 +109,12 @@ class ConfigError(Exception):
 
 
 class _Invalid(ValueError):
-    """A value failed validation. The layer that read it adds the key (TOML, env or flag)."""
+    """A value failed validation. The layer that read it adds the key (TOML, env or flag),
+    plus ``key_suffix`` when the problem is inside the value (``acl.rules[1].net``)."""
+
+    def __init__(self, problem: str, key_suffix: str = "") -> None:
+        super().__init__(problem)
+        self.key_suffix = key_suffix
 
 
 # --- value syntax -----------------------------------------------------------------------
@@ -453,14 +458,16 @@ class _AclRules(_Kind):
     expected = "a list of rules {action, net, type, zone}"
 
     def check(self, value: object) -> tuple[Any, ...]:
-        from kdns.dns.acl import parse_rules  # kdns.dns has no config dependency; import late
+        from kdns.dns.acl import RuleError, parse_rules  # late: kdns.dns needs no config
 
         if not isinstance(value, list):
             self.fail(value)
         try:
             parse_rules(value)
-        except ValueError as exc:
-            raise _Invalid(str(exc)) from None
+        except RuleError as exc:
+            # Name the rule and field in the key: config: acl.rules[1].net: ...
+            suffix = f"[{exc.index}]" + (f".{exc.field}" if exc.field else "")
+            raise _Invalid(exc.problem, key_suffix=suffix) from None
         return tuple(dict(rule) for rule in value)
 
     def render(self, value: tuple[Any, ...]) -> list[object]:
@@ -476,8 +483,12 @@ class _Networks(_Kind):
             self.fail(value)
         out = []
         for item in items:
+            text = str(item).strip()
+            if text == "*":  # CoreDNS transfer `to *`: any client
+                out += ["0.0.0.0/0", "::/0"]
+                continue
             try:
-                out.append(str(ipaddress.ip_network(str(item).strip(), strict=False)))
+                out.append(str(ipaddress.ip_network(text, strict=False)))
             except ValueError:
                 self.fail(item)
         return tuple(dict.fromkeys(out))
@@ -639,7 +650,7 @@ def _validate(setting: Setting, key: str, value: object, *, text: bool) -> Any:
     try:
         return kind.check(kind.from_text(value) if text and isinstance(value, str) else value)
     except _Invalid as exc:
-        raise ConfigError(key, str(exc)) from None
+        raise ConfigError(key + exc.key_suffix, str(exc)) from None
 
 
 def _read_toml(path: str) -> dict[str, Any]:

@@ -35,7 +35,7 @@ def run_kdns(
     *args: str, timeout: float = 20, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
     """Run a kdns command to completion (check-config, version, a serve that must fail)."""
-    full_env = {**os.environ, **(env or {})}
+    full_env = {**os.environ, "KDNS_RESOLV_CONF": os.devnull, **(env or {})}  # see Kdns
     return subprocess.run(
         kdns_command(*args), capture_output=True, text=True, timeout=timeout, cwd=ROOT, env=full_env
     )
@@ -54,6 +54,10 @@ class Kdns:
         self.args = [
             "serve",
             *(["--listen", f"{LOOPBACK}:0"] if listen else []),  # else the config file's
+            # Never the machine's resolver: without an --upstream of the test's own (on
+            # loopback), there is nowhere to forward and out-of-zone names get REFUSED.
+            "--resolv-conf",
+            os.devnull,
             "--metrics-listen",
             f"{LOOPBACK}:0",
             "--health-listen",

@@ -171,6 +171,10 @@ class Registry:
                     into.append(rdata)  # type: ignore[arg-type]
         return merged
 
+    def names(self) -> Iterator[bytes]:
+        """Every name that has records (empty non-terminals excluded), for zone transfers."""
+        return iter(list(self._names))
+
     def is_lazy(self, name: bytes) -> bool:
         """Every owner of the name marked it lazy (one eager owner renders it eagerly)."""
         entry = self._names.get(name)

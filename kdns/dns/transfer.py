@@ -15,9 +15,11 @@ min(ttl, 300), the ``dns-version`` TXT 28800, everything else ``registry.ttl``.
 Messages (RFC 5936 2.2): the client's ID, QR and AA set, RD copied, RCODE NOERROR, and the
 client's question echoed in *every* message. RFC 5936 2.2.1 requires it in the first and allows
 it in the rest; miekg/dns (``Transfer.Out`` calls ``SetReply`` per envelope), hence CoreDNS, sends
-it in all of them, and doing the same lets each message point owner names at the zone apex in
-the question (offset 12), so ``web.default.svc.cluster.local`` costs 2 bytes of suffix. RDATA
-names stay uncompressed (RFC 2782 forbids compressing SRV targets; stored rdata is reused as is).
+it in all of them. Each message's first owner name is written in full and the others point at
+the apex inside it (RFC 1035 4.1.4), so ``web.default.svc.cluster.local`` costs 2 bytes of
+suffix and names keep the zone's own (lowercase) spelling, whatever case the client asked in.
+RDATA names stay uncompressed (RFC 2782 forbids compressing SRV targets; stored rdata is reused
+as is).
 A message is cut before the RR that would take it past ``max_size`` (default 16 KiB; RFC 5936
 2.2 lets the server pick, TCP allows up to 64 KiB).
 
@@ -31,6 +33,7 @@ from __future__ import annotations
 import ipaddress
 import struct
 from collections.abc import Iterable
+from typing import Any, Protocol
 
 from kdns.dns import names
 from kdns.dns.records import (
@@ -54,56 +57,82 @@ _MIN_SIZE = 512
 _MAX_SIZE = 65535  # RFC 1035 4.2.2: two-byte TCP length prefix
 _HEADER = struct.Struct("!2sBBHHHH")  # id, flags1, flags2, qd, an, ns, ar
 _RR_FIXED = struct.Struct("!HHIH")
-_APEX_POINTER = b"\xc0\x0c"  # the question name, at offset 12 of every message
+_TYPE_CLASS_TTL = struct.Struct("!HHI")
+_U16 = struct.Struct("!H")
 
-# (owner, type, ttl, rdata): one resource record before packing.
+# (owner, type, ttl, rdata): one resource record.
 Record = tuple[bytes, int, int, bytes]
+# (owner, type, ttl, rdatas): one RRset, the unit the packer walks.
+RRset = tuple[bytes, int, int, list[bytes]]
 
 
 # ----------------------------------------------------------------------- zone contents
 
 
 def zone_names(registry: Registry, zone: Zone) -> list[bytes]:
-    """Names with records whose most specific zone is ``zone``, in canonical order.
+    """Names with records whose most specific zone is ``zone``: the apex first, then every
+    name in the order of its reversed wire bytes.
 
-    RFC 4034 6.1 order (labels compared right to left), so the apex comes first and a
-    transfer's bytes depend on the zone's contents only, not on the order objects arrived.
-    Walks ``registry._names`` (read only) until the Registry grows a public name iterator.
+    That order puts a name before its descendants and siblings side by side (the reversed apex
+    is a prefix of every reversed name below it), and makes a transfer's bytes depend on the
+    zone's contents only, not on the order objects arrived. It is not quite RFC 4034 6.1
+    canonical order (label contents compare reversed too), which nothing in a transfer needs,
+    and it sorts in C: splitting 100k names into labels would stall the event loop.
+
+    A name ends with the apex bytes only at a label boundary: registry names are built from
+    Kubernetes names, IPs and ``_port._proto`` labels, which never hold a byte below 0x2d, so
+    a label-length byte cannot appear inside a label. Names under a more specific zone we also
+    serve (a k8s_external zone below the cluster domain) belong to that zone's transfer.
+
     """
-    find = registry.zones.find
     apex = zone.apex
-    inside = [
-        name
-        for name in registry._names  # read only; see zone_names()
-        if name.endswith(apex) and find(name) is zone
+    nested = [
+        other.apex
+        for other in registry.zones
+        if other is not zone and names.is_subdomain(other.apex, apex)
     ]
-    inside.sort(key=_canonical_key)
+    inside = [name for name in registry.names() if name.endswith(apex)]
+    if nested:
+        inside = [
+            name
+            for name in inside
+            if not any(name.endswith(sub) and names.is_subdomain(name, sub) for sub in nested)
+        ]
+    inside.sort(key=_reversed)
     return inside
 
 
-def _canonical_key(name: bytes) -> tuple[bytes, ...]:
-    labels = names.split(name)
-    labels.reverse()
-    return tuple(labels)
+def _reversed(name: bytes) -> bytes:
+    return name[::-1]
 
 
-def zone_records(registry: Registry, zone: Zone) -> list[Record]:
-    """Every RR of ``zone`` but its SOA: apex RRsets first, then names in canonical order."""
+def zone_rrsets(registry: Registry, zone: Zone) -> list[RRset]:
+    """Every RRset of ``zone`` but its SOA, in ``zone_names`` order (apex first)."""
     dns_version = names.to_wire("dns-version." + registry.cluster.text)
     ttl = registry.ttl
-    out: list[Record] = []
+    records = registry.records
+    out: list[RRset] = []
     for name in zone_names(registry, zone):
-        for rtype, rdatas in registry.records(name).items():
+        for rtype, rdatas in records(name).items():
             if rtype == SOA:
                 continue  # sent first and last by the caller
             rr_ttl = DNS_VERSION_TTL if (rtype == TXT and name == dns_version) else ttl
-            out.extend((name, rtype, rr_ttl, rdata) for rdata in rdatas)
+            out.append((name, rtype, rr_ttl, rdatas))
     return out
 
 
-def soa_record(registry: Registry, zone: Zone) -> Record:
+def zone_records(registry: Registry, zone: Zone) -> list[Record]:
+    """``zone_rrsets`` one record at a time: (owner, type, ttl, rdata)."""
+    return [
+        (owner, rtype, ttl, rdata)
+        for owner, rtype, ttl, rdatas in zone_rrsets(registry, zone)
+        for rdata in rdatas
+    ]
+
+
+def soa_rrset(registry: Registry, zone: Zone) -> RRset:
     """The zone's SOA at its current serial, TTL min(ttl, 300) (CoreDNS backend_lookup.go)."""
-    return (zone.apex, SOA, min(registry.ttl, 300), zone.soa_rdata)
+    return (zone.apex, SOA, min(registry.ttl, 300), [zone.soa_rdata])
 
 
 def serial_of(zone: Zone) -> int:
@@ -128,7 +157,7 @@ def _flags(rd: bool, aa: bool) -> int:
 
 
 def _pack_messages(
-    records: Iterable[Record],
+    rrsets: Iterable[RRset],
     apex: bytes,
     query_id: bytes,
     question: bytes,
@@ -136,32 +165,43 @@ def _pack_messages(
     rd: bool,
 ) -> list[bytes]:
     max_size = min(max(max_size, _MIN_SIZE), _MAX_SIZE)
-    # Owners compress to the apex in the question when the question names the apex (as it
-    # must, to get here); letter case is the client's, which DNS ignores (RFC 4343).
-    compress = len(question) == len(apex) + 4 and question[: len(apex)].lower() == apex
     cut = len(apex)
     flags1 = _flags(rd, aa=True)
     base = 12 + len(question)
     messages: list[bytes] = []
     parts: list[bytes] = []
     size = base
+    pointer = b""  # to the apex inside this message's first owner name
+    u16 = _U16.pack
 
-    def flush() -> None:
-        head = _HEADER.pack(query_id, flags1, NOERROR, 1, len(parts), 0, 0)
-        messages.append(head + question + b"".join(parts))
-
-    for owner, rtype, ttl, rdata in records:
-        if compress:
-            owner = owner[: len(owner) - cut] + _APEX_POINTER
-        wire = owner + _RR_FIXED.pack(rtype, CLASS_IN, ttl, len(rdata)) + rdata
-        if parts and size + len(wire) > max_size:
-            flush()
-            parts = []
-            size = base
-        parts.append(wire)
-        size += len(wire)
+    for owner, rtype, ttl, rdatas in rrsets:
+        fixed = _TYPE_CLASS_TTL.pack(rtype, CLASS_IN, ttl)
+        prefix = owner[: len(owner) - cut]
+        for rdata in rdatas:
+            if parts:
+                # Every owner is in the zone, so it ends with the apex: compress that suffix to
+                # the apex as spelled in the message's first owner (the zone's own lowercase,
+                # not the client's spelling in the question).
+                wire = prefix + pointer + fixed + u16(len(rdata)) + rdata
+                if size + len(wire) > max_size:
+                    messages.append(
+                        _HEADER.pack(query_id, flags1, NOERROR, 1, len(parts), 0, 0)
+                        + question
+                        + b"".join(parts)
+                    )
+                    parts = []
+                    size = base
+            if not parts:
+                pointer = u16(0xC000 | (base + len(prefix)))
+                wire = owner + fixed + u16(len(rdata)) + rdata
+            parts.append(wire)
+            size += len(wire)
     if parts:
-        flush()
+        messages.append(
+            _HEADER.pack(query_id, flags1, NOERROR, 1, len(parts), 0, 0)
+            + question
+            + b"".join(parts)
+        )
     return messages
 
 
@@ -181,9 +221,9 @@ def axfr_messages(
     client's question section as received (name + type + class), echoed in every message.
     """
     zone = registry.zones.by_apex[zone_apex_wire]
-    soa = soa_record(registry, zone)
-    records = [soa, *zone_records(registry, zone), soa]  # RFC 5936 2.2: SOA first and last
-    return _pack_messages(records, zone.apex, query_id, question, max_size, rd)
+    soa = soa_rrset(registry, zone)
+    rrsets = [soa, *zone_rrsets(registry, zone), soa]  # RFC 5936 2.2: SOA first and last
+    return _pack_messages(rrsets, zone.apex, query_id, question, max_size, rd)
 
 
 def transfer_messages(
@@ -207,7 +247,7 @@ def transfer_messages(
     if qtype == IXFR and client_serial is not None:
         zone = registry.zones.by_apex[zone_apex_wire]
         if serial_up_to_date(client_serial, serial_of(zone)):
-            soa = soa_record(registry, zone)
+            soa = soa_rrset(registry, zone)
             return _pack_messages([soa], zone.apex, query_id, question, max_size, rd)
     return axfr_messages(registry, zone_apex_wire, query_id, question, max_size, rd=rd)
 
@@ -378,3 +418,38 @@ def respond_transfer(
         max_size,
         rd=bool(query[2] & 0x01),
     )
+
+
+class _Query(Protocol):
+    """What ``ZoneTransfers`` reads of the server's parsed query (kdns.server.wire.Query)."""
+
+    @property
+    def data(self) -> bytes: ...
+
+    @property
+    def tcp(self) -> bool: ...
+
+
+class ZoneTransfers:
+    """The server's transfer hook (``kdns.server.wire.Transfers``): registry + policy.
+
+    ``messages`` returns every reply message, errors included (a REFUSED for a client the
+    policy does not list, NOTAUTH, SERVFAIL before sync...), or None for a query too short to
+    answer, which the responder turns into its own REFUSED.
+    """
+
+    __slots__ = ("registry", "policy", "max_size")
+
+    def __init__(
+        self, registry: Registry, policy: TransferPolicy, max_size: int = DEFAULT_MAX_SIZE
+    ) -> None:
+        self.registry = registry
+        self.policy = policy
+        self.max_size = max_size
+
+    def messages(self, query: _Query, peer: Any) -> list[bytes] | None:
+        client = str(peer[0]) if peer else ""
+        replies = respond_transfer(
+            self.registry, self.policy, query.data, client, tcp=query.tcp, max_size=self.max_size
+        )
+        return replies or None

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kdns.dns import names
-from kdns.dns.cache import ResponseCache
+from kdns.dns.cache import ResponseCache, cache_key
 from kdns.dns.forward import ForwardError, ForwardGroup, Overloaded
 from kdns.dns.records import REFUSED, SERVFAIL
 from kdns.server.wire import MIN_UDP, Query, Replier
@@ -72,9 +72,9 @@ class Forwarder:
     @staticmethod
     def cache_key(query: Query) -> bytes:
         """Question key + the DO and CD bits: answers differ with them (CoreDNS cache)."""
-        do = b"\x01" if query.edns is not None and query.edns.do else b"\x00"
-        cd = b"\x01" if query.data[3] & 0x10 else b"\x00"
-        return query.key + do + cd
+        return cache_key(
+            query.key, query.edns is not None and query.edns.do, bool(query.data[3] & 0x10)
+        )
 
     def handle(self, query: Query, replier: Replier | None, peer: Any) -> bytes | None:
         route = self._probes.get(query.name)
@@ -84,7 +84,7 @@ class Forwarder:
         key = b""
         if cache is not None:
             key = self.cache_key(query)
-            hit = cache.get(key, query.data[:2], query.data[12 : query.qend])
+            hit = cache.get(key, query.data[:2], query.data[12 : query.qend], query.opt())
             if hit is not None:
                 self.stats.cache_hits += 1
                 if cache.should_prefetch(key):
@@ -105,7 +105,9 @@ class Forwarder:
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
 
-    async def _forward(self, route: Route, query: Query, key: bytes, replier: Replier, peer: Any) -> None:
+    async def _forward(
+        self, route: Route, query: Query, key: bytes, replier: Replier, peer: Any
+    ) -> None:
         self.stats.forwarded += 1
         self.stats.by_zone[route.zone] = self.stats.by_zone.get(route.zone, 0) + 1
         try:
@@ -116,7 +118,9 @@ class Forwarder:
         except ForwardError as exc:
             stale = None
             if self.cache is not None:
-                stale = self.cache.get_stale(key, query.data[:2], query.data[12 : query.qend])
+                stale = self.cache.get_stale(
+                    key, query.data[:2], query.data[12 : query.qend], query.opt()
+                )
             if stale is not None:
                 self.stats.stale_served += 1
                 response = stale
@@ -146,7 +150,11 @@ class Forwarder:
 
     @staticmethod
     def _fit(query: Query, response: bytes) -> bytes:
-        """A UDP answer larger than the client can take becomes an empty TC reply."""
+        """The client's RD and CD bits on the answer (it may come from the cache, asked by
+        someone else); a UDP answer larger than the client can take becomes an empty TC reply."""
+        data = query.data
+        flags = (response[2] & 0xFE) | (data[2] & 0x01), (response[3] & 0xEF) | (data[3] & 0x10)
+        response = response[:2] + bytes(flags) + response[4:]
         if query.tcp:
             return response
         limit = MIN_UDP if query.edns is None else min(query.edns.size, query.responder.udp_size)
@@ -168,7 +176,7 @@ class Forwarder:
             wire += probe + HINFO.to_bytes(2, "big") + b"\x00\x01"
             try:
                 await asyncio.wait_for(route.group.query(wire), timeout)
-            except (ForwardError, Overloaded, asyncio.TimeoutError):
+            except (TimeoutError, ForwardError, Overloaded):
                 pass  # an upstream that does not answer is not a loop
 
     def _loop_detected(self, route: Route, query: Query) -> bytes:
@@ -180,7 +188,7 @@ class Forwarder:
                 "kdns itself (CoreDNS loop plugin); refusing to forward %s until restart. Point "
                 "--upstream at a resolver that does not forward to kdns.",
                 route.zone,
-                ", ".join(route.group.describe()),
+                ", ".join(str(upstream) for upstream in route.group.upstreams),
                 route.zone,
             )
         return query.error(SERVFAIL)
@@ -190,3 +198,60 @@ class Forwarder:
             task.cancel()
         for route in self.routes.values():
             await route.group.close()
+
+
+# ---------------------------------------------------------------------- routing plan
+
+
+class RoutePlanError(ValueError):
+    """The forwarding configuration cannot work (e.g. split mode without a secure upstream)."""
+
+
+@dataclass
+class Plan:
+    routes: list[tuple[str, tuple[str, ...]]]  # (zone, upstreams), "." the default
+    split: bool  # sidecar split mode is on: kdns forwards everything, serves no zone itself
+    cluster_domains: tuple[str, ...] = ()
+
+
+def plan_routes(
+    *,
+    upstreams: tuple[str, ...],
+    forward_zones: tuple[tuple[str, tuple[str, ...]], ...],
+    split: str,
+    in_pod: bool,
+    cluster_domain: str,
+    cluster_domains: tuple[str, ...],
+    cluster_nameserver: str | None,
+    resolv_nameservers: list[str],
+    resolv_search: list[str],
+) -> Plan:
+    """Which upstreams answer which zone; the most specific zone wins at query time.
+
+    Normal mode: ``forward.zones`` rules, then "." to ``upstreams`` (default: resolv.conf's
+    nameservers). Split mode (``on``, or ``auto`` inside a pod: VPN-sidecar DNS): the cluster
+    domain, resolv.conf's search domains and the configured extras go to the cluster nameserver
+    over plain DNS; everything else to ``upstreams``, which must then be given (sending public
+    names to the cluster nameserver is the leak split mode exists to prevent).
+    """
+    routes = list(forward_zones)
+    active = split == "on" or (split == "auto" and in_pod)
+    domains: tuple[str, ...] = ()
+    if active:
+        if not upstreams:
+            raise RoutePlanError(
+                "split mode needs --upstream: the resolver for every name outside the cluster"
+            )
+        nameserver = cluster_nameserver or (resolv_nameservers[0] if resolv_nameservers else None)
+        if nameserver is None:
+            raise RoutePlanError(
+                "split mode needs the cluster nameserver: none in resolv.conf, set "
+                "--cluster-nameserver (KDNS_CLUSTER_NAMESERVER)"
+            )
+        domains = tuple(dict.fromkeys([cluster_domain, *resolv_search, *cluster_domains]))
+        taken = {zone for zone, _ in routes}
+        routes += [(domain, (nameserver,)) for domain in domains if domain not in taken]
+    default = upstreams or tuple(resolv_nameservers)
+    if default and all(zone != "." for zone, _ in routes):
+        routes.append((".", default))
+    return Plan(routes, active, domains)

@@ -120,6 +120,12 @@ class Query:
         """The lookup key: lowercased name + qtype + qclass (as the registry's answers dict)."""
         return self.name + self.data[self.qend - 4 : self.qend]
 
+    def opt(self) -> bytes:
+        """Our OPT record for the reply when the query had one (else nothing)."""
+        if self.edns is None:
+            return b""
+        return self.responder.opt_record(self.edns.do)
+
     def error(self, rcode: int) -> bytes:
         """An empty reply with ``rcode`` (SERVFAIL when upstreams fail), OPT echoed."""
         return self.responder.reply(self.data, self.qend, self.edns, self.tcp, empty(rcode, False))
@@ -175,6 +181,9 @@ class Responder:
         size = _U16.pack(udp_size)
         self._opt = b"\x00\x00\x29" + size + b"\x00\x00\x00\x00\x00\x00"
         self._opt_do = b"\x00\x00\x29" + size + b"\x00\x00\x80\x00\x00\x00"
+
+    def opt_record(self, do: bool) -> bytes:
+        return self._opt_do if do else self._opt
 
     def respond(
         self,
