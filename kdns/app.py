@@ -167,6 +167,7 @@ class App:
             lambda: self.resolver,
             lambda: self.cluster,
             server,
+            lambda: self.forwarder,
         )
         self.metrics = Metrics(sources, config.metrics_compat)
         self.http = HttpEndpoints(self.not_ready, self.metrics.render)

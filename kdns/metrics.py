@@ -26,10 +26,12 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.registry import Collector
 
 from kdns import __version__
+from kdns.dns.forward import LATENCY_BUCKETS
 from kdns.dns.registry import Registry
 from kdns.dns.resolver import Resolver
 from kdns.k8s.cluster import ClusterSource
 from kdns.k8s.reflector import Histogram
+from kdns.server.forwarding import Forwarder
 from kdns.server.meter import (
     CHANNELS,
     COUNT,
@@ -60,6 +62,7 @@ class Sources:
     resolver: Callable[[], Resolver]
     cluster: Callable[[], ClusterSource | None]
     server: str  # CoreDNS's server label, e.g. "dns://:53"
+    forwarder: Callable[[], Forwarder | None] = lambda: None
 
 
 def _zone_label(zone: str) -> str:
@@ -190,6 +193,9 @@ class _Collector(Collector):
         cluster = src.cluster()
         if cluster is not None:
             yield from _watch_families(cluster)
+        forwarder = src.forwarder()
+        if forwarder is not None:
+            yield from _forward_families(forwarder, "kdns_forward")
 
     def _registry(self) -> Iterator[Family]:
         registry = self.sources.registry()
@@ -218,7 +224,7 @@ class _Collector(Collector):
         """cache -> (entries, hits, misses, evictions)."""
         registry, resolver = self.sources.registry(), self.sources.resolver()
         queries = self.sources.stats.udp_queries + self.sources.stats.tcp_queries
-        return {
+        numbers = {
             # The pre-rendered answers: a hit is answered from the dict; a miss goes to the resolver.
             "answers": (
                 len(registry.answers),
@@ -233,6 +239,17 @@ class _Collector(Collector):
                 resolver.pod_evictions,
             ),
         }
+        forwarder = self.sources.forwarder()
+        if forwarder is not None and forwarder.cache is not None:
+            for kind, c in forwarder.cache.counters().items():
+                if kind in ("success", "denial"):
+                    numbers[f"forward_{kind}"] = (
+                        c["entries"],
+                        c["hits"],
+                        c["misses"],
+                        c["evictions"],
+                    )
+        return numbers
 
     def _caches(self) -> Iterator[Family]:
         numbers = self._cache_numbers()
@@ -322,6 +339,9 @@ class _Collector(Collector):
         )
         miss_family.add_metric([server, ".", ""], misses)
         yield miss_family
+        forwarder = self.sources.forwarder()
+        if forwarder is not None:
+            yield from _forward_families(forwarder, "coredns_forward")
         cluster = self.sources.cluster()
         if cluster is not None:
             programming = _histogram(
@@ -390,6 +410,49 @@ def _watch_families(cluster: ClusterSource) -> Iterator[Family]:
     for kind, hist in sorted(cluster.programming.items()):
         _histogram_of(hist, programming, [kind])
     yield programming
+
+
+def _forward_families(forwarder: Forwarder, prefix: str) -> Iterator[Family]:
+    """Per-upstream counters (CoreDNS forward: requests, health, latency) and the router's."""
+    labels = ["to"]
+    requests = CounterMetricFamily(f"{prefix}_requests", "Queries sent upstream", labels=labels)
+    failures = CounterMetricFamily(
+        f"{prefix}_failures", "Upstream attempts without a usable reply", labels=labels
+    )
+    health = CounterMetricFamily(
+        f"{prefix}_healthcheck_failures", "Failed upstream health checks", labels=labels
+    )
+    up = GaugeMetricFamily(
+        f"{prefix}_upstream_healthy", "1 while an upstream is not marked down", labels=labels
+    )
+    duration = _histogram(f"{prefix}_request_duration_seconds", "Upstream round trip", labels)
+    rejects = 0
+    for route in forwarder.routes.values():
+        rejects += route.group.stats.overloaded
+        for upstream in route.group.upstreams:
+            label = [str(upstream)]
+            stats = upstream.stats
+            requests.add_metric(label, stats.requests)
+            failures.add_metric(label, stats.failures)
+            health.add_metric(label, stats.health_check_failures)
+            up.add_metric(label, 0 if upstream.down else 1)
+            buckets = [float(c) for c in stats.latency_buckets]
+            _add_histogram(duration, label, LATENCY_BUCKETS, buckets, stats.latency_sum)
+    yield from (requests, failures, health, up, duration)
+    yield CounterMetricFamily(
+        f"{prefix}_max_concurrent_rejects", "Queries refused by max_concurrent", value=rejects
+    )
+    if prefix != "kdns_forward":
+        return
+    router = forwarder.stats
+    for name, value, doc in (
+        ("cache_hits", router.cache_hits, "Forwarded names answered from the cache"),
+        ("stale_served", router.stale_served, "Expired answers served while upstreams failed"),
+        ("servfail", router.servfail, "Forwarded queries answered SERVFAIL"),
+        ("prefetches", router.prefetches, "Popular cache entries refreshed before expiry"),
+        ("loops_detected", router.loops_detected, "Upstream groups forwarding back to kdns"),
+    ):
+        yield CounterMetricFamily(f"kdns_forward_{name}", doc, value=value)
 
 
 class Metrics:

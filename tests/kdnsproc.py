@@ -58,6 +58,9 @@ class Kdns:
             # loopback), there is nowhere to forward and out-of-zone names get REFUSED.
             "--resolv-conf",
             os.devnull,
+            # Stop at once when the test is done; lameduck cases pass their own --lameduck.
+            "--lameduck",
+            "0",
             "--metrics-listen",
             f"{LOOPBACK}:0",
             "--health-listen",

@@ -52,7 +52,9 @@ def test_readme_has_examples() -> None:
 def test_readme_dig_example(demo: Kdns, args: str, expected: list[str]) -> None:
     name, rdtype = _question(args)
     resp = demo.query(name, rdtype, use_edns=0)
-    short = [rdata.to_text() for rrset in resp.answer for rdata in rrset]  # what `dig +short` prints
+    short = [
+        rdata.to_text() for rrset in resp.answer for rdata in rrset
+    ]  # what `dig +short` prints
     # loadbalance (on by default, as in CoreDNS's Corefile) rotates multi-address answers:
     # the records are as printed, their order turns from one answer to the next.
     assert sorted(short) == sorted(expected)
