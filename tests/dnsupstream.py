@@ -364,8 +364,14 @@ class DnsUpstream:
                     question.name, self.ttl, dns.rdataclass.IN, question.rdtype, rdatas
                 )
             )
-        elif not any(key[0] == name for key in self.records):
-            response.set_rcode(dns.rcode.NXDOMAIN)
+        else:
+            if not any(key[0] == name for key in self.records):
+                response.set_rcode(dns.rcode.NXDOMAIN)
+            # Negative answers carry the zone's SOA (RFC 2308 3), as a real server's do:
+            # resolvers and caches take the negative TTL from it.
+            zone = question.name.parent() if len(question.name) > 3 else question.name
+            soa = f"ns.test. hostmaster.test. 1 7200 1800 86400 {self.ttl}"
+            response.authority.append(dns.rrset.from_text(zone, self.ttl, "IN", "SOA", soa))
         limit = 65535
         if transport == "udp":
             limit = max(query.payload, 512) if query.edns >= 0 else 512

@@ -218,6 +218,7 @@ class _Stream(asyncio.Protocol):
         self.answered = 0
         self.closed = False
         self.idle: asyncio.TimerHandle | None = None
+        self.lost: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._buffer = bytearray()
 
     # asyncio.Protocol
@@ -246,6 +247,8 @@ class _Stream(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._drop()
+        if not self.lost.done():
+            self.lost.set_result(None)
         error = ConnectionResetError(f"connection closed by {self.upstream}: {exc or 'EOF'}")
         for future, _, _ in self.pending.values():
             if not future.done():
@@ -399,7 +402,8 @@ class Upstream:
         return _restore(wire, qend, reply)
 
     async def close(self) -> None:
-        """Stop the health check and close every connection (pending queries fail)."""
+        """Stop the health check and close every connection (pending queries fail). A TLS
+        connection is given half a second to exchange close_notify, then aborted."""
         self._closed = True
         task, self._health = self._health, None
         if task is not None:
@@ -408,9 +412,16 @@ class Upstream:
                 await task
             except asyncio.CancelledError:
                 pass
-        for conn in list(self._streams):
+        conns = list(self._streams)
+        for conn in conns:
             conn.close()
-        self._streams.clear()
+        closing = [c for c in conns if c.transport is not None and not c.lost.done()]
+        if closing:
+            await asyncio.wait([c.lost for c in closing], timeout=0.5)
+            for conn in closing:
+                if not conn.lost.done() and conn.transport is not None:
+                    conn.transport.abort()
+            await asyncio.sleep(0)  # let the aborts run connection_lost
 
     # transports
 
