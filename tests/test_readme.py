@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from pathlib import Path
 
 import dns.reversename
 import pytest
@@ -58,3 +59,15 @@ def test_readme_dig_example(demo: Kdns, args: str, expected: list[str]) -> None:
     # loadbalance (on by default, as in CoreDNS's Corefile) rotates multi-address answers:
     # the records are as printed, their order turns from one answer to the next.
     assert sorted(short) == sorted(expected)
+
+
+def test_readme_config_examples_validate(tmp_path: Path) -> None:
+    """Every TOML config the README shows is accepted by kdns's own loader."""
+    from kdns.config import build_config
+
+    blocks = re.findall(r"```toml\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
+    assert len(blocks) >= 3
+    for index, block in enumerate(blocks):
+        path = tmp_path / f"example{index}.toml"
+        path.write_text(block)
+        build_config(str(path), {})
