@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import hashlib
 import logging
 import os
@@ -175,6 +176,7 @@ class App:
         self.cluster: ClusterSource | None = None
         self.stopping = asyncio.Event()
         self.lameduck = False
+        self.workers: list[int] = []  # pids of forked workers (in the first process only)
         self._config_digest = self._file_digest()
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -273,15 +275,26 @@ class App:
         loop = asyncio.get_running_loop()
 
         def on_stop(signum: int) -> None:
+            self._signal_workers(signum)
             if self.stopping.is_set():
                 log.warning("second %s: exiting now", signal.Signals(signum).name)
                 os._exit(1)
             log.info("%s received: shutting down", signal.Signals(signum).name)
             self.stopping.set()
 
+        def on_hup() -> None:
+            self._signal_workers(signal.SIGHUP)
+            self._spawn(self.reload("SIGHUP"))
+
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, on_stop, signum)
-        loop.add_signal_handler(signal.SIGHUP, lambda: self._spawn(self.reload("SIGHUP")))
+        loop.add_signal_handler(signal.SIGHUP, on_hup)
+
+    def _signal_workers(self, signum: int) -> None:
+        """The first process passes signals on to the workers it forked (--workers)."""
+        for pid in self.workers:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signum)
 
     async def serve(self) -> int:
         self.install_signals()
@@ -437,11 +450,54 @@ def _run_loop(main: Coroutine[Any, Any, int]) -> int:
 
 def run(config: Config, reload: Reload | None = None) -> int:
     setup_logging(config.log_level, config.log_format)
+    if config.killer:
+        log.warning("killer mode (wire cache + prefetcher) is not in this build: --killer ignored")
+    workers = _fork_workers(config) if config.workers > 1 else []
+    if workers is None:  # in a forked worker: DNS only, the first process serves HTTP
+        config = dataclasses.replace(
+            config, metrics_listen=None, health_listen=None, ready_listen=None
+        )
     try:
-        return _run_loop(App(config, reload).serve())
+        app = App(config, reload)
+        app.workers = workers or []
+        code = _run_loop(app.serve())
     except (SourceError, StartupError, ClusterConfigError) as exc:
         print(f"kdns: {exc}", file=sys.stderr)
-        return 1
+        code = 1
     except OSError as exc:
         print(f"kdns: cannot listen: {exc}", file=sys.stderr)
-        return 1
+        code = 1
+    if workers is None:
+        os._exit(code)  # a worker never returns into the CLI of the process it was forked from
+    _reap(workers, code)
+    return code
+
+
+def _fork_workers(config: Config) -> list[int] | None:
+    """--workers N: fork N-1 more processes before any event loop exists. Each binds the same
+    addresses with SO_REUSEPORT (the kernel spreads queries across them) and keeps its own
+    registry (its own API watch). Returns the children's pids, or None in a child."""
+    if any(port == 0 for _, port in config.listen):
+        raise SystemExit(
+            "kdns: --workers needs fixed listen ports (port 0 would differ per worker)"
+        )
+    pids = []
+    for _ in range(config.workers - 1):
+        pid = os.fork()
+        if pid == 0:
+            return None
+        pids.append(pid)
+    log.info("forked %d workers sharing the DNS port: %s", len(pids), pids)
+    return pids
+
+
+def _reap(workers: list[int], code: int) -> None:
+    """Wait for the workers (they got our signals); kill what outlives the wait."""
+    for pid in workers:
+        if code != 0:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+        try:
+            os.waitpid(pid, 0)
+        except ChildProcessError:
+            pass

@@ -316,3 +316,35 @@ def test_port_in_use_exits_clearly() -> None:
                           "--health-listen", "off", "--ready-listen", "off")  # fmt: skip
     assert result.returncode == 1
     assert "cannot listen" in result.stderr
+
+
+def _children(pid: int) -> list[int]:
+    out = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                out.append(int(entry.name))
+    return out
+
+
+def test_workers_share_the_port_and_stop_together() -> None:
+    """--workers N: N processes answer on one port (SO_REUSEPORT); SIGTERM stops them all."""
+    port = _free_udp_port()
+    with Kdns(
+        "--demo", "--workers", "2", listen=False, env={"KDNS_LISTEN": f"{LOOPBACK}:{port}"}
+    ) as proc:
+        assert proc.proc is not None
+        workers = _children(proc.proc.pid)
+        assert len(workers) == 1
+        for _ in range(20):
+            assert proc.query(DEMO_NAME, "A").answer
+        assert proc.stop() == 0
+    for pid in workers:
+        assert (
+            not Path(f"/proc/{pid}").exists()
+            or "Z" in Path(f"/proc/{pid}/stat").read_text().split()[2]
+        )
