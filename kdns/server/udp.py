@@ -35,9 +35,7 @@ class UdpProtocol(asyncio.DatagramProtocol):
         self.channel = UDP6 if sock is not None and sock.family == socket.AF_INET6 else UDP4
 
     def datagram_received(self, data: bytes, addr: Any) -> None:
-        if self.query_log:
-            self._logged(data, addr)
-            return
+        started = time.perf_counter() if self.query_log else 0.0
         try:
             response = self.responder.respond(data, self.channel, addr, self)
         except Exception:
@@ -47,29 +45,18 @@ class UdpProtocol(asyncio.DatagramProtocol):
         if response is not None and self.transport is not None:
             # Never a list over UDP: zone transfers are TCP only.
             self.transport.sendto(response, addr)  # type: ignore[arg-type]
-
-    def _logged(self, data: bytes, addr: Any) -> None:
-        started = time.perf_counter()
-        try:
-            response = self.responder.respond(data, self.channel, addr, self)
-        except Exception:
-            self._internal_error()
-            return
-        self.stats.udp_queries += 1
-        if response is not None and self.transport is not None:
-            # Never a list over UDP: zone transfers are TCP only.
-            self.transport.sendto(response, addr)  # type: ignore[arg-type]
-        log_query("udp", addr, data, response, time.perf_counter() - started)  # type: ignore[arg-type]
-
-    def send_reply(self, response: bytes, peer: Any) -> None:
-        """A forwarded answer arriving later (kdns.server.forwarding)."""
-        if self.transport is not None and not self.transport.is_closing():
-            self.transport.sendto(response, peer)
+        if started:
+            log_query("udp", addr, data, response, time.perf_counter() - started)  # type: ignore[arg-type]
 
     def _internal_error(self) -> None:
         self.stats.errors += 1
         if self.stats.errors < 10 or self.stats.errors % 10000 == 0:
             log.exception("internal error answering a UDP query (%d so far)", self.stats.errors)
+
+    def send_reply(self, response: bytes, peer: Any) -> None:
+        """A forwarded answer arriving later (kdns.server.forwarding)."""
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.sendto(response, peer)
 
     def error_received(self, exc: Exception) -> None:
         # ICMP port unreachable from a client that went away: nothing to do.
