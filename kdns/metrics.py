@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import (
@@ -34,13 +35,9 @@ from kdns.k8s.reflector import Histogram
 from kdns.server.forwarding import Forwarder
 from kdns.server.meter import (
     CHANNELS,
-    COUNT,
-    DURATION,
     DURATION_BUCKETS,
     DURATION_SUM,
-    REQUEST_SIZE,
     REQUEST_SIZE_SUM,
-    RESPONSE_SIZE,
     RESPONSE_SIZE_SUM,
     SIZE_BUCKETS,
     Meter,
@@ -94,26 +91,31 @@ class _Rows:
         self.response_sizes: dict[tuple[str, str], list[float]] = {}
         if meter is None:
             return
-        n_dur = len(DURATION_BUCKETS) + 1
-        n_size = len(SIZE_BUCKETS) + 1
-        for (channel, qtype, zone, rcode), row in list(meter.rows.items()):
+        for (channel, qtype, zone, rcode), row in meter.unique_rows():
+            count, durations, request_sizes, response_sizes = Meter.marginals(row)
+            if not count:
+                continue
             proto, family = CHANNELS[channel]
             zone_label, type_label = _zone_label(zone), type_name(qtype)
-            self.requests[(proto, family, type_label, zone_label)] += row[COUNT]
-            self.responses[(proto, zone_label, _rcode_name(rcode))] += row[COUNT]
-            dur = self.durations.setdefault((proto, zone_label, type_label), [0.0] * (n_dur + 1))
-            for i in range(n_dur):
-                dur[i] += row[DURATION + i]
-            dur[n_dur] += row[DURATION_SUM]
-            for store, offset, total in (
-                (self.request_sizes, REQUEST_SIZE, REQUEST_SIZE_SUM),
-                (self.response_sizes, RESPONSE_SIZE, RESPONSE_SIZE_SUM),
-            ):
-                # Per-bucket counts, then the sum last (as for durations).
-                sizes = store.setdefault((proto, zone_label), [0.0] * (n_size + 1))
-                for i in range(n_size):
-                    sizes[i] += row[offset + i]
-                sizes[n_size] += row[total]
+            self.requests[(proto, family, type_label, zone_label)] += count
+            self.responses[(proto, zone_label, _rcode_name(rcode))] += count
+            # Each list: per-bucket counts, then the sum last.
+            _accumulate(
+                self.durations, (proto, zone_label, type_label), durations, row[DURATION_SUM]
+            )
+            _accumulate(
+                self.request_sizes, (proto, zone_label), request_sizes, row[REQUEST_SIZE_SUM]
+            )
+            _accumulate(
+                self.response_sizes, (proto, zone_label), response_sizes, row[RESPONSE_SIZE_SUM]
+            )
+
+
+def _accumulate(store: dict[Any, list[float]], key: Any, buckets: list[int], total: float) -> None:
+    into = store.setdefault(key, [0.0] * (len(buckets) + 1))
+    for i, value in enumerate(buckets):
+        into[i] += value
+    into[-1] += total
 
 
 def _histogram(name: str, doc: str, labels: list[str]) -> HistogramMetricFamily:

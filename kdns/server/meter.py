@@ -9,6 +9,7 @@ metric families (by proto/family/type/zone, by rcode, histograms) when /metrics 
 from __future__ import annotations
 
 import bisect
+from typing import Any
 
 from kdns.dns.records import TYPE_NAMES
 
@@ -29,14 +30,18 @@ COMMON_TYPES = frozenset(
 )
 OTHER = b"\xff\xff"
 
-COUNT = 0
-DURATION_SUM = 1
-REQUEST_SIZE_SUM = 2
-RESPONSE_SIZE_SUM = 3
-DURATION = 4
-REQUEST_SIZE = DURATION + len(DURATION_BUCKETS) + 1
-RESPONSE_SIZE = REQUEST_SIZE + len(SIZE_BUCKETS) + 1
-ROW = RESPONSE_SIZE + len(SIZE_BUCKETS) + 1
+# A row: three sums, then a sparse counter per (duration bucket, request-size bucket,
+# response-size bucket) cell, so a query costs one increment however many histograms it
+# feeds; the bucket counts of each histogram (and the query count) are summed at scrape time.
+# Real traffic fills a handful of cells per row.
+DURATION_SUM = 0
+REQUEST_SIZE_SUM = 1
+RESPONSE_SIZE_SUM = 2
+CELLS = 3
+N_DURATION = len(DURATION_BUCKETS) + 1
+N_SIZE = len(SIZE_BUCKETS) + 1
+
+Row = list[Any]  # [duration sum, request size sum, response size sum, {cell: count}]
 
 _FAST_DURATION = DURATION_BUCKETS[0]
 
@@ -50,8 +55,10 @@ def type_name(qtype: bytes) -> str:
 class Meter:
     __slots__ = ("rows",)
 
+    MAX_ROWS = 4096  # beyond this (clients sending every qtype there is) new keys share "other"
+
     def __init__(self) -> None:
-        self.rows: dict[tuple[int, bytes, str, int], list[float]] = {}
+        self.rows: dict[tuple[int, bytes, str, int], Row] = {}
 
     def record(
         self,
@@ -63,23 +70,56 @@ class Meter:
         request_size: int,
         response_size: int,
     ) -> None:
-        if qtype not in COMMON_TYPES:
-            qtype = OTHER
-        key = (channel, qtype, zone, rcode)
-        row = self.rows.get(key)
+        row = self.rows.get((channel, qtype, zone, rcode))
         if row is None:
-            row = self.rows[key] = [0] * ROW
-        row[COUNT] += 1
+            row = self._new_row(channel, qtype, zone, rcode)
         row[DURATION_SUM] += seconds
         row[REQUEST_SIZE_SUM] += request_size
         row[RESPONSE_SIZE_SUM] += response_size
-        # Nearly every answer takes microseconds: skip the bisect for the first bucket.
-        row[
-            DURATION
-            + (0 if seconds <= _FAST_DURATION else bisect.bisect_left(DURATION_BUCKETS, seconds))
-        ] += 1
-        row[
-            REQUEST_SIZE
-            + (1 if 0 < request_size <= 100 else bisect.bisect_left(SIZE_BUCKETS, request_size))
-        ] += 1
-        row[RESPONSE_SIZE + bisect.bisect_left(SIZE_BUCKETS, response_size)] += 1
+        # Nearly every answer takes microseconds and fits in 100-200 bytes: comparisons first,
+        # bisect only for the rare slow or large one.
+        d = 0 if seconds <= _FAST_DURATION else bisect.bisect_left(DURATION_BUCKETS, seconds)
+        q = 1 if 0 < request_size <= 100 else bisect.bisect_left(SIZE_BUCKETS, request_size)
+        if response_size <= 100:
+            r = 1
+        elif response_size <= 200:
+            r = 2
+        else:
+            r = bisect.bisect_left(SIZE_BUCKETS, response_size)
+        cells = row[CELLS]
+        cell = (d * N_SIZE + q) * N_SIZE + r
+        cells[cell] = cells.get(cell, 0) + 1
+
+    def _new_row(self, channel: int, qtype: bytes, zone: str, rcode: int) -> Row:
+        """The row for a key seen for the first time. Uncommon query types share the "other"
+        row (bounded cardinality whatever clients send); the raw key then points at it, so
+        the type is classified once, not per query."""
+        shared = (channel, qtype if qtype in COMMON_TYPES else OTHER, zone, rcode)
+        row = self.rows.get(shared)
+        if row is None:
+            row = self.rows[shared] = [0.0, 0, 0, {}]
+        if len(self.rows) < self.MAX_ROWS:
+            self.rows[(channel, qtype, zone, rcode)] = row
+        return row
+
+    @staticmethod
+    def marginals(row: Row) -> tuple[int, list[int], list[int], list[int]]:
+        """(count, duration buckets, request-size buckets, response-size buckets) of a row."""
+        durations = [0] * N_DURATION
+        requests = [0] * N_SIZE
+        responses = [0] * N_SIZE
+        for cell, value in list(row[CELLS].items()):
+            d, rest = divmod(cell, N_SIZE * N_SIZE)
+            q, r = divmod(rest, N_SIZE)
+            durations[d] += value
+            requests[q] += value
+            responses[r] += value
+        return sum(durations), durations, requests, responses
+
+    def unique_rows(self) -> list[tuple[tuple[int, bytes, str, int], Row]]:
+        """Each row once, under its classified key (aliases from raw qtypes skipped)."""
+        return [
+            (key, row)
+            for key, row in list(self.rows.items())
+            if key[1] in COMMON_TYPES or key[1] == OTHER
+        ]

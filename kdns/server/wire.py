@@ -198,10 +198,8 @@ class Responder:
         if meter is None:
             return self._respond(data, channel >= TCP4, peer, replier)
         started = perf_counter()
-        self.zone = "."
-        self.qtype = b""
         response = self._respond(data, channel >= TCP4, peer, replier)
-        if isinstance(response, bytes):
+        if response.__class__ is bytes:
             meter.record(
                 channel,
                 self.qtype,
@@ -214,6 +212,9 @@ class Responder:
         return response
 
     def _respond(self, data: bytes, tcp: bool, peer: Any, replier: Replier | None) -> bytes | list[bytes] | None:  # fmt: skip
+        # The meter's labels for replies that stop before the question is read (FORMERR, ...).
+        self.zone = "."
+        self.qtype = b""
         n = len(data)
         if n < 12:
             return None  # not even a header to answer
