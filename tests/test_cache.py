@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import struct
-import timeit
 
 import dns.flags
 import dns.message
@@ -12,7 +11,6 @@ import dns.rdataclass
 import dns.rdatatype
 import dns.rrset
 import pytest
-from cachetools import TTLCache
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -665,26 +663,3 @@ def test_counters_are_plain_ints() -> None:
     assert counters["success"]["entries"] == 1 and counters["success"]["hits"] == 1
     assert counters["total"]["misses"] == 1
     assert all(type(v) is int for group in counters.values() for v in group.values())
-
-
-def test_hit_cost_printed(capsys: pytest.CaptureFixture[str]) -> None:
-    """Not a test of speed (timings belong in benchmarks/): prints what a hit costs."""
-    cache = ResponseCache()
-    q = query()
-    key = key_of(q)
-    cache.put(key, a_response(q))
-    question = _question(query("WWW.example.com").to_wire())
-    n = 20_000
-    env = {"c": cache, "k": key, "q": question, "d": {key: 1}, "t": TTLCache(9984, 3600)}
-    env["t"][key] = 1  # type: ignore[index]
-    timings = {
-        "ResponseCache.get hit": "c.get(k, b'\\x00\\x01')",
-        "ResponseCache.get hit + question splice": "c.get(k, b'\\x00\\x01', q)",
-        "dict.get": "d.get(k)",
-        "cachetools TTLCache.get": "t.get(k)",
-    }
-    with capsys.disabled():
-        print()
-        for label, stmt in timings.items():
-            best = min(timeit.repeat(stmt, globals=env, number=n, repeat=3)) / n
-            print(f"    {label:42s} {best * 1e9:8.0f} ns")

@@ -259,10 +259,8 @@ async def test_failover_from_a_silent_upstream_and_health_check_recovery(
             assert 0.18 < time.perf_counter() - started < 0.8
         assert first.down and group.healthy()
         assert first.stats.timeouts == 2
-        started = time.perf_counter()
         await group.query(make_query())
-        assert time.perf_counter() - started < 0.15  # straight to the healthy one
-        assert server.names() == ["ExAmPlE.CoM."] * 2
+        assert server.names() == ["ExAmPlE.CoM."] * 2  # straight to the healthy one
         assert server2.names() == ["ExAmPlE.CoM."] * 3
 
         server.drop = False  # it comes back: the `. IN NS` health check notices
@@ -285,7 +283,8 @@ async def test_failover_from_a_stopped_tcp_upstream_is_immediate(
         started = time.perf_counter()
         for _ in range(3):
             assert addresses(await group.query(make_query())) == ["192.0.2.1"]
-        assert time.perf_counter() - started < 0.5  # connection refused: no timeout to wait
+        # Connection refused needs no timeout: well under the 1 s attempt timeout.
+        assert time.perf_counter() - started < 0.9
         assert first.down and first.stats.failures == 2
         server.start()  # same port
         await wait_for(lambda: not first.down)
