@@ -291,3 +291,21 @@ def test_multi_address_answers_rotate() -> None:
             proc.query("db.data.svc.cluster.local", "A").answer[0][0].to_text() for _ in range(6)
         }
     assert firsts == {"10.244.2.20", "10.244.2.21"}
+
+
+def test_external_name_target_is_looked_up_upstream() -> None:
+    """Spec 2.5 + CoreDNS: an ExternalName answers its CNAME, and kdns appends the target's
+    addresses from upstream (a pod's stub resolver does not chase a CNAME itself); the
+    second ask comes from the cache."""
+    with DnsUpstream({("mail.example.com.", "A"): ["192.0.2.25"]}) as up:
+        with Kdns("--objects", CLUSTER, "--upstream", up.upstream("udp")) as proc:
+            for _ in range(2):
+                resp = proc.query("Mail.Prod.svc.cluster.local", "A")
+                assert resp.rcode() == dns.rcode.NOERROR
+                cname, address = resp.answer  # the CNAME first, then the target's RRset
+                assert (
+                    cname.to_text() == "Mail.Prod.svc.cluster.local. 5 IN CNAME mail.example.com."
+                )
+                assert address.name.to_text() == "mail.example.com."
+                assert [r.to_text() for r in address] == ["192.0.2.25"]
+        assert forwarded(up).count("mail.example.com.") == 1

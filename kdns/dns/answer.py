@@ -45,6 +45,7 @@ class Answer:
         "sections",
         "rotate",
         "_rrset_len",
+        "chase",
     )
 
     def __init__(self, rcode: int, aa: bool, sections: Sections, zone: str = ".") -> None:
@@ -61,6 +62,9 @@ class Answer:
         # is two slices. ``rotate`` is the record size (0: not rotatable).
         self.rotate = 0
         self._rrset_len = 0
+        # An ExternalName CNAME to a name outside our zones: the forwarder appends the
+        # target's addresses (CoreDNS kubernetes: upstream lookup of external names).
+        self.chase: bytes | None = None
         if len(sections[0]) == 1 and sections[0][0][1] > 1:
             data, count = sections[0][0]
             size = {_A_TYPE: 16, _AAAA_TYPE: 28}.get(data[2:4], 0)

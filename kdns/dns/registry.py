@@ -648,6 +648,7 @@ class Registry:
             rtypes = [CNAME]
         answer = [rrset(QNAME_POINTER, t, self._ttl(name, t), records[t]) for t in rtypes]
         additional = []
+        chase = None
         seen: set[bytes] = set()
         for rtype in rtypes:
             for rdata in records[rtype]:
@@ -658,7 +659,9 @@ class Registry:
                     continue  # a CNAME to itself: nothing to chase
                 seen.add(target)
                 if self.zones.find(target) is None:
-                    continue  # out of our zones: the client's resolver follows it
+                    if rtype == CNAME and qtype in _ADDRESS_TYPES:
+                        chase = target  # CoreDNS asks upstream for it (when forwarding)
+                    continue
                 if target != name:
                     self._deps.setdefault(target, set()).add(name)
                 found = self.records(target)
@@ -673,4 +676,6 @@ class Registry:
                         additional.append(rrset(target, glue_type, self.ttl, found[glue_type]))
         zone = self.zones.find(name)
         zone_text = zone.text if zone is not None else "."
-        return Answer(NOERROR, True, (tuple(answer), (), tuple(additional)), zone_text)
+        rendered = Answer(NOERROR, True, (tuple(answer), (), tuple(additional)), zone_text)
+        rendered.chase = chase
+        return rendered

@@ -15,7 +15,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from dnslib import DNSRecord
+
 from kdns.dns import names
+from kdns.dns.answer import Answer
 from kdns.dns.cache import ResponseCache, cache_key
 from kdns.dns.forward import ForwardError, ForwardGroup, Overloaded
 from kdns.dns.records import REFUSED, SERVFAIL
@@ -98,6 +101,48 @@ class Forwarder:
             self.stats.servfail += 1
             return query.error(SERVFAIL)
         self._spawn(self._forward(route, query, key, replier, peer))
+        return None
+
+    # ------------------------------------------------------------------ ExternalName
+
+    def chase(
+        self, query: Query, answer: Answer, replier: Replier | None, peer: Any
+    ) -> bytes | None:
+        """An ExternalName's CNAME to a name outside our zones, asked for A/AAAA: append the
+        target's records from upstream (CoreDNS kubernetes does this upstream lookup), since a
+        pod's stub resolver does not follow a CNAME by itself. Without an answer from upstream
+        the CNAME goes out alone, NOERROR, as from CoreDNS."""
+        cname_only = query.responder.reply(query.data, query.qend, query.edns, query.tcp, answer)
+        target = answer.chase
+        route = self.route(target) if target is not None else None
+        if target is None or route is None or route.looping:
+            return cname_only
+        target_question = target + query.data[query.qend - 4 : query.qend]
+        key = cache_key(target_question)
+        if self.cache is not None:
+            hit = self.cache.get(key, b"\x00\x00")
+            if hit is not None:
+                self.stats.cache_hits += 1
+                return self._fit(query, _append_answers(cname_only, hit))
+        if replier is None:
+            return cname_only
+
+        async def look_up() -> None:
+            wire = (
+                secrets.token_bytes(2)
+                + b"\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00"
+                + target_question
+            )
+            try:
+                upstream = await route.group.query(wire)
+            except ForwardError:
+                replier.send_reply(cname_only, peer)
+                return
+            if self.cache is not None:
+                self.cache.put(key, upstream)
+            replier.send_reply(self._fit(query, _append_answers(cname_only, upstream)), peer)
+
+        self._spawn(look_up())
         return None
 
     def _spawn(self, coro: Any) -> None:
@@ -198,6 +243,22 @@ class Forwarder:
             task.cancel()
         for route in self.routes.values():
             await route.group.close()
+
+
+def _append_answers(reply: bytes, upstream: bytes) -> bytes:
+    """``reply`` (our CNAME answer) with the answer records of ``upstream`` appended.
+
+    Only here, on the rare ExternalName path, does a DNS library parse and pack: the upstream's
+    records may hold compression pointers into its own message, so they are re-packed.
+    """
+    try:
+        ours = DNSRecord.parse(reply)
+        theirs = DNSRecord.parse(upstream)
+    except Exception:  # dnslib raises several types on malformed input
+        return reply
+    for record in theirs.rr:
+        ours.add_answer(record)
+    return bytes(ours.pack())
 
 
 # ---------------------------------------------------------------------- routing plan

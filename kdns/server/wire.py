@@ -92,6 +92,10 @@ class Forwarding(Protocol):
 
     def handle(self, query: Query, replier: Replier | None, peer: Any) -> bytes | None: ...
 
+    def chase(
+        self, query: Query, answer: Answer, replier: Replier | None, peer: Any
+    ) -> bytes | None: ...
+
 
 class Transfers(Protocol):
     def messages(self, query: Query, peer: Any) -> list[bytes] | None: ...
@@ -273,6 +277,9 @@ class Responder:
                 else:
                     return self.forwarder.handle(query, replier, peer)
         self.zone = answer.zone  # for the meter
+        if answer.chase is not None and self.forwarder is not None:
+            query = Query(data, name, (data[pos + 1] << 8) | data[pos + 2], qend, edns, tcp, self)
+            return self.forwarder.chase(query, answer, replier, peer)
         return self.reply(data, qend, edns, tcp, answer)
 
     def reply(self, data: bytes, qend: int, edns: Edns | None, tcp: bool, answer: Answer) -> bytes:
