@@ -53,10 +53,11 @@ Owner = tuple[str, str, str]  # (kind, namespace, name)
 _O = TypeVar("_O", Service, EndpointSlice, Pod)
 Records = dict[int, list[bytes]]  # rtype -> rdatas, in insertion order, no duplicates
 Contribution = dict[bytes, Records]  # name -> records; {} means "exists, no data" (while rendering)
-# Stored form of one owner's records for one name: a flat tuple rtype, rdata, rtype, rdata, ...
-# grouped by type. One small tuple costs a fraction of a dict of lists (or of pair tuples), and
-# there is one per name in the cluster.
-Frozen = tuple[int | bytes, ...]
+# Stored form of one owner's records for one name: one bytes object of (type, length, rdata)
+# entries, grouped by type. A single bytes costs a fraction of a dict of lists (or a tuple of
+# small bytes), compares fast for the change check, and there is one per name in the cluster.
+Frozen = bytes
+_ENTRY = struct.Struct("!HH")
 
 SHARDS = 64
 DNS_SCHEMA_VERSION = "1.1.0"  # Kubernetes DNS-Based Service Discovery spec 2.2
@@ -81,16 +82,28 @@ _QTYPES: dict[tuple[int, ...], tuple[int, ...]] = {}  # interned: few distinct t
 # the long tail a cluster has one of per endpoint or pod (endpoint names, their PTRs, pod
 # names): most are never asked, and rendering them all would double the registry's memory.
 # Service names, port names and ClusterIP PTRs (what pods ask) are rendered eagerly.
-LAZY = -1
+LAZY = 0xFFFF  # a reserved type number (RFC 6895), never a real record
+_LAZY_MARK = _ENTRY.pack(LAZY, 0)
 
 
 def _freeze(out: Contribution) -> dict[bytes, Frozen]:
+    pack = _ENTRY.pack
     return {
-        name: tuple(
-            item for rtype, rdatas in records.items() for rdata in rdatas for item in (rtype, rdata)
+        name: b"".join(
+            pack(rtype, len(rdata)) + rdata for rtype, rdatas in records.items() for rdata in rdatas
         )
         for name, records in out.items()
     }
+
+
+def _thaw(frozen: Frozen) -> Iterator[tuple[int, bytes]]:
+    pos, end = 0, len(frozen)
+    unpack = _ENTRY.unpack_from
+    while pos < end:
+        rtype, length = unpack(frozen, pos)
+        pos += 4
+        yield rtype, frozen[pos : pos + length]
+        pos += length
 
 
 def _add(out: Contribution, name: bytes, rtype: int, rdata: bytes) -> None:
@@ -138,7 +151,9 @@ class Registry:
         # name -> the owner contributing to it, or a list when several do (a shared PTR).
         self._names: dict[bytes, Owner | list[Owner]] = {}
         self._ents: Counter[bytes] = Counter()  # empty non-terminals, refcounted by descendants
-        self._contrib: dict[Owner, dict[bytes, Frozen]] = {}
+        # owner -> its names and records; an owner of one name (a pod) keeps a (name, records)
+        # pair instead of a dict: a dict costs 100+ bytes more, once per pod.
+        self._contrib: dict[Owner, dict[bytes, Frozen] | tuple[bytes, Frozen]] = {}
         self._owners: dict[Owner, Owner] = {}  # one tuple per owner, shared by its names
         self._deps: dict[bytes, set[bytes]] = {}  # name -> names whose additional section uses it
         self._dirty: set[Owner] = set()
@@ -162,13 +177,12 @@ class Registry:
         owners = sorted(entry) if isinstance(entry, list) else (entry,)  # history-independent order
         merged: Records = {}
         for owner in owners:
-            flat = iter(self._contrib[owner][name])
-            for rtype, rdata in zip(flat, flat, strict=True):
+            for rtype, rdata in _thaw(self._frozen(owner, name)):
                 if rtype == LAZY:
                     continue
-                into = merged.setdefault(rtype, [])  # type: ignore[arg-type]
+                into = merged.setdefault(rtype, [])
                 if rdata not in into:
-                    into.append(rdata)  # type: ignore[arg-type]
+                    into.append(rdata)
         return merged
 
     def names(self) -> Iterator[bytes]:
@@ -181,7 +195,13 @@ class Registry:
         if entry is None:
             return False
         owners = entry if isinstance(entry, list) else (entry,)
-        return all(self._contrib[owner][name][:1] == (LAZY,) for owner in owners)
+        return all(self._frozen(owner, name)[:4] == _LAZY_MARK for owner in owners)
+
+    def _frozen(self, owner: Owner, name: bytes) -> Frozen:
+        contribution = self._contrib[owner]
+        if isinstance(contribution, tuple):
+            return contribution[1]
+        return contribution[name]
 
     def materialize(self, name: bytes, qtype: int) -> Answer | None:
         """Render, keep and return the answer of a lazy name (None: no such RRset here)."""
@@ -384,9 +404,10 @@ class Registry:
         """Swap in the owner's new contribution; return the names whose records changed."""
         owner = self._owners.setdefault(owner, owner)
         new = _freeze(self._render_owner(owner))
-        old = self._contrib.pop(owner, {})
+        stored = self._contrib.pop(owner, {})
+        old = dict((stored,)) if isinstance(stored, tuple) else stored
         if new:
-            self._contrib[owner] = new
+            self._contrib[owner] = next(iter(new.items())) if len(new) == 1 else new
         else:
             self._owners.pop(owner, None)
         changed = []
