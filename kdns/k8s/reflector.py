@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import ctypes
 import gc
 import json
 import logging
@@ -139,6 +140,16 @@ def _trigger_time(raw: Raw) -> float | None:
         return None
 
 
+def _release_freed_memory() -> None:
+    """Hand the page buffers a LIST freed back to the OS (glibc keeps freed heap otherwise,
+    and the resident size would show every past LIST's peak). A no-op where there is no glibc."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
 class Reflector:
     def __init__(
         self,
@@ -230,6 +241,7 @@ class Reflector:
             gc.freeze()
             if collecting:
                 gc.enable()
+            _release_freed_memory()
 
     async def _list_pages(self) -> None:
         started = time.monotonic()
