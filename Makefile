@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/kdns serve --demo --listen 127.0.0.1:5353 --external-zone example.org \
+	$(BIN)/kdns serve --demo --listen 127.0.0.1:5353 --external-zone example.org --no-forward \
 		--metrics-listen 127.0.0.1:9153 --health-listen 127.0.0.1:8080 --ready-listen 127.0.0.1:8181
 
 lint: $(STAMP)

@@ -34,7 +34,7 @@ EXAMPLES = readme_examples()
 @pytest.fixture(scope="module")
 def demo() -> Iterator[Kdns]:
     # The same flags as `make demo`, on ephemeral ports.
-    with Kdns("--demo", "--external-zone", "example.org") as proc:
+    with Kdns("--demo", "--external-zone", "example.org", "--no-forward") as proc:
         yield proc
 
 
