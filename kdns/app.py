@@ -177,11 +177,18 @@ class App:
         self.stopping = asyncio.Event()
         self.lameduck = False
         self.workers: list[int] = []  # pids of forked workers (in the first process only)
+        self.in_worker = False  # a forked worker: no HTTP endpoints, even after a reload
         self._config_digest = self._file_digest()
         self._tasks: list[asyncio.Task[None]] = []
 
     def _resolver(self, registry: Registry) -> Resolver:
-        return Resolver(registry, forward=self.forwarder is not None, authoritative=not self.split)
+        resolver = Resolver(
+            registry, forward=self.forwarder is not None, authoritative=not self.split
+        )
+        previous = getattr(self, "resolver", None)
+        if previous is not None:  # Prometheus counters never go backwards across a reload
+            resolver.carry_counters(previous)
+        return resolver
 
     def _configure_responder(self, config: Config) -> None:
         """The responder's optional parts, from the config (at start and on reload)."""
@@ -269,7 +276,16 @@ class App:
         )
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
-        self._tasks.append(asyncio.get_running_loop().create_task(coro))
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.append(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        """Background tasks never fail silently, and finished ones are let go."""
+        if task in self._tasks:
+            self._tasks.remove(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("background task failed", exc_info=task.exception())
 
     def install_signals(self) -> None:
         loop = asyncio.get_running_loop()
@@ -362,7 +378,15 @@ class App:
         except ConfigError as exc:
             log.error("reload (%s) rejected, keeping the running config: %s", why, exc)
             return
-        await self.apply(new, why)
+        if self.in_worker:
+            # A forked worker leaves HTTP to the first process, whatever the file says.
+            new = dataclasses.replace(
+                new, metrics_listen=None, health_listen=None, ready_listen=None
+            )
+        try:
+            await self.apply(new, why)
+        except Exception:
+            log.exception("reload (%s) failed part-way; what was applied stays", why)
 
     async def apply(self, new: Config, why: str) -> None:
         old = self.config
@@ -402,7 +426,26 @@ class App:
             old.metrics_listen,
         ):
             await self.http.stop()
-            await self.start_http()
+            try:
+                await self.start_http()
+            except OSError as exc:
+                log.error(
+                    "reload (%s): cannot serve HTTP there (%s); back on the old addresses", why, exc
+                )
+                await self.http.stop()
+                await self.http.start(
+                    {
+                        "health": old.health_listen,
+                        "ready": old.ready_listen,
+                        "metrics": old.metrics_listen,
+                    }
+                )
+                self.config = dataclasses.replace(
+                    self.config,
+                    health_listen=old.health_listen,
+                    ready_listen=old.ready_listen,
+                    metrics_listen=old.metrics_listen,
+                )
         log.info(
             "reloaded (%s): %s", why, ", ".join(f for f in changed if f not in kept) or "nothing"
         )
@@ -460,6 +503,7 @@ def run(config: Config, reload: Reload | None = None) -> int:
     try:
         app = App(config, reload)
         app.workers = workers or []
+        app.in_worker = workers is None
         code = _run_loop(app.serve())
     except (SourceError, StartupError, ClusterConfigError) as exc:
         print(f"kdns: {exc}", file=sys.stderr)

@@ -237,3 +237,42 @@ def test_incremental_equals_fresh_build(ops: list[tuple[str, str, list[str]]]) -
     assert {k for k in registry.answers if k.endswith(SRV.to_bytes(2, "big") + b"\x00\x01")} == {
         k for k in fresh.answers if k.endswith(SRV.to_bytes(2, "big") + b"\x00\x01")
     }
+
+
+def test_unusable_external_name_does_not_stop_the_batch() -> None:
+    """The API accepts an externalName label over 63 bytes; DNS cannot carry it. That Service
+    answers NODATA (CoreDNS skips such a target) and every other object still renders."""
+    registry = make()
+    bad = Service(
+        "default", "bad", "ExternalName", (), False, "a" * 64 + ".example.com", (), (), (), False
+    )
+    with registry.batch():
+        for i in range(5):
+            registry.upsert(svc(f"s{i}", f"10.0.0.{i + 1}"))
+        registry.upsert(bad)
+        registry.upsert(svc("after", "10.0.0.99"))
+    assert addresses(registry, "after.default.svc.cluster.local") == ["10.0.0.99"]
+    assert all(addresses(registry, f"s{i}.default.svc.cluster.local") for i in range(5))
+    resp = ask(registry, "bad.default.svc.cluster.local")
+    assert resp.rcode() == dns.rcode.NOERROR and not resp.answer
+
+
+def test_dependency_index_is_pruned_when_names_go() -> None:
+    """SRV glue dependencies are forgotten with the names that had them (no growth with churn)."""
+    registry = make()
+    baseline = (dict(registry._deps), dict(registry._dep_targets))  # the zone apexes' NS glue
+    for i in range(20):
+        registry.upsert(headless(f"h{i}"))
+        registry.upsert(eps(f"h{i}-s", f"h{i}", f"10.1.{i}.1"))
+        ask(registry, f"_p._tcp.h{i}.default.svc.cluster.local", "SRV")
+    for i in range(20):
+        registry.delete("Service", ("default", f"h{i}"))
+        registry.delete("EndpointSlice", ("default", f"h{i}-s"))
+    assert (registry._deps, registry._dep_targets) == baseline
+
+
+def test_ttl_change_moves_the_apex_soa_minimum() -> None:
+    registry = make()
+    registry.set_ttl(30)
+    soa = ask(registry, "cluster.local", "SOA").answer[0][0]
+    assert soa.minimum == 30

@@ -93,3 +93,41 @@ def test_mutated_queries_never_raise(edits: list[tuple[int, int]]) -> None:
             dns.rcode.SERVFAIL,
             dns.rcode.BADVERS,
         )
+
+
+def test_label_containing_a_length_byte_is_not_a_pod_name() -> None:
+    """A single label b"xx\\x03pod" under the zone ends like ".pod.<zone>" byte-wise but is not
+    below pod.<zone>: NXDOMAIN, no exception (label boundaries, RFC 1035 3.1)."""
+    wire = (
+        b"\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00"
+        + b"\x06xx\x03pod\x07cluster\x05local\x00"
+        + b"\x00\x01\x00\x01"
+    )
+    out = RESPONDER.respond(wire)
+    assert out is not None and out[3] & 0x0F == dns.rcode.NXDOMAIN
+
+
+def test_tcp_stops_reading_while_the_client_does_not_read() -> None:
+    """asyncio flow control: a full write buffer pauses reading from that client."""
+    from kdns.server.stats import Stats
+    from kdns.server.tcp import TcpConnection, TcpServer
+
+    class Transport:
+        paused = False
+
+        def pause_reading(self) -> None:
+            self.paused = True
+
+        def resume_reading(self) -> None:
+            self.paused = False
+
+        def is_closing(self) -> bool:
+            return False
+
+    conn = TcpConnection(TcpServer(RESPONDER, Stats()))
+    transport = Transport()
+    conn.transport = transport  # type: ignore[assignment]
+    conn.pause_writing()
+    assert transport.paused
+    conn.resume_writing()
+    assert not transport.paused

@@ -156,6 +156,7 @@ class Registry:
         self._contrib: dict[Owner, dict[bytes, Frozen] | tuple[bytes, Frozen]] = {}
         self._owners: dict[Owner, Owner] = {}  # one tuple per owner, shared by its names
         self._deps: dict[bytes, set[bytes]] = {}  # name -> names whose additional section uses it
+        self._dep_targets: dict[bytes, tuple[bytes, ...]] = {}  # the reverse, for pruning
         self._dirty: set[Owner] = set()
         self._batch = 0
         self._dns_version = names.to_wire("dns-version." + self.cluster.text)
@@ -331,6 +332,8 @@ class Registry:
         for zone in self.zones:
             zone.set_ttl(ttl)
         with self.batch():
+            # The apex SOA's MINIMUM is the TTL: re-render the zone owners too.
+            self._dirty.update(("zone", "", zone.text) for zone in self.zones)
             for name in list(self._names):
                 self._render_name(name)
 
@@ -403,7 +406,14 @@ class Registry:
     def _apply_owner(self, owner: Owner) -> list[bytes]:
         """Swap in the owner's new contribution; return the names whose records changed."""
         owner = self._owners.setdefault(owner, owner)
-        new = _freeze(self._render_owner(owner))
+        try:
+            new = _freeze(self._render_owner(owner))
+        except ValueError as exc:
+            # One object the API accepted but DNS cannot carry (an externalName label over 63
+            # bytes, a non-ASCII name) must not stop every other owner in the batch: keep
+            # what this owner answered before, and say which object it is.
+            log.warning("cannot render %s %s/%s, keeping its previous answers: %s", *owner, exc)
+            return []
         stored = self._contrib.pop(owner, {})
         old = dict((stored,)) if isinstance(stored, tuple) else stored
         if new:
@@ -548,8 +558,18 @@ class Registry:
         out: Contribution = {base: {}}
         if svc.type == "ExternalName":
             # Spec 2.5: a CNAME to the external name (no SRV, no endpoints: CoreDNS alike).
-            if svc.external_name:
-                _add(out, base, CNAME, names.to_wire(svc.external_name))
+            try:
+                target = names.to_wire(svc.external_name) if svc.external_name else None
+            except ValueError:
+                target = None  # CoreDNS skips an externalName it cannot use: NODATA
+                log.warning(
+                    "%s/%s: externalName %r is not a usable DNS name",
+                    namespace,
+                    name,
+                    svc.external_name,
+                )
+            if target is not None:
+                _add(out, base, CNAME, target)
             return out
         srv: dict[bytes, list[tuple[int, bytes]]] = {}  # SRV name -> [(port, target)], pre-dedup
 
@@ -633,7 +653,17 @@ class Registry:
                         _add(out, port_name, *rdata)
             self._render_srv(out, srv)
 
+    def _forget_deps(self, name: bytes) -> None:
+        """Drop ``name`` from the dependents of the targets its last answers used."""
+        for target in self._dep_targets.pop(name, ()):
+            dependents = self._deps.get(target)
+            if dependents is not None:
+                dependents.discard(name)
+                if not dependents:
+                    del self._deps[target]
+
     def _render_name(self, name: bytes) -> None:
+        self._forget_deps(name)
         answers = self.answers
         for qtype in self._rendered.pop(name, ()):
             answers.pop(question_key(name, qtype), None)
@@ -685,6 +715,7 @@ class Registry:
                     continue
                 if target != name:
                     self._deps.setdefault(target, set()).add(name)
+                    self._dep_targets[name] = (*self._dep_targets.get(name, ()), target)
                 found = self.records(target)
                 if rtype == CNAME:
                     # CoreDNS chases an in-zone ExternalName target: CNAME + the target's RRset.

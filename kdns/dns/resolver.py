@@ -50,13 +50,20 @@ class Resolver:
         self._servfail = {zone.text: empty(SERVFAIL, False, zone.text) for zone in self.zones}
         self._pod_generation = -1
 
+    def carry_counters(self, previous: Resolver) -> None:
+        self.misses = previous.misses
+        self.pod_hits = previous.pod_hits
+        self.pod_misses = previous.pod_misses
+        self.pod_evictions = previous.pod_evictions
+
     def resolve(self, qname: bytes, qtype: int, qclass: int = CLASS_IN) -> Answer:
         """Answer a question; ``qname`` is the lowercased wire name."""
         self.misses += 1
         registry = self.registry
         if qclass == CLASS_ANY:
-            # RFC 1035 3.2.5: QCLASS * matches IN, the only class we hold.
-            hit = registry.answers.get(question_key(qname, qtype))
+            # RFC 1035 3.2.5: QCLASS * matches IN, the only class we hold (once synced: the
+            # hot path's answers dict is empty before, and so must this way round be).
+            hit = registry.answers.get(question_key(qname, qtype)) if registry.synced else None
             if hit is not None:
                 return hit
         elif qclass != CLASS_IN:
@@ -115,7 +122,7 @@ class Resolver:
     def _insecure_pod(self, qname: bytes, qtype: int, zone: Zone) -> Answer | None:
         """CoreDNS ``pods insecure``: a-b-c-d.<ns>.pod.<zone> answers the IP in its first label
         without checking that such a pod exists, as long as the namespace does."""
-        if not qname.endswith(self._pod_suffix):
+        if not names.is_subdomain(qname, self._pod_suffix):  # on a label boundary
             return None
         labels = names.split(qname[: len(qname) - len(self._pod_suffix)] + b"\x00")
         if len(labels) != 2:

@@ -140,13 +140,13 @@ def serial_of(zone: Zone) -> int:
 
 
 def serial_up_to_date(client: int, ours: int) -> bool:
-    """``client`` is the same as or newer than ``ours`` in RFC 1982 serial arithmetic.
+    """The client holds exactly our version, so an IXFR is answered with the lone SOA.
 
-    The one undefined comparison (distance exactly 2**31) counts as "not newer": the client
-    then gets a full transfer, which is always safe.
+    A client *newer* than us (RFC 1982) is not up to date here: our serial is a per-process
+    clock (another replica, or this one before a restart, may have counted further), so such
+    a client gets a full transfer rather than being told to keep data it got elsewhere.
     """
-    distance = (client - ours) & 0xFFFFFFFF
-    return distance < 0x80000000
+    return (client & 0xFFFFFFFF) == (ours & 0xFFFFFFFF)
 
 
 # ----------------------------------------------------------------------- packing

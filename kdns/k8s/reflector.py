@@ -266,10 +266,12 @@ class Reflector:
             meta = page.get("metadata") or {}
             token = meta.get("continue") or None
             if token is None:
-                self.resource_version = meta.get("resourceVersion")
+                version = meta.get("resourceVersion")
                 break
             await asyncio.sleep(0)  # let queries in between pages
         await self._apply_list(objects)
+        # Only now: a LIST that failed to apply must be listed again, not resumed by a WATCH.
+        self.resource_version = version
         self.stats.lists += 1
         self.backoff.reset()
         log.info(
@@ -312,6 +314,10 @@ class Reflector:
                 changed.append(obj)
             if index % 2000 == 1999:
                 await asyncio.sleep(0)
+        if registry is not self.registry:
+            # A reload swapped the registry while we compared: diff against the new one.
+            registry = self.registry
+            changed = [obj for obj in objects if registry.current(kind, obj.key) != obj]
         gone = [key for key in registry.keys(kind) if key not in keep]
         with registry.batch():
             for obj in changed:
@@ -331,13 +337,21 @@ class Reflector:
             timeout_seconds=timeout,
             _request_timeout=aiohttp.ClientTimeout(total=timeout + 30, sock_connect=10),
         )
+        started = time.monotonic()
+        events = 0
         try:
             async for line in response.content:
                 if line.strip():
                     self._event(json.loads(line))
+                    events += 1
                     self.backoff.reset()
         finally:
             response.release()
+        if not events and time.monotonic() - started < 1.0:
+            # A watch that ends at once without an event (a proxy closing streams, a server
+            # ending early): back off rather than reconnect in a tight loop (client-go's
+            # "very short watch" guard).
+            await asyncio.sleep(self.backoff.next())
 
     def _event(self, event: Raw) -> None:
         kind = event.get("type")

@@ -239,6 +239,12 @@ class Forwarder:
         return query.error(SERVFAIL)
 
     async def close(self) -> None:
+        """Let queries in flight finish (up to the upstream deadline), then close."""
+        if self.tasks:
+            deadline = (
+                max(route.group.timeout for route in self.routes.values()) if self.routes else 0
+            )
+            await asyncio.wait(list(self.tasks), timeout=deadline)
         for task in list(self.tasks):
             task.cancel()
         for route in self.routes.values():
@@ -254,11 +260,11 @@ def _append_answers(reply: bytes, upstream: bytes) -> bytes:
     try:
         ours = DNSRecord.parse(reply)
         theirs = DNSRecord.parse(upstream)
-    except Exception:  # dnslib raises several types on malformed input
+        for record in theirs.rr:
+            ours.add_answer(record)
+        return bytes(ours.pack())
+    except Exception:  # dnslib raises several types on input it cannot parse or re-pack
         return reply
-    for record in theirs.rr:
-        ours.add_answer(record)
-    return bytes(ours.pack())
 
 
 # ---------------------------------------------------------------------- routing plan

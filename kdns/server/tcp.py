@@ -102,7 +102,10 @@ class TcpConnection(asyncio.Protocol):
                 response = respond(message, self.channel, self.peer, self)
             except Exception:
                 self.server.stats.errors += 1
-                log.exception("internal error answering a TCP query")
+                if self.server.stats.errors < 10 or self.server.stats.errors % 10000 == 0:
+                    log.exception(
+                        "internal error answering a TCP query (%d so far)", self.server.stats.errors
+                    )
                 response = None
             self.server.stats.tcp_queries += 1
             if self.server.query_log:
@@ -116,7 +119,19 @@ class TcpConnection(asyncio.Protocol):
                 out.append(len(response).to_bytes(2, "big") + response)
         if out:
             self.transport.write(b"".join(out))
-        self._arm()
+            # Only a complete query renews the idle deadline: a client dribbling a byte at a
+            # time cannot hold its slot forever (miekg/dns read timeout).
+            self._arm()
+
+    def pause_writing(self) -> None:
+        # The client does not read its answers: stop reading its queries until it does, so
+        # an unread backlog cannot grow without bound (asyncio flow control).
+        if self.transport is not None:
+            self.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.resume_reading()
 
     def send_reply(self, response: bytes, peer: Any) -> None:
         """A forwarded answer arriving later (replies may overtake each other: RFC 7766 7)."""
