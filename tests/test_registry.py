@@ -260,7 +260,7 @@ def test_unusable_external_name_does_not_stop_the_batch() -> None:
 def test_dependency_index_is_pruned_when_names_go() -> None:
     """SRV glue dependencies are forgotten with the names that had them (no growth with churn)."""
     registry = make()
-    baseline = (dict(registry._deps), dict(registry._dep_targets))  # the zone apexes' NS glue
+    baseline = ({k: set(v) for k, v in registry._deps.items()}, dict(registry._dep_targets))
     for i in range(20):
         registry.upsert(headless(f"h{i}"))
         registry.upsert(eps(f"h{i}-s", f"h{i}", f"10.1.{i}.1"))
