@@ -36,9 +36,6 @@ from kdns.server.forwarding import Forwarder
 from kdns.server.meter import (
     CHANNELS,
     DURATION_BUCKETS,
-    DURATION_SUM,
-    REQUEST_SIZE_SUM,
-    RESPONSE_SIZE_SUM,
     SIZE_BUCKETS,
     Meter,
     type_name,
@@ -91,23 +88,23 @@ class _Rows:
         self.response_sizes: dict[tuple[str, str], list[float]] = {}
         if meter is None:
             return
-        for (channel, qtype, zone, rcode), row in meter.unique_rows():
-            count, durations, request_sizes, response_sizes = Meter.marginals(row)
-            if not count:
-                continue
+        for (channel, qtype, zone, rcode), totals in meter.totals().items():
             proto, family = CHANNELS[channel]
             zone_label, type_label = _zone_label(zone), type_name(qtype)
-            self.requests[(proto, family, type_label, zone_label)] += count
-            self.responses[(proto, zone_label, _rcode_name(rcode))] += count
+            self.requests[(proto, family, type_label, zone_label)] += totals.count
+            self.responses[(proto, zone_label, _rcode_name(rcode))] += totals.count
             # Each list: per-bucket counts, then the sum last.
             _accumulate(
-                self.durations, (proto, zone_label, type_label), durations, row[DURATION_SUM]
+                self.durations,
+                (proto, zone_label, type_label),
+                totals.durations,
+                totals.duration_sum,
             )
             _accumulate(
-                self.request_sizes, (proto, zone_label), request_sizes, row[REQUEST_SIZE_SUM]
+                self.request_sizes, (proto, zone_label), totals.request_sizes, totals.request_sum
             )
             _accumulate(
-                self.response_sizes, (proto, zone_label), response_sizes, row[RESPONSE_SIZE_SUM]
+                self.response_sizes, (proto, zone_label), totals.response_sizes, totals.response_sum
             )
 
 

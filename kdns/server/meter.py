@@ -1,15 +1,13 @@
-"""Per-query accounting, kept in plain Python ints and exported at scrape time.
+"""Per-query accounting, kept in plain Python numbers and exported at scrape time.
 
-One dict lookup per query: the key is (channel, qtype, zone, rcode), the value a flat list of
-counters (count, duration sum, duration buckets, request-size buckets, response-size buckets).
-No prometheus-client object is touched on the query path; kdns.metrics folds these rows into
-metric families (by proto/family/type/zone, by rcode, histograms) when /metrics is scraped.
+One dict lookup and two additions per query (see ``Meter.record``). No prometheus-client
+object is touched on the query path; kdns.metrics folds the rows into metric families (by
+proto/family/type/zone, by rcode, histograms) when /metrics is scraped.
 """
 
 from __future__ import annotations
 
 import bisect
-from typing import Any
 
 from kdns.dns.records import TYPE_NAMES
 
@@ -29,20 +27,6 @@ COMMON_TYPES = frozenset(
     for t in (1, 2, 5, 6, 12, 15, 16, 28, 33, 35, 43, 46, 48, 64, 65, 251, 252, 255)
 )
 OTHER = b"\xff\xff"
-
-# A row: three sums, then a sparse counter per (duration bucket, request-size bucket,
-# response-size bucket) cell, so a query costs one increment however many histograms it
-# feeds; the bucket counts of each histogram (and the query count) are summed at scrape time.
-# Real traffic fills a handful of cells per row.
-DURATION_SUM = 0
-REQUEST_SIZE_SUM = 1
-RESPONSE_SIZE_SUM = 2
-CELLS = 3
-N_DURATION = len(DURATION_BUCKETS) + 1
-N_SIZE = len(SIZE_BUCKETS) + 1
-
-Row = list[Any]  # [duration sum, request size sum, response size sum, {cell: count}]
-
 _FAST_DURATION = DURATION_BUCKETS[0]
 
 
@@ -52,13 +36,46 @@ def type_name(qtype: bytes) -> str:
     return TYPE_NAMES.get(int.from_bytes(qtype, "big"), "other")
 
 
+# A row is keyed by the query's labels *and* its exact request and response sizes (which
+# repeat: the same names are asked the same way), and holds the duration sum and duration
+# bucket counts. A query then costs one dict lookup and two additions; the size histograms
+# and sums come out exactly at scrape time (size x count per row).
+N_DURATION = len(DURATION_BUCKETS) + 1
+N_SIZE = len(SIZE_BUCKETS) + 1
+
+Key = tuple[int, bytes, str, int, int, int]  # channel, qtype, zone, rcode, request, response
+Row = list[float]  # [duration sum, duration bucket counts...]
+
+
+def size_bucket(size: int) -> int:
+    return 1 if 0 < size <= 100 else bisect.bisect_left(SIZE_BUCKETS, size)
+
+
+class Totals:
+    """One label set's numbers, summed over its rows (for the metrics collector)."""
+
+    __slots__ = ("count", "durations", "duration_sum", "request_sizes", "request_sum",
+                 "response_sizes", "response_sum")  # fmt: skip
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.durations = [0] * N_DURATION
+        self.duration_sum = 0.0
+        self.request_sizes = [0] * N_SIZE
+        self.request_sum = 0
+        self.response_sizes = [0] * N_SIZE
+        self.response_sum = 0
+
+
 class Meter:
     __slots__ = ("rows",)
 
-    MAX_ROWS = 4096  # beyond this (clients sending every qtype there is) new keys share "other"
+    # Past this many distinct keys (a flood of odd types and sizes) new ones share rows with
+    # sizes rounded up to their histogram bucket: bounded memory, sums then approximate.
+    MAX_ROWS = 8192
 
     def __init__(self) -> None:
-        self.rows: dict[tuple[int, bytes, str, int], Row] = {}
+        self.rows: dict[Key, Row] = {}
 
     def record(
         self,
@@ -70,56 +87,62 @@ class Meter:
         request_size: int,
         response_size: int,
     ) -> None:
-        row = self.rows.get((channel, qtype, zone, rcode))
+        row = self.rows.get((channel, qtype, zone, rcode, request_size, response_size))
         if row is None:
-            row = self._new_row(channel, qtype, zone, rcode)
-        row[DURATION_SUM] += seconds
-        row[REQUEST_SIZE_SUM] += request_size
-        row[RESPONSE_SIZE_SUM] += response_size
-        # Nearly every answer takes microseconds and fits in 100-200 bytes: comparisons first,
-        # bisect only for the rare slow or large one.
-        d = 0 if seconds <= _FAST_DURATION else bisect.bisect_left(DURATION_BUCKETS, seconds)
-        q = 1 if 0 < request_size <= 100 else bisect.bisect_left(SIZE_BUCKETS, request_size)
-        if response_size <= 100:
-            r = 1
-        elif response_size <= 200:
-            r = 2
+            row = self._new_row(channel, qtype, zone, rcode, request_size, response_size)
+        row[0] += seconds
+        # Nearly every answer takes microseconds: a comparison, bisect only when slow.
+        if seconds <= _FAST_DURATION:
+            row[1] += 1
         else:
-            r = bisect.bisect_left(SIZE_BUCKETS, response_size)
-        cells = row[CELLS]
-        cell = (d * N_SIZE + q) * N_SIZE + r
-        cells[cell] = cells.get(cell, 0) + 1
+            row[1 + bisect.bisect_left(DURATION_BUCKETS, seconds)] += 1
 
-    def _new_row(self, channel: int, qtype: bytes, zone: str, rcode: int) -> Row:
+    def _new_row(self, channel: int, qtype: bytes, zone: str, rcode: int, request: int, response: int) -> Row:  # fmt: skip
         """The row for a key seen for the first time. Uncommon query types share the "other"
-        row (bounded cardinality whatever clients send); the raw key then points at it, so
-        the type is classified once, not per query."""
-        shared = (channel, qtype if qtype in COMMON_TYPES else OTHER, zone, rcode)
+        label (the raw key then points at that row, so a type is classified once, not per
+        query)."""
+        full = len(self.rows) >= self.MAX_ROWS
+        if full:
+            request = _bound(request)
+            response = _bound(response)
+        shared = (
+            channel,
+            qtype if qtype in COMMON_TYPES else OTHER,
+            zone,
+            rcode,
+            request,
+            response,
+        )
         row = self.rows.get(shared)
         if row is None:
-            row = self.rows[shared] = [0.0, 0, 0, {}]
-        if len(self.rows) < self.MAX_ROWS:
-            self.rows[(channel, qtype, zone, rcode)] = row
+            row = self.rows[shared] = [0.0] + [0] * N_DURATION
+        if not full:
+            self.rows[(channel, qtype, zone, rcode, request, response)] = row
         return row
 
-    @staticmethod
-    def marginals(row: Row) -> tuple[int, list[int], list[int], list[int]]:
-        """(count, duration buckets, request-size buckets, response-size buckets) of a row."""
-        durations = [0] * N_DURATION
-        requests = [0] * N_SIZE
-        responses = [0] * N_SIZE
-        for cell, value in list(row[CELLS].items()):
-            d, rest = divmod(cell, N_SIZE * N_SIZE)
-            q, r = divmod(rest, N_SIZE)
-            durations[d] += value
-            requests[q] += value
-            responses[r] += value
-        return sum(durations), durations, requests, responses
+    def totals(self) -> dict[tuple[int, bytes, str, int], Totals]:
+        """(channel, qtype, zone, rcode) -> its totals, every row counted once."""
+        out: dict[tuple[int, bytes, str, int], Totals] = {}
+        for (channel, qtype, zone, rcode, request, response), row in list(self.rows.items()):
+            if qtype not in COMMON_TYPES and qtype != OTHER:
+                continue  # an alias of an "other" row
+            count = int(sum(row[1:]))
+            if not count:
+                continue
+            totals = out.get((channel, qtype, zone, rcode))
+            if totals is None:
+                totals = out[(channel, qtype, zone, rcode)] = Totals()
+            totals.count += count
+            totals.duration_sum += row[0]
+            for index in range(N_DURATION):
+                totals.durations[index] += int(row[1 + index])
+            totals.request_sizes[size_bucket(request)] += count
+            totals.request_sum += request * count
+            totals.response_sizes[size_bucket(response)] += count
+            totals.response_sum += response * count
+        return out
 
-    def unique_rows(self) -> list[tuple[tuple[int, bytes, str, int], Row]]:
-        """Each row once, under its classified key (aliases from raw qtypes skipped)."""
-        return [
-            (key, row)
-            for key, row in list(self.rows.items())
-            if key[1] in COMMON_TYPES or key[1] == OTHER
-        ]
+
+def _bound(size: int) -> int:
+    index = size_bucket(size)
+    return int(SIZE_BUCKETS[index]) if index < len(SIZE_BUCKETS) else 65535
