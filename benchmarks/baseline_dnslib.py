@@ -10,7 +10,6 @@ their endpoints), same loop (uvloop when installed), so the difference is the ho
 from __future__ import annotations
 
 import asyncio
-import sys
 
 from dnslib import QTYPE, RCODE, RR, A, DNSRecord
 
@@ -50,17 +49,7 @@ class Baseline(asyncio.DatagramProtocol):
         self.transport.sendto(reply.pack(), addr)  # type: ignore[attr-defined]
 
 
-async def main(port: int) -> None:
-    loop = asyncio.get_running_loop()
-    await loop.create_datagram_endpoint(lambda: Baseline(records()), local_addr=("127.0.0.1", port))
-    print(f"baseline listening on 127.0.0.1:{port}", flush=True)
-    await asyncio.Event().wait()
-
-
 if __name__ == "__main__":
-    try:
-        import uvloop
+    from udp_server import serve_forever  # beside this script
 
-        uvloop.run(main(int(sys.argv[1])))
-    except ImportError:
-        asyncio.run(main(int(sys.argv[1])))
+    serve_forever(lambda: Baseline(records()))

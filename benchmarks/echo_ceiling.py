@@ -8,7 +8,6 @@ come close to it.
 from __future__ import annotations
 
 import asyncio
-import sys
 
 
 class Echo(asyncio.DatagramProtocol):
@@ -19,16 +18,7 @@ class Echo(asyncio.DatagramProtocol):
         self.transport.sendto(data[:2] + b"\x85\x00" + data[4:], addr)  # type: ignore[attr-defined]
 
 
-async def main(port: int) -> None:
-    loop = asyncio.get_running_loop()
-    await loop.create_datagram_endpoint(Echo, local_addr=("127.0.0.1", port))
-    await asyncio.Event().wait()
-
-
 if __name__ == "__main__":
-    try:
-        import uvloop
+    from udp_server import serve_forever  # beside this script
 
-        uvloop.run(main(int(sys.argv[1])))
-    except ImportError:
-        asyncio.run(main(int(sys.argv[1])))
+    serve_forever(Echo)

@@ -108,7 +108,17 @@ class _Rows:
             )
 
 
-def _accumulate(store: dict[Any, list[float]], key: Any, buckets: list[int], total: float) -> None:
+def _sum_by(store: dict[Any, list[float]], label: Callable[[Any], str]) -> dict[str, list[float]]:
+    """Histogram lists (buckets, then the sum) added up by a coarser label of their key."""
+    out: dict[str, list[float]] = {}
+    for key, counts in store.items():
+        _accumulate(out, label(key), counts[:-1], counts[-1])
+    return out
+
+
+def _accumulate(
+    store: dict[Any, list[float]], key: Any, buckets: list[int] | list[float], total: float
+) -> None:
     into = store.setdefault(key, [0.0] * (len(buckets) + 1))
     for i, value in enumerate(buckets):
         into[i] += value
@@ -296,11 +306,7 @@ class _Collector(Collector):
             "Histogram of the time (in seconds) each request took per zone.",
             ["server", "zone", "view", "type"],
         )
-        by_type: dict[str, list[float]] = {}
-        for (_proto, _zone, qtype), counts in rows.durations.items():
-            into = by_type.setdefault(qtype, [0.0] * len(counts))
-            for i, value in enumerate(counts):
-                into[i] += value
+        by_type = _sum_by(rows.durations, lambda key: key[2])  # CoreDNS: zone "." only
         for qtype, counts in sorted(by_type.items()):
             _add_histogram(
                 duration, [server, ".", "", qtype], DURATION_BUCKETS, counts[:-1], counts[-1]
@@ -314,11 +320,7 @@ class _Collector(Collector):
                 else "Size of the returned response in bytes.",
                 ["server", "zone", "view", "proto"],
             )
-            by_proto: dict[str, list[float]] = {}
-            for (proto, _zone), counts in store.items():
-                into = by_proto.setdefault(proto, [0.0] * len(counts))
-                for i, value in enumerate(counts):
-                    into[i] += value
+            by_proto = _sum_by(store, lambda key: key[0])
             for proto, counts in sorted(by_proto.items()):
                 _add_histogram(
                     sizes, [server, ".", "", proto], SIZE_BUCKETS, counts[:-1], counts[-1]

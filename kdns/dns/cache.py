@@ -37,6 +37,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 
+from kdns.dns import names
 from kdns.dns.records import NOERROR, NXDOMAIN, OPT, SOA
 
 # CoreDNS plugin/cache defaults (cache.go, dnsutil): capacity 256 shards * 39 = 9984 per cache,
@@ -56,7 +57,6 @@ STALE_TTL = 30
 TSIG = 250  # RFC 8945: a signed response is bound to one query and one key
 _DO = 0x01  # key suffix bits
 _CD = 0x02
-_MAX_NAME = 255  # RFC 1035 2.3.4
 _HEADER = struct.Struct("!HHHHHH")
 _RR = struct.Struct("!HHIH")  # type, class, ttl, rdlength (RFC 1035 4.1.3)
 _U32 = struct.Struct("!I")
@@ -70,7 +70,7 @@ _U32 = struct.Struct("!I")
 # so first-in-first-out is no worse a policy, and it costs nothing on the hit path.
 # Each entry also keeps its response pre-rendered for the current second (``_Entry.body``), so
 # a hit is two dict lookups at most, one float comparison and one concatenation: ~0.3 us with
-# the caller's ``now``, ~0.4 us reading time.monotonic itself (test_hit_cost_printed).
+# the caller's ``now``, ~0.4 us reading time.monotonic itself (benchmarks/cache_hit.py).
 
 
 def cache_key(question: bytes, do: bool = False, cd: bool = False) -> bytes:
@@ -80,43 +80,8 @@ def cache_key(question: bytes, do: bool = False, cd: bool = False) -> bytes:
     return question
 
 
-class Malformed(Exception):
-    """The response cannot be parsed well enough to be cached."""
-
-
-def _name_end(data: bytes, pos: int, limit: int) -> int:
-    """Offset just past the name at ``pos`` (which must end by ``limit``), validating all of it.
-
-    Compression pointers (RFC 1035 4.1.4) are followed to check the whole name: each one must
-    point strictly before the start of the piece it ends, which also rules out loops.
-    """
-    end = -1
-    start = pos
-    total = 1
-    n = len(data)
-    while True:
-        if pos >= limit:
-            raise Malformed("name runs past its bounds")
-        length = data[pos]
-        if length == 0:
-            return pos + 1 if end < 0 else end
-        if length & 0xC0 == 0xC0:
-            if pos + 2 > limit:
-                raise Malformed("pointer runs past its bounds")
-            target = ((length & 0x3F) << 8) | data[pos + 1]
-            if target >= start:
-                raise Malformed("compression pointer not backwards")
-            if end < 0:
-                end = pos + 2
-            start = pos = target
-            limit = n
-            continue
-        if length > 63:
-            raise Malformed("bad label type")
-        total += length + 1
-        if total > _MAX_NAME:
-            raise Malformed("name too long")
-        pos += length + 1
+class Malformed(ValueError):
+    """The response cannot be parsed well enough to be cached (names.BadName is one too)."""
 
 
 class _Parsed:
@@ -135,28 +100,10 @@ class _Parsed:
         self.minimum = 0xFFFFFFFF  # smallest record TTL
 
 
-def _question_end(data: bytes) -> int:
-    """Offset past the single question (12 + uncompressed name + type + class)."""
-    pos = 12
-    n = len(data)
-    while True:
-        if pos >= n:
-            raise Malformed("question runs past the packet")
-        length = data[pos]
-        if length == 0:
-            break
-        if length > 63:
-            raise Malformed("question name compressed or bad label")
-        pos += length + 1
-    if pos - 11 > _MAX_NAME or pos + 5 > n:
-        raise Malformed("question too long or short")
-    return pos + 5
-
-
 def _soa_minimum(data: bytes, rdata: int, end: int) -> int:
     """The MINIMUM field of SOA rdata [rdata, end): MNAME, RNAME, then five 32-bit fields."""
-    pos = _name_end(data, rdata, end)
-    pos = _name_end(data, pos, end)
+    pos = names.name_end(data, rdata, end)
+    pos = names.name_end(data, pos, end)
     if pos + 20 != end:
         raise Malformed("SOA rdata length")
     value: int = _U32.unpack_from(data, pos + 16)[0]
@@ -168,7 +115,7 @@ def _record(data: bytes, pos: int, index: int, parsed: _Parsed) -> int:
     n = len(data)
     an, ns, ar = parsed.counts
     owner = pos
-    pos = _name_end(data, pos, n)
+    pos = names.name_end(data, pos, n)
     if pos + 10 > n:
         raise Malformed("record header runs past the packet")
     rtype, _rclass, ttl, rdlength = _RR.unpack_from(data, pos)
@@ -215,7 +162,7 @@ def parse(data: bytes) -> _Parsed:
     parsed = _Parsed()
     parsed.rcode = flags & 0x000F
     parsed.counts = (an, ns, ar)
-    pos = parsed.qend = _question_end(data)
+    pos = parsed.qend = names.question_end(data)
     for index in range(an + ns + ar):
         pos = _record(data, pos, index, parsed)
     if pos != len(data):
@@ -429,7 +376,7 @@ class ResponseCache:
         """Store an upstream response under ``key``; False when it is not cacheable."""
         try:
             parsed = parse(response)
-        except Malformed:
+        except ValueError:  # Malformed, or names.BadName from the name walkers
             self.uncacheable += 1
             return False
         question = response[12 : parsed.qend].lower()

@@ -63,6 +63,7 @@ from typing import Any, cast
 
 from kdns.config import Upstream as UpstreamSpec
 from kdns.config import parse_upstream
+from kdns.dns import names
 
 __all__ = [
     "LATENCY_BUCKETS",
@@ -143,25 +144,10 @@ class GroupStats:
 
 
 def question_end(wire: bytes) -> int:
-    """Offset just past the single question of a query; ``ValueError`` if it is not one.
-
-    The name must be plain labels (nothing points back into a lone question)."""
-    n = len(wire)
-    if n < 17 or wire[2] & 0x80 or wire[4:6] != b"\x00\x01":
+    """Offset just past the single question of a query; ``ValueError`` if it is not one."""
+    if len(wire) < 17 or wire[2] & 0x80 or wire[4:6] != b"\x00\x01":
         raise ValueError("not a query with one question")
-    pos = 12
-    while True:
-        if pos >= n:
-            raise ValueError("question name runs past the message")
-        length = wire[pos]
-        if length == 0:
-            break
-        if length > 63:
-            raise ValueError("bad label in the question name")
-        pos += length + 1
-    if pos - 11 > 255 or pos + 5 > n:
-        raise ValueError("bad question")
-    return pos + 5
+    return names.question_end(wire)
 
 
 def _question_key(message: bytes, qend: int) -> bytes:

@@ -18,16 +18,12 @@ RCODE_NAMES = {0: "NOERROR", 1: "FORMERR", 2: "SERVFAIL", 3: "NXDOMAIN", 4: "NOT
 
 
 def _question(data: bytes) -> tuple[str, str]:
-    pos = 12
     try:
-        while data[pos]:
-            if data[pos] > 63:
-                return "?", "?"
-            pos += data[pos] + 1
-        qtype = struct.unpack_from("!H", data, pos + 1)[0]
-        return names.to_text(data[12 : pos + 1]), TYPE_NAMES.get(qtype, f"TYPE{qtype}")
-    except (IndexError, struct.error):
+        qend = names.question_end(data)
+    except ValueError:
         return "?", "?"
+    qtype = struct.unpack_from("!H", data, qend - 4)[0]
+    return names.to_text(data[12 : qend - 4]), TYPE_NAMES.get(qtype, f"TYPE{qtype}")
 
 
 def log_query(proto: str, client: Any, data: bytes, response: bytes | None, seconds: float) -> None:

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from time import perf_counter
 from typing import Any, Protocol
 
+from kdns.dns import names
 from kdns.dns.answer import FORWARD, TRANSFER, Answer, empty
 from kdns.dns.records import BADVERS, FORMERR, NOERROR, NOTIMP, OPT, REFUSED
 from kdns.server.meter import TCP4, UDP4, Meter
@@ -38,28 +39,8 @@ class Edns:
         self.do = do
 
 
-class Malformed(Exception):
-    pass
-
-
-def _skip_name(data: bytes, pos: int) -> int:
-    """Offset just past a (possibly compressed) name in ``data``."""
-    n = len(data)
-    hops = 0
-    while True:
-        if pos >= n:
-            raise Malformed("name runs past the packet")
-        length = data[pos]
-        if length == 0:
-            return pos + 1
-        if length & 0xC0 == 0xC0:
-            return pos + 2  # a pointer ends the name
-        if length > 63:
-            raise Malformed("bad label type")
-        pos += length + 1
-        hops += 1
-        if hops > 127:
-            raise Malformed("name too long")
+class Malformed(ValueError):
+    """Records after the question that do not parse (names.BadName is one too)."""
 
 
 def read_edns(data: bytes, pos: int, ancount: int, nscount: int, arcount: int) -> Edns | None:
@@ -67,7 +48,7 @@ def read_edns(data: bytes, pos: int, ancount: int, nscount: int, arcount: int) -
     n = len(data)
     edns = None
     for index in range(ancount + nscount + arcount):
-        pos = _skip_name(data, pos)
+        pos = names.name_end(data, pos)
         if pos + 10 > n:
             raise Malformed("record header runs past the packet")
         rtype, rclass, ttl, rdlength = struct.unpack_from("!HHIH", data, pos)
@@ -230,6 +211,7 @@ class Responder:
         if data[4:6] != b"\x00\x01":
             return _header_reply(data, FORMERR)
         # Walk the question name: plain labels only (no compression in a lone question).
+        # This is names.question_end inlined: the hot path saves a call per query.
         pos = 12
         while True:
             if pos >= n:
@@ -251,7 +233,7 @@ class Responder:
                 return _header_reply(data, FORMERR)
             try:
                 edns = read_edns(data, qend, ancount, nscount, arcount)
-            except Malformed:
+            except ValueError:  # Malformed, or names.BadName
                 return _header_reply(data, FORMERR)
             if edns is not None and edns.version > 0:
                 return self._badvers(data, qend, edns)
