@@ -1,0 +1,143 @@
+"""What kdns makes of each CoreDNS plugin: supported, partly, or not, with the kdns key.
+
+``docs/coredns-plugins.md`` is the readable form of this table (a test keeps the two in step);
+``kdns import-corefile`` names the ``advice`` of a plugin it cannot translate on stderr.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+SUPPORTED = "supported"
+PARTLY = "partly"
+NOT = "not"
+
+
+@dataclass(frozen=True, slots=True)
+class Plugin:
+    name: str
+    status: str  # SUPPORTED | PARTLY | NOT
+    keys: str  # the kdns keys or flags it maps to ("" when none)
+    advice: str  # for NOT (and unsupported options): what to do instead
+
+
+_ZONE_ELSEWHERE = (
+    "serve the zone from CoreDNS (or NSD, BIND) beside kdns and send it there with forward.zones"
+)
+
+_TABLE = (
+    # Translated.
+    Plugin("kubernetes", PARTLY, "[kubernetes] cluster_domain, pods, ttl, ...", ""),
+    Plugin("k8s_external", PARTLY, "kubernetes.external_zones", ""),
+    Plugin("forward", PARTLY, "[forward] upstreams, zones, policy, max_fails, ...", ""),
+    Plugin("cache", PARTLY, "[cache]", ""),
+    Plugin("prometheus", SUPPORTED, "metrics.listen, metrics.compat", ""),
+    Plugin("health", SUPPORTED, "health.listen, health.lameduck", ""),
+    Plugin("ready", SUPPORTED, "ready.listen", ""),
+    Plugin("errors", SUPPORTED, "(always on)", ""),
+    Plugin("log", PARTLY, "log.query_log", ""),
+    Plugin("loop", SUPPORTED, "(always on)", ""),
+    Plugin("reload", SUPPORTED, "server.reload_interval", ""),
+    Plugin("loadbalance", PARTLY, "server.loadbalance", ""),
+    Plugin("acl", SUPPORTED, "acl.rules", ""),
+    Plugin("transfer", PARTLY, "transfer.allow", ""),
+    Plugin("bind", PARTLY, "server.listen", ""),
+    Plugin("bufsize", SUPPORTED, "server.udp_size", ""),
+    Plugin("timeouts", PARTLY, "server.tcp_idle_timeout", ""),
+    Plugin("debug", PARTLY, "log.level", ""),
+    Plugin("import", SUPPORTED, "(read by the importer)", ""),
+    Plugin("root", PARTLY, "(nothing: kdns reads no zone files)", ""),
+    Plugin("cancel", PARTLY, "forward.timeout", ""),
+    Plugin("multisocket", PARTLY, "server.workers", ""),
+    Plugin("reuseport", PARTLY, "server.workers", ""),
+    # Not translated.
+    Plugin(
+        "hosts",
+        NOT,
+        "",
+        "kdns serves no local records; publish the names as Services (ExternalName or "
+        "selector-less with EndpointSlices), or keep the hosts file on CoreDNS and send its "
+        "zone there with forward.zones",
+    ),
+    Plugin("file", NOT, "", f"kdns serves no zone files; {_ZONE_ELSEWHERE}"),
+    Plugin("auto", NOT, "", f"kdns serves no zone files; {_ZONE_ELSEWHERE}"),
+    Plugin("secondary", NOT, "", f"kdns is no secondary server; {_ZONE_ELSEWHERE}"),
+    Plugin("etcd", NOT, "", f"kdns reads only Kubernetes; {_ZONE_ELSEWHERE}"),
+    Plugin("route53", NOT, "", f"kdns reads only Kubernetes; {_ZONE_ELSEWHERE}"),
+    Plugin("clouddns", NOT, "", f"kdns reads only Kubernetes; {_ZONE_ELSEWHERE}"),
+    Plugin("azure", NOT, "", f"kdns reads only Kubernetes; {_ZONE_ELSEWHERE}"),
+    Plugin(
+        "rewrite",
+        NOT,
+        "",
+        "kdns does not rewrite names; use an ExternalName Service for an alias, or keep "
+        "CoreDNS in front for the rewritten names",
+    ),
+    Plugin(
+        "template",
+        NOT,
+        "",
+        "kdns does not synthesize answers; keep CoreDNS for the templated zone and send it "
+        "there with forward.zones",
+    ),
+    Plugin(
+        "autopath",
+        NOT,
+        "",
+        "kdns does not complete search paths server-side; lower ndots in the pods' dnsConfig "
+        "(or use fully qualified names) to save the extra queries",
+    ),
+    Plugin("dnssec", NOT, "", "kdns does not sign answers; sign on a server in front of it"),
+    Plugin("sign", NOT, "", "kdns does not sign zones"),
+    Plugin("whoami", NOT, "", "kdns has no whoami answers; drop it"),
+    Plugin("chaos", NOT, "", "kdns answers CH-class queries REFUSED; drop it"),
+    Plugin("nsid", NOT, "", "kdns does not add NSID (RFC 5001); drop it"),
+    Plugin(
+        "any",
+        NOT,
+        "",
+        "kdns answers ANY with the name's RRsets (RFC 8482 allows it); use acl.rules with "
+        'type = ["ANY"] and action "filter" or "block" to refuse ANY instead',
+    ),
+    Plugin(
+        "minimal",
+        NOT,
+        "",
+        "kdns's positive answers carry no authority records already (SRV answers keep their "
+        "address glue); drop it",
+    ),
+    Plugin(
+        "local",
+        NOT,
+        "",
+        "kdns forwards localhost and 0.in-addr.arpa like other names; the upstream answers them",
+    ),
+    Plugin("metadata", NOT, "", "kdns has no plugin metadata; drop it"),
+    Plugin(
+        "view",
+        NOT,
+        "",
+        "kdns has no per-client views in its config yet; use acl.rules to filter by client "
+        "network, or keep CoreDNS for the view",
+    ),
+    Plugin("tls", NOT, "", "kdns serves plain DNS only; terminate DNS over TLS in front of it"),
+    Plugin("grpc", NOT, "", "kdns forwards over UDP, TCP and TLS only; use forward with tls://"),
+    Plugin("dns64", NOT, "", "kdns does not synthesize AAAA records; keep CoreDNS for DNS64"),
+    Plugin("geoip", NOT, "", "kdns has no GeoIP data; drop it"),
+    Plugin("header", NOT, "", "kdns sets the header flags itself; drop it"),
+    Plugin("dnstap", NOT, "", "kdns has no dnstap output; use log.query_log"),
+    Plugin("pprof", NOT, "", "kdns is Python: profile it with py-spy; drop it"),
+    Plugin("trace", NOT, "", "kdns has no tracing; use metrics and log.query_log"),
+    Plugin("erratic", NOT, "", "a test plugin; drop it"),
+    Plugin("federation", NOT, "", "removed from CoreDNS; use forward.zones"),
+    Plugin("proxy", NOT, "", "removed from CoreDNS 1.6; write it as forward"),
+    Plugin("tsig", NOT, "", "kdns checks no TSIG; limit transfers with transfer.allow"),
+    Plugin("dnsproxy", NOT, "", "use forward"),
+)
+
+PLUGINS: Mapping[str, Plugin] = {p.name: p for p in _TABLE}
+
+UNKNOWN_ADVICE = (
+    "not a CoreDNS built-in plugin kdns knows of; keep CoreDNS for what it does, or drop it"
+)

@@ -1,0 +1,1094 @@
+"""Turn parsed server blocks into a kdns TOML file, naming what does not translate.
+
+kdns is one server with one set of zones; a Corefile may hold several server blocks. They fold
+together like this (choices written down here because CoreDNS has no such notion):
+
+- The listen port is the port of the block that holds ``kubernetes`` (else the ``.`` block,
+  else the first). A block on another port is reported and left out.
+- ``forward . TO`` in the ``.`` block gives ``forward.upstreams``; in a block for other zones
+  (a stub domain, ``consul.local:53 { forward . 10.150.0.1 }``), or as ``forward ZONE TO`` in
+  any block, it gives ``forward.zones`` entries.
+- Settings kdns has once (cache, forward policy and limits, health, ready, metrics) come from the
+  first block that sets them; a block that asks for something different is reported.
+- A plugin absent from the Corefile is switched off where kdns would otherwise turn it on
+  (``health``, ``ready``, ``prometheus``, ``cache``, ``reload``, ``loadbalance``), and
+  ``kubernetes`` without ``pods`` gets ``pods = "disabled"`` (CoreDNS's default).
+
+Every value is checked with the ``kdns.config`` setting it goes to, so the output loads. A value
+kdns cannot take is reported, not written.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from kdns.config import SETTINGS, Config, parse_hostport
+from kdns.corefile.parse import CorefileError, Directive, EnvUse, ServerBlock
+from kdns.corefile.plugins import NOT, PLUGINS, UNKNOWN_ADVICE
+
+__all__ = ["Translation", "translate"]
+
+_BY_TOML = {s.toml: s for s in SETTINGS}
+_DEFAULTS = Config()
+_SECTIONS = tuple(dict.fromkeys(s.section for s in SETTINGS))
+_REVERSE = ("in-addr.arpa", "ip6.arpa")
+_DURATION = re.compile(r"([0-9]*\.?[0-9]+)(ns|us|µs|ms|s|m|h)")
+_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+_DEFAULT_PORTS = {"dns": 53, "tls": 853, "https": 443, "grpc": 443, "quic": 853}
+
+
+@dataclass(slots=True)
+class Translation:
+    toml: str
+    problems: list[str]  # one line each: "FILE:LINE: plugin X is not supported by kdns: ..."
+
+    @property
+    def complete(self) -> bool:
+        return not self.problems
+
+
+@dataclass(slots=True)
+class _Block:
+    keys: list[str]
+    zones: list[str]  # normalised, "." for the root
+    port: int
+    file: str
+    line: int
+    directives: list[Directive]
+
+    @property
+    def root(self) -> bool:
+        return "." in self.zones
+
+
+@dataclass(slots=True)
+class _Value:
+    value: object
+    source: str  # "Corefile:LINE text" for the comment
+    where: str  # FILE:LINE for messages
+    explicit: bool = True  # written in the Corefile (not a plugin's default)
+
+
+# --- small readers -----------------------------------------------------------------------
+
+
+def _loc(d: Directive) -> str:
+    """Where a directive is, for a comment: ``Corefile:12`` (the file's base name)."""
+    return f"{os.path.basename(d.file)}:{d.line}"
+
+
+def _bad(d: Directive, problem: str) -> CorefileError:
+    return CorefileError(d.file, d.line, f"{d.name}: {problem}")
+
+
+def _duration(text: str, d: Directive) -> float:
+    """A Go duration (``5s``, ``1m30s``, ``500ms``), as CoreDNS's plugins read them."""
+    if text == "0":
+        return 0.0
+    total, pos = 0.0, 0
+    while pos < len(text):
+        match = _DURATION.match(text, pos)
+        if match is None:
+            raise _bad(d, f"expected a duration like 5s or 1m, got {text!r}")
+        total += float(match.group(1)) * _UNITS[match.group(2)]
+        pos = match.end()
+    if not text:
+        raise _bad(d, "expected a duration like 5s or 1m, got ''")
+    return total
+
+
+def _seconds_value(seconds: float) -> int | float:
+    return int(seconds) if seconds == int(seconds) else seconds
+
+
+def _integer(text: str, d: Directive, lowest: int = 0) -> int:
+    if not re.fullmatch(r"[0-9]+", text) or int(text) < lowest:
+        raise _bad(d, f"expected an integer >= {lowest}, got {text!r}")
+    return int(text)
+
+
+def _zone(text: str, d: Directive | None = None, where: tuple[str, int] = ("", 0)) -> list[str]:
+    """A zone as CoreDNS reads one: a name (``.`` the root) or a CIDR for its reverse zones."""
+    name = text.strip().lower()
+    if name.startswith("dns://"):
+        name = name[len("dns://") :]
+    if "/" in name:
+        try:
+            net = ipaddress.ip_network(name, strict=False)
+        except ValueError:
+            problem = f"{text!r} is neither a zone nor a network"
+            if d is not None:
+                raise _bad(d, problem) from None
+            raise CorefileError(where[0], where[1], problem) from None
+        step = 8 if net.version == 4 else 4
+        prefix = -(-net.prefixlen // step) * step  # round up to a label boundary
+        # At most 2**7 zones: a /9 is 128 /16s.
+        return [_reverse_name(sub, step) for sub in net.subnets(new_prefix=prefix)]
+    name = name.rstrip(".")
+    return [name or "."]
+
+
+def _reverse_name(net: ipaddress.IPv4Network | ipaddress.IPv6Network, step: int) -> str:
+    labels = net.network_address.reverse_pointer.split(".")
+    keep = net.prefixlen // step
+    suffix = 2  # in-addr.arpa / ip6.arpa
+    host_labels = labels[: len(labels) - suffix]
+    return ".".join(host_labels[len(host_labels) - keep :] + labels[-suffix:])
+
+
+def _in_zone(name: str, zone: str) -> bool:
+    return zone == "." or name == zone or name.endswith("." + zone)
+
+
+def _is_reverse(zone: str) -> bool:
+    return any(_in_zone(zone, r) for r in _REVERSE)
+
+
+def _server_key(key: str, file: str, line: int) -> tuple[str, list[str], int]:
+    """``[SCHEME://]ZONE[:PORT]`` -> (scheme, zones, port)."""
+    scheme, sep, rest = key.partition("://")
+    if not sep:
+        scheme, rest = "dns", key
+    scheme = scheme.lower()
+    port = _DEFAULT_PORTS.get(scheme, 53)
+    zone = rest
+    head, colon, tail = rest.rpartition(":")
+    if colon and tail.isdigit():
+        zone, port = head, int(tail)
+    elif colon and "/" not in rest:
+        raise CorefileError(file, line, f"server block key {key!r}: bad port {tail!r}")
+    if not 0 < port <= 65535:
+        raise CorefileError(file, line, f"server block key {key!r}: port out of range")
+    return scheme, _zone(zone or ".", where=(file, line)), port
+
+
+# --- the translator ------------------------------------------------------------------------
+
+
+class _Translator:
+    def __init__(self, blocks: list[ServerBlock]) -> None:
+        self.values: dict[str, _Value] = {}
+        self.notes: dict[str, list[str]] = {}
+        self.problems: list[str] = []
+        self.blocks: list[_Block] = []
+        self.forward_zones: dict[str, tuple[list[str], str]] = {}
+        self.shared: dict[str, list[_Value]] = {}  # once-only settings asked for per block
+        self.listen: list[str] = []
+        self.finish_checks: list[Callable[[], None]] = []
+        self.seen: set[str] = set()
+        self.external_ttl: list[tuple[int, Directive]] = []
+        self.acl_root: list[tuple[dict[str, object], Directive]] = []
+        self.acl_zoned: list[tuple[dict[str, object], Directive]] = []
+        for block in blocks:
+            zones: list[str] = []
+            ports, schemes = set(), set()
+            for key in block.keys:
+                scheme, key_zones, port = _server_key(key, block.file, block.line)
+                zones += key_zones
+                ports.add(port)
+                schemes.add(scheme)
+            if len(ports) > 1:
+                raise CorefileError(block.file, block.line, "server block keys on several ports")
+            b = _Block(
+                block.keys,
+                list(dict.fromkeys(zones)),
+                ports.pop(),
+                block.file,
+                block.line,
+                block.directives,
+            )
+            for scheme in sorted(schemes - {"dns"}):
+                self.problem(
+                    f"{block.file}:{block.line}",
+                    f"server block {' '.join(block.keys)}: {scheme}:// servers are not supported "
+                    "by kdns: it serves plain DNS over UDP and TCP; terminate "
+                    f"{scheme} in front of it",
+                )
+            self.blocks.append(b)
+
+    # output helpers
+
+    def problem(self, where: str, text: str) -> None:
+        self.problems.append(f"{where}: {text}")
+
+    def unsupported(self, d: Directive, option: str | None, advice: str) -> None:
+        what = f"plugin {d.name}" + (f": {option}" if option else "")
+        self.problem(d.where, f"{what} is not supported by kdns: {advice}")
+
+    def note(self, section: str, d: Directive | None, text: str) -> None:
+        prefix = f"{d.name} ({_loc(d)}): " if d is not None else ""
+        self.notes.setdefault(section, []).append(prefix + text)
+
+    def set(self, key: str, value: object, d: Directive | None, text: str = "") -> bool:
+        """Set ``key`` (checked as kdns.config will) unless it is set already to another value,
+        which is reported. Returns whether the value is the one in the output."""
+        setting = _BY_TOML[key]  # a KeyError here is a bug: only SETTINGS keys are written
+        try:
+            setting.kind.check(value)
+        except ValueError as exc:
+            if d is None:
+                raise
+            self.unsupported(d, text or None, f"kdns cannot take {key} = {value!r}: {exc}")
+            return False
+        where = d.where if d is not None else ""
+        source = f"{_loc(d)} {text}".strip() if d is not None else text
+        old = self.values.get(key)
+        if old is not None and old.value != value:
+            if d is not None:
+                self.problem(
+                    d.where,
+                    f"plugin {d.name}: {text or key} is not supported by kdns: kdns has one "
+                    f"{key}, kept as {old.value!r} from {old.where}",
+                )
+            return False
+        if old is None:
+            self.values[key] = _Value(value, source, where)
+        return True
+
+    def share(self, key: str, value: object, d: Directive, text: str) -> None:
+        """A setting kdns has once but each forward/cache asks for: resolved in ``finish``."""
+        ask = _Value(value, f"{_loc(d)} {text}".strip(), d.where, explicit=bool(text))
+        self.shared.setdefault(key, []).append(ask)
+
+    def append(self, key: str, items: list[object], d: Directive, text: str) -> None:
+        """Add ``items`` to the list setting ``key``; a list kdns would not take is reported."""
+        old = self.values.get(key)
+        before = list(old.value) if old is not None and isinstance(old.value, list) else []
+        now = list(dict.fromkeys(before + items))
+        try:
+            _BY_TOML[key].kind.check(now)
+        except ValueError as exc:
+            self.unsupported(d, text, f"kdns cannot take {key} = {_toml(items)}: {exc}")
+            return
+        source = f"{_loc(d)} {text}" if old is None else f"{old.source}; {_loc(d)}"
+        self.values[key] = _Value(now, source, old.where if old is not None else d.where)
+
+    # the walk
+
+    def run(self) -> None:
+        main = next((b for b in self.blocks if _has(b, "kubernetes")), None)
+        main = main or next((b for b in self.blocks if b.root), self.blocks[0])
+        # The main block first: where kdns has one setting, its value wins.
+        for block in sorted(self.blocks, key=lambda b: b is not main):
+            if block.port != main.port:
+                self.problem(
+                    f"{block.file}:{block.line}",
+                    f"server block {' '.join(block.keys)} on port {block.port} is not supported "
+                    f"by kdns: kdns answers the same names on every listen address (port "
+                    f"{main.port} here); serve this block from CoreDNS or merge it into the "
+                    f"port {main.port} blocks",
+                )
+                continue
+            for d in block.directives:
+                self.directive(d, block)
+        self.finish(main)
+
+    def directive(self, d: Directive, block: _Block) -> None:
+        self.seen.add(d.name)
+        handler = _HANDLERS.get(d.name)
+        if handler is not None:
+            handler(self, d, block)
+            return
+        plugin = PLUGINS.get(d.name)
+        if plugin is not None and plugin.status != NOT:
+            raise AssertionError(f"no handler for supported plugin {d.name}")
+        self.unsupported(d, None, plugin.advice if plugin else UNKNOWN_ADVICE)
+
+    def forward_blocks(self) -> list[_Block]:
+        return [b for b in self.blocks if _has(b, "forward")]
+
+    def finish(self, main: _Block) -> None:
+        self.set(
+            "server.listen",
+            self.listen or [f":{main.port}"],
+            None,
+            f"server block port {main.port}",
+        )
+        for plugin, key, off in (
+            ("health", "health.listen", "off"),
+            ("ready", "ready.listen", "off"),
+            ("prometheus", "metrics.listen", "off"),
+            ("reload", "server.reload_interval", 0),
+            ("loadbalance", "server.loadbalance", False),
+        ):
+            if plugin not in self.seen:
+                self.set(key, off, None, f"no {plugin} plugin in the Corefile")
+        if "health" not in self.seen:
+            self.set("health.lameduck", 0, None, "no health plugin: no lameduck")
+        if "cache" not in self.seen:
+            self.set("cache.enabled", False, None, "no cache plugin in the Corefile")
+        if "kubernetes" not in self.seen:
+            self.problem(
+                f"{main.file}:{main.line}",
+                "no kubernetes plugin: kdns always serves a cluster domain (here the default "
+                "cluster.local) from the Kubernetes API; for a forwarder without a cluster, "
+                "keep CoreDNS",
+            )
+        for check in self.finish_checks:
+            check()
+        for key, asks in self.shared.items():
+            first = asks[0]
+            for other in asks[1:]:
+                if other.value != first.value:
+                    self.problem(
+                        other.where,
+                        f"{key} = {_toml(other.value)} for this block is not supported by kdns: "
+                        f"kdns has one {key} for every zone, kept {_toml(first.value)} from "
+                        f"{first.where}",
+                    )
+            default = getattr(_DEFAULTS, _BY_TOML[key].field)
+            if not first.explicit and first.value == default:
+                continue  # left at a CoreDNS default that is kdns's too
+            self.values.setdefault(key, first)
+        self.finish_acl()
+        if self.forward_zones:
+            entries = [
+                {"name": zone, "upstreams": ups} for zone, (ups, _) in self.forward_zones.items()
+            ]
+            self.values["forward.zones"] = _Value(
+                entries, ", ".join(sorted({w for _, w in self.forward_zones.values()})), ""
+            )
+            _BY_TOML["forward.zones"].kind.check(entries)
+
+    def finish_acl(self) -> None:
+        # Rules of a zone's own server block first: CoreDNS sends a query to the most specific
+        # block, so they come before the . block's rules (which kdns applies to every zone).
+        rules = self.acl_zoned + self.acl_root
+        if not rules:
+            return
+        self.values["acl.rules"] = _Value(
+            [rule for rule, _ in rules],
+            ", ".join(dict.fromkeys(_loc(d) for _, d in rules)),
+            rules[0][1].where,
+        )
+        others = [b for b in self.blocks if not b.root and not _has(b, "acl")]
+        if self.acl_root and others:
+            zones = " ".join(z for b in others for z in b.zones)
+            self.problem(
+                self.acl_root[0][1].where,
+                f"plugin acl: the . block's rules reaching {zones} is not supported by kdns: "
+                "those zones' server blocks have no acl, but kdns applies these rules to every "
+                "zone; add allow rules for them first if that matters",
+            )
+
+    def render(self, source: str) -> str:
+        lines = [
+            f"# kdns configuration translated from {source} by `kdns import-corefile`.",
+            "# Comments name the Corefile line each setting comes from.",
+        ]
+        for section in _SECTIONS:
+            keys = [s for s in SETTINGS if s.section == section and s.toml in self.values]
+            notes = self.notes.get(section, [])
+            if not keys and not notes:
+                continue
+            lines += ["", f"[{section}]"]
+            lines += [f"# {note}" for note in notes]
+            for setting in keys:
+                v = self.values[setting.toml]
+                text = f"{setting.key} = {_toml(v.value)}"
+                lines.append(f"{text}  # {v.source}" if v.source else text)
+        return "\n".join(lines) + "\n"
+
+
+def _own_zones(t: _Translator) -> list[str]:
+    """The cluster domain and external zones: kdns answers them, never forwards them."""
+    out = []
+    for key in ("kubernetes.cluster_domain", "kubernetes.external_zones"):
+        value = t.values[key].value if key in t.values else None
+        out += [value] if isinstance(value, str) else list(value) if isinstance(value, list) else []
+    return [str(zone) for zone in out]
+
+
+def _has(block: _Block, name: str) -> bool:
+    return any(d.name == name for d in block.directives)
+
+
+def _options(t: _Translator, d: Directive, known: dict[str, Callable[[Directive], object]]) -> None:
+    for option in d.block or []:
+        handler = known.get(option.name)
+        if handler is None:
+            t.unsupported(d, option.name, "no kdns equivalent; leave it out or keep CoreDNS")
+        else:
+            handler(option)
+
+
+# --- plugins ---------------------------------------------------------------------------------
+
+
+def _kubernetes(t: _Translator, d: Directive, b: _Block) -> None:
+    zones = [z for arg in d.args for z in _zone(arg, d)] or b.zones
+    cluster = [z for z in zones if not _is_reverse(z)]
+    reverse = [z for z in zones if _is_reverse(z)]
+    if not cluster or cluster[0] == ".":
+        t.unsupported(d, None, "name the cluster domain (kubernetes cluster.local ...)")
+    else:
+        t.set("kubernetes.cluster_domain", cluster[0], d, "kubernetes " + " ".join(d.args))
+        for extra in cluster[1:]:
+            t.unsupported(d, f"zone {extra}", f"kdns serves one cluster domain ({cluster[0]})")
+    if reverse:
+        t.note("kubernetes", d, f"{' '.join(reverse)}: kdns always answers PTRs for cluster IPs")
+    pods = "disabled"  # CoreDNS's default; kdns's own is insecure
+    ttl: list[int] = []
+
+    def set_pods(o: Directive) -> None:
+        nonlocal pods
+        if len(o.args) != 1:
+            raise _bad(o, "takes one of disabled, insecure, verified")
+        pods = o.args[0]
+
+    def set_ttl(o: Directive) -> None:
+        if len(o.args) != 1:
+            raise _bad(o, "takes one number of seconds")
+        ttl.append(_integer(o.args[0], o))
+        t.set("kubernetes.ttl", ttl[0], o, f"ttl {o.args[0]}")
+
+    def fallthrough(o: Directive) -> None:
+        covered = [z for arg in o.args for z in _zone(arg, o)] or zones
+        non_reverse = [z for z in covered if not _is_reverse(z)]
+        if non_reverse:
+            t.unsupported(
+                d,
+                f"fallthrough {' '.join(non_reverse)}",
+                "names under the cluster domain that do not exist answer NXDOMAIN in kdns; "
+                "they never go on to forward",
+            )
+        if len(non_reverse) < len(covered):
+            t.note("forward", o, "kdns forwards reverse names it does not know (fallthrough)")
+
+    def kubeconfig(o: Directive) -> None:
+        if not 1 <= len(o.args) <= 2:
+            raise _bad(o, "takes KUBECONFIG [CONTEXT]")
+        t.set("kubernetes.kubeconfig", o.args[0], o, f"kubeconfig {o.args[0]}")
+        if len(o.args) == 2:
+            t.unsupported(d, "kubeconfig CONTEXT", "kdns uses the kubeconfig's current context")
+
+    def transfer(o: Directive) -> None:
+        if not o.args or o.args[0] != "to":
+            raise _bad(o, "takes: to ADDRESS...")
+        _allow_transfer(t, o, o.args[1:])
+
+    def startup(o: Directive) -> None:
+        if len(o.args) != 1:
+            raise _bad(o, "takes one duration")
+        value = _seconds_value(_duration(o.args[0], o))
+        t.set("kubernetes.startup_timeout", value, o, f"startup_timeout {o.args[0]}")
+
+    def ignored(why: str) -> Callable[[Directive], None]:
+        return lambda o: t.note("kubernetes", o, why)
+
+    def unsupported(advice: str) -> Callable[[Directive], None]:
+        return lambda o: t.unsupported(d, o.name, advice)
+
+    api = "use kubernetes.kubeconfig with a kubeconfig that names the API server and its TLS"
+    _options(
+        t,
+        d,
+        {
+            "pods": set_pods,
+            "ttl": set_ttl,
+            "endpoint_pod_names": lambda o: t.set(
+                "kubernetes.endpoint_pod_names", True, o, "endpoint_pod_names"
+            ),
+            "fallthrough": fallthrough,
+            "kubeconfig": kubeconfig,
+            "transfer": transfer,
+            "startup_timeout": startup,
+            "resyncperiod": ignored("CoreDNS ignores resyncperiod; kdns watches"),
+            "upstream": ignored("kdns resolves ExternalName targets through forward"),
+            "apiserver_qps": ignored("kdns does not rate-limit its API requests"),
+            "apiserver_burst": ignored("kdns does not rate-limit its API requests"),
+            "apiserver_max_inflight": ignored("kdns does not rate-limit its API requests"),
+            "endpoint": unsupported(api),
+            "tls": unsupported(api),
+            "namespaces": unsupported("kdns serves every namespace"),
+            "labels": unsupported("kdns serves every Service, whatever its labels"),
+            "namespace_labels": unsupported("kdns serves every namespace"),
+            "noendpoints": unsupported("kdns always serves endpoint names"),
+            "ignore": unsupported("kdns answers NODATA for a Service with no ready endpoints"),
+            "multicluster": unsupported("kdns serves one cluster"),
+        },
+    )
+    t.set(
+        "kubernetes.pods",
+        pods,
+        d,
+        f"pods {pods}" if pods != "disabled" else "no pods option: CoreDNS's default, disabled",
+    )
+
+
+def _k8s_external(t: _Translator, d: Directive, b: _Block) -> None:
+    zones = [z for arg in d.args for z in _zone(arg, d)] or [z for z in b.zones if z != "."]
+    if not zones or "." in zones:
+        t.unsupported(d, None, "name the external zone (k8s_external example.org)")
+        return
+    t.append("kubernetes.external_zones", list(zones), d, "k8s_external " + " ".join(d.args))
+
+    def apex(o: Directive) -> None:
+        if o.args != ["dns"]:
+            t.unsupported(d, "apex", "kdns names the zone's nameserver ns1.dns.<zone>")
+
+    def ttl(o: Directive) -> None:
+        if len(o.args) != 1:
+            raise _bad(o, "takes one number of seconds")
+        t.external_ttl.append((_integer(o.args[0], o), o))
+
+    _options(
+        t,
+        d,
+        {
+            "apex": apex,
+            "ttl": ttl,
+            "headless": lambda o: t.unsupported(
+                d, "headless", "kdns serves external IPs and LoadBalancer addresses only"
+            ),
+            "fallthrough": lambda o: t.unsupported(
+                d, "fallthrough", "names in the external zone that do not exist answer NXDOMAIN"
+            ),
+        },
+    )
+
+    def check_ttl() -> None:
+        value = t.values.get("kubernetes.ttl")
+        cluster_ttl = value.value if value else 5
+        for external_ttl, _o in t.external_ttl:
+            if external_ttl != cluster_ttl:
+                t.unsupported(
+                    d,
+                    f"ttl {external_ttl}",
+                    f"kdns answers every zone with kubernetes.ttl ({cluster_ttl})",
+                )
+        t.external_ttl.clear()
+
+    t.finish_checks.append(check_ttl)
+
+
+def _upstreams(
+    t: _Translator, d: Directive, targets: list[str], server_name: str | None, force_tcp: bool
+) -> tuple[list[str], list[str]]:
+    """(kdns upstreams, resolv.conf-style files) for forward's TO list."""
+    ups: list[str] = []
+    files: list[str] = []
+    for to in targets:
+        scheme, sep, rest = to.partition("://")
+        if not sep:
+            scheme, rest = "dns", to
+        scheme = scheme.lower()
+        if scheme == "dns" and (rest.startswith("/") or rest.startswith(".")):
+            files.append(rest)
+            continue
+        if scheme not in ("dns", "tls"):
+            t.unsupported(d, f"{scheme}:// upstream {to}", "kdns forwards over UDP, TCP, tls://")
+            continue
+        name = server_name
+        if "%" in rest:  # tls://9.9.9.9%dns.quad9.net[:PORT]
+            address, _, name_port = rest.partition("%")
+            name, colon, port = name_port.partition(":")
+            rest = address + (f":{port}" if colon else "")
+        host = rest.rsplit(":", 1)[0] if rest.count(":") == 1 else rest
+        try:
+            ipaddress.ip_address(host.strip("[]"))
+        except ValueError:
+            t.unsupported(
+                d, f"upstream {to}", "kdns forwards to IP addresses only; write the address"
+            )
+            continue
+        if scheme == "tls":
+            ups.append(f"tls://{rest}" + (f"@{name}" if name else ""))
+            if not name:
+                t.note(
+                    "forward",
+                    d,
+                    f"{to}: no tls_servername; the certificate is checked against the address",
+                )
+        else:
+            ups.append(("tcp://" if force_tcp else "") + rest)
+    return ups, files
+
+
+def _forward(t: _Translator, d: Directive, b: _Block) -> None:
+    if len(d.args) < 2:
+        raise _bad(d, "takes FROM TO...")
+    server_name: str | None = None
+    force_tcp = False
+
+    for option in d.block or []:
+        if option.name == "tls_servername":
+            if len(option.args) != 1:
+                raise _bad(option, "takes one NAME")
+            server_name = option.args[0]
+        elif option.name == "force_tcp":
+            force_tcp = True
+    for key, value in (
+        ("forward.policy", "random"),
+        ("forward.max_fails", 2),
+        ("forward.health_check", 0.5),
+    ):  # CoreDNS's defaults, which are kdns's: a forward without the option asks for these
+        if not any(o.name == key.split(".")[1] for o in d.block or []):
+            t.share(key, value, d, "")
+
+    def policy(o: Directive) -> None:
+        if len(o.args) != 1:
+            raise _bad(o, "takes random|round_robin|sequential")
+        t.share("forward.policy", o.args[0], o, f"policy {o.args[0]}")
+
+    def max_fails(o: Directive) -> None:
+        if len(o.args) != 1:
+            raise _bad(o, "takes one integer")
+        t.share("forward.max_fails", _integer(o.args[0], o), o, f"max_fails {o.args[0]}")
+
+    def max_concurrent(o: Directive) -> None:
+        if len(o.args) != 1:
+            raise _bad(o, "takes one integer")
+        t.share(
+            "forward.max_concurrent", _integer(o.args[0], o, 1), o, f"max_concurrent {o.args[0]}"
+        )
+        t.note("forward", o, "beyond max_concurrent kdns answers SERVFAIL (CoreDNS: REFUSED)")
+
+    def health_check(o: Directive) -> None:
+        if not o.args:
+            raise _bad(o, "takes DURATION [no_rec] [domain FQDN]")
+        t.share(
+            "forward.health_check",
+            _seconds_value(_duration(o.args[0], o)),
+            o,
+            f"health_check {o.args[0]}",
+        )
+        if o.args[1:]:
+            t.unsupported(
+                d,
+                f"health_check {' '.join(o.args[1:])}",
+                "kdns probes upstreams with `. NS`, recursion desired",
+            )
+
+    def tls(o: Directive) -> None:
+        if len(o.args) == 1:
+            t.share("forward.tls_ca_file", o.args[0], o, f"tls {o.args[0]}")
+        elif len(o.args) in (2, 3):
+            t.unsupported(d, "tls CERT KEY", "kdns presents no client certificate")
+            if len(o.args) == 3:
+                t.share("forward.tls_ca_file", o.args[2], o, f"tls ... {o.args[2]}")
+        elif o.args:
+            raise _bad(o, "takes [CERT KEY] [CA]")
+
+    def note(why: str) -> Callable[[Directive], None]:
+        return lambda o: t.note("forward", o, f"{o.name}: {why}")
+
+    def unsupported(advice: str) -> Callable[[Directive], None]:
+        return lambda o: t.unsupported(d, o.name, advice)
+
+    _options(
+        t,
+        d,
+        {
+            "tls_servername": lambda o: None,
+            "force_tcp": lambda o: None,
+            "policy": policy,
+            "max_fails": max_fails,
+            "max_concurrent": max_concurrent,
+            "health_check": health_check,
+            "tls": tls,
+            "prefer_udp": note("kdns asks over UDP first and retries over TCP on truncation"),
+            "expire": note("kdns keeps its own idle timeout for upstream connections"),
+            "max_idle_conns": note("kdns keeps one pipelined connection per upstream"),
+            "except": unsupported("kdns forwards every name outside its own zones"),
+            "next": unsupported("kdns returns the upstream's answer as it is"),
+            "next_on_nodata": unsupported("kdns returns the upstream's answer as it is"),
+            "failover": unsupported("kdns tries the next upstream only on a timeout or error"),
+            "failfast_all_unhealthy_upstreams": unsupported(
+                "when every upstream is down kdns still tries one"
+            ),
+            "max_connect_attempts": unsupported("no kdns equivalent"),
+            "resolver": unsupported("kdns forwards to IP addresses only"),
+            "doh_method": unsupported("kdns does not forward over HTTPS"),
+        },
+    )
+
+    if not any(o.name == "max_concurrent" for o in d.block or []):
+        t.note("forward", d, "no max_concurrent (CoreDNS: no limit); kdns's limit is 1000")
+    ups, files = _upstreams(t, d, d.args[1:], server_name, force_tcp)
+    from_zones = _zone(d.args[0], d)
+    if from_zones == ["."]:
+        from_zones = b.zones
+    text = "forward " + " ".join(d.args)
+    if "." in from_zones:
+        if files and ups:
+            t.unsupported(
+                d,
+                f"{files[0]} with addresses",
+                "kdns uses forward.upstreams or resolv.conf, not both; list them all",
+            )
+        if len(files) > 1:
+            t.unsupported(d, " ".join(files), "kdns reads one resolv.conf (forward.resolv_conf)")
+        if ups:
+            t.set("forward.upstreams", ups, d, text)
+        elif files and files[0] != "/etc/resolv.conf":
+            t.set("forward.resolv_conf", files[0], d, text)
+        elif files:
+            t.note("forward", d, "upstreams from /etc/resolv.conf, kdns's default")
+        return
+    if files:
+        t.unsupported(d, files[0], "forward.zones take addresses: list that file's nameservers")
+    if not ups:
+        return
+    for zone in from_zones:
+        if zone in t.forward_zones:
+            t.unsupported(
+                d, f"second forward for {zone}", f"kept the one from {t.forward_zones[zone][1]}"
+            )
+            continue
+        t.forward_zones[zone] = (ups, f"{_loc(d)} {text} in {' '.join(b.keys)}")
+
+    def inside_our_zones() -> None:
+        for zone in from_zones:
+            for own in _own_zones(t):
+                if _in_zone(zone, own):
+                    t.unsupported(
+                        d,
+                        f"forward {zone}",
+                        f"names under {own} are answered by kdns, never forwarded",
+                    )
+
+    t.finish_checks.append(inside_our_zones)
+
+
+def _cache(t: _Translator, d: Directive, b: _Block) -> None:
+    # What this cache asks for, CoreDNS's defaults first (kdns's too); later wins, as in CoreDNS.
+    asks: dict[str, tuple[object, Directive, str]] = {
+        key: (getattr(_DEFAULTS, _BY_TOML[key].field), d, "")
+        for key in (
+            "cache.success_capacity",
+            "cache.denial_capacity",
+            "cache.success_ttl",
+            "cache.denial_ttl",
+            "cache.min_ttl",
+            "cache.serve_stale",
+            "cache.prefetch",
+        )
+    }
+    asks["cache.enabled"] = (True, d, "cache")
+    args = list(d.args)
+    if args and args[0].isdigit():
+        ttl = _integer(args.pop(0), d, 1)
+        asks["cache.success_ttl"] = asks["cache.denial_ttl"] = (ttl, d, f"cache {ttl}")
+    if args and [z for a in args for z in _zone(a, d)] != ["."]:
+        t.unsupported(d, f"zones {' '.join(args)}", "kdns caches every forwarded answer")
+
+    def kind(name: str) -> Callable[[Directive], None]:
+        def apply(o: Directive) -> None:
+            if not 1 <= len(o.args) <= 3:
+                raise _bad(o, "takes CAPACITY [TTL] [MINTTL]")
+            values = [_integer(a, o) for a in o.args]
+            asks[f"cache.{name}_capacity"] = (values[0], o, f"{name} {o.args[0]}")
+            if len(values) > 1:
+                asks[f"cache.{name}_ttl"] = (values[1], o, f"{name} {' '.join(o.args[:2])}")
+            if len(values) > 2:
+                old, at, _ = asks["cache.min_ttl"]
+                if at.name in ("success", "denial") and old != values[2]:
+                    t.unsupported(
+                        d,
+                        f"{name} MINTTL {values[2]}",
+                        f"kdns has one cache.min_ttl, kept {old} from {at.where}",
+                    )
+                else:
+                    asks["cache.min_ttl"] = (values[2], o, f"{name} {' '.join(o.args)}")
+
+        return apply
+
+    def prefetch(o: Directive) -> None:
+        if not 1 <= len(o.args) <= 3:
+            raise _bad(o, "takes AMOUNT [[DURATION] [PERCENTAGE%]]")
+        asks["cache.prefetch"] = (_integer(o.args[0], o, 1), o, f"prefetch {o.args[0]}")
+        rest = o.args[1:]
+        if rest and not rest[0].endswith("%"):
+            if _duration(rest.pop(0), o) != 60:
+                t.unsupported(d, "prefetch DURATION", "kdns counts popularity over 1m")
+        if rest and rest[0] != "10%":
+            t.unsupported(d, "prefetch PERCENTAGE", "kdns prefetches in the last 10% of the TTL")
+
+    def serve_stale(o: Directive) -> None:
+        seconds = _duration(o.args[0], o) if o.args else 3600.0
+        asks["cache.serve_stale"] = (_seconds_value(seconds), o, "serve_stale " + " ".join(o.args))
+        if o.args[1:] and o.args[1] != "immediate":
+            t.unsupported(d, f"serve_stale {o.args[1]}", "kdns serves stale answers immediately")
+
+    def disable(o: Directive) -> None:
+        if not o.args or o.args[0] not in ("success", "denial"):
+            raise _bad(o, "takes success|denial [ZONES...]")
+
+        def check() -> None:
+            zones = [z for a in o.args[1:] for z in _zone(a, o)] or b.zones
+            ours = _own_zones(t)
+            outside = [z for z in zones if not any(_in_zone(z, own) for own in ours)]
+            if outside:
+                t.unsupported(
+                    d,
+                    f"disable {o.args[0]} {' '.join(outside)}",
+                    "kdns caches every forwarded answer",
+                )
+            else:
+                t.note("cache", o, "kdns never caches its own zones' answers in this cache")
+
+        t.finish_checks.append(check)
+
+    def servfail(o: Directive) -> None:
+        t.note("cache", o, "kdns never caches SERVFAIL")
+
+    _options(
+        t,
+        d,
+        {
+            "success": kind("success"),
+            "denial": kind("denial"),
+            "prefetch": prefetch,
+            "serve_stale": serve_stale,
+            "disable": disable,
+            "servfail": servfail,
+            "keepttl": lambda o: t.unsupported(d, "keepttl", "kdns counts cached TTLs down"),
+        },
+    )
+    for key, (value, at, text) in asks.items():
+        t.share(key, value, at, text)
+
+
+def _health(t: _Translator, d: Directive, b: _Block) -> None:
+    address = d.args[0] if d.args else ":8080"
+    t.set("health.listen", address, d, "health " + " ".join(d.args))
+    lameduck = 0.0  # CoreDNS: no lameduck unless asked
+
+    def set_lameduck(o: Directive) -> None:
+        nonlocal lameduck
+        if len(o.args) != 1:
+            raise _bad(o, "takes one duration")
+        lameduck = _duration(o.args[0], o)
+
+    _options(t, d, {"lameduck": set_lameduck})
+    t.set(
+        "health.lameduck",
+        _seconds_value(lameduck),
+        d,
+        f"lameduck {_seconds_value(lameduck)}s" if lameduck else "no lameduck option",
+    )
+
+
+def _ready(t: _Translator, d: Directive, b: _Block) -> None:
+    t.set("ready.listen", d.args[0] if d.args else ":8181", d, "ready " + " ".join(d.args))
+
+
+def _prometheus(t: _Translator, d: Directive, b: _Block) -> None:
+    address = d.args[0] if d.args else "localhost:9153"  # CoreDNS's default address
+    if t.set("metrics.listen", address, d, "prometheus " + " ".join(d.args)):
+        t.set("metrics.compat", "coredns", d, "coredns_* metric names, so dashboards keep working")
+
+
+def _errors(t: _Translator, d: Directive, b: _Block) -> None:
+    t.note("log", d, "kdns always logs errors")
+    for o in d.block or []:
+        t.note("log", o, f"{o.name}: no kdns equivalent; ignored")
+
+
+def _log(t: _Translator, d: Directive, b: _Block) -> None:
+    t.set("log.query_log", True, d, "log " + " ".join(d.args))
+    if d.args or d.block:
+        t.note("log", d, "kdns logs every query in its own format (names, classes unfiltered)")
+
+
+def _loop(t: _Translator, d: Directive, b: _Block) -> None:
+    t.note("forward", d, "kdns always checks its upstreams for a forwarding loop at start")
+
+
+def _reload(t: _Translator, d: Directive, b: _Block) -> None:
+    interval = _duration(d.args[0], d) if d.args else 30.0
+    t.set("server.reload_interval", _seconds_value(interval), d, "reload " + " ".join(d.args))
+    if len(d.args) > 1:
+        t.note("server", d, "kdns checks without jitter")
+
+
+def _loadbalance(t: _Translator, d: Directive, b: _Block) -> None:
+    if d.args and d.args[0] != "round_robin":
+        t.unsupported(d, " ".join(d.args), "kdns rotates answers round robin only")
+    t.set("server.loadbalance", True, d, "loadbalance " + " ".join(d.args))
+
+
+def _bind(t: _Translator, d: Directive, b: _Block) -> None:
+    for address in d.args:
+        try:
+            host = str(ipaddress.ip_address(address))
+        except ValueError:
+            t.unsupported(d, f"interface {address}", "kdns binds IP addresses; write them")
+            continue
+        hostport = f"[{host}]:{b.port}" if ":" in host else f"{host}:{b.port}"
+        parse_hostport(hostport)
+        if hostport not in t.listen:
+            t.listen.append(hostport)
+    if d.block:
+        t.unsupported(d, "except", "list only the addresses to bind")
+
+
+def _bufsize(t: _Translator, d: Directive, b: _Block) -> None:
+    size = _integer(d.args[0], d) if d.args else 1232
+    t.set("server.udp_size", size, d, "bufsize " + " ".join(d.args))
+
+
+def _timeouts(t: _Translator, d: Directive, b: _Block) -> None:
+    for o in d.block or []:
+        if o.name == "idle" and len(o.args) == 1:
+            idle = _seconds_value(_duration(o.args[0], o))
+            t.set("server.tcp_idle_timeout", idle, o, f"idle {o.args[0]}")
+        else:
+            t.note("server", o, f"timeouts {o.name}: no kdns equivalent; ignored")
+
+
+def _acl(t: _Translator, d: Directive, b: _Block) -> None:
+    zones = [z for arg in d.args for z in _zone(arg, d)] or b.zones
+    rule_zones = [] if "." in zones else zones
+    for o in d.block or []:
+        if o.name not in ("allow", "block", "filter", "drop"):
+            raise _bad(o, f"unknown action {o.name!r} (allow, block, filter, drop)")
+        rule: dict[str, object] = {"action": o.name}
+        current: list[str] | None = None
+        parts: dict[str, list[str]] = {}
+        for arg in o.args:
+            if arg in ("type", "net"):
+                current = parts.setdefault(arg, [])
+            elif current is None:
+                raise _bad(o, f"expected type or net, got {arg!r}")
+            else:
+                current.append(arg)
+        for key in ("net", "type"):
+            if key in parts:
+                rule[key] = parts[key]
+        if rule_zones:
+            rule["zone"] = list(rule_zones)
+        try:
+            _BY_TOML["acl.rules"].kind.check([rule])
+        except ValueError as exc:
+            t.unsupported(d, f"{o.name} {' '.join(o.args)}", f"kdns cannot take this rule: {exc}")
+            continue
+        (t.acl_zoned if rule_zones else t.acl_root).append((rule, o))
+
+
+def _allow_transfer(t: _Translator, d: Directive, addresses: list[str]) -> None:
+    nets: list[str] = []
+    for address in addresses:
+        if address != "*":
+            try:
+                ipaddress.ip_network(address, strict=False)
+            except ValueError:
+                host = address.rsplit(":", 1)[0].strip("[]")  # IP:PORT, a notify target
+                try:
+                    address = str(ipaddress.ip_address(host))
+                except ValueError:
+                    raise _bad(d, f"to: {address!r} is not an address or network") from None
+                t.note("transfer", d, "kdns sends no NOTIFY; the port is left out")
+        nets.append(address)
+    t.append("transfer.allow", list(nets), d, "to " + " ".join(addresses))
+
+
+def _transfer(t: _Translator, d: Directive, b: _Block) -> None:
+    for o in d.block or []:
+        if o.name != "to" or not o.args:
+            raise _bad(o, "takes: to ADDRESS...")
+        _allow_transfer(t, o, o.args)
+    zones = [z for arg in d.args for z in _zone(arg, d)] or b.zones
+
+    def check() -> None:
+        left = [z for z in _own_zones(t) if not any(_in_zone(z, given) for given in zones)]
+        if left:
+            t.unsupported(
+                d,
+                f"zones {' '.join(zones)}",
+                f"kdns allows transfers of all its zones, {' '.join(left)} too",
+            )
+
+    t.finish_checks.append(check)
+
+
+def _debug(t: _Translator, d: Directive, b: _Block) -> None:
+    t.set("log.level", "debug", d, "debug")
+
+
+def _root(t: _Translator, d: Directive, b: _Block) -> None:
+    t.note("server", d, "kdns reads no zone files; root is not needed")
+
+
+def _cancel(t: _Translator, d: Directive, b: _Block) -> None:
+    t.note("forward", d, "kdns gives up on an upstream after forward.timeout (2s)")
+
+
+def _workers(t: _Translator, d: Directive, b: _Block) -> None:
+    t.note("server", d, "kdns scales with server.workers processes sharing the port")
+
+
+_HANDLERS: dict[str, Callable[[_Translator, Directive, _Block], None]] = {
+    "kubernetes": _kubernetes,
+    "k8s_external": _k8s_external,
+    "forward": _forward,
+    "cache": _cache,
+    "health": _health,
+    "ready": _ready,
+    "prometheus": _prometheus,
+    "errors": _errors,
+    "log": _log,
+    "loop": _loop,
+    "reload": _reload,
+    "loadbalance": _loadbalance,
+    "bind": _bind,
+    "bufsize": _bufsize,
+    "timeouts": _timeouts,
+    "acl": _acl,
+    "transfer": _transfer,
+    "debug": _debug,
+    "root": _root,
+    "cancel": _cancel,
+    "multisocket": _workers,
+    "reuseport": _workers,
+}
+
+
+# --- TOML ------------------------------------------------------------------------------------
+
+
+def _toml_str(text: str) -> str:
+    out = []
+    for ch in text:
+        if ch in '"\\':
+            out.append("\\" + ch)
+        elif ch < " " or ch == "\x7f":
+            out.append(f"\\u{ord(ch):04x}")
+        else:
+            out.append(ch)
+    return '"' + "".join(out) + '"'
+
+
+def _toml(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, str):
+        return _toml_str(value)
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_toml(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k} = {_toml(v)}" for k, v in value.items()) + "}"
+    raise TypeError(f"cannot render {value!r} as TOML")
+
+
+def translate(
+    blocks: list[ServerBlock], source: str = "Corefile", unset_env: list[EnvUse] | None = None
+) -> Translation:
+    """The kdns TOML for ``blocks`` and what it leaves out. Raises ``CorefileError`` for a
+    Corefile CoreDNS itself would reject (a bad duration, a forward without upstreams...)."""
+    t = _Translator(blocks)
+    for use in unset_env or []:
+        t.problem(
+            f"{use.file}:{use.line}",
+            f"environment variable {use.name} is not set: substituted an empty string, as "
+            "CoreDNS would; set it and import again",
+        )
+    t.run()
+    return Translation(t.render(source), t.problems)
