@@ -1,20 +1,25 @@
 """The operator's HTTP endpoints: /health, /ready, /metrics (aiohttp).
 
 Each endpoint listens where the config says (CoreDNS defaults :8080 health, :8181 ready,
-:9153 metrics); endpoints configured on the same address share one listener.
+:9153 metrics); endpoints configured on the same address share one listener. Addresses bind
+as the DNS ones do (kdns.server.sockets): ``:8080`` is 0.0.0.0:8080 and [::]:8080.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from aiohttp import web
+
+from kdns.config import format_hostport
+from kdns.server.sockets import TCP, bind_address
 
 log = logging.getLogger("kdns.http")
 
 ReadyCheck = Callable[[], str | None]  # None when ready, else what is not ready
-MetricsRender = Callable[[], tuple[bytes, str]]  # (body, content type)
+# (body, content type); a coroutine when /metrics gathers the workers' numbers (--workers)
+MetricsRender = Callable[[], tuple[bytes, str] | Awaitable[tuple[bytes, str]]]
 
 
 class HttpEndpoints:
@@ -35,7 +40,8 @@ class HttpEndpoints:
         return web.Response(status=503, text=f"not ready: {problem}\n")
 
     async def _metrics(self, request: web.Request) -> web.Response:
-        body, content_type = self.metrics()
+        result = self.metrics()
+        body, content_type = result if isinstance(result, tuple) else await result
         return web.Response(body=body, headers={"Content-Type": content_type})
 
     async def start(self, listeners: dict[str, tuple[str, int] | None]) -> None:
@@ -45,25 +51,30 @@ class HttpEndpoints:
         for endpoint, address in listeners.items():
             if address is not None:
                 by_address.setdefault(address, []).append(endpoint)
-        for (host, port), endpoints in by_address.items():
+        for address, endpoints in by_address.items():
+            # Raises ListenError naming the endpoints: "health: cannot listen on ...".
+            groups = bind_address("+".join(endpoints), address, (TCP,))
             app = web.Application()
             for endpoint in endpoints:
                 app.router.add_get("/" + endpoint, handlers[endpoint])
             runner = web.AppRunner(app, access_log=None, handle_signals=False)
-            await runner.setup()
-            site = web.TCPSite(runner, host, port, reuse_address=True)
-            await site.start()
-            self.runners.append(runner)
-            # The bound socket tells the real port when the config asked for port 0.
-            sockets = getattr(site._server, "sockets", None) or ()
-            sockname = sockets[0].getsockname() if sockets else (host, port)
-            for endpoint in endpoints:
-                self.bound[endpoint] = (sockname[0], sockname[1])
-                log.info(
-                    "%s listening on http://%s:%d/%s", endpoint, sockname[0], sockname[1], endpoint
-                )
+            self.runners.append(runner)  # stop() cleans it up whatever happens next
+            try:
+                await runner.setup()
+                while groups:
+                    group = groups[0]
+                    await web.SockSite(runner, group.sockets[TCP]).start()
+                    groups.pop(0)
+                    for endpoint in endpoints:
+                        self.bound.setdefault(endpoint, (group.host, group.port))
+                        where = format_hostport((group.host, group.port))
+                        log.info("%s listening on http://%s/%s", endpoint, where, endpoint)
+            finally:
+                for group in groups:  # not handed to a site: still ours to close
+                    group.close()
 
     async def stop(self) -> None:
         for runner in self.runners:
             await runner.cleanup()
         self.runners.clear()
+        self.bound.clear()
