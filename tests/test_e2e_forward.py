@@ -309,3 +309,53 @@ def test_external_name_target_is_looked_up_upstream() -> None:
                 assert address.name.to_text() == "mail.example.com."
                 assert [r.to_text() for r in address] == ["192.0.2.25"]
         assert forwarded(up).count("mail.example.com.") == 1
+
+
+def _metric(text: str, name: str, **labels: str) -> float:
+    """Sum of the samples of ``name`` whose labels include ``labels``."""
+    total = 0.0
+    for line in text.splitlines():
+        if not line.startswith(name + "{"):
+            continue
+        label_text, value = line[len(name) + 1 :].rsplit("} ", 1)
+        if all(f'{k}="{v}"' in label_text for k, v in labels.items()):
+            total += float(value)
+    return total
+
+
+def test_forwarded_queries_are_counted_and_logged(public: DnsUpstream) -> None:
+    """Operator issue 2: forwarded and chased ExternalName queries count in requests,
+    responses and durations (kdns_* and coredns_*) when their reply is sent, and the query log
+    shows their rcode, not "dropped"."""
+    with Kdns(
+        "--objects",
+        CLUSTER,
+        "--upstream",
+        public.upstream("udp"),
+        "--metrics-compat",
+        "coredns",
+        "--query-log",
+    ) as proc:
+        for _ in range(3):
+            resp = dns.query.udp(dns.message.make_query("www.example.com", "A"), LOOPBACK, port=proc.port, timeout=3)  # fmt: skip
+            assert a_records(resp) == ["192.0.2.1"]
+        resp = dns.query.tcp(dns.message.make_query("nowhere.example.com", "A"), LOOPBACK, port=proc.port, timeout=3)  # fmt: skip
+        assert resp.rcode() == dns.rcode.NXDOMAIN
+        cluster = dns.query.udp(dns.message.make_query("kubernetes.default.svc.cluster.local", "A"), LOOPBACK, port=proc.port, timeout=3)  # fmt: skip
+        assert cluster.rcode() == dns.rcode.NOERROR
+        status, text = proc.get("metrics")
+        assert status == 200
+        # 3 UDP (1 forwarded + 2 from the forward cache) + 1 TCP NXDOMAIN + 1 cluster name.
+        assert _metric(text, "kdns_dns_requests_total") == 5
+        assert _metric(text, "coredns_dns_requests_total") == 5
+        assert _metric(text, "kdns_dns_responses_total", rcode="NXDOMAIN") == 1
+        assert _metric(text, "coredns_dns_responses_total", rcode="NXDOMAIN") == 1
+        assert _metric(text, "kdns_dns_responses_total", rcode="NOERROR") == 4
+        assert _metric(text, "kdns_dns_request_duration_seconds_count") == 5
+        assert _metric(text, "coredns_dns_request_duration_seconds_count") == 5
+        proc.stop()
+        time.sleep(0.5)
+        log = proc.log
+        assert "dropped" not in log
+        assert log.count("www.example.com. A NOERROR") == 3
+        assert "nowhere.example.com. A NXDOMAIN" in log

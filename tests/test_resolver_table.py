@@ -14,7 +14,7 @@ Case ids cite where the expected behaviour comes from:
 - "kdns deliberate (N)": a choice where kdns differs from CoreDNS on purpose:
   (1) existing names are NODATA for every type, never NXDOMAIN (RFC 8020);
   (2) SOA for a non-apex name that does not exist is NXDOMAIN (CoreDNS: NODATA);
-  (3) a headless service without ready endpoints is NODATA (CoreDNS: NXDOMAIN);
+  (3) retired: a headless service without ready endpoints is NXDOMAIN (spec 2.4.1);
   (4) ANY returns every RRset of the name (RFC 8482 permits; CoreDNS: NODATA);
   (5) extra labels before a pod name are NXDOMAIN (CoreDNS ignores them);
   (6) ExternalName answers CNAME for A/AAAA/CNAME/ANY, NODATA for other types;
@@ -1481,15 +1481,20 @@ EXTRA_CASES = [
         "alias.prod.svc.cluster.local.",
         "SRV",
     ),
-    nodata(
-        "kdns deliberate (3) headless without ready endpoints is NODATA (spec/CoreDNS: NXDOMAIN)",
+    nxdomain(
+        "spec 2.4.1 headless without ready endpoints is NXDOMAIN (CoreDNS agrees)",
         "idle.prod.svc.cluster.local.",
         "A",
     ),
-    nodata(
-        "kdns deliberate (3) SRV on headless without ready endpoints is NODATA",
+    nxdomain(
+        "spec 2.4.1 SRV on headless without ready endpoints is NXDOMAIN",
         "idle.prod.svc.cluster.local.",
         "SRV",
+    ),
+    nxdomain(
+        "spec 2.4.1 AAAA on headless without ready endpoints is NXDOMAIN",
+        "idle.prod.svc.cluster.local.",
+        "AAAA",
     ),
     nxdomain(
         "spec 2.4.1 a not-ready endpoint hostname does not exist",

@@ -72,6 +72,10 @@ class Answer:
                 self.rotate = size
                 self._rrset_len = len(data)
 
+    def refill(self, sections: Sections) -> None:
+        """New records, same object: holders of this answer serve the new bytes at once."""
+        self.__init__(self.rcode, self.aa, sections, self.zone)  # type: ignore[misc]
+
     def rotated(self, turn: int) -> bytes:
         """The body with the address RRset rotated ``turn`` records to the left."""
         length, size = self._rrset_len, self.rotate

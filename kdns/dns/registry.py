@@ -60,6 +60,11 @@ Frozen = bytes
 _ENTRY = struct.Struct("!HH")
 
 SHARDS = 64
+# Derived answers are kept for these query types (class IN), so a change drops a bounded set of
+# keys per name; other types are computed per query (rare, and cheap).
+MEMO_TYPES = (A, NS, CNAME, SOA, PTR, 15, TXT, AAAA, SRV, 35, 43, 48, 64, 65, 257, ANY)
+MEMO_SUFFIXES = tuple(struct.pack("!HH", t, 1) for t in MEMO_TYPES)
+MAX_DERIVED = 32768
 DNS_SCHEMA_VERSION = "1.1.0"  # Kubernetes DNS-Based Service Discovery spec 2.2
 DNS_VERSION_TTL = 28800  # CoreDNS kubernetes.go: the dns-version TXT has a fixed TTL
 _QSUFFIX = struct.Struct("!HH")
@@ -158,6 +163,13 @@ class Registry:
         self._deps: dict[bytes, set[bytes]] = {}  # name -> names whose additional section uses it
         self._dep_targets: dict[bytes, tuple[bytes, ...]] = {}  # the reverse, for pruning
         self._dirty: set[Owner] = set()
+        # Answers the resolver derived from this state (negative answers, computed pod names,
+        # ANY), keyed like ``answers`` and read by the hot path right after it. Entries are
+        # dropped exactly when a change could alter them (see ``_forget_derived``).
+        self.derived: dict[bytes, Answer] = {}
+        self.derived_evictions = 0
+        self._existence: list[bytes] = []  # empty non-terminals made or gone since last flush
+        self._namespaces_moved = False  # a namespace started or stopped existing
         self._batch = 0
         self._dns_version = names.to_wire("dns-version." + self.cluster.text)
         for zone in zones:
@@ -218,6 +230,30 @@ class Registry:
     def namespace_exists(self, namespace: str) -> bool:
         return namespace in self.namespaces or self._ns_refs[namespace] > 0
 
+    def remember(self, key: bytes, answer: Answer) -> None:
+        """Keep an answer the resolver derived (``key`` as in ``answers``) until the state it
+        was derived from changes. Bounded: when full it starts over (no per-hit bookkeeping)."""
+        derived = self.derived
+        if len(derived) >= MAX_DERIVED:
+            self.derived_evictions += len(derived)
+            derived.clear()
+        derived[key] = answer
+
+    def _forget_derived(self, changed: Iterable[bytes]) -> None:
+        """Drop the derived answers a flush may have changed: every memoizable type of each
+        changed name (records, dependents' glue, empty non-terminals made or gone), or all of
+        them when a namespace came or went (computed pod names depend on it)."""
+        derived = self.derived
+        if self._namespaces_moved:
+            self._namespaces_moved = False
+            self.derived_evictions += len(derived)
+            derived.clear()
+            return
+        pop = derived.pop
+        for name in changed:
+            for suffix in MEMO_SUFFIXES:
+                pop(name + suffix, None)
+
     def counts(self) -> dict[str, int]:
         return {
             "Service": len(self.services),
@@ -264,6 +300,7 @@ class Registry:
         elif isinstance(obj, Namespace):
             changed = obj.name not in self.namespaces
             if changed:
+                self._namespaces_moved = True
                 self.namespaces.add(obj.name)
                 self._touch(("ns", "", obj.name))
         else:  # pragma: no cover - the type union is closed
@@ -275,22 +312,23 @@ class Registry:
         if kind == "Service":
             if self.services.pop(key, None) is None:
                 return False
-            self._ns_refs[namespace] -= 1
+            self._ref_namespace(namespace, -1)
             self._touch_service(namespace, name)
         elif kind == "EndpointSlice":
             old = self.slices.pop(key, None)
             if old is None:
                 return False
-            self._ns_refs[namespace] -= 1
+            self._ref_namespace(namespace, -1)
             self._unlink_slice(old)
         elif kind == "Pod":
             if self.pods.pop(key, None) is None:
                 return False
-            self._ns_refs[namespace] -= 1
+            self._ref_namespace(namespace, -1)
             self._touch(("pod", namespace, name))
         elif kind == "Namespace":
             if name not in self.namespaces:
                 return False
+            self._namespaces_moved = True
             self.namespaces.discard(name)
             self._touch(("ns", "", name))
         else:
@@ -329,6 +367,7 @@ class Registry:
     def set_ttl(self, ttl: int) -> None:
         """Re-render everything with a new TTL (config reload)."""
         self.ttl = ttl
+        self.derived.clear()  # computed pod answers carry the TTL
         for zone in self.zones:
             zone.set_ttl(ttl)
         with self.batch():
@@ -357,8 +396,13 @@ class Registry:
                 zone.bump()
                 self._dirty.add(("zone", "", zone.text))
             touched = set()
-        for name in self._with_dependents(dirty_names):
+        rendered = self._with_dependents(dirty_names)
+        for name in rendered:
             self._render_name(name)
+        if self.derived:
+            self._forget_derived(rendered.union(self._existence))
+        self._existence.clear()
+        self._namespaces_moved = False
         if dirty_names:
             self.generation += 1
             if self.on_change is not None:
@@ -371,9 +415,16 @@ class Registry:
         if old == obj:
             return False
         if old is None:
-            self._ns_refs[namespace] += 1
+            self._ref_namespace(namespace, +1)
         store[obj.key] = obj
         return True
+
+    def _ref_namespace(self, namespace: str, delta: int) -> None:
+        """Count an object in ``namespace`` (manifests may omit the Namespace itself)."""
+        before = self.namespace_exists(namespace)
+        self._ns_refs[namespace] += delta
+        if self.namespace_exists(namespace) != before:
+            self._namespaces_moved = True
 
     def _keys_of(self, kind: str) -> list[tuple[str, str]]:
         if kind == "Namespace":
@@ -458,9 +509,14 @@ class Registry:
             return
         node = names.parent(name)
         while len(node) > len(zone.apex):
-            self._ents[node] += delta
-            if self._ents[node] <= 0:
+            count = self._ents[node] + delta
+            if count <= 0:
                 del self._ents[node]
+                self._existence.append(node)
+            else:
+                self._ents[node] = count
+                if count == delta:
+                    self._existence.append(node)  # a new empty non-terminal
             node = names.parent(node)
 
     def _with_dependents(self, dirty: set[bytes]) -> set[bytes]:
@@ -613,6 +669,11 @@ class Registry:
                     add_port(ep_port.name, ep_port.protocol, ep_port.port, ep_name, address)
 
         self._render_srv(out, srv)
+        if svc.headless and not out[base]:
+            # Spec 2.4.1: "If there are no ready endpoints for the headless Service, the
+            # answer should be NXDOMAIN" (CoreDNS agrees): the name does not exist, and with
+            # no endpoints there are no names below it either.
+            del out[base]
         self._render_external(svc, out)
         if (namespace, name) == self.dns_service:
             for ip in svc.cluster_ips:
@@ -715,7 +776,9 @@ class Registry:
                     continue
                 if target != name:
                     self._deps.setdefault(target, set()).add(name)
-                    self._dep_targets[name] = (*self._dep_targets.get(name, ()), target)
+                    known = self._dep_targets.get(name, ())
+                    if target not in known:  # ANY re-renders: never grow the index twice
+                        self._dep_targets[name] = (*known, target)
                 found = self.records(target)
                 if rtype == CNAME:
                     # CoreDNS chases an in-zone ExternalName target: CNAME + the target's RRset.

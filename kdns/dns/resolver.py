@@ -23,7 +23,7 @@ from kdns.dns.records import (
     SERVFAIL,
     rdata_address,
 )
-from kdns.dns.registry import Registry, question_key
+from kdns.dns.registry import MEMO_TYPES, Registry, question_key
 from kdns.dns.zones import CLUSTER, REVERSE, Zone
 
 REFUSED_ANSWER = empty(REFUSED, False)
@@ -42,19 +42,13 @@ class Resolver:
         self.zones = registry.zones
         cluster = registry.cluster
         self._pod_suffix = names.to_wire("pod." + cluster.text)
-        self.pod_answers: dict[bytes, Answer] = {}
-        self.misses = 0  # questions the pre-rendered dict did not hold (metrics)
-        self.pod_hits = 0
-        self.pod_misses = 0
-        self.pod_evictions = 0
+        self.misses = 0  # questions neither the answers dict nor the derived memo held
+        self.derived = 0  # of those, answers derived and remembered (metrics)
         self._servfail = {zone.text: empty(SERVFAIL, False, zone.text) for zone in self.zones}
-        self._pod_generation = -1
 
     def carry_counters(self, previous: Resolver) -> None:
         self.misses = previous.misses
-        self.pod_hits = previous.pod_hits
-        self.pod_misses = previous.pod_misses
-        self.pod_evictions = previous.pod_evictions
+        self.derived = previous.derived
 
     def resolve(self, qname: bytes, qtype: int, qclass: int = CLASS_IN) -> Answer:
         """Answer a question; ``qname`` is the lowercased wire name."""
@@ -75,6 +69,16 @@ class Resolver:
             return TRANSFER if qname == zone.apex else REFUSED_ANSWER
         if not registry.synced:
             return self._servfail[zone.text]
+        answer = self._in_zone(qname, qtype, zone)
+        if answer is not FORWARD and qclass == CLASS_IN and qtype in MEMO_TYPES:
+            # Negative, computed and ANY answers are derived once per state of the registry:
+            # the next asker of the same question is served by the hot path's second lookup.
+            self.derived += 1
+            registry.remember(question_key(qname, qtype), answer)
+        return answer
+
+    def _in_zone(self, qname: bytes, qtype: int, zone: Zone) -> Answer:
+        registry = self.registry
         if registry.exists(qname):
             if qtype == ANY:
                 records = registry.records(qname)
@@ -86,38 +90,19 @@ class Resolver:
                     return answer
             # NODATA. An ExternalName's CNAME is pre-rendered for A/AAAA/CNAME/ANY only;
             # other types get NODATA, as from CoreDNS.
-            return self.negative(qname, zone, NOERROR)
-        if self.registry.pods_mode == "insecure" and zone.kind == CLUSTER:
-            pod = self._insecure_pod_cached(qname, qtype, zone)
+            return zone.negative(qname, NOERROR)
+        if registry.pods_mode == "insecure" and zone.kind == CLUSTER:
+            pod = self._insecure_pod(qname, qtype, zone)
             if pod is not None:
                 return pod
         if self.forward and zone.kind == REVERSE:
             return FORWARD  # CoreDNS default Corefile: fallthrough in-addr.arpa ip6.arpa
-        return self.negative(qname, zone, NXDOMAIN)
-
-    def _insecure_pod_cached(self, qname: bytes, qtype: int, zone: Zone) -> Answer | None:
-        # Pod names are computed, not stored; a small cache keeps repeat askers off the
-        # parse path. It is emptied when the registry changes (a namespace may have gone).
-        if self._pod_generation != self.registry.generation or len(self.pod_answers) > 4096:
-            self.pod_evictions += len(self.pod_answers)
-            self.pod_answers.clear()
-            self._pod_generation = self.registry.generation
-        key = question_key(qname, qtype)
-        answer = self.pod_answers.get(key)
-        if answer is not None:
-            self.pod_hits += 1
-        else:
-            self.pod_misses += 1
-            answer = self._insecure_pod(qname, qtype, zone)
-            if answer is not None:
-                self.pod_answers[key] = answer
-        return answer
+        return zone.negative(qname, NXDOMAIN)
 
     @staticmethod
     def negative(qname: bytes, zone: Zone, rcode: int) -> Answer:
         """NXDOMAIN or NODATA (NOERROR, no answer) with the zone SOA in authority (RFC 2308)."""
-        soa = zone.soa_for(qname)
-        return Answer(rcode, True, ((), ((soa, 1),), ()), zone.text)
+        return zone.negative(qname, rcode)
 
     def _insecure_pod(self, qname: bytes, qtype: int, zone: Zone) -> Answer | None:
         """CoreDNS ``pods insecure``: a-b-c-d.<ns>.pod.<zone> answers the IP in its first label

@@ -13,6 +13,7 @@ import time
 from collections.abc import Iterator
 
 from kdns.dns import names
+from kdns.dns.answer import Answer, Sections
 from kdns.dns.records import SOA, rdata_soa, rr
 
 CLUSTER = "cluster"
@@ -29,7 +30,17 @@ _POINTER = struct.Struct("!H")
 
 
 class Zone:
-    __slots__ = ("apex", "kind", "text", "serial", "ttl", "ns_name", "soa_rdata", "_soa_tail")
+    __slots__ = (
+        "apex",
+        "kind",
+        "text",
+        "serial",
+        "ttl",
+        "ns_name",
+        "soa_rdata",
+        "_soa_tail",
+        "_negatives",
+    )
 
     def __init__(self, text: str, kind: str, ttl: int) -> None:
         self.text = text.rstrip(".").lower()
@@ -41,6 +52,9 @@ class Zone:
         self.serial = int(time.time())
         self.soa_rdata = b""
         self._soa_tail = b""
+        # (rcode, SOA owner offset) -> the negative answer: one shared object per shape, not
+        # per name (every NXDOMAIN for a name of the same length is the same bytes).
+        self._negatives: dict[tuple[int, int], Answer] = {}
         self._render_soa()
 
     def bump(self) -> None:
@@ -67,6 +81,24 @@ class Zone:
         )
         # Everything of the SOA RR after its owner name, for negative answers.
         self._soa_tail = rr(b"", SOA, min(self.ttl, 300), self.soa_rdata)
+        # Shared negative answers are refilled in place: whoever holds one (the resolver's
+        # memo of derived answers) serves the new serial without being told.
+        for (_, offset), answer in self._negatives.items():
+            answer.refill(self._negative_sections(offset))
+
+    def _negative_sections(self, offset: int) -> Sections:
+        soa = _POINTER.pack(0xC000 | offset) + self._soa_tail
+        return ((), ((soa, 1),), ())
+
+    def negative(self, qname: bytes, rcode: int) -> Answer:
+        """NXDOMAIN or NODATA (NOERROR, no answer) for ``qname`` with the SOA in authority
+        (RFC 2308 3), shared by every name of the same length."""
+        offset = 12 + len(qname) - len(self.apex)
+        answer = self._negatives.get((rcode, offset))
+        if answer is None:
+            answer = Answer(rcode, True, self._negative_sections(offset), self.text)
+            self._negatives[(rcode, offset)] = answer
+        return answer
 
     def soa_for(self, qname: bytes) -> bytes:
         """The zone's SOA RR for the authority section of a reply to ``qname``.

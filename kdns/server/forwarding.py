@@ -136,11 +136,11 @@ class Forwarder:
             try:
                 upstream = await route.group.query(wire)
             except ForwardError:
-                replier.send_reply(cname_only, peer)
+                query.deliver(replier, cname_only, peer)
                 return
             if self.cache is not None:
                 self.cache.put(key, upstream)
-            replier.send_reply(self._fit(query, _append_answers(cname_only, upstream)), peer)
+            query.deliver(replier, self._fit(query, _append_answers(cname_only, upstream)), peer)
 
         self._spawn(look_up())
         return None
@@ -176,7 +176,7 @@ class Forwarder:
         else:
             if self.cache is not None:
                 self.cache.put(key, response)
-        replier.send_reply(self._fit(query, response), peer)
+        query.deliver(replier, self._fit(query, response), peer)
 
     def _prefetch(self, query: Query, key: bytes) -> None:
         route = self.route(query.name)

@@ -12,6 +12,7 @@ class Stats:
         "tcp_timeouts",
         "udp_send_errors",
         "errors",
+        "derived_hits",
     )
 
     def __init__(self) -> None:
@@ -22,6 +23,7 @@ class Stats:
         self.tcp_timeouts = 0  # closed idle
         self.udp_send_errors = 0
         self.errors = 0  # internal errors (bugs), never malformed input
+        self.derived_hits = 0  # answered from the registry's derived memo (negative answers)
 
     def as_dict(self) -> dict[str, int]:
         return {name: getattr(self, name) for name in self.__slots__}

@@ -15,7 +15,7 @@ from typing import Any
 from kdns.server.meter import TCP4, TCP6
 from kdns.server.querylog import log_query
 from kdns.server.stats import Stats
-from kdns.server.wire import Responder
+from kdns.server.wire import DEFERRED, Query, Responder
 
 log = logging.getLogger("kdns.tcp")
 
@@ -108,7 +108,7 @@ class TcpConnection(asyncio.Protocol):
                     )
                 response = None
             self.server.stats.tcp_queries += 1
-            if self.server.query_log:
+            if self.server.query_log and response is not DEFERRED:  # DEFERRED: logged when sent
                 first = response[0] if isinstance(response, list) else response
                 log_query("tcp", self.peer, message, first, time.perf_counter() - started)
             if response is None:
@@ -133,11 +133,13 @@ class TcpConnection(asyncio.Protocol):
         if self.transport is not None and not self.transport.is_closing():
             self.transport.resume_reading()
 
-    def send_reply(self, response: bytes, peer: Any) -> None:
+    def send_reply(self, response: bytes, peer: Any, query: Query | None = None) -> None:
         """A forwarded answer arriving later (replies may overtake each other: RFC 7766 7)."""
         if self.transport is not None and not self.transport.is_closing():
             self.transport.write(len(response).to_bytes(2, "big") + response)
             self._arm()
+        if self.server.query_log and query is not None:
+            log_query("tcp", peer, query.data, response, time.perf_counter() - query.started)
 
     def eof_received(self) -> bool | None:
         return None  # close our side too once the client is done

@@ -16,7 +16,7 @@ from typing import Any
 from kdns.server.meter import UDP4, UDP6
 from kdns.server.querylog import log_query
 from kdns.server.stats import Stats
-from kdns.server.wire import Responder
+from kdns.server.wire import DEFERRED, Query, Responder
 
 log = logging.getLogger("kdns.udp")
 
@@ -42,10 +42,11 @@ class UdpProtocol(asyncio.DatagramProtocol):
             self._internal_error()
             return
         self.stats.udp_queries += 1
-        if response is not None and self.transport is not None:
-            # Never a list over UDP: zone transfers are TCP only.
-            self.transport.sendto(response, addr)  # type: ignore[arg-type]
-        if started:
+        if type(response) is bytes:
+            # Never several messages over UDP (zone transfers are TCP only); DEFERRED (a
+            # forwarded query) is sent, counted and logged by send_reply later.
+            self.transport.sendto(response, addr)  # type: ignore[union-attr]
+        if started and response is not DEFERRED:
             log_query("udp", addr, data, response, time.perf_counter() - started)  # type: ignore[arg-type]
 
     def _internal_error(self) -> None:
@@ -53,10 +54,12 @@ class UdpProtocol(asyncio.DatagramProtocol):
         if self.stats.errors < 10 or self.stats.errors % 10000 == 0:
             log.exception("internal error answering a UDP query (%d so far)", self.stats.errors)
 
-    def send_reply(self, response: bytes, peer: Any) -> None:
+    def send_reply(self, response: bytes, peer: Any, query: Query | None = None) -> None:
         """A forwarded answer arriving later (kdns.server.forwarding)."""
         if self.transport is not None and not self.transport.is_closing():
             self.transport.sendto(response, peer)
+        if self.query_log and query is not None:
+            log_query("udp", peer, query.data, response, time.perf_counter() - query.started)
 
     def error_received(self, exc: Exception) -> None:
         # ICMP port unreachable from a client that went away: nothing to do.

@@ -19,6 +19,7 @@ from kdns.dns import names
 from kdns.dns.answer import FORWARD, TRANSFER, Answer, empty
 from kdns.dns.records import BADVERS, FORMERR, NOERROR, NOTIMP, OPT, REFUSED
 from kdns.server.meter import TCP4, UDP4, Meter
+from kdns.server.stats import Stats
 
 Lookup = Callable[[bytes, int, int], Answer]
 
@@ -48,6 +49,7 @@ def read_edns(data: bytes, pos: int, ancount: int, nscount: int, arcount: int) -
     n = len(data)
     edns = None
     for index in range(ancount + nscount + arcount):
+        start = pos
         pos = names.name_end(data, pos)
         if pos + 10 > n:
             raise Malformed("record header runs past the packet")
@@ -56,16 +58,52 @@ def read_edns(data: bytes, pos: int, ancount: int, nscount: int, arcount: int) -
         if pos > n:
             raise Malformed("rdata runs past the packet")
         if rtype == OPT:
+            # RFC 6891 6.1.1: one OPT, in the additional section, owned by the root.
             if index < ancount + nscount or edns is not None:
-                raise Malformed("OPT outside the additional section or twice")  # RFC 6891 6.1.1
+                raise Malformed("OPT outside the additional section or twice")
+            if data[start] != 0:
+                raise Malformed("OPT owner is not the root")
+            _check_options(data, pos - rdlength, pos)
             edns = Edns(max(rclass, MIN_UDP), (ttl >> 16) & 0xFF, bool(ttl & 0x8000))
+    return edns
+
+
+def _check_options(data: bytes, pos: int, end: int) -> None:
+    """RFC 6891 6.1.2: OPT RDATA is {code, length, value}*; an option must not overrun it."""
+    while pos < end:
+        if pos + 4 > end:
+            raise Malformed("EDNS option header overruns the OPT RDATA")
+        pos += 4 + ((data[pos + 2] << 8) | data[pos + 3])
+        if pos > end:
+            raise Malformed("EDNS option overruns the OPT RDATA")
+
+
+# The OPT records clients send are few and repeat (dig, dnsperf -e, systemd-resolved and
+# node-local caches each send the same bytes every time): the record without options, as its
+# raw bytes, maps to its parsed form, so an EDNS query costs one more dict lookup, not a parse.
+_EDNS_SEEN: dict[bytes, Edns] = {}
+_EDNS_SEEN_MAX = 256
+_ONE_ADDITIONAL = b"\x00\x00\x00\x00\x00\x01"
+
+
+def _plain_opt(data: bytes, qend: int) -> Edns | None:
+    """The OPT record of a query whose only extra record is an option-less OPT (the common
+    EDNS query), from the table of those seen before; None when it is anything else."""
+    edns = _EDNS_SEEN.get(data[qend:])
+    if edns is None and len(data) == qend + 11 and data[qend + 9 : qend + 11] == b"\x00\x00":
+        try:
+            edns = read_edns(data, qend, 0, 0, 1)
+        except ValueError:
+            return None
+        if edns is not None and len(_EDNS_SEEN) < _EDNS_SEEN_MAX:
+            _EDNS_SEEN[data[qend:]] = edns
     return edns
 
 
 class Replier(Protocol):
     """Where a deferred (forwarded) answer goes: the UDP protocol or the TCP connection."""
 
-    def send_reply(self, response: bytes, peer: Any) -> None: ...
+    def send_reply(self, response: bytes, peer: Any, query: Query | None = None) -> None: ...
 
 
 class Forwarding(Protocol):
@@ -89,16 +127,35 @@ class Filter(Protocol):
 class Query:
     """A parsed question, handed to the slower paths (forwarding, transfer)."""
 
-    __slots__ = ("data", "name", "qtype", "qend", "edns", "tcp", "responder")
+    __slots__ = ("data", "name", "qtype", "qend", "edns", "tcp", "channel", "started", "responder")
 
-    def __init__(self, data: bytes, name: bytes, qtype: int, qend: int, edns: Edns | None, tcp: bool, responder: Responder) -> None:  # fmt: skip
+    def __init__(self, data: bytes, name: bytes, qtype: int, qend: int, edns: Edns | None, channel: int, responder: Responder) -> None:  # fmt: skip
         self.data = data
         self.name = name  # lowercased wire name
         self.qtype = qtype
         self.qend = qend  # offset just past the question
         self.edns = edns
-        self.tcp = tcp
+        self.channel = channel
+        self.tcp = channel >= TCP4
+        self.started = perf_counter()  # microseconds after arrival: the slow paths start here
         self.responder = responder
+
+    def deliver(self, replier: Replier, response: bytes, peer: Any) -> None:
+        """Send a reply that comes later (forwarded, chased) and account for it as the hot
+        path accounts for the rest: the meter (rcode, sizes, duration from arrival) and the
+        query log both see it when it is sent."""
+        replier.send_reply(response, peer, self)
+        meter = self.responder.meter
+        if meter is not None:
+            meter.record(
+                self.channel,
+                self.data[self.qend - 4 : self.qend - 2],
+                ".",
+                response[3] & 0x0F,
+                perf_counter() - self.started,
+                len(self.data),
+                len(response),
+            )
 
     @property
     def key(self) -> bytes:
@@ -126,6 +183,8 @@ class Responder:
 
     __slots__ = (
         "answers",
+        "derived",
+        "stats",
         "resolve",
         "udp_size",
         "meter",
@@ -148,6 +207,8 @@ class Responder:
         meter: Meter | None = None,
     ) -> None:
         self.answers = answers
+        self.derived: dict[bytes, Answer] = {}  # the registry's derived answers (see there)
+        self.stats = Stats()  # the app passes its own, shared with the protocols
         self.resolve = resolve
         self.meter = meter
         self.forwarder: Forwarding | None = None
@@ -177,13 +238,14 @@ class Responder:
         peer: Any = None,
         replier: Replier | None = None,
     ) -> bytes | list[bytes] | None:
-        """The response to one query: bytes, several messages (a zone transfer over TCP), or
-        None (dropped, or answered later through ``replier`` once an upstream replies)."""
+        """The response to one query: bytes, several messages (a zone transfer over TCP),
+        ``DEFERRED`` (answered later through ``replier`` once an upstream replies; counted
+        and logged then) or None (dropped)."""
         meter = self.meter
         if meter is None:
-            return self._respond(data, channel >= TCP4, peer, replier)
+            return self._respond(data, channel, peer, replier)
         started = perf_counter()
-        response = self._respond(data, channel >= TCP4, peer, replier)
+        response = self._respond(data, channel, peer, replier)
         if response.__class__ is bytes:
             meter.record(
                 channel,
@@ -196,7 +258,8 @@ class Responder:
             )
         return response
 
-    def _respond(self, data: bytes, tcp: bool, peer: Any, replier: Replier | None) -> bytes | list[bytes] | None:  # fmt: skip
+    def _respond(self, data: bytes, channel: int, peer: Any, replier: Replier | None) -> bytes | list[bytes] | None:  # fmt: skip
+        tcp = channel >= TCP4
         # The meter's labels for replies that stop before the question is read (FORMERR, ...).
         self.zone = "."
         self.qtype = b""
@@ -227,15 +290,19 @@ class Responder:
             return _header_reply(data, FORMERR)
         name = data[12 : pos + 1].lower()
         edns = None
-        if data[6:12] != b"\x00\x00\x00\x00\x00\x00":
-            ancount, nscount, arcount = struct.unpack_from("!HHH", data, 6)
-            if ancount > 1 or nscount > 1 or arcount > 2:  # miekg/dns defaultMsgAcceptFunc
-                return _header_reply(data, FORMERR)
-            try:
-                edns = read_edns(data, qend, ancount, nscount, arcount)
-            except ValueError:  # Malformed, or names.BadName
-                return _header_reply(data, FORMERR)
-            if edns is not None and edns.version > 0:
+        counts = data[6:12]
+        if counts != b"\x00\x00\x00\x00\x00\x00":
+            # The common EDNS query (one option-less OPT) is one lookup; anything else walks.
+            edns = _plain_opt(data, qend) if counts == _ONE_ADDITIONAL else None
+            if edns is None:
+                ancount, nscount, arcount = struct.unpack_from("!HHH", data, 6)
+                if ancount > 1 or nscount > 1 or arcount > 2:  # miekg/dns defaultMsgAcceptFunc
+                    return _header_reply(data, FORMERR)
+                try:
+                    edns = read_edns(data, qend, ancount, nscount, arcount)
+                except ValueError:  # Malformed, or names.BadName
+                    return _header_reply(data, FORMERR)
+            if edns is not None and edns.version:
                 return self._badvers(data, qend, edns)
         self.qtype = data[pos + 1 : pos + 3]  # for the meter
         if self.acl is not None:
@@ -246,22 +313,32 @@ class Responder:
                 if action == DROP:
                     return None
                 return self.reply(data, qend, edns, tcp, FILTERED if action == FILTER else BLOCKED)
-        answer = self.answers.get(name + data[pos + 1 : qend])
+        key = name + data[pos + 1 : qend]
+        answer = self.answers.get(key)
         if answer is None:
-            qtype, qclass = struct.unpack_from("!HH", data, pos + 1)
-            answer = self.resolve(name, qtype, qclass)
-            if answer is FORWARD or answer is TRANSFER:
-                query = Query(data, name, qtype, qend, edns, tcp, self)
-                if answer is TRANSFER:
-                    return self._transfer(query, peer)
-                if self.forwarder is None:
-                    answer = REFUSED_ANSWER
-                else:
-                    return self.forwarder.handle(query, replier, peer)
+            # Second lookup: answers derived before from the same registry state (NXDOMAIN
+            # and NODATA of search-path walks, computed pod names), as cheap as a positive.
+            answer = self.derived.get(key)
+            if answer is not None:
+                self.stats.derived_hits += 1
+            else:
+                qtype, qclass = struct.unpack_from("!HH", data, pos + 1)
+                answer = self.resolve(name, qtype, qclass)
+                if answer is FORWARD or answer is TRANSFER:
+                    query = Query(data, name, qtype, qend, edns, channel, self)
+                    if answer is TRANSFER:
+                        return self._transfer(query, peer)
+                    if self.forwarder is None:
+                        answer = REFUSED_ANSWER
+                    else:
+                        response = self.forwarder.handle(query, replier, peer)
+                        return DEFERRED if response is None else response
         self.zone = answer.zone  # for the meter
         if answer.chase is not None and self.forwarder is not None:
-            query = Query(data, name, (data[pos + 1] << 8) | data[pos + 2], qend, edns, tcp, self)
-            return self.forwarder.chase(query, answer, replier, peer)
+            qtype = (data[pos + 1] << 8) | data[pos + 2]
+            query = Query(data, name, qtype, qend, edns, channel, self)
+            response = self.forwarder.chase(query, answer, replier, peer)
+            return DEFERRED if response is None else response
         return self.reply(data, qend, edns, tcp, answer)
 
     def reply(self, data: bytes, qend: int, edns: Edns | None, tcp: bool, answer: Answer) -> bytes:
@@ -309,6 +386,10 @@ class Responder:
         )
         return head + b"\x00\x01\x00\x00\x00\x00\x00\x01" + data[12:qend] + opt
 
+
+# What ``respond`` returns for a query answered later through its replier (forwarding): no
+# message now. An empty list, so TCP's "several messages" path writes nothing for it.
+DEFERRED: list[bytes] = []
 
 # ACL actions (kdns.dns.acl) and the answers they give (CoreDNS acl: block -> REFUSED,
 # filter -> NOERROR with nothing, drop -> no reply).
