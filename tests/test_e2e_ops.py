@@ -95,7 +95,8 @@ def test_metric_names_follow_prometheus_rules(demo: Kdns) -> None:
     assert families
     for family in families:
         assert METRIC_NAME.match(family.name), family.name
-        assert family.name.startswith(("kdns_", "coredns_")), family.name
+        # process_*: the standard process metrics (prometheus-client's ProcessCollector).
+        assert family.name.startswith(("kdns_", "coredns_", "process_")), family.name
         assert family.name == family.name.lower()
         if family.type == "counter":
             assert all(s.name.endswith(("_total", "_created")) for s in family.samples), family.name
