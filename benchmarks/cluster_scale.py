@@ -1,18 +1,29 @@
-"""A big cluster through the real watch path: memory, time to first sync, serving-loop stall.
+"""kdns's footprint and start through the real watch path, from an idle demo to 110k objects.
 
-Builds a cluster in the Kubernetes API test server (tests/k8sapi.py, the real list/watch HTTP
-protocol), starts `kdns serve --kubeconfig ...` against it and reports:
+Each cluster is built in the Kubernetes API test server (tests/k8sapi.py: the real list/watch
+HTTP protocol) and served by a real `kdns serve --kubeconfig ...` process. Reported:
 
-- time from process start to /ready 200 (first full sync),
-- resident memory after sync, and per object above an empty kdns,
-- the longest time a query waited while a 410 relist of everything ran (a UDP client on
-  loopback asks every millisecond and records the worst latency), next to the same client's
-  worst latency on an idle server as the baseline.
+- `import kdns.app`: resident memory and time right after the import (a fresh interpreter);
+- the demo (`kdns serve --demo`): resident memory when idle, time to the first answer;
+- per cluster: time from process start to the first full sync (/ready 200) and to the first
+  successful DNS answer for a Service name, resident memory after sync, and memory per object
+  above the same kdns started on an empty cluster (objects = Services + EndpointSlices +
+  endpoints + Pods);
+- at 110k objects, the longest time a query waited while a 410 relist of everything ran (a UDP
+  client on loopback asks every millisecond and records the worst round trip), next to the
+  same client's worst round trip on an idle server.
 
-    .venv/bin/python benchmarks/cluster_scale.py                      # 5,000 svc / 50,000 ep / 50,000 pods
-    .venv/bin/python benchmarks/cluster_scale.py --services 500 --endpoints 5000 --pods 5000
+Clusters: `1050` is 1,050 Services (30 namespaces, 3,400 endpoints, a fifth of the Services
+headless; pods not watched, the default `--pods insecure`), the size kube-dns published its
+memory for; `110k` is 5,000 Services, 50,000 endpoints and 50,000 Pods under `--pods verified`.
 
-Targets (issue "Live cluster"): under 1 KB per object, under 100 ms stall.
+    .venv/bin/python benchmarks/cluster_scale.py                    # everything, once
+    .venv/bin/python benchmarks/cluster_scale.py --only 1050 --repeat 3
+    .venv/bin/python benchmarks/cluster_scale.py --only custom --services 500 --endpoints 5000 --pods 5000
+
+Targets (issue "Standard mode", Footprint): RSS after sync with 1,050 Services <= 50 MiB; demo
+idle <= 40 MB; <= 1 KB per object at 110k objects; first answer <= 1 s on an idle machine;
+(issue "Live cluster") relist stall < 100 ms. Memory is reported in MiB (VmRSS / 1024 KiB).
 """
 
 from __future__ import annotations
@@ -21,41 +32,72 @@ import argparse
 import os
 import socket
 import struct
+import subprocess
 import sys
 import tempfile
 import threading
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
 
+import dns.exception  # noqa: E402
 import dns.message  # noqa: E402
+import dns.rcode  # noqa: E402
 
 from tests.k8sapi import K8sApi, endpointslice, namespace, pod, service  # noqa: E402
 from tests.kdnsproc import Kdns  # noqa: E402
 
+PROBE_NAME = "svc1.ns1.svc.cluster.local"  # a ClusterIP Service every cluster below has
+DEMO_NAME = "kubernetes.default.svc.cluster.local"
 
-def build(services: int, endpoints: int, pods: int, namespaces: int = 50) -> list[dict]:
-    objects: list[dict] = [namespace(f"ns{i}") for i in range(namespaces)]
-    per_service = max(1, endpoints // services)
+
+@dataclass(frozen=True)
+class Shape:
+    name: str
+    services: int
+    endpoints: int
+    pods: int
+    namespaces: int
+    pods_mode: str
+    relist: bool
+
+    @property
+    def objects(self) -> int:
+        # Services + their EndpointSlices + endpoints + Pods (namespaces are not counted).
+        return self.services * 2 + self.endpoints + self.pods
+
+
+SHAPES = {
+    "1050": Shape("1,050 Services", 1050, 3400, 0, 30, "insecure", relist=False),
+    "110k": Shape("110k objects", 5000, 50000, 50000, 50, "verified", relist=True),
+}
+
+
+def build(shape: Shape) -> list[dict]:
+    objects: list[dict] = [namespace(f"ns{i}") for i in range(shape.namespaces)]
+    services, endpoints = shape.services, shape.endpoints
     for s in range(services):
-        ns = f"ns{s % namespaces}"
+        ns = f"ns{s % shape.namespaces}"
         headless = s % 5 == 0  # a fifth headless, like StatefulSets
         ip = f"10.{96 + s // 65536}.{(s // 256) % 256}.{s % 256}"
         objects.append(
             service(ns, f"svc{s}", None if headless else ip, [("http", 80)], headless=headless)
         )
+        # endpoints spread evenly: the first (endpoints % services) Services get one more
+        first = s * endpoints // services
         addresses = []
-        for e in range(per_service):
-            n = s * per_service + e
+        for n in range(first, (s + 1) * endpoints // services):
             addresses.append(
                 (f"10.{128 + n // 65536}.{(n // 256) % 256}.{n % 256}", True, None, f"pod{n}")
             )
         objects.append(endpointslice(ns, f"svc{s}-x", f"svc{s}", addresses, [("http", 8080)]))
-    for p in range(pods):
+    for p in range(shape.pods):
         objects.append(
             pod(
-                f"ns{p % namespaces}",
+                f"ns{p % shape.namespaces}",
                 f"pod{p}",
                 f"10.{128 + p // 65536}.{(p // 256) % 256}.{p % 256}",
             )
@@ -63,21 +105,58 @@ def build(services: int, endpoints: int, pods: int, namespaces: int = 50) -> lis
     return objects
 
 
-def wait_ready(proc: Kdns) -> None:
-    while True:
-        try:
-            if proc.get("ready")[0] == 200:
-                return
-        except OSError:
-            pass  # a slow answer while the first sync runs: ask again
-        time.sleep(0.05)
-
-
 def rss_kib(pid: int) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
             return int(line.split()[1])
     return 0
+
+
+def answered(port: int, name: str, timeout: float = 0.2) -> bool:
+    """One UDP question; True for NOERROR with an answer (SERVFAIL before the first sync)."""
+    query = dns.message.make_query(name, "A")
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.settimeout(timeout)
+        sock.sendto(query.to_wire(), ("127.0.0.1", port))
+        try:
+            reply = dns.message.from_wire(sock.recv(65535))
+        except (TimeoutError, dns.exception.DNSException):
+            return False
+    return reply.rcode() == dns.rcode.NOERROR and bool(reply.answer)
+
+
+@dataclass
+class Start:
+    """One kdns start: when it synced and answered, counted from the process start."""
+
+    proc: Kdns
+    started: float
+    synced: float | None = None
+    answered: float | None = None
+
+    def wait(self, name: str | None, timeout: float = 900) -> None:
+        """Poll /ready and a DNS name (if any) until both succeed."""
+        deadline = self.started + timeout
+        while self.synced is None or (name is not None and self.answered is None):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"kdns did not sync and answer within {timeout}s")
+            if name is not None and self.answered is None and answered(self.proc.port, name):
+                self.answered = time.monotonic() - self.started
+            if self.synced is None:
+                try:
+                    if self.proc.get("ready")[0] == 200:
+                        self.synced = time.monotonic() - self.started
+                except OSError:
+                    pass  # a slow answer while the first sync runs: ask again
+            time.sleep(0.005)
+
+
+def start(*args: str) -> Start:
+    """Start kdns; return as soon as its ports are known (before it synced)."""
+    proc = Kdns(*args, "--lameduck", "0", wait_serving=False, start_timeout=600)
+    started = time.monotonic()
+    proc.__enter__()
+    return Start(proc, started)
 
 
 class Prober(threading.Thread):
@@ -128,67 +207,160 @@ def probe(
     return prober
 
 
+# --- report ---------------------------------------------------------------------------------
+
+
+@dataclass
+class Row:
+    label: str
+    unit: str
+    target: str = ""
+    values: list[float] = field(default_factory=list)
+
+    def text(self) -> str:
+        if not self.values:
+            return f"{self.label:52} {'-':>16}"
+        low, high = min(self.values), max(self.values)
+        fmt = "{:.0f}" if self.unit == "B" else "{:.2f}" if self.unit == "s" else "{:.1f}"
+        span = fmt.format(low) if low == high else f"{fmt.format(low)}-{fmt.format(high)}"
+        target = f"   (target {self.target})" if self.target else ""
+        return f"{self.label:52} {span:>13} {self.unit:<3}{target}"
+
+
+class Report:
+    def __init__(self) -> None:
+        self.rows: dict[str, Row] = {}
+
+    def add(self, label: str, value: float, unit: str, target: str = "") -> None:
+        row = self.rows.setdefault(label, Row(label, unit, target))
+        row.values.append(value)
+        print(f"  {label}: {value:.3f} {unit}", flush=True)
+
+    def print(self) -> None:
+        print()
+        for row in self.rows.values():
+            print(row.text())
+
+
+def measure_import(report: Report) -> None:
+    code = (
+        "import time; t = time.perf_counter(); import kdns.app; t = time.perf_counter() - t\n"
+        "rss = next(int(l.split()[1]) for l in open('/proc/self/status') if l.startswith('VmRSS'))\n"
+        "print(t, rss)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    seconds, rss = out.stdout.split()
+    report.add("import kdns.app: time", float(seconds), "s")
+    report.add("import kdns.app: resident memory", int(rss) / 1024, "MiB")
+
+
+def measure_demo(report: Report) -> None:
+    run = start("--demo")
+    with run.proc:
+        run.wait(DEMO_NAME, timeout=60)
+        time.sleep(2)  # idle
+        report.add("demo: resident memory, idle", rss_kib(run.proc.proc.pid) / 1024, "MiB",  # type: ignore[union-attr]
+                   "<= 40 MB")  # fmt: skip
+        assert run.answered is not None
+        report.add("demo: first answer (process start -> answer)", run.answered, "s", "<= 1 s")
+
+
+def measure_cluster(report: Report, shape: Shape, kubeconfig: str, api: K8sApi,
+                    empty_rss: int, relist: bool) -> None:  # fmt: skip
+    name = shape.name
+    args = ("--kubeconfig", kubeconfig, "--pods", shape.pods_mode, "--startup-timeout", "600")
+    run = start(*args)
+    with run.proc as proc:
+        run.wait(PROBE_NAME)
+        assert run.synced is not None and run.answered is not None
+        report.add(f"{name}: first sync (process start -> /ready 200)", run.synced, "s")
+        report.add(f"{name}: first answer (process start -> answer)", run.answered, "s",
+                   "<= 1 s" if shape.objects < 10000 else "")  # fmt: skip
+        time.sleep(1)
+        rss = rss_kib(proc.proc.pid)  # type: ignore[union-attr]
+        report.add(f"{name}: resident memory after sync", rss / 1024, "MiB",
+                   "<= 50 MiB" if shape.services == 1050 else "")  # fmt: skip
+        report.add(f"{name}: memory per object above an empty kdns",
+                   (rss - empty_rss) * 1024 / shape.objects, "B",
+                   "<= 1024 B" if shape.objects >= 100000 else "")  # fmt: skip
+        if not relist:
+            return
+        idle = probe(proc.port, PROBE_NAME, seconds=2)
+        # Relist everything: compact the log and cut every watch -> 410 -> LIST all kinds.
+        lists_before = api.count("list")
+        kinds = 4 if shape.pods_mode == "verified" else 3
+        done = threading.Event()
+
+        def trigger() -> None:
+            time.sleep(0.5)
+            api.compact()
+            api.cut_watches()
+            deadline = time.monotonic() + 300
+            while api.count("list") < lists_before + kinds and time.monotonic() < deadline:
+                time.sleep(0.05)
+            time.sleep(3)  # the last LIST's pages parse and apply after the request
+            done.set()
+
+        threading.Thread(target=trigger, daemon=True).start()
+        stalled = probe(proc.port, PROBE_NAME, until=done)
+        report.add(f"{name}: worst query wait, idle (baseline)", idle.worst * 1000, "ms")
+        report.add(f"{name}: worst query wait during a full relist", stalled.worst * 1000, "ms",
+                   "< 100 ms")  # fmt: skip
+        print(f"  ({stalled.sent} queries, {stalled.lost} lost, "
+              f"{api.count('list') - lists_before} LISTs)")  # fmt: skip
+
+
+def empty_baseline(kubeconfig: str, pods_mode: str) -> int:
+    run = start("--kubeconfig", kubeconfig, "--pods", pods_mode)
+    with run.proc as proc:
+        run.wait(None, timeout=60)
+        time.sleep(1)
+        return rss_kib(proc.proc.pid)  # type: ignore[union-attr]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--services", type=int, default=5000)
-    parser.add_argument("--endpoints", type=int, default=50000)
-    parser.add_argument("--pods", type=int, default=50000)
+    parser.add_argument("--only", choices=["import", "demo", *SHAPES, "custom"], action="append",
+                        help="run only these parts (repeatable); default: all but custom")  # fmt: skip
+    parser.add_argument("--repeat", type=int, default=1, help="runs of each part (ranges shown)")
+    parser.add_argument("--no-relist", action="store_true", help="skip the 110k relist stall")
+    parser.add_argument("--services", type=int, default=500, help="custom cluster")
+    parser.add_argument("--endpoints", type=int, default=5000, help="custom cluster")
+    parser.add_argument("--pods", type=int, default=5000, help="custom cluster (verified mode)")
     args = parser.parse_args()
+    parts = args.only or ["import", "demo", *SHAPES]
+    shapes = dict(SHAPES)
+    shapes["custom"] = Shape(f"{args.services} svc/{args.endpoints} ep/{args.pods} pods",
+                             args.services, args.endpoints, args.pods, 50,
+                             "verified" if args.pods else "insecure", relist=True)  # fmt: skip
 
-    print(
-        f"building {args.services} services, {args.endpoints} endpoints, {args.pods} pods ...",
-        flush=True,
-    )
-    objects = build(args.services, args.endpoints, args.pods)
-    total = args.services * 2 + args.endpoints + args.pods  # services + slices, endpoints, pods
-    with tempfile.TemporaryDirectory() as tmp, K8sApi(bookmark_interval=5.0) as api:
-        kubeconfig = str(api.kubeconfig(Path(tmp) / "kubeconfig"))
-        # Baseline memory: kdns with an empty cluster.
-        with Kdns("--kubeconfig", kubeconfig, "--pods", "verified", "--lameduck", "0") as empty:
-            wait_ready(empty)
-            empty_rss = rss_kib(empty.proc.pid)  # type: ignore[union-attr]
-            idle = probe(empty.port, "kubernetes.default.svc.cluster.local", seconds=2)
-        api.load(objects)
-        started = time.monotonic()
-        with Kdns("--kubeconfig", kubeconfig, "--pods", "verified", "--lameduck", "0",
-                  "--startup-timeout", "600") as proc:  # fmt: skip
-            wait_ready(proc)
-            sync_s = time.monotonic() - started
-            time.sleep(1)
-            rss = rss_kib(proc.proc.pid)  # type: ignore[union-attr]
-            resp = proc.query("svc1.ns1.svc.cluster.local", "A")
-            assert resp.answer, "svc1 did not resolve"
-            # Relist everything: compact the log and cut every watch -> 410 -> LIST all kinds.
-            lists_before = api.count("list")
-            done = threading.Event()
-
-            def trigger() -> None:
-                time.sleep(0.5)
-                api.compact()
-                api.cut_watches()
-                deadline = time.monotonic() + 300
-                while api.count("list") < lists_before + 4 and time.monotonic() < deadline:
-                    time.sleep(0.05)
-                time.sleep(3)  # the last LIST's pages parse and apply after the request
-                done.set()
-
-            threading.Thread(target=trigger, daemon=True).start()
-            relist = probe(proc.port, "svc1.ns1.svc.cluster.local", until=done)
-            relists = api.count("list") - lists_before
-    per_object = (rss - empty_rss) * 1024 / total
-    print()
-    print(f"{'objects (services+slices+endpoints+pods)':44} {total:>10}")
-    print(f"{'time to first sync (start -> /ready 200)':44} {sync_s:>9.1f}s")
-    print(f"{'resident memory: empty kdns':44} {empty_rss / 1024:>8.1f}MB")
-    print(f"{'resident memory: after sync':44} {rss / 1024:>8.1f}MB")
-    print(f"{'memory per object':44} {per_object:>9.0f}B   (target < 1024 B)")
-    print(
-        f"{'worst query wait, idle server (baseline)':44} {idle.worst * 1000:>8.1f}ms  ({idle.sent} queries)"
-    )
-    print(f"{'worst query wait during full relist':44} {relist.worst * 1000:>8.1f}ms  "
-          f"({relist.sent} queries, {relist.lost} lost, {relists} LISTs)   (target < 100 ms)")  # fmt: skip
+    report = Report()
+    for _ in range(args.repeat):
+        if "import" in parts:
+            measure_import(report)
+        if "demo" in parts:
+            measure_demo(report)
+    for key in [p for p in parts if p in shapes]:
+        shape = shapes[key]
+        print(f"{shape.name}: building {shape.services} Services, {shape.endpoints} endpoints, "
+              f"{shape.pods} pods ...", flush=True)  # fmt: skip
+        objects = build(shape)
+        with tempfile.TemporaryDirectory() as tmp, K8sApi(bookmark_interval=5.0) as api:
+            kubeconfig = str(api.kubeconfig(Path(tmp) / "kubeconfig"))
+            # Baseline memory: the same kdns with an empty cluster (the API's default objects).
+            empty_rss = empty_baseline(kubeconfig, shape.pods_mode)
+            report.add(f"{shape.name}: resident memory, empty cluster", empty_rss / 1024, "MiB")
+            api.load(objects)
+            del objects
+            for run in range(args.repeat):
+                relist = shape.relist and not args.no_relist and run == args.repeat - 1
+                measure_cluster(report, shape, kubeconfig, api, empty_rss, relist)
+    report.print()
+    sys.stdout.flush()
     os._exit(0)
 
 

@@ -25,6 +25,11 @@ FIXTURES = Path(__file__).resolve().parent / "fixtures"
 _DNS = re.compile(r"dns listening on udp\+tcp (\S+):(\d+)")
 _HTTP = re.compile(r"(health|ready|metrics) listening on http://(\S+):(\d+)/")
 LOOPBACK = "127.0.0.1"
+# How long a start may take before the harness gives up. kdns starts in well under a second on
+# an idle machine; a loaded CI box (parallel tests, two cores) can be 10-20x slower, and a
+# spurious failure costs more than a slow one. KDNS_TEST_START_TIMEOUT overrides it.
+START_TIMEOUT = float(os.environ.get("KDNS_TEST_START_TIMEOUT", "60"))
+LOG_TAIL = 40  # lines of kdns's log quoted when a start fails
 
 
 def kdns_command(*args: str) -> list[str]:
@@ -50,6 +55,7 @@ class Kdns:
         env: dict[str, str] | None = None,
         wait_serving: bool = True,
         listen: bool = True,
+        start_timeout: float = START_TIMEOUT,
     ) -> None:
         self.args = [
             "serve",
@@ -77,11 +83,13 @@ class Kdns:
         }
         self.env.update(env or {})
         self.wait_serving = wait_serving
+        self.start_timeout = start_timeout
         self.lines: list[str] = []
         self.port = 0
         self.http: dict[str, int] = {}
         self.proc: subprocess.Popen[str] | None = None
         self._ready = threading.Event()
+        self._drainer: threading.Thread | None = None
 
     def __enter__(self) -> Kdns:
         self.proc = subprocess.Popen(
@@ -92,15 +100,43 @@ class Kdns:
             cwd=ROOT,
             env=self.env,
         )
-        threading.Thread(target=self._drain, daemon=True).start()
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
+        self._drainer = threading.Thread(target=self._drain, daemon=True)
+        self._drainer.start()
+        started = time.monotonic()
+        while time.monotonic() - started < self.start_timeout:
             if self._ready.wait(0.05):
                 return self
             if self.proc.poll() is not None:
                 break
+        elapsed = time.monotonic() - started
+        exited = self.proc.poll()
         self.__exit__(None, None, None)
-        raise RuntimeError("kdns did not start:\n" + "".join(self.lines))
+        raise RuntimeError(self._start_failure(elapsed, exited))
+
+    def _start_failure(self, elapsed: float, exited: int | None) -> str:
+        """Why the start failed, with the end of kdns's log (read to the end of the pipe)."""
+        if self._drainer is not None:
+            self._drainer.join(5)  # the process is gone: its stderr ends soon
+        if exited is not None:
+            why = f"kdns exited with status {exited} after {elapsed:.1f}s"
+        else:
+            waiting = "the 'serving' line" if self.wait_serving else "the DNS listening line"
+            missing = [e for e in ("health", "ready", "metrics") if e not in self.http]
+            why = (
+                f"kdns did not start within {self.start_timeout:g}s (waited for {waiting}"
+                f"{', DNS port' if not self.port else ''}"
+                f"{', HTTP ' + '/'.join(missing) if missing else ''}); stopped it"
+            )
+        lines = list(self.lines)
+        if not lines:
+            tail = "(kdns wrote nothing to stderr: stuck before logging, e.g. still importing)"
+        else:
+            skipped = len(lines) - LOG_TAIL
+            tail = (f"[... {skipped} earlier lines]\n" if skipped > 0 else "") + "".join(
+                lines[-LOG_TAIL:]
+            )
+        command = " ".join(kdns_command(*self.args))
+        return f"{why}\ncommand: {command}\nlast lines of its log:\n{tail}"
 
     def _drain(self) -> None:
         assert self.proc is not None and self.proc.stderr is not None

@@ -11,9 +11,8 @@ import asyncio
 import contextlib
 import logging
 
-from kubernetes_asyncio import client
-
 from kdns.dns.registry import Registry
+from kdns.k8s.kube import ApiClient
 from kdns.k8s.reflector import RESOURCES, Histogram, Reflector
 
 log = logging.getLogger("kdns.k8s")
@@ -30,7 +29,7 @@ class ClusterSource:
     def __init__(
         self,
         registry: Registry,
-        api_client: client.ApiClient,
+        api_client: ApiClient,
         *,
         pods_mode: str,
         page_size: int = 500,

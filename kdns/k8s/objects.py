@@ -21,6 +21,7 @@ import ipaddress
 import sys
 from collections.abc import Callable, Iterable, Mapping
 from functools import lru_cache
+from socket import AF_INET, inet_ntop, inet_pton
 from typing import Any
 
 from kdns.model import (
@@ -59,15 +60,27 @@ _EMPTY: Mapping[str, Any] = {}
 # --- helpers ---------------------------------------------------------------------------------
 
 
-@lru_cache(maxsize=1 << 16)
 def normalize_ip(text: str) -> str | None:
     """The compressed form of an IP address, or None when ``text`` is not one.
 
     Compressed form makes "2001:0db8::0001" and "2001:db8::1" the same key for reverse lookups
     and the same answer bytes. Scoped IPv6 ("fe80::1%eth0") is refused: a zone index means
-    nothing to a remote resolver. Cached because the same IPs arrive again and again (a pod,
-    then the EndpointSlices naming it, then every update of both).
+    nothing to a remote resolver.
+
+    An IPv4 address in its canonical form (what the API server stores) is returned as is, the
+    same string object: nothing new is kept per address. No cache of every address seen (a
+    cluster has one per pod: an LRU entry costs ~250 bytes, more than the address's records).
     """
+    try:
+        if inet_ntop(AF_INET, inet_pton(AF_INET, text)) == text:
+            return text
+    except (OSError, TypeError, ValueError):
+        pass
+    return _normalize_ip(text)
+
+
+@lru_cache(maxsize=1 << 10)
+def _normalize_ip(text: str) -> str | None:
     try:
         ip = ipaddress.ip_address(text)
     except ValueError:

@@ -8,7 +8,9 @@
   deleted during the gap go away.
 - Connection errors, 5xx, 429: exponential backoff with jitter (honouring Retry-After), while
   the registry keeps serving the last good state.
-- Raw JSON all the way (``_preload_content=False``): no OpenAPI model objects per event.
+- Raw JSON all the way: requests go through kubernetes_asyncio's ``ApiClient`` (its
+  authentication, TLS and aiohttp session) with ``_preload_content=False``, straight to the
+  resource's path; no generated ``*Api`` class, no OpenAPI model object, per request or event.
 """
 
 from __future__ import annotations
@@ -27,9 +29,9 @@ from datetime import datetime
 from typing import Any
 
 import aiohttp
-from kubernetes_asyncio import client
 
 from kdns.dns.registry import Registry
+from kdns.k8s.kube import ApiClient
 from kdns.k8s.objects import slim_endpointslice, slim_namespace, slim_pod, slim_service
 from kdns.model import EndpointSlice, KubeObject
 
@@ -56,32 +58,27 @@ class ApiError(Exception):
 @dataclass(frozen=True)
 class Resource:
     kind: str
-    api: Callable[[client.ApiClient], Any]
-    method: str
+    path: str  # the collection across all namespaces, as the generated list_*_for_all_namespaces
     slim: Callable[[Raw], KubeObject | None]
     field_selector: str | None = None
 
 
 RESOURCES = {
-    "Service": Resource(
-        "Service", client.CoreV1Api, "list_service_for_all_namespaces", slim_service
-    ),
+    "Service": Resource("Service", "/api/v1/services", slim_service),
     "EndpointSlice": Resource(
-        "EndpointSlice",
-        client.DiscoveryV1Api,
-        "list_endpoint_slice_for_all_namespaces",
-        slim_endpointslice,
+        "EndpointSlice", "/apis/discovery.k8s.io/v1/endpointslices", slim_endpointslice
     ),
-    "Namespace": Resource("Namespace", client.CoreV1Api, "list_namespace", slim_namespace),
+    "Namespace": Resource("Namespace", "/api/v1/namespaces", slim_namespace),
     # CoreDNS (controller.go podListFunc): finished pods never answer, so never list them.
     "Pod": Resource(
         "Pod",
-        client.CoreV1Api,
-        "list_pod_for_all_namespaces",
+        "/api/v1/pods",
         slim_pod,
         field_selector="status.phase!=Succeeded,status.phase!=Failed,status.phase!=Unknown",
     ),
 }
+
+Query = list[tuple[str, str]]
 
 
 class Backoff:
@@ -154,7 +151,7 @@ class Reflector:
     def __init__(
         self,
         resource: Resource,
-        api_client: client.ApiClient,
+        api_client: ApiClient,
         registry: Registry,
         *,
         page_size: int = 500,
@@ -163,7 +160,7 @@ class Reflector:
     ) -> None:
         self.resource = resource
         self.kind = resource.kind
-        self.api = resource.api(api_client)
+        self.api_client = api_client
         self.registry = registry
         self.page_size = page_size
         self.watch_timeout = watch_timeout
@@ -173,11 +170,21 @@ class Reflector:
         self.stats = ReflectorStats()
         self.backoff = Backoff()
 
-    def _call(self, **params: Any) -> Any:
-        method = getattr(self.api, self.resource.method)
+    def _call(self, query: Query, timeout: aiohttp.ClientTimeout | None) -> Any:
+        """GET the resource's collection: the request the generated list method would send
+        (same path, query names and Accept), authenticated by the ApiClient (bearer token,
+        refreshed by its exec/OIDC providers; client certificates through its session)."""
         if self.resource.field_selector:
-            params["field_selector"] = self.resource.field_selector
-        return method(_preload_content=False, **params)
+            query.append(("fieldSelector", self.resource.field_selector))
+        return self.api_client.call_api(
+            self.resource.path,
+            "GET",
+            query_params=query,
+            header_params={"Accept": "application/json"},
+            auth_settings=["BearerToken"],
+            _preload_content=False,
+            _request_timeout=timeout,
+        )
 
     async def run(self) -> None:
         """Forever: list when needed, watch, recover. Cancel the task to stop."""
@@ -210,8 +217,10 @@ class Reflector:
                 )
                 await asyncio.sleep(delay)
 
-    async def _request(self, **params: Any) -> aiohttp.ClientResponse:
-        response: aiohttp.ClientResponse = await self._call(**params)
+    async def _request(
+        self, query: Query, timeout: aiohttp.ClientTimeout | None = None
+    ) -> aiohttp.ClientResponse:
+        response: aiohttp.ClientResponse = await self._call(query, timeout)
         if response.status == 410:
             response.release()
             raise Gone()
@@ -248,11 +257,11 @@ class Reflector:
         objects: list[KubeObject] = []
         token: str | None = None
         while True:
-            params: dict[str, Any] = {"limit": self.page_size}
+            query: Query = [("limit", str(self.page_size))]
             if token:
-                params["_continue"] = token
+                query.append(("continue", token))
             try:
-                response = await self._request(**params)
+                response = await self._request(query)
             except Gone:
                 # The continue token expired mid-list: start over (client-go does the same).
                 objects, token = [], None
@@ -330,12 +339,12 @@ class Reflector:
     async def _watch(self) -> None:
         """WATCH from resource_version until the server ends the stream."""
         timeout = int(self.watch_timeout * random.uniform(1.0, 1.5))  # spread reconnects
+        query: Query = [("watch", "true")]
+        if self.resource_version is not None:
+            query.append(("resourceVersion", self.resource_version))
+        query += [("allowWatchBookmarks", "true"), ("timeoutSeconds", str(timeout))]
         response = await self._request(
-            watch=True,
-            resource_version=self.resource_version,
-            allow_watch_bookmarks=True,
-            timeout_seconds=timeout,
-            _request_timeout=aiohttp.ClientTimeout(total=timeout + 30, sock_connect=10),
+            query, aiohttp.ClientTimeout(total=timeout + 30, sock_connect=10)
         )
         started = time.monotonic()
         events = 0
