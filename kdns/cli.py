@@ -1,4 +1,7 @@
-"""The ``kdns`` command: ``serve`` (the default), ``check-config FILE`` and ``version``.
+"""The ``kdns`` command: ``serve``, ``check-config FILE`` and ``version``.
+
+A command is required: a bare ``kdns`` prints the help and exits 2, and so does ``kdns --demo``
+(with a hint: ``did you mean `kdns serve --demo`?``), so nothing starts serving by accident.
 
 Flags are parsed as plain strings and handed to ``kdns.config.build_config``, which validates
 every layer the same way; so a bad ``--ttl`` reads like a bad ``KDNS_TTL`` or ``kubernetes.ttl``
@@ -9,21 +12,23 @@ the namespace (``argparse.SUPPRESS``), so they never override the file or the en
 from __future__ import annotations
 
 import argparse
+import logging
 import os
+import shlex
 import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from kdns import __version__
-from kdns.config import SETTINGS, ConfigError, build_config
+from kdns.config import SETTINGS, Config, ConfigError, build_config, env_warnings
 
-COMMANDS = ("serve", "check-config", "version")
+COMMANDS = ("serve", "check-config", "import-corefile", "version")
 
 _HELP: Mapping[str, tuple[str | None, str]] = {  # field -> (metavar, help)
     "demo": (None, "serve the built-in demo cluster, no API server"),
     "objects": ("PATH", "serve Kubernetes manifests (file or directory, repeatable)"),
     "kubeconfig": ("FILE", "else in-cluster config, else KUBECONFIG / ~/.kube/config"),
-    "listen": ("HOST:PORT", "DNS on UDP and TCP, repeatable (default 0.0.0.0:53)"),
+    "listen": ("HOST:PORT", "DNS on UDP and TCP, repeatable (default :53 = IPv4 and IPv6)"),
     "cluster_domain": ("ZONE", "default cluster.local"),
     "external_zones": ("ZONE", "k8s_external zone for LoadBalancer/external IPs, repeatable"),
     "pods": ("MODE", "disabled|insecure|verified (default insecure)"),
@@ -35,7 +40,7 @@ _HELP: Mapping[str, tuple[str | None, str]] = {  # field -> (metavar, help)
     "health_listen": ("HOST:PORT|off", "/health (default :8080)"),
     "ready_listen": ("HOST:PORT|off", "/ready (default :8181)"),
     "killer": (None, "killer mode (wire cache + Markov prefetcher)"),
-    "workers": ("N", "N processes sharing the port with SO_REUSEPORT (default 1)"),
+    "workers": ("N|auto", "N processes sharing the port (SO_REUSEPORT); auto: one per CPU"),
     "log_level": ("LEVEL", "debug|info|warning|error (default info)"),
     "log_format": ("FORMAT", "text|json (default text)"),
     "query_log": (None, "log every query"),
@@ -86,27 +91,36 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="kdns",
         description="Kubernetes-aware authoritative DNS server.",
-        epilog="With no command, kdns serves: `kdns --demo` is `kdns serve --demo`.",
+        epilog="To serve: `kdns serve --demo`, `kdns serve -c kdns.toml`.",
     )
     parser.add_argument("--version", action="version", version=f"kdns {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-    serve = commands.add_parser(
-        "serve", help="answer DNS (the default)", argument_default=argparse.SUPPRESS
-    )
+    serve = commands.add_parser("serve", help="answer DNS", argument_default=argparse.SUPPRESS)
     _add_serve_options(serve)
     check = commands.add_parser(
         "check-config", help="validate FILE and print the effective configuration as TOML"
     )
     check.add_argument("file", metavar="FILE")
+    corefile = commands.add_parser(
+        "import-corefile",
+        help="print the kdns TOML for a CoreDNS Corefile; what does not translate goes to "
+        "stderr (exit 0 complete, 1 partial, 2 unreadable)",
+    )
+    corefile.add_argument("file", metavar="FILE")
     commands.add_parser("version", help="print the version")
     return parser
 
 
-def _with_default_command(argv: list[str]) -> list[str]:
-    """``kdns --demo`` means ``kdns serve --demo``: serve unless a command comes first."""
-    if argv and (argv[0] in COMMANDS or argv[0] in ("-h", "--help", "--version")):
-        return argv
-    return ["serve", *argv]
+def _require_command(parser: argparse.ArgumentParser, argv: list[str]) -> None:
+    """A bare ``kdns`` prints the help; serve options without ``serve`` are a usage error with
+    a hint. Both exit 2 (argparse's SystemExit)."""
+    if not argv:
+        parser.print_help(sys.stderr)
+        raise SystemExit(2)
+    first = argv[0].partition("=")[0]
+    serve_options = {"-c", "--config", *(s.flag for s in SETTINGS if s.flag)}
+    if first in serve_options:
+        parser.error(f"a command is required: did you mean `kdns serve {shlex.join(argv)}`?")
 
 
 def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> int:
@@ -114,15 +128,23 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
     args_list = list(sys.argv[1:] if argv is None else argv)
     environ = os.environ if env is None else env
     try:
-        args = build_parser().parse_args(_with_default_command(args_list))
+        parser = build_parser()
+        _require_command(parser, args_list)
+        args = parser.parse_args(args_list)
     except SystemExit as exc:  # argparse: --help/--version (0), usage errors (2)
         return exc.code if isinstance(exc.code, int) else 1
     try:
         if args.command == "version":
             print(f"kdns {__version__}")
             return 0
+        if args.command == "import-corefile":
+            from kdns.corefile import run as import_corefile
+
+            return import_corefile(args.file, environ)
         if args.command == "check-config":
-            print(build_config(args.file, environ).to_toml(), end="")
+            config = build_config(args.file, environ)
+            _warn_env(environ, config)
+            print(config.to_toml(), end="")
             return 0
         return _serve(args, environ)
     except ConfigError as exc:
@@ -135,6 +157,7 @@ def _serve(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     file = getattr(args, "config", None)
     env = dict(env)  # as at start: a reload re-reads the file, not the environment or flags
     config = build_config(file, env, flags)
+    _warn_env(env, config)
     # Imported here: app pulls in the event loop, the Kubernetes client and the servers,
     # which `kdns version` and `kdns check-config` have no use for.
     from kdns.app import run
@@ -143,6 +166,19 @@ def _serve(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         return run(config, reload=lambda: build_config(file, env, flags))
     except KeyboardInterrupt:  # Ctrl-C before app installed its own handlers: no traceback
         return 130
+
+
+def _warn_env(env: Mapping[str, str], config: Config) -> None:
+    """Misspelled KDNS_* variables: one warning each, once, at start (not errors: Kubernetes
+    and other tools set KDNS_* variables of their own). In the log's format, on stderr."""
+    for text in env_warnings(env):
+        if config.log_format == "json":
+            from kdns.logs import JsonFormatter
+
+            record = logging.LogRecord("kdns", logging.WARNING, __file__, 0, text, None, None)
+            print(JsonFormatter().format(record), file=sys.stderr)
+        else:
+            print(f"kdns: warning: {text}", file=sys.stderr)
 
 
 if __name__ == "__main__":

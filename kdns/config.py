@@ -14,6 +14,7 @@ that parses to the same ``Config`` (``kdns check-config`` prints it).
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
 import math
 import re
@@ -29,6 +30,7 @@ __all__ = [
     "Setting",
     "Upstream",
     "build_config",
+    "env_warnings",
     "format_hostport",
     "parse_hostport",
     "parse_upstream",
@@ -41,7 +43,8 @@ HostPort = tuple[str, int]
 class Config:
     """What kdns runs with. Build it with ``build_config``: the constructor does not validate."""
 
-    listen: tuple[HostPort, ...] = (("0.0.0.0", 53),)
+    # Host "" is "all addresses, both families" (":53"): 0.0.0.0 and [::] (IPv6-only) sockets.
+    listen: tuple[HostPort, ...] = (("", 53),)
     cluster_domain: str = "cluster.local"
     external_zones: tuple[str, ...] = ()
     pods: str = "insecure"
@@ -54,10 +57,10 @@ class Config:
     killer: bool = False
     upstreams: tuple[str, ...] = ()  # empty: the nameservers of /etc/resolv.conf
     forward: bool = True
-    metrics_listen: HostPort | None = ("0.0.0.0", 9153)
-    health_listen: HostPort | None = ("0.0.0.0", 8080)
-    ready_listen: HostPort | None = ("0.0.0.0", 8181)
-    workers: int = 1
+    metrics_listen: HostPort | None = ("", 9153)
+    health_listen: HostPort | None = ("", 8080)
+    ready_listen: HostPort | None = ("", 8181)
+    workers: int | str = 1  # processes on the DNS port, or "auto": one per CPU we may use
     log_level: str = "info"
     log_format: str = "text"
     query_log: bool = False
@@ -168,14 +171,16 @@ def _parse_ip(text: str, whole: str) -> str:
 def parse_hostport(text: str) -> HostPort:
     """Parse a listen address: ``"1.2.3.4:53"``, ``"[::1]:53"``, ``":53"`` (all interfaces).
 
-    Port 0 is allowed (an ephemeral port; tests use it). Raises ``ValueError``.
+    ``":53"`` gives host ``""``: every address of both families, as CoreDNS's ``.:53`` (kdns
+    binds 0.0.0.0 and [::] with IPV6_V6ONLY). ``"0.0.0.0:53"`` is IPv4 only, ``"[::]:53"``
+    IPv6 only. Port 0 is allowed (an ephemeral port; tests use it). Raises ``ValueError``.
     """
     text = text.strip()
     host, port = _split_hostport(text)
     if port is None:
         raise _Invalid(f"expected {_HOSTPORT_HELP}, got {_show(text)}")
     if host == "":
-        host = "0.0.0.0"  # SDNS and CoreDNS spell "all interfaces" as ":53"
+        pass  # SDNS and CoreDNS spell "all interfaces" as ":53"; "" keeps it both families
     elif host.lower() == "localhost":
         host = "localhost"
     else:
@@ -184,7 +189,8 @@ def parse_hostport(text: str) -> HostPort:
 
 
 def format_hostport(address: HostPort) -> str:
-    """The inverse of ``parse_hostport``: ``("::1", 53)`` -> ``"[::1]:53"``."""
+    """The inverse of ``parse_hostport``: ``("::1", 53)`` -> ``"[::1]:53"``, ``("", 53)`` ->
+    ``":53"``."""
     host, port = address
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
@@ -309,6 +315,21 @@ class _Int(_Kind):
         return value
 
 
+class _Workers(_Int):
+    """``--workers``: a number of processes, or "auto" (one per CPU the cgroup quota and the
+    CPU affinity allow; resolved at start by kdns.server.workers)."""
+
+    def __init__(self) -> None:
+        super().__init__(1, 64)
+        self.expected = 'an integer 1..64 or "auto"'
+
+    def from_text(self, text: str) -> object:
+        return "auto" if text.strip().lower() == "auto" else super().from_text(text)
+
+    def check(self, value: object) -> Any:  # int | "auto"
+        return "auto" if value == "auto" else super().check(value)
+
+
 class _Seconds(_Kind):
     def __init__(self, *, zero_ok: bool) -> None:
         self.zero_ok = zero_ok
@@ -420,6 +441,16 @@ class _List(_Kind):
 
     def render(self, value: tuple[Any, ...]) -> list[object]:
         return [self.item.render(v) for v in value]
+
+
+class _Listen(_List):
+    """DNS listen addresses. ``:53`` (host "") already covers 0.0.0.0:53 and [::]:53, so
+    those are dropped beside it rather than fail to bind a second time."""
+
+    def check(self, value: object) -> tuple[Any, ...]:
+        addresses = super().check(value)
+        every = {port for host, port in addresses if host == "" and port != 0}
+        return tuple(a for a in addresses if not (a[0] in ("0.0.0.0", "::") and a[1] in every))
 
 
 class _ForwardZone(_Kind):
@@ -544,7 +575,7 @@ class Setting:
         return self.cli is not None and self.cli.startswith("no-")
 
 
-_LISTEN = _List(_Address(), empty_ok=False)
+_LISTEN = _Listen(_Address(), empty_ok=False)
 _SERVICE = _Address(off_ok=True)
 _PODS = _Choice("disabled", "insecure", "verified")
 _LEVELS = _Choice("debug", "info", "warning", "error")
@@ -553,7 +584,7 @@ _STARTUP = _Seconds(zero_ok=True)
 # Order here is the order of ``to_toml``'s output.
 SETTINGS: tuple[Setting, ...] = (
     Setting("listen", "server.listen", _LISTEN, "listen"),
-    Setting("workers", "server.workers", _Int(1, 64), "workers"),
+    Setting("workers", "server.workers", _Workers(), "workers"),
     Setting("udp_size", "server.udp_size", _Int(512, 65535), "udp-size"),
     Setting("tcp_idle_timeout", "server.tcp_idle_timeout", _Seconds(zero_ok=False)),
     Setting("tcp_max_connections", "server.tcp_max_connections", _Int(1, 1_000_000)),
@@ -638,11 +669,52 @@ def build_config(
     if file is None:
         file = env.get(CONFIG_ENV) or None
     values: dict[str, Any] = {}
+    origins: dict[str, str] = {}  # field -> the key that set it last, for conflict messages
     if file is not None:
-        values.update(_file_layer(_read_toml(file)))
-    values.update(_env_layer(env))
-    values.update(_flag_layer(flags or {}))
+        values.update(_file_layer(_read_toml(file), origins))
+    values.update(_env_layer(env, origins))
+    values.update(_flag_layer(flags or {}, origins))
+    _check_conflicts(values, origins)
     return Config(**values, config_file=file)
+
+
+def _check_conflicts(values: Mapping[str, Any], origins: Mapping[str, str]) -> None:
+    """Settings that contradict each other, whichever layers they come from (a file's
+    ``kubernetes.demo = true`` and ``--objects`` conflict too); the error names both keys."""
+
+    def conflict(first: str, second: str, why: str) -> NoReturn:
+        raise ConfigError(origins[first], f"conflicts with {origins[second]}: {why}")
+
+    if values.get("demo") and values.get("objects"):
+        conflict("demo", "objects", "serve the demo cluster or manifest files, not both")
+    if values.get("forward") is False:
+        for field in ("upstreams", "forward_zones"):
+            if values.get(field):
+                conflict("forward", field, "forwarding is off, so no upstream would be asked")
+
+
+# Kubernetes injects service-link variables into pods for a Service named "kdns" (or
+# "kdns-metrics", ...): KDNS_SERVICE_HOST, KDNS_SERVICE_PORT_DNS, KDNS_PORT_53_UDP_PROTO, ...
+_SERVICE_LINK = re.compile(
+    r"_SERVICE_HOST$|_SERVICE_PORT(_\w+)?$|_PORT$|_PORT_[0-9]+_(TCP|UDP|SCTP)(_(PROTO|PORT|ADDR))?$"
+)
+
+
+def env_warnings(env: Mapping[str, str]) -> list[str]:
+    """One line per ``KDNS_*`` variable that is not a kdns setting (most likely a typo, which
+    would otherwise be silently ignored), naming the closest known one. Not errors: unknown
+    variables never stop kdns. Kubernetes service-link variables are left alone."""
+    known = [s.env for s in SETTINGS if s.env is not None] + [CONFIG_ENV]
+    suffixes = [name.removeprefix("KDNS_") for name in known]  # the shared prefix is no clue
+    lines = []
+    for name in sorted(env):
+        upper = name.upper()
+        if not upper.startswith("KDNS_") or name in known or _SERVICE_LINK.search(upper):
+            continue
+        close = difflib.get_close_matches(upper.removeprefix("KDNS_"), suffixes, n=1, cutoff=0.6)
+        hint = f" (did you mean KDNS_{close[0]}?)" if close else ""
+        lines.append(f"{name} is not a kdns setting{hint}; ignored")
+    return lines
 
 
 def _validate(setting: Setting, key: str, value: object, *, text: bool) -> Any:
@@ -663,7 +735,7 @@ def _read_toml(path: str) -> dict[str, Any]:
         raise ConfigError(path, f"invalid TOML: {exc}") from None
 
 
-def _file_layer(doc: Mapping[str, Any]) -> dict[str, Any]:
+def _file_layer(doc: Mapping[str, Any], origins: dict[str, str]) -> dict[str, Any]:
     written: dict[str, str] = {}  # canonical "section.key" -> the name the file used
     values: dict[str, Any] = {}
     for name, path, value in _file_entries(doc):
@@ -672,6 +744,7 @@ def _file_layer(doc: Mapping[str, Any]) -> dict[str, Any]:
         written[path] = name
         setting = _BY_TOML[path]
         values[setting.field] = _validate(setting, name, value, text=False)
+        origins[setting.field] = name
     return values
 
 
@@ -694,7 +767,7 @@ def _file_entries(doc: Mapping[str, Any]) -> list[tuple[str, str, object]]:
     return entries
 
 
-def _env_layer(env: Mapping[str, str]) -> dict[str, Any]:
+def _env_layer(env: Mapping[str, str], origins: dict[str, str]) -> dict[str, Any]:
     # Only our names are read. Kubernetes injects KDNS_SERVICE_HOST, KDNS_PORT, ... into pods
     # when a Service is named "kdns", so unknown KDNS_* variables must not be errors.
     values: dict[str, Any] = {}
@@ -703,10 +776,11 @@ def _env_layer(env: Mapping[str, str]) -> dict[str, Any]:
             continue  # unset or empty: manifests often template "" for "not set"
         value = _validate(setting, setting.env, env[setting.env], text=True)
         values[setting.field] = (not value) if setting.negated else value
+        origins[setting.field] = setting.env
     return values
 
 
-def _flag_layer(flags: Mapping[str, Any]) -> dict[str, Any]:
+def _flag_layer(flags: Mapping[str, Any], origins: dict[str, str]) -> dict[str, Any]:
     values: dict[str, Any] = {}
     for field, value in flags.items():
         setting = _BY_FIELD.get(field)
@@ -715,6 +789,7 @@ def _flag_layer(flags: Mapping[str, Any]) -> dict[str, Any]:
         if value is not None:
             key = setting.flag or field
             values[field] = _validate(setting, key, value, text=True)
+            origins[field] = key
     return values
 
 

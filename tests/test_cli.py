@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import subprocess
 import sys
@@ -34,7 +35,8 @@ def served(monkeypatch):
 
 
 def serve(argv: list[str], served: list[Config], env: dict[str, str] | None = None) -> Config:
-    assert main(argv, env=env or {}) == 0
+    """``kdns serve ARGV...``: the Config handed to the lifecycle."""
+    assert main(["serve", *argv], env=env or {}) == 0
     assert len(served) == 1
     return served[0]
 
@@ -43,9 +45,9 @@ def serve(argv: list[str], served: list[Config], env: dict[str, str] | None = No
 
 FLAGS = [
     # (rule, argv, field, expected)
-    ("serve_is_the_default_command", ["--demo", "--listen", "127.0.0.1:5353"], "listen",
-     (("127.0.0.1", 5353),)),
-    ("explicit_serve", ["serve", "--listen", "[::1]:0"], "listen", (("::1", 0),)),
+    ("listen_ipv4", ["--demo", "--listen", "127.0.0.1:5353"], "listen", (("127.0.0.1", 5353),)),
+    ("listen_ipv6", ["--listen", "[::1]:0"], "listen", (("::1", 0),)),
+    ("listen_all_addresses_both_families", ["--listen", ":53"], "listen", (("", 53),)),
     ("listen_repeats", ["--listen", "127.0.0.1:0", "--listen", "[::1]:0"], "listen",
      (("127.0.0.1", 0), ("::1", 0))),
     ("demo", ["--demo"], "demo", True),
@@ -62,7 +64,7 @@ FLAGS = [
     ("no_forward", ["--no-forward"], "forward", False),
     ("metrics_listen_off", ["--metrics-listen", "off"], "metrics_listen", None),
     ("health_listen", ["--health-listen", "127.0.0.1:0"], "health_listen", ("127.0.0.1", 0)),
-    ("ready_listen", ["--ready-listen", ":8181"], "ready_listen", ("0.0.0.0", 8181)),
+    ("ready_listen", ["--ready-listen", ":8181"], "ready_listen", ("", 8181)),
     ("killer", ["--killer"], "killer", True),
     ("workers", ["--workers", "4"], "workers", 4),
     ("log_level", ["--log-level", "debug"], "log_level", "debug"),
@@ -116,20 +118,20 @@ def test_serve_returns_run_status(monkeypatch):
     monkeypatch.setitem(
         sys.modules, "kdns.app", types.SimpleNamespace(run=lambda config, reload=None: 3)
     )
-    assert main(["--demo"], env={}) == 3
+    assert main(["serve", "--demo"], env={}) == 3
 
 
 # --- errors: exit 1 and exactly one line on stderr --------------------------------------------------
 
 BAD = [
     # (rule, argv, env, stderr line)
-    ("bad_flag_value", ["--ttl", "x"], {},
+    ("bad_flag_value", ["serve", "--ttl", "x"], {},
      'kdns: config: --ttl: expected an integer 0..3600, got "x"'),
     ("bad_flag_value_after_serve", ["serve", "--pods", "yes"], {},
      'kdns: config: --pods: expected disabled|insecure|verified, got "yes"'),
-    ("bad_env_value", [], {"KDNS_WORKERS": "0"},
-     "kdns: config: KDNS_WORKERS: expected an integer 1..64, got 0"),
-    ("bad_listen", ["--listen", "::1:53"], {},
+    ("bad_env_value", ["serve"], {"KDNS_WORKERS": "0"},
+     'kdns: config: KDNS_WORKERS: expected an integer 1..64 or "auto", got 0'),
+    ("bad_listen", ["serve", "--listen", "::1:53"], {},
      'kdns: config: --listen: expected HOST:PORT (HOST an IP address or localhost, IPv6 in '
      'brackets), got "::1:53"'),
 ]  # fmt: skip
@@ -148,7 +150,7 @@ def test_bad_value_exits_1_with_one_line(served, capsys, argv, env, line):
 def test_bad_config_file_exits_1_with_one_line(served, capsys, tmp_path):
     path = tmp_path / "kdns.toml"
     path.write_text('[kubernetes]\nclusterdomain = "x"\n')
-    assert main(["-c", str(path)], env={}) == 1
+    assert main(["serve", "-c", str(path)], env={}) == 1
     assert capsys.readouterr().err == "kdns: config: kubernetes.clusterdomain: unknown key\n"
 
 
@@ -156,7 +158,8 @@ def test_bad_config_file_exits_1_with_one_line(served, capsys, tmp_path):
     "argv",
     [
         pytest.param(["--no-such-flag"], id="unknown_flag"),
-        pytest.param(["--ttl"], id="flag_missing_value"),
+        pytest.param(["serve", "--no-such-flag"], id="unknown_serve_flag"),
+        pytest.param(["serve", "--ttl"], id="flag_missing_value"),
         pytest.param(["check-config"], id="check_config_needs_file"),
         pytest.param(["--demo", "version"], id="command_after_flags"),
     ],
@@ -229,3 +232,146 @@ def test_check_config_subprocess(tmp_path):
     )  # fmt: skip
     assert (done.returncode, done.stdout) == (1, "")
     assert done.stderr == "kdns: config: kubernetes.ttl: expected an integer 0..3600, got 99999\n"
+
+
+# --- a command is required: nothing serves by accident --------------------------------------------
+
+
+def test_bare_kdns_prints_help_and_exits_2(served, capsys):
+    assert main([], env={}) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err.startswith("usage: kdns") and "serve" in err and "check-config" in err
+    assert "kdns serve --demo" in err  # the epilog says how to serve
+    assert served == []
+
+
+@pytest.mark.parametrize(
+    ("argv", "hint"),
+    [
+        (["--demo"], "kdns serve --demo"),
+        (["--listen=127.0.0.1:5353", "--demo"], "kdns serve --listen=127.0.0.1:5353 --demo"),
+        (["-c", "my file.toml"], "kdns serve -c 'my file.toml'"),
+        (["--no-forward"], "kdns serve --no-forward"),
+    ],
+)
+def test_serve_options_without_serve_are_a_usage_error_with_a_hint(served, capsys, argv, hint):
+    assert main(argv, env={}) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err.startswith("usage: kdns")
+    assert err.splitlines()[-1] == f"kdns: error: a command is required: did you mean `{hint}`?"
+    assert served == []
+
+
+def test_bare_kdns_as_a_process_serves_nothing():
+    from tests.kdnsproc import run_kdns
+
+    result = run_kdns()
+    assert result.returncode == 2
+    assert result.stderr.startswith("usage: kdns")
+    assert "listening" not in result.stderr
+
+
+# --- conflicts and misspelled environment variables --------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("argv", "env", "line"),
+    [
+        (["serve", "--demo", "--objects", "a.yaml"], {},
+         "kdns: config: --demo: conflicts with --objects: serve the demo cluster or manifest "
+         "files, not both"),
+        (["serve", "--no-forward", "--upstream", "1.1.1.1"], {},
+         "kdns: config: --no-forward: conflicts with --upstream: forwarding is off, so no "
+         "upstream would be asked"),
+        (["serve", "--objects", "a.yaml"], {"KDNS_DEMO": "true"},
+         "kdns: config: KDNS_DEMO: conflicts with --objects: serve the demo cluster or manifest "
+         "files, not both"),
+    ],
+)  # fmt: skip
+def test_conflicting_options_exit_1_with_one_line(served, capsys, argv, env, line):
+    assert main(argv, env=env) == 1
+    assert capsys.readouterr() == ("", line + "\n")
+    assert served == []
+
+
+def test_conflict_between_file_and_flag_names_both(served, capsys, tmp_path):
+    path = tmp_path / "kdns.toml"
+    path.write_text("[kubernetes]\ndemo = true\n")
+    assert main(["serve", "-c", str(path), "--objects", "a.yaml"], env={}) == 1
+    assert capsys.readouterr().err.startswith(
+        "kdns: config: kubernetes.demo: conflicts with --objects: "
+    )
+
+
+def test_misspelled_env_var_warns_once_and_serves(served, capsys):
+    config = serve(["--demo"], served, env={"KDNS_TLL": "30", "KDNS_SERVICE_HOST": "10.0.0.10"})
+    assert config.ttl == 5  # ignored, not an error
+    assert capsys.readouterr().err == (
+        "kdns: warning: KDNS_TLL is not a kdns setting (did you mean KDNS_TTL?); ignored\n"
+    )
+
+
+def test_misspelled_env_var_warning_follows_the_log_format(served, capsys):
+    serve(["--log-format", "json"], served, env={"KDNS_UPSTREAMS": "1.1.1.1"})
+    (line,) = capsys.readouterr().err.splitlines()
+    record = json.loads(line)
+    assert (record["level"], record["logger"]) == ("warning", "kdns")
+    assert record["msg"] == (
+        "KDNS_UPSTREAMS is not a kdns setting (did you mean KDNS_UPSTREAM?); ignored"
+    )
+
+
+def test_check_config_warns_about_misspelled_env_vars(capsys, tmp_path):
+    path = tmp_path / "kdns.toml"
+    path.write_text("[kubernetes]\nttl = 9\n")
+    assert main(["check-config", str(path)], env={"KDNS_NOFORWARD": "1"}) == 0
+    out, err = capsys.readouterr()
+    assert "\nttl = 9\n" in out
+    assert err == (
+        "kdns: warning: KDNS_NOFORWARD is not a kdns setting (did you mean KDNS_NO_FORWARD?); "
+        "ignored\n"
+    )
+
+
+# --- kubernetes.enabled = false: a plain forwarder (CoreDNS without its kubernetes plugin) ---------
+
+
+def test_kubernetes_disabled_is_a_plain_forwarder(tmp_path):
+    """The README's homelab setup: no cluster, no demo; every name goes upstream, cluster.local
+    included (no zone is claimed), and /ready is 200 at once."""
+    import dns.message
+    import dns.query
+
+    from tests.dnsupstream import DnsUpstream
+    from tests.kdnsproc import LOOPBACK, Kdns
+
+    path = tmp_path / "kdns.toml"
+    path.write_text("[kubernetes]\nenabled = false\n")
+    records = {
+        ("www.example.com.", "A"): ["192.0.2.1"],
+        ("web.shop.svc.cluster.local.", "A"): ["192.0.2.2"],
+    }
+    with DnsUpstream(records) as up, Kdns("-c", str(path), "--upstream", up.upstream()) as proc:
+        assert "forwarding only" in proc.log and "DEMO" not in proc.log
+        for name, address in [("www.example.com", "192.0.2.1"), ("web.shop.svc.cluster.local",
+                                                                 "192.0.2.2")]:  # fmt: skip
+            q = dns.message.make_query(name, "A")
+            for resp in (proc.query(name), dns.query.tcp(q, LOOPBACK, port=proc.port, timeout=3)):
+                assert [r.to_text() for rrset in resp.answer for r in rrset] == [address]
+        assert "web.shop.svc.cluster.local." in [n.lower() for n in up.names()]
+        assert proc.get("ready")[0] == 200
+
+
+def test_kubernetes_disabled_without_forwarding_has_nothing_to_serve(tmp_path):
+    from tests.kdnsproc import LOOPBACK, run_kdns
+
+    path = tmp_path / "kdns.toml"
+    path.write_text("[kubernetes]\nenabled = false\n[forward]\nenabled = false\n")
+    result = run_kdns("serve", "-c", str(path), "--listen", f"{LOOPBACK}:0")
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1] == (
+        "kdns: nothing to serve: kubernetes.enabled is false, no --demo or --objects, and no "
+        "forwarding (--no-forward, or no upstreams)"
+    )

@@ -15,6 +15,7 @@ from kdns.config import (
     ConfigError,
     Upstream,
     build_config,
+    env_warnings,
     format_hostport,
     parse_hostport,
     parse_upstream,
@@ -78,8 +79,12 @@ PRECEDENCE = [
     ("choices_case_insensitive", None, {"KDNS_LOG_LEVEL": "DEBUG"}, {}, "log_level", "debug"),
     ("seconds_accept_toml_int", "[kubernetes]\nstartup_timeout = 0", {}, {},
      "startup_timeout", 0.0),
-    ("repeated_list_items_deduplicated", None, {}, {"listen": [":53", "0.0.0.0:53"]},
-     "listen", (("0.0.0.0", 53),)),
+    ("repeated_list_items_deduplicated", None, {}, {"listen": [":53", "127.0.0.1:53", ":53"]},
+     "listen", (("", 53), ("127.0.0.1", 53))),
+    ("all_addresses_cover_both_any_addresses", None, {},
+     {"listen": ["0.0.0.0:53", ":53", "[::]:53", "[::]:54"]}, "listen", (("", 53), ("::", 54))),
+    ("ephemeral_ports_are_never_merged", None, {}, {"listen": [":0", "0.0.0.0:0"]}, "listen",
+     (("", 0), ("0.0.0.0", 0))),
 ]  # fmt: skip
 
 
@@ -93,8 +98,9 @@ def test_precedence(tmp_path, toml, env, flags, field, expected):
 
 def test_defaults_match_the_dataclass():
     assert build_config() == Config()
-    assert Config().listen == (("0.0.0.0", 53),)
-    assert Config().metrics_listen == ("0.0.0.0", 9153)
+    assert Config().listen == (("", 53),)  # ":53": IPv4 and IPv6, as CoreDNS's ".:53"
+    assert Config().metrics_listen == ("", 9153)
+    assert (Config().health_listen, Config().ready_listen) == (("", 8080), ("", 8181))
 
 
 def test_kdns_config_env_names_the_file(write_toml):
@@ -129,7 +135,7 @@ ERRORS = [
     ("file_int_range", "[kubernetes]\nttl = 3601", {}, {},
      "config: kubernetes.ttl: expected an integer 0..3600, got 3601"),
     ("file_int_rejects_bool", "[server]\nworkers = true", {}, {},
-     "config: server.workers: expected an integer 1..64, got true"),
+     'config: server.workers: expected an integer 1..64 or "auto", got true'),
     ("env_int_not_a_number", None, {"KDNS_TTL": "x"}, {},
      'config: KDNS_TTL: expected an integer 0..3600, got "x"'),
     ("flag_int_not_a_number", None, {}, {"ttl": "x"},
@@ -137,7 +143,7 @@ ERRORS = [
     ("flag_int_range", None, {}, {"ttl": "-1"},
      "config: --ttl: expected an integer 0..3600, got -1"),
     ("workers_range", None, {"KDNS_WORKERS": "65"}, {},
-     "config: KDNS_WORKERS: expected an integer 1..64, got 65"),
+     'config: KDNS_WORKERS: expected an integer 1..64 or "auto", got 65'),
     ("udp_size_range", None, {}, {"udp_size": "511"},
      "config: --udp-size: expected an integer 512..65535, got 511"),
     ("tcp_max_connections_range", "[server]\ntcp_max_connections = 0", {}, {},
@@ -247,7 +253,7 @@ def test_invalid_toml_is_one_line(write_toml):
 
 SDNS = [
     # (rule, toml, field, expected)
-    ("bind_is_server_listen", 'bind = ":53"', "listen", (("0.0.0.0", 53),)),
+    ("bind_is_server_listen", 'bind = ":53"', "listen", (("", 53),)),
     ("bind_list", 'bind = ["127.0.0.1:53", "[::1]:53"]', "listen",
      (("127.0.0.1", 53), ("::1", 53))),
     ("loglevel_is_log_level", 'loglevel = "debug"', "log_level", "debug"),
@@ -272,7 +278,7 @@ def test_sdns_design_example_file(tmp_path):
         'cluster_domain = "cluster.local"\nkiller_mode = false\n',
     )
     assert dataclasses.replace(config, config_file=None) == Config(
-        listen=(("0.0.0.0", 5353),), log_level="warning"
+        listen=(("", 5353),), log_level="warning"
     )
 
 
@@ -282,7 +288,8 @@ LISTEN_OK = [
     ("ipv4", "1.2.3.4:53", ("1.2.3.4", 53)),
     ("ipv6_bracketed", "[::1]:53", ("::1", 53)),
     ("ipv6_compressed", "[2001:db8:0:0::1]:5353", ("2001:db8::1", 5353)),
-    ("empty_host_is_all_interfaces", ":53", ("0.0.0.0", 53)),
+    ("empty_host_is_all_interfaces", ":53", ("", 53)),
+    ("ipv4_any", "0.0.0.0:53", ("0.0.0.0", 53)),
     ("ipv6_any", "[::]:53", ("::", 53)),
     ("port_zero_is_ephemeral", "127.0.0.1:0", ("127.0.0.1", 0)),
     ("localhost", "LocalHost:8053", ("localhost", 8053)),
@@ -383,13 +390,11 @@ EVERYTHING = Config(
     pods="verified",
     ttl=0,
     endpoint_pod_names=True,
-    demo=True,
     objects=("/srv/manifests", 'odd "dir"\\with\ttab\x7fdel/ünïcode'),
     kubeconfig="/home/me/.kube/config",
     kubernetes_enabled=False,
     killer=True,
     upstreams=("1.1.1.1", "tls://[2606:4700::1111]:853@cloudflare-dns.com"),
-    forward=False,
     metrics_listen=None,
     health_listen=("::", 8080),
     ready_listen=None,
@@ -406,7 +411,13 @@ EVERYTHING = Config(
 
 
 @pytest.mark.parametrize(
-    "config", [pytest.param(Config(), id="defaults"), pytest.param(EVERYTHING, id="everything")]
+    "config",
+    [
+        pytest.param(Config(), id="defaults"),
+        pytest.param(EVERYTHING, id="everything"),
+        # What EVERYTHING cannot also hold: these conflict with its objects and upstreams.
+        pytest.param(Config(demo=True, forward=False, listen=(("", 0),)), id="switches"),
+    ],
 )
 def test_to_toml_round_trips(write_toml, config):
     text = config.to_toml()
@@ -418,7 +429,92 @@ def test_to_toml_round_trips(write_toml, config):
 def test_to_toml_uses_canonical_keys_and_leaves_unset_out():
     text = Config(metrics_listen=None).to_toml()
     doc = tomllib.loads(text)
-    assert doc["server"]["listen"] == ["0.0.0.0:53"]
+    assert doc["server"]["listen"] == [":53"]
     assert doc["metrics"]["listen"] == "off"
     assert "kubeconfig" not in doc["kubernetes"]
     assert "bind" not in doc and "loglevel" not in doc
+
+
+# --- conflicting settings, across layers ----------------------------------------------------------
+
+CONFLICTS = [
+    # (rule, toml, env, flags, message)
+    ("demo_flag_and_objects_flag", None, {}, {"demo": True, "objects": ["a.yaml"]},
+     "config: --demo: conflicts with --objects: serve the demo cluster or manifest files, "
+     "not both"),
+    ("demo_in_file_objects_flag", "[kubernetes]\ndemo = true", {}, {"objects": ["a.yaml"]},
+     "config: kubernetes.demo: conflicts with --objects: serve the demo cluster or manifest "
+     "files, not both"),
+    ("demo_env_objects_in_file", '[kubernetes]\nobjects = ["a.yaml"]', {"KDNS_DEMO": "1"}, {},
+     "config: KDNS_DEMO: conflicts with kubernetes.objects: serve the demo cluster or manifest "
+     "files, not both"),
+    ("no_forward_and_upstream", None, {}, {"forward": False, "upstreams": ["1.1.1.1"]},
+     "config: --no-forward: conflicts with --upstream: forwarding is off, so no upstream would "
+     "be asked"),
+    ("forward_disabled_in_file_upstream_env", "[forward]\nenabled = false",
+     {"KDNS_UPSTREAM": "1.1.1.1"}, {},
+     "config: forward.enabled: conflicts with KDNS_UPSTREAM: forwarding is off, so no upstream "
+     "would be asked"),
+    ("no_forward_and_forward_zones", '[forward]\nzones = ["lan.example=192.168.1.1"]', {},
+     {"forward": False},
+     "config: --no-forward: conflicts with forward.zones: forwarding is off, so no upstream "
+     "would be asked"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("toml", "env", "flags", "message"),
+    [pytest.param(*case[1:], id=case[0]) for case in CONFLICTS],
+)
+def test_conflicting_settings_name_both_keys(tmp_path, toml, env, flags, message):
+    with pytest.raises(ConfigError) as err:
+        build(tmp_path, toml, env, flags)
+    assert str(err.value) == message
+
+
+NO_CONFLICT = [
+    # (rule, toml, env, flags): a later layer turned one side off, so nothing contradicts
+    ("env_turns_file_demo_off", "[kubernetes]\ndemo = true", {"KDNS_DEMO": "0"},
+     {"objects": ["a.yaml"]}),
+    ("env_turns_forwarding_back_on", "[forward]\nenabled = false", {"KDNS_NO_FORWARD": "no"},
+     {"upstreams": ["1.1.1.1"]}),
+    ("empty_upstreams_with_no_forward", "[forward]\nupstreams = []", {}, {"forward": False}),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("toml", "env", "flags"), [pytest.param(*case[1:], id=case[0]) for case in NO_CONFLICT]
+)
+def test_effective_values_decide_conflicts(tmp_path, toml, env, flags):
+    build(tmp_path, toml, env, flags)
+
+
+# --- misspelled KDNS_* variables: warnings, not errors -------------------------------------------
+
+ENV_WARNINGS = [
+    # (rule, env, warnings)
+    ("typo_names_the_closest", {"KDNS_TLL": "5"},
+     ["KDNS_TLL is not a kdns setting (did you mean KDNS_TTL?); ignored"]),
+    ("missing_underscore", {"KDNS_NOFORWARD": "1"},
+     ["KDNS_NOFORWARD is not a kdns setting (did you mean KDNS_NO_FORWARD?); ignored"]),
+    ("plural", {"KDNS_UPSTREAMS": "1.1.1.1"},
+     ["KDNS_UPSTREAMS is not a kdns setting (did you mean KDNS_UPSTREAM?); ignored"]),
+    ("lowercase", {"kdns_ttl": "5"},
+     ["kdns_ttl is not a kdns setting (did you mean KDNS_TTL?); ignored"]),
+    ("nothing_close", {"KDNS_XYZZY": "1"}, ["KDNS_XYZZY is not a kdns setting; ignored"]),
+    ("known_names_are_quiet", {"KDNS_TTL": "5", "KDNS_CONFIG": "", "KDNS_NO_FORWARD": "1"}, []),
+    ("kubernetes_service_links_are_quiet",
+     {"KDNS_SERVICE_HOST": "10.0.0.10", "KDNS_SERVICE_PORT": "53", "KDNS_SERVICE_PORT_DNS": "53",
+      "KDNS_PORT": "udp://10.0.0.10:53", "KDNS_PORT_53_UDP": "udp://10.0.0.10:53",
+      "KDNS_PORT_53_UDP_PROTO": "udp", "KDNS_PORT_53_UDP_PORT": "53",
+      "KDNS_PORT_53_UDP_ADDR": "10.0.0.10", "KDNS_METRICS_SERVICE_HOST": "10.0.0.11"}, []),
+    ("other_variables_are_quiet", {"PATH": "/bin", "HOME": "/root"}, []),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("env", "warnings"), [pytest.param(*case[1:], id=case[0]) for case in ENV_WARNINGS]
+)
+def test_env_warnings(env, warnings):
+    assert env_warnings(env) == warnings
+    build_config(None, env)  # never an error
