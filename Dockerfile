@@ -1,15 +1,20 @@
 # syntax=docker/dockerfile:1
-# kdns container image.
+# kdns container image. No image is published: build it and push it to your own registry,
+# then name it in manifests/kustomization.yaml `images:` (docs/deploying.md):
 #
 #   docker build -t registry.example.com/kdns:0.1.0 .
+#   docker push registry.example.com/kdns:0.1.0
+#
+# It runs `kdns serve -c /etc/kdns/kdns.toml` (the ConfigMap's file) as UID 65532.
 #
 # Stage 1 builds wheels of kdns and every dependency (uvloop included) with pip's full toolchain;
 # stage 2 installs only those wheels, so the image carries no build cache or source tree.
 
 FROM python:3.11-slim AS build
 WORKDIR /src
-# What `pip wheel .` needs: the project metadata (README.md is its long description) and the package.
-COPY pyproject.toml README.md ./
+# What `pip wheel .` needs: the project metadata (README.md is its long description, LICENSE goes
+# into the wheel) and the package.
+COPY pyproject.toml README.md LICENSE ./
 COPY kdns ./kdns
 RUN pip wheel --no-cache-dir --wheel-dir /wheels . uvloop
 

@@ -1,15 +1,19 @@
-"""What a forwarded-answer cache hit costs, next to a plain dict and cachetools' TTLCache.
+"""What a forwarded-answer cache hit costs, next to a plain dict (and cachetools' TTLCache).
 
 .venv/bin/python benchmarks/cache_hit.py
+
+kdns does not depend on cachetools: its caches are plain dicts (TTLCache.get measured 1.5-2.3 us
+against under 0.1 us for dict.get). The TTLCache row is printed only where cachetools is installed.
 """
 
 from __future__ import annotations
 
+import importlib
 import timeit
+from typing import Any
 
 import dns.message
 import dns.rrset
-from cachetools import TTLCache
 
 from kdns.dns.cache import ResponseCache, cache_key
 
@@ -24,15 +28,20 @@ def main() -> None:
     cache = ResponseCache()
     cache.put(key, response.to_wire())
     spliced = dns.message.make_query("WWW.example.com", "A").to_wire()[12:]
-    ttl_cache: TTLCache[bytes, int] = TTLCache(9984, 3600)
-    ttl_cache[key] = 1
-    env = {"c": cache, "k": key, "q": spliced, "d": {key: 1}, "t": ttl_cache}
+    env: dict[str, Any] = {"c": cache, "k": key, "q": spliced, "d": {key: 1}}
     timings = {
         "ResponseCache.get hit": "c.get(k, b'\\x00\\x01')",
         "ResponseCache.get hit + question splice": "c.get(k, b'\\x00\\x01', q)",
         "dict.get (floor)": "d.get(k)",
-        "cachetools TTLCache.get": "t.get(k)",
     }
+    try:  # not a dependency: compared only when present
+        ttl_cache = importlib.import_module("cachetools").TTLCache(9984, 3600)
+    except ImportError:
+        print("(cachetools not installed: no TTLCache row)")
+    else:
+        ttl_cache[key] = 1
+        env["t"] = ttl_cache
+        timings["cachetools TTLCache.get"] = "t.get(k)"
     n = 50_000
     for label, stmt in timings.items():
         best = min(timeit.repeat(stmt, globals=env, number=n, repeat=5)) / n

@@ -71,3 +71,18 @@ def test_readme_config_examples_validate(tmp_path: Path) -> None:
         path = tmp_path / f"example{index}.toml"
         path.write_text(block)
         build_config(str(path), {})
+
+
+def test_readme_configmap_block_is_the_shipped_configmap() -> None:
+    """The README's kube-system config is manifests/configmap.yaml's kdns.toml, character for
+    character, so the README never shows a config the manifests do not ship."""
+    import yaml
+
+    text = (ROOT / "README.md").read_text()
+    heading = "### kube-system (the ConfigMap in `manifests/`)"
+    assert text.count(heading) == 1
+    section = text.split(heading, 1)[1]
+    match = re.search(r"```toml\n(.*?)```", section, re.S)
+    assert match is not None
+    configmap = yaml.safe_load((ROOT / "manifests" / "configmap.yaml").read_text())
+    assert match.group(1) == configmap["data"]["kdns.toml"]
