@@ -26,8 +26,10 @@ typecheck: $(STAMP)
 test: lint typecheck
 	$(BIN)/python -m pytest -q
 
+# kdns (metrics on/off, killer) next to NSD on mixes (a)-(d); installs dnsperf and nsd with
+# apt-get when root. BENCH_ARGS=--quick for a smoke run; results in benchmarks/results/latest.json.
 bench: $(STAMP)
-	$(BIN)/python benchmarks/qps.py
+	$(BIN)/python benchmarks/qps.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,225 +1,261 @@
-"""Queries per second and latency percentiles: kdns next to a baseline, in one run.
+"""`make bench`: kdns next to NSD on the same cluster, in one run, with the issues' targets.
 
-Starts each server on loopback, pins it to CPU 0 and dnsperf to CPU 1 (when taskset exists),
-drives it with dnsperf for --seconds, and prints one table. Traffic goes to 127.0.0.1 only.
+Servers (--servers): NSD (Debian package) serving zones transferred (AXFR) from kdns, so both
+answer from the same records; kdns standard with metrics on (``kdns``) and off
+(``kdns-nometrics``); kdns killer (``kdns-killer``, ``--killer``). Optional extras: ``dnslib``
+(a naive parse+build server) and ``echo`` (a UDP echo: the ceiling of a Python server).
 
-    make bench                       # or: .venv/bin/python benchmarks/qps.py --seconds 10
+The cluster (benchmarks/workload.py): 1,050 Services, 3,400 endpoints, 30 namespaces, served
+by kdns with ``kdns serve --objects FILE``. Mixes (--mixes):
 
-Needs dnsperf (Debian/Ubuntu: apt-get install dnsperf); the script installs it with apt-get
-when it runs as root and it is missing, else explains.
+  plain     (a) cluster names: A, AAAA, SRV, PTR
+  edns      (b) the same, EDNS on every query (dnsperf -e)
+  nxdomain  (c) 90% NXDOMAIN ndots:5 walk names over 21,000 distinct names, 10% existing
+  trace     (d) pods walking their search list to external names through a loopback upstream
+                that adds 20 ms and answers with TTL 10 s (benchmarks/trace_replay.py); kdns only
+
+Each server runs pinned to CPU 0 and dnsperf to CPU 1, on 127.0.0.1 only. Per server and mix
+(a)-(c): a 1 s warm-up, the max qps run (dnsperf -q 500 -c 8) whose CPU time gives CPU per
+query, a run at 50% of that rate (-Q; latency percentiles from dnsperf -v) and one at 90%
+(lost queries). Output: a table per mix, the targets as PASS/MISS, and
+benchmarks/results/latest.json.
+
+    make bench                                   # everything (about 9 minutes)
+    .venv/bin/python benchmarks/qps.py --quick   # smoke run (about 3 minutes)
+    .venv/bin/python benchmarks/qps.py --mixes plain,edns --servers nsd,kdns --seconds 15
+
+Needs dnsperf and nsd (Debian: apt-get install dnsperf nsd); when run as root the script
+installs whichever is missing with apt-get, else it says how.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import shutil
-import socket
-import statistics
-import subprocess
+import platform
+import re
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-PY = sys.executable
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-# A cluster-DNS-like mix over the demo cluster: mostly service A lookups, some AAAA/SRV/PTR,
-# pods, and the NXDOMAINs a search path produces (ndots:5 tries <name>.<ns>.svc.cluster.local).
-QUERIES: list[tuple[str, str, int]] = [
-    ("web.shop.svc.cluster.local", "A", 30),
-    ("kubernetes.default.svc.cluster.local", "A", 15),
-    ("api.shop.svc.cluster.local", "A", 10),
-    ("api.shop.svc.cluster.local", "AAAA", 5),
-    ("db.data.svc.cluster.local", "A", 5),
-    ("_http._tcp.web.shop.svc.cluster.local", "SRV", 5),
-    ("20.10.96.10.in-addr.arpa", "PTR", 5),
-    ("10-244-1-10.shop.pod.cluster.local", "A", 5),
-    ("web.shop.svc.cluster.local.shop.svc.cluster.local", "A", 10),
-    ("kube-dns.kube-system.svc.cluster.local", "A", 10),
-]
+import dnsperf  # noqa: E402
+import report  # noqa: E402
+import servers  # noqa: E402
+import trace_replay  # noqa: E402
+import workload  # noqa: E402
+
+RESULTS = Path(__file__).resolve().parent / "results" / "latest.json"
+ALL_SERVERS = ("nsd", "kdns", "kdns-nometrics", "kdns-killer")
+EXTRA_SERVERS = ("dnslib", "echo")
+TRACE_SERVERS = ("kdns", "kdns-killer")  # NSD cannot forward; metrics off adds nothing here
+TRACE_TOML = "[cache]\nserve_stale = 0\n"  # serve-stale off (the default, said explicitly)
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+def start(server: str, objects: Path, zone_files: dict[str, Path], tmp: Path) -> servers.Server:
+    if server == "nsd":
+        nsd_dir = Path(tempfile.mkdtemp(prefix="nsd-", dir=tmp))
+        return servers.Nsd(servers.ensure_tool("nsd", "nsd"), zone_files, nsd_dir)
+    if server in EXTRA_SERVERS:
+        script = {"dnslib": "baseline_dnslib.py", "echo": "echo_ceiling.py"}[server]
+        return servers.Script(report.LABELS[server], Path(__file__).parent / script)
+    variant = {"kdns": "metrics-on", "kdns-nometrics": "metrics-off", "kdns-killer": "killer"}
+    return servers.Kdns(report.LABELS[server], objects, *servers.kdns_args(variant[server]),
+                        "--no-forward")  # fmt: skip
 
 
-def ensure_dnsperf() -> str:
-    path = shutil.which("dnsperf")
-    if path:
-        return path
-    if os.geteuid() == 0 and shutil.which("apt-get"):
-        print("dnsperf missing: installing the Debian package", file=sys.stderr)
-        subprocess.run(["apt-get", "update", "-qq"], check=False)
-        subprocess.run(["apt-get", "install", "-y", "-qq", "dnsperf"], check=True)
-        path = shutil.which("dnsperf")
-        if path:
-            return path
-    sys.exit(
-        "benchmarks need dnsperf: apt-get install dnsperf (Debian/Ubuntu) or brew install dnsperf"
-    )
-
-
-def pin(cpu: int) -> list[str]:
-    return (
-        ["taskset", "-c", str(cpu)]
-        if shutil.which("taskset") and os.cpu_count() and os.cpu_count() > 1
-        else []
-    )
-
-
-def wait_udp(port: int, timeout: float = 15) -> None:
-    import dns.message
-    import dns.query
-
-    deadline = time.monotonic() + timeout
-    q = dns.message.make_query("kubernetes.default.svc.cluster.local", "A")
-    while time.monotonic() < deadline:
-        try:
-            dns.query.udp(q, "127.0.0.1", port=port, timeout=0.3)
-            return
-        except Exception:
-            time.sleep(0.1)
-    raise RuntimeError(f"server on port {port} did not answer")
-
-
-def run_dnsperf(dnsperf: str, port: int, seconds: float, datafile: str) -> dict[str, float]:
-    cmd = pin(1) + [dnsperf, "-s", "127.0.0.1", "-p", str(port), "-d", datafile, "-l", str(seconds),
-                    "-c", "8", "-q", "256", "-t", "2", "-v"]  # fmt: skip
-    proc = subprocess.run(cmd, capture_output=True, text=True, check=True)
-    latencies = []
-    qps = 0.0
-    lost = 0
-    for line in proc.stdout.splitlines():
-        if line.startswith("> "):
-            parts = line.split()
-            if parts[1] == "T":  # timed out
-                continue
-            latencies.append(float(parts[-1]))
-        elif "Queries per second:" in line:
-            qps = float(line.split(":")[1])
-        elif "Queries lost:" in line:
-            lost = int(line.split(":")[1].split()[0])
-    latencies.sort()
-
-    def pct(p: float) -> float:
-        return (
-            latencies[min(len(latencies) - 1, int(p / 100 * len(latencies)))] * 1e6
-            if latencies
-            else 0.0
-        )
-
+def measure(
+    dnsperf_bin: str, srv: servers.Server, datafile: str, seconds: float, edns: bool
+) -> dict[str, Any]:
+    """Max qps (and CPU per query), then 50% of it (latency, lost) and 90% (lost)."""
+    dnsperf.run(dnsperf_bin, srv.port, datafile, 1, edns=edns)  # warm-up, not counted
+    cpu0 = srv.cpu_seconds()
+    top = dnsperf.run(dnsperf_bin, srv.port, datafile, seconds, edns=edns)
+    cpu = srv.cpu_seconds() - cpu0
+    drops0 = servers.udp_rcvbuf_errors()
+    half = dnsperf.run(dnsperf_bin, srv.port, datafile, seconds, edns=edns, rate=top.qps / 2,
+                       verbose=True)  # fmt: skip
+    drops50 = servers.udp_rcvbuf_errors()
+    ninety = dnsperf.run(dnsperf_bin, srv.port, datafile, seconds, edns=edns, rate=top.qps * 0.9)
+    drops90 = servers.udp_rcvbuf_errors()
     return {
-        "qps": qps,
-        "p50": pct(50),
-        "p90": pct(90),
-        "p99": pct(99),
-        "p99.9": pct(99.9),
-        "mean": statistics.fmean(latencies) * 1e6 if latencies else 0.0,
-        "lost": lost,
+        "qps": top.qps,
+        "lost_max": top.lost,
+        "rcodes": top.rcodes,
+        "cpu_us_per_query": 1e6 * cpu / top.completed if top.completed else None,
+        "p50_us": half.percentile(50),
+        "p99_us": half.percentile(99),
+        "p999_us": half.percentile(99.9),
+        "half_qps": half.qps,
+        "lost_50": half.lost,
+        "lost_90": ninety.lost,
+        "ninety_qps": ninety.qps,
+        # kernel drops on full UDP receive buffers during those runs (any socket on the host)
+        "rcvbuf_drops_50": drops50 - drops0,
+        "rcvbuf_drops_90": drops90 - drops50,
+        "rss_kib": srv.rss_kib(),
     }
 
 
-def serve(cmd: list[str], port: int) -> subprocess.Popen[bytes]:
-    proc = subprocess.Popen(
-        pin(0) + cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT
-    )
-    wait_udp(port)
-    return proc
+def prefetch_metrics(text: str) -> tuple[float | None, dict[str, float]]:
+    """kdns_killer_prefetch_* samples from /metrics and the precision they give, None when the
+    killer's metrics are absent: a ``precision`` gauge if exported, else used / issued, else
+    used / (used + wasted), matching those words in sample names and labels."""
+    samples: dict[str, float] = {}
+    for line in text.splitlines():
+        if line.startswith("kdns_killer_prefetch") and "_created" not in line:
+            name, _, value = line.rpartition(" ")
+            try:
+                samples[name] = float(value)
+            except ValueError:
+                continue
+    for name, value in samples.items():
+        if "precision" in name:
+            return value, samples
+
+    def total(pattern: str, unless: str = "^$") -> float:
+        return sum(
+            v for n, v in samples.items() if re.search(pattern, n) and not re.search(unless, n)
+        )
+
+    used = total("used|useful|hit", unless="unused")
+    wasted = total("wasted|unused|expired|evicted")
+    issued = total("issued|sent|started")
+    if issued:
+        return used / issued, samples
+    if used + wasted:
+        return used / (used + wasted), samples
+    return None, samples
+
+
+def run_trace(
+    server: str, objects: Path, namespaces: list[str], seconds: float, clients: int
+) -> dict[str, Any]:
+    upstream = trace_replay.TraceUpstream()
+    variant = "killer" if server == "kdns-killer" else "metrics-on"
+    args = servers.kdns_args(variant) + ["--upstream", f"127.0.0.1:{upstream.port}"]
+    with servers.Kdns(report.LABELS[server], objects, *args, toml=TRACE_TOML) as srv:
+        cpu0 = srv.cpu_seconds()
+        result = trace_replay.run_trace(upstream, srv.port, namespaces, seconds, clients=clients)
+        cpu = srv.cpu_seconds() - cpu0
+        row = result.summary()
+        queries = sum(w.queries for w in result.walks)
+        row["cpu_us_per_query"] = 1e6 * cpu / queries if queries else None
+        row["rss_kib"] = srv.rss_kib()
+        row["prefetch_precision"], row["prefetch_metrics"] = prefetch_metrics(srv.metrics())
+    return row
+
+
+def _one_line(err: Exception) -> str:
+    """The first line of an error and, for a server that died, the last line it logged."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()] or [repr(err)]
+    return lines[0] if len(lines) == 1 else f"{lines[0]} ... {lines[-1]}"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--seconds", type=float, default=5, help="per run")
-    parser.add_argument("--repeat", type=int, default=3, help="runs per contender (median kept)")
+    parser.add_argument("--seconds", type=float, default=8, help="per dnsperf run (default 8)")
+    parser.add_argument("--mixes", default=",".join(workload.MIXES),
+                        help="comma-separated: plain,edns,nxdomain,trace")  # fmt: skip
+    parser.add_argument("--servers", default=",".join(ALL_SERVERS),
+                        help=f"comma-separated from {','.join(ALL_SERVERS + EXTRA_SERVERS)}")  # fmt: skip
+    parser.add_argument("--trace-seconds", type=float, default=90, help="mix (d) length")
+    parser.add_argument("--trace-clients", type=int, default=50, help="mix (d) pods")
+    parser.add_argument("--quick", action="store_true",
+                        help="smoke run: 2 s dnsperf runs, 35 s trace, 20 pods")  # fmt: skip
+    parser.add_argument("--json", type=Path, default=RESULTS, help="where to write the results")
     args = parser.parse_args()
-    dnsperf = ensure_dnsperf()
-    with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as f:
-        for name, rdtype, weight in QUERIES:
-            f.write(f"{name} {rdtype}\n" * weight)
-        datafile = f.name
+    if args.quick:
+        args.seconds, args.trace_seconds, args.trace_clients = 2, 35, 20
+    mixes = [m for m in args.mixes.split(",") if m]
+    chosen = [s for s in args.servers.split(",") if s]
+    for name, allowed in ((mixes, workload.MIXES), (chosen, ALL_SERVERS + EXTRA_SERVERS)):
+        bad = set(name) - set(allowed)
+        if bad:
+            parser.error(f"unknown: {', '.join(sorted(bad))} (choose from {', '.join(allowed)})")
 
-    def kdns(port: int, *extra: str) -> list[str]:
-        return [PY, "-m", "kdns.cli", "serve", "--demo", "--listen", f"127.0.0.1:{port}",
-                "--health-listen", "off", "--ready-listen", "off", "--no-forward", *extra]  # fmt: skip
-
-    metrics_port = free_port()
-    contenders = {
-        "baseline (dnslib parse+build per query)": lambda port: [
-            PY,
-            "benchmarks/baseline_dnslib.py",
-            str(port),
-        ],
-        "kdns, metrics off": lambda port: kdns(port, "--metrics-listen", "off"),
-        "kdns, metrics on": lambda port: kdns(
-            port, "--metrics-listen", f"127.0.0.1:{metrics_port}"
-        ),
-        "ceiling (UDP echo, no DNS work)": lambda port: [
-            PY,
-            "benchmarks/echo_ceiling.py",
-            str(port),
-        ],
+    dnsperf_bin = servers.ensure_tool("dnsperf", "dnsperf")
+    if servers.pin(servers.CLIENT_CPU):  # mix (d)'s clients and upstream run in this process
+        os.sched_setaffinity(0, {servers.CLIENT_CPU})
+    if "nsd" in chosen:
+        servers.ensure_tool("nsd", "nsd")
+    began = time.monotonic()
+    results: dict[str, Any] = {
+        "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+        },  # fmt: skip
+        "settings": {
+            "seconds": args.seconds,
+            "mixes": mixes,
+            "servers": chosen,
+            "trace_seconds": args.trace_seconds,
+            "trace_clients": args.trace_clients,
+            "clients": dnsperf.CLIENTS,
+            "outstanding": dnsperf.OUTSTANDING,
+        },  # fmt: skip
+        "workload": {
+            "services": workload.SERVICES,
+            "endpoints": workload.ENDPOINTS,
+            "namespaces": workload.NAMESPACES,
+        },  # fmt: skip
+        "mixes": {},
+        "trace": {},
     }
-    # Each contender runs --repeat times, interleaved with the others, and keeps its median
-    # run: a shared 2-core machine drifts, and interleaving spreads the drift evenly.
-    runs: dict[str, list[dict[str, float]]] = {label: [] for label in contenders}
-    for _ in range(args.repeat):
-        for label, make_cmd in contenders.items():
-            port = free_port()
-            proc = serve(make_cmd(port), port)
-            try:
-                runs[label].append(run_dnsperf(dnsperf, port, args.seconds, datafile))
-            finally:
-                proc.terminate()
-                proc.wait(10)
-    rows = {label: sorted(r, key=lambda x: x["qps"])[len(r) // 2] for label, r in runs.items()}
-    os.unlink(datafile)
-    rows["kdns, forwarded names (warm cache)"] = forwarded_names(dnsperf, args.seconds)
+    with tempfile.TemporaryDirectory(prefix="kdns-bench-") as tmpdir:
+        tmp = Path(tmpdir)
+        cluster = workload.cluster_objects()
+        objects = workload.write_objects(cluster, tmp / "objects.json")
+        files = {
+            "plain": workload.write_queries(workload.plain_queries(cluster), tmp / "plain.txt"),
+            "nxdomain": workload.write_queries(workload.nxdomain_queries(cluster), tmp / "nx.txt"),
+        }
+        files["edns"] = files["plain"]
+        zone_files: dict[str, Path] = {}
+        if "nsd" in chosen and set(mixes) - {"trace"}:
+            print("transferring the zones from kdns for NSD ...", file=sys.stderr)
+            zone_files = servers.write_zone_files(servers.transfer_zones(objects), tmp)
+        # Mix-major order: the servers of one mix run back to back, so the ratios between them
+        # see the same machine (a shared machine drifts over minutes).
+        for mix in (m for m in workload.MIXES if m in mixes and m != "trace"):
+            rows = results["mixes"].setdefault(mix, {})
+            for server in chosen:
+                print(f"{mix}: {report.LABELS[server]} ...", file=sys.stderr)
+                try:
+                    with start(server, objects, zone_files, tmp) as srv:
+                        rows[server] = measure(dnsperf_bin, srv, str(files[mix]), args.seconds,
+                                               mix in workload.EDNS_MIXES)  # fmt: skip
+                except Exception as err:  # one broken server must not lose the others' numbers
+                    rows[server] = {"error": _one_line(err)}
+            report.print_mix(mix, rows)
+        if "trace" in mixes:
+            for server in (s for s in TRACE_SERVERS if s in chosen):
+                print(f"trace: {report.LABELS[server]} ({args.trace_seconds:g} s) ...",
+                      file=sys.stderr)  # fmt: skip
+                try:
+                    results["trace"][server] = run_trace(server, objects, cluster.namespaces,
+                                                         args.trace_seconds, args.trace_clients)  # fmt: skip
+                except Exception as err:
+                    results["trace"][server] = {"error": _one_line(err)}
+            if results["trace"]:
+                report.print_trace(results["trace"])
+    results["targets"] = report.targets(results)
+    report.print_targets(results["targets"])
+    results["elapsed_s"] = round(time.monotonic() - began, 1)
+    report.write_json(results, args.json)
     print(
-        f"\n{'server':45} {'qps':>10} {'p50 µs':>8} {'p90 µs':>8} {'p99 µs':>8} {'p99.9 µs':>9} {'lost':>6}"
+        f"\nlatency: dnsperf -v at 50% of each server's max; CPU: server utime+stime over the max"
+        f" run / answered queries; RSS: VmRSS (NSD: PSS summed over its processes)."
+        f"\n{args.seconds:g} s per dnsperf run, {results['elapsed_s']:.0f} s in all; "
+        f"JSON: {args.json}"
     )
-    for label, r in rows.items():
-        print(
-            f"{label:45} {r['qps']:10.0f} {r['p50']:8.0f} {r['p90']:8.0f} {r['p99']:8.0f} {r['p99.9']:9.0f} {r['lost']:6.0f}"
-        )
-    base, off, on, ceiling, forwarded = (r["qps"] for r in rows.values())
-    print(
-        f"kdns: {off / base:.1f}x the dnslib baseline, {100 * off / ceiling:.0f}% of the echo ceiling"
-    )
-    print(f"metrics cost: {100 * (off - on) / off:+.1f}% qps (on vs off; target under 5%)")
-    print(f"forwarded names from the warm cache: {100 * forwarded / on:.0f}% of cluster-name qps")
-    print(f"(median of {args.repeat} interleaved runs of {args.seconds:g} s each)")
-
-
-def forwarded_names(dnsperf: str, seconds: float) -> dict[str, float]:
-    """kdns forwarding public names to a loopback upstream, every name already cached."""
-    sys.path.insert(0, str(ROOT))
-    from tests.dnsupstream import DnsUpstream
-
-    names = [f"host{i}.example.com" for i in range(50)]
-    with DnsUpstream({(f"{n}.", "A"): ["192.0.2.1"] for n in names}, ttl=3600) as upstream:
-        port = free_port()
-        proc = serve(
-            [PY, "-m", "kdns.cli", "serve", "--demo", "--listen", f"127.0.0.1:{port}",
-             "--health-listen", "off", "--ready-listen", "off", "--metrics-listen", "off",
-             "--resolv-conf", os.devnull, "--upstream", upstream.upstream("udp")],
-            port,
-        )  # fmt: skip
-        with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as f:
-            f.write("".join(f"{n} A\n" for n in names))
-            datafile = f.name
-        try:
-            run_dnsperf(dnsperf, port, 1, datafile)  # warm the cache
-            return run_dnsperf(dnsperf, port, seconds, datafile)
-        finally:
-            proc.terminate()
-            proc.wait(10)
-            os.unlink(datafile)
 
 
 if __name__ == "__main__":
