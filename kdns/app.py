@@ -16,7 +16,7 @@ import os
 import signal
 import sys
 from collections.abc import Callable, Coroutine
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kdns import __version__
 from kdns.config import Config, ConfigError, format_hostport
@@ -29,19 +29,24 @@ from kdns.dns.resolver import Resolver
 from kdns.dns.transfer import TransferPolicy, ZoneTransfers
 from kdns.dns.zones import ZoneSet
 from kdns.k8s.client import ClusterConfigError, api_client, in_cluster
-from kdns.k8s.cluster import ClusterSource
 from kdns.k8s.sources import SourceError
 from kdns.k8s.static import StaticSource, copy_objects
 from kdns.logs import setup_logging
-from kdns.metrics import Metrics
+from kdns.metrics import Metrics, parse_snapshot
 from kdns.metrics import Sources as MetricSources
+from kdns.metrics import fold as fold_snapshot
+from kdns.server import workers
 from kdns.server.forwarding import Forwarder, Route, RoutePlanError, plan_routes
 from kdns.server.http import HttpEndpoints
-from kdns.server.listeners import DnsListeners
+from kdns.server.listeners import DnsListeners, ListenError
 from kdns.server.meter import Meter
 from kdns.server.stats import Stats
 from kdns.server.tcp import TcpServer
 from kdns.server.wire import Responder
+from kdns.server.workers import Pool, Seat
+
+if TYPE_CHECKING:  # the API client is imported only when kdns watches a cluster
+    from kdns.k8s.cluster import ClusterSource
 
 log = logging.getLogger("kdns")
 
@@ -149,6 +154,8 @@ class App:
         self.responder = Responder(
             self.registry.answers, self.resolver.resolve, config.udp_size, self.meter
         )
+        self.responder.derived = self.registry.derived
+        self.responder.stats = self.stats
         self.tcp = TcpServer(
             self.responder,
             self.stats,
@@ -156,7 +163,7 @@ class App:
             max_connections=config.tcp_max_connections,
         )
         self.listeners = DnsListeners(
-            self.responder, self.stats, self.tcp, reuse_port=config.workers > 1
+            self.responder, self.stats, self.tcp, reuse_port=config.workers != 1
         )
         self.listeners.set_query_log(config.query_log)
         self._configure_responder(config)
@@ -170,20 +177,22 @@ class App:
             server,
             lambda: self.forwarder,
         )
-        self.metrics = Metrics(sources, config.metrics_compat)
-        self.http = HttpEndpoints(self.not_ready, self.metrics.render)
+        self.metrics = Metrics(sources, config.metrics_compat, self._worker_counts)
+        self.http = HttpEndpoints(self.not_ready, self.render_metrics)
         self.source: StaticSource | None = None
         self.cluster: ClusterSource | None = None
         self.stopping = asyncio.Event()
         self.lameduck = False
-        self.workers: list[int] = []  # pids of forked workers (in the first process only)
-        self.in_worker = False  # a forked worker: no HTTP endpoints, even after a reload
+        self.pool: Pool | None = None  # --workers: the workers (in the first process)
+        self.seat: Seat | None = None  # --workers: this process is a worker
         self._config_digest = self._file_digest()
         self._tasks: list[asyncio.Task[None]] = []
 
     def _resolver(self, registry: Registry) -> Resolver:
         resolver = Resolver(
-            registry, forward=self.forwarder is not None, authoritative=not self.split
+            registry,
+            forward=self.forwarder is not None,
+            authoritative=not (self.split or self.forward_only),
         )
         previous = getattr(self, "resolver", None)
         if previous is not None:  # Prometheus counters never go backwards across a reload
@@ -198,6 +207,13 @@ class App:
         policy = TransferPolicy(config.transfer_allow)
         responder.transfers = ZoneTransfers(self.registry, policy) if policy else None
         responder.loadbalance = config.loadbalance
+
+    @property
+    def forward_only(self) -> bool:
+        """kubernetes.enabled = false and no demo or manifests: a plain forwarder (CoreDNS
+        without its kubernetes plugin), claiming no cluster zone. Restart-only settings."""
+        config = self.config
+        return not (config.kubernetes_enabled or config.demo or config.objects)
 
     # ------------------------------------------------------------------ readiness
 
@@ -223,9 +239,13 @@ class App:
         elif config.objects:
             self._start_static(StaticSource(self.registry, paths=config.objects))
         elif not config.kubernetes_enabled:
-            raise StartupError(
-                "nothing to serve: kubernetes.enabled is false and no --demo or --objects"
-            )
+            if self.forwarder is None:
+                raise StartupError(
+                    "nothing to serve: kubernetes.enabled is false, no --demo or --objects, "
+                    "and no forwarding (--no-forward, or no upstreams)"
+                )
+            log.info("kubernetes.enabled is false: forwarding only, no cluster zones")
+            self.registry.synced = True  # nothing to wait for: /ready is 200 at once
         else:
             found = await api_client(config.kubeconfig)
             if found is None:
@@ -236,6 +256,8 @@ class App:
                 )
                 self._start_static(StaticSource(self.registry, demo=True))
                 return
+            from kdns.k8s.cluster import ClusterSource
+
             client, where = found
             log.info("watching the API server through %s", where)
             self.cluster = ClusterSource(self.registry, client, pods_mode=config.pods)
@@ -267,6 +289,8 @@ class App:
     # ------------------------------------------------------------------ serving
 
     async def start_http(self) -> None:
+        if self.in_worker:
+            return
         await self.http.start(
             {
                 "health": self.config.health_listen,
@@ -307,13 +331,49 @@ class App:
         loop.add_signal_handler(signal.SIGHUP, on_hup)
 
     def _signal_workers(self, signum: int) -> None:
-        """The first process passes signals on to the workers it forked (--workers)."""
-        for pid in self.workers:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signum)
+        """The first process passes signals on to the workers (--workers)."""
+        if self.pool is not None:
+            self.pool.signal(signum)
+
+    # ------------------------------------------------------------------ --workers
+
+    @property
+    def in_worker(self) -> bool:
+        """A worker answers DNS only: HTTP is the first process's, even after a reload."""
+        return self.seat is not None
+
+    def _worker_counts(self) -> tuple[int, int] | None:
+        if self.seat is not None:
+            return None  # the first process counts the workers
+        if self.pool is None:
+            return 1, 0
+        return self.pool.processes, self.pool.restarts
+
+    async def render_metrics(self) -> tuple[bytes, str]:
+        """/metrics: this process's numbers, with --workers summed with every worker's."""
+        if self.pool is None:
+            return self.metrics.render()
+        others = await self.pool.snapshots(parse_snapshot)
+        others.append(self.metrics.process_snapshot(self.pool.spawner))
+        return self.metrics.render(others)
+
+    def _start_workers(self) -> None:
+        self.metrics.process.share = self.pool is not None or self.seat is not None
+        if self.pool is not None:
+            self.pool.fold = fold_snapshot
+            self.pool.attach()
+        if self.seat is not None:
+            self._spawn(self.seat.serve(self.metrics.snapshot_bytes, self._parent_gone))
+
+    def _parent_gone(self) -> None:
+        """The first process closed our channel: it is gone (or stopping, and so are we)."""
+        if not self.stopping.is_set():
+            log.error("the first process is gone: exiting")
+            os._exit(1)
 
     async def serve(self) -> int:
         self.install_signals()
+        self._start_workers()
         log.info("kdns %s starting (cluster domain %s)", __version__, self.config.cluster_domain)
         await self.start_source()
         for address in self.config.listen:
@@ -323,6 +383,10 @@ class App:
             self._spawn(self.forwarder.check_loops())
         if self.config.config_file and self.config.reload_interval > 0:
             self._spawn(self._watch_config_file())
+        if self.seat is not None and self.seat.restarted:
+            # Forked with the configuration of the pod's start: catch up with the file, as
+            # the first process did on its reloads (restart-only settings stay as they were).
+            await self.reload("worker restarted")
         log.info("serving %s", self.registry.counts())
         await self.stopping.wait()
         await self.shutdown()
@@ -378,11 +442,6 @@ class App:
         except ConfigError as exc:
             log.error("reload (%s) rejected, keeping the running config: %s", why, exc)
             return
-        if self.in_worker:
-            # A forked worker leaves HTTP to the first process, whatever the file says.
-            new = dataclasses.replace(
-                new, metrics_listen=None, health_listen=None, ready_listen=None
-            )
         try:
             await self.apply(new, why)
         except Exception:
@@ -419,7 +478,7 @@ class App:
             try:
                 await self.listeners.sync(new.listen)
             except OSError as exc:
-                log.error("reload (%s): cannot listen on %s: %s", why, new.listen, exc)
+                log.error("reload (%s): %s", why, exc)  # "dns: cannot listen on ...: ..."
         if (new.health_listen, new.ready_listen, new.metrics_listen) != (
             old.health_listen,
             old.ready_listen,
@@ -476,6 +535,7 @@ class App:
         self.resolver = self._resolver(fresh)
         if not gated:
             self.responder.answers = fresh.answers
+        self.responder.derived = fresh.derived
         self.responder.resolve = self.resolver.resolve
         for source in (self.source, self.cluster):
             if source is not None:
@@ -495,53 +555,27 @@ def run(config: Config, reload: Reload | None = None) -> int:
     setup_logging(config.log_level, config.log_format)
     if config.killer:
         log.warning("killer mode (wire cache + prefetcher) is not in this build: --killer ignored")
-    workers = _fork_workers(config) if config.workers > 1 else []
-    if workers is None:  # in a forked worker: DNS only, the first process serves HTTP
-        config = dataclasses.replace(
-            config, metrics_listen=None, health_listen=None, ready_listen=None
-        )
+    count = workers.resolve(config.workers)
+    role: workers.Pool | workers.Seat | None = None
+    if count > 1:
+        if any(port == 0 for _, port in config.listen):
+            print("kdns: --workers needs fixed listen ports (port 0 would differ per worker)",
+                  file=sys.stderr)  # fmt: skip
+            return 1
+        role = workers.start(count)  # before any event loop: workers fork from a clean process
     try:
         app = App(config, reload)
-        app.workers = workers or []
-        app.in_worker = workers is None
+        app.pool = role if isinstance(role, workers.Pool) else None
+        app.seat = role if isinstance(role, workers.Seat) else None
         code = _run_loop(app.serve())
-    except (SourceError, StartupError, ClusterConfigError) as exc:
-        print(f"kdns: {exc}", file=sys.stderr)
+    except (SourceError, StartupError, ClusterConfigError, ListenError) as exc:
+        print(f"kdns: {exc}", file=sys.stderr)  # one line: "dns: cannot listen on ...: ..."
         code = 1
     except OSError as exc:
         print(f"kdns: cannot listen: {exc}", file=sys.stderr)
         code = 1
-    if workers is None:
+    if isinstance(role, workers.Seat):
         os._exit(code)  # a worker never returns into the CLI of the process it was forked from
-    _reap(workers, code)
+    if isinstance(role, workers.Pool):
+        role.close(code)
     return code
-
-
-def _fork_workers(config: Config) -> list[int] | None:
-    """--workers N: fork N-1 more processes before any event loop exists. Each binds the same
-    addresses with SO_REUSEPORT (the kernel spreads queries across them) and keeps its own
-    registry (its own API watch). Returns the children's pids, or None in a child."""
-    if any(port == 0 for _, port in config.listen):
-        raise SystemExit(
-            "kdns: --workers needs fixed listen ports (port 0 would differ per worker)"
-        )
-    pids = []
-    for _ in range(config.workers - 1):
-        pid = os.fork()
-        if pid == 0:
-            return None
-        pids.append(pid)
-    log.info("forked %d workers sharing the DNS port: %s", len(pids), pids)
-    return pids
-
-
-def _reap(workers: list[int], code: int) -> None:
-    """Wait for the workers (they got our signals); kill what outlives the wait."""
-    for pid in workers:
-        if code != 0:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGTERM)
-        try:
-            os.waitpid(pid, 0)
-        except ChildProcessError:
-            pass

@@ -11,12 +11,13 @@ CoreDNS dashboards and alerts keep working.
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry, ProcessCollector, generate_latest
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
@@ -24,14 +25,14 @@ from prometheus_client.core import (
     InfoMetricFamily,
 )
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
+from prometheus_client.samples import Sample
 
 from kdns import __version__
 from kdns.dns.forward import LATENCY_BUCKETS
 from kdns.dns.registry import Registry
 from kdns.dns.resolver import Resolver
-from kdns.k8s.cluster import ClusterSource
-from kdns.k8s.reflector import Histogram
 from kdns.server.forwarding import Forwarder
 from kdns.server.meter import (
     CHANNELS,
@@ -42,6 +43,10 @@ from kdns.server.meter import (
 )
 from kdns.server.querylog import RCODE_NAMES
 from kdns.server.stats import Stats
+
+if TYPE_CHECKING:  # the API client is imported only when kdns watches a cluster
+    from kdns.k8s.cluster import ClusterSource
+    from kdns.k8s.reflector import Histogram
 
 Family = InfoMetricFamily | CounterMetricFamily | GaugeMetricFamily | HistogramMetricFamily
 
@@ -237,15 +242,17 @@ class _Collector(Collector):
             # The pre-rendered answers: a hit is answered from the dict; a miss goes to the resolver.
             "answers": (
                 len(registry.answers),
-                max(0, queries - resolver.misses),
-                resolver.misses,
+                max(0, queries - resolver.misses - self.sources.stats.derived_hits),
+                resolver.misses + self.sources.stats.derived_hits,
                 0,
             ),
-            "pods": (
-                len(resolver.pod_answers),
-                resolver.pod_hits,
-                resolver.pod_misses,
-                resolver.pod_evictions,
+            # Answers derived from the registry (negative answers, computed pod names, ANY),
+            # remembered until the state they came from changes.
+            "derived": (
+                len(registry.derived),
+                self.sources.stats.derived_hits,
+                resolver.derived,
+                registry.derived_evictions,
             ),
         }
         forwarder = self.sources.forwarder()
@@ -456,10 +463,172 @@ def _forward_families(forwarder: Forwarder, prefix: str) -> Iterator[Family]:
         yield CounterMetricFamily(f"kdns_forward_{name}", doc, value=value)
 
 
+# --------------------------------------------------------------------------- --workers
+#
+# Each worker sends its families as a snapshot (plain JSON lists); the first process merges
+# them with its own, sample by sample (same name and labels), so /metrics has the names and
+# labels of a single process. Counters and histograms add up. Gauges add up too (cache entries,
+# process memory, open fds), except those below: facts every worker holds a copy of, or limits.
+
+Snapshot = list[list[Any]]  # [[name, type, help, unit, [[sample name, labels, value], ...]], ...]
+
+MERGE: dict[str, Callable[[float, float], float]] = {
+    "kdns_registry_objects": max,  # every worker holds the whole cluster: not N times it
+    "kdns_registry_names": max,
+    "kdns_registry_generation": max,
+    "kdns_registry_synced": min,  # 1 once every process has synced
+    "kdns_forward_upstream_healthy": min,  # 0 when any process marked the upstream down
+    "coredns_forward_upstream_healthy": min,
+    "coredns_build_info": max,
+    "process_start_time_seconds": min,  # when the pod's first process started
+    "process_max_fds": max,  # a per-process limit
+}
+_ADDITIVE = ("counter", "histogram", "summary")  # what a dead worker leaves behind
+
+
+def snapshot(families: Iterable[Metric]) -> Snapshot:
+    return [
+        [f.name, f.type, f.documentation, f.unit, [[s.name, s.labels, s.value] for s in f.samples]]
+        for f in families
+    ]
+
+
+def merge(snapshots: Iterable[Snapshot]) -> list[Metric]:
+    """Families of several processes as one: samples with the same name and labels combined
+    (MERGE, else summed; info families keep the first)."""
+    families: dict[str, Metric] = {}
+    index: dict[str, dict[tuple[str, tuple[tuple[str, str], ...]], int]] = {}
+    for snap in snapshots:
+        for name, typ, doc, unit, samples in snap:
+            family = families.get(name)
+            if family is None:
+                family = families[name] = Metric(name, doc, typ, unit)
+                index[name] = {}
+            combine = MERGE.get(name, _first if typ in ("info", "stateset") else _add)
+            seen = index[name]
+            for sample_name, labels, value in samples:
+                key = (sample_name, tuple(sorted(labels.items())))
+                at = seen.get(key)
+                if at is None:
+                    seen[key] = len(family.samples)
+                    family.samples.append(Sample(sample_name, labels, value))
+                else:
+                    old = family.samples[at]
+                    family.samples[at] = old._replace(value=combine(old.value, value))
+    return list(families.values())
+
+
+def fold(retired: Snapshot | None, last: Snapshot) -> Snapshot:
+    """Add a dead worker's counters and histograms to those of the workers that died before
+    it: its replacement starts from zero, the pod's sums do not go backwards."""
+    kept = [family for family in last if family[1] in _ADDITIVE]
+    return snapshot(merge([retired or [], kept]))
+
+
+def parse_snapshot(body: bytes) -> Snapshot:
+    parsed: Snapshot = json.loads(body)
+    return parsed
+
+
+def _add(a: float, b: float) -> float:
+    return a + b
+
+
+def _first(a: float, b: float) -> float:
+    return a
+
+
+class _Families:
+    """Ready-made families in the shape generate_latest wants."""
+
+    def __init__(self, families: list[Metric]) -> None:
+        self.families = families
+
+    def collect(self) -> list[Metric]:
+        return self.families
+
+
+WorkerCounts = Callable[[], "tuple[int, int] | None"]  # (processes, restarts); None in a worker
+
+
+class _WorkersCollector(Collector):
+    def __init__(self, counts: WorkerCounts) -> None:
+        self.counts = counts
+
+    def collect(self) -> Iterator[Family]:
+        counts = self.counts()
+        if counts is None:
+            return
+        processes, restarts = counts
+        yield GaugeMetricFamily(
+            "kdns_workers", "Processes answering DNS (--workers), alive now", value=processes
+        )
+        yield CounterMetricFamily(
+            "kdns_worker_restarts", "Workers restarted after they died", value=restarts
+        )
+
+
+class _Process(Collector):
+    """process_* of one process (prometheus-client's ProcessCollector). With --workers
+    (``share``), resident memory is the process's proportional set size (PSS: a page shared by
+    k processes counts 1/k in each), so the pod's sum counts the pages the forked processes
+    share once, as the container's memory cgroup does; summed RSS would overstate it by half."""
+
+    def __init__(self, pid: Callable[[], int | str] = lambda: "self") -> None:
+        self.pid = pid
+        self.inner = ProcessCollector(pid=pid, registry=None)
+        self.share = False
+
+    def collect(self) -> Iterator[Metric]:
+        for family in self.inner.collect():
+            if self.share and family.name == "process_resident_memory_bytes":
+                pss = _pss_bytes(self.pid())
+                if pss is not None:
+                    family.documentation += " (--workers: proportional set size, summed)"
+                    family.samples = [sample._replace(value=pss) for sample in family.samples]
+            yield family
+
+
+def _pss_bytes(pid: int | str) -> float | None:
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as handle:
+            for line in handle:
+                if line.startswith("Pss:"):
+                    return float(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
 class Metrics:
-    def __init__(self, sources: Sources, compat: str = "none") -> None:
+    def __init__(
+        self, sources: Sources, compat: str = "none", workers: WorkerCounts = lambda: (1, 0)
+    ) -> None:
         self.collectors = CollectorRegistry(auto_describe=False)
         self.collectors.register(_Collector(sources, compat == "coredns"))
+        # process_* (resident memory, CPU seconds, open fds, start time), of this process;
+        # with --workers, summed over every process of the pod (see MERGE).
+        self.process = _Process()
+        self.collectors.register(self.process)
+        self.collectors.register(_WorkersCollector(workers))
 
-    def render(self) -> tuple[bytes, str]:
-        return generate_latest(self.collectors), CONTENT_TYPE_LATEST
+    def snapshot(self) -> Snapshot:
+        return snapshot(self.collectors.collect())
+
+    def snapshot_bytes(self) -> bytes:
+        """This process's families, for the first process to merge (in a worker)."""
+        return json.dumps(self.snapshot(), separators=(",", ":")).encode()
+
+    def process_snapshot(self, pid: int) -> Snapshot:
+        """process_* of another process of the pod (the --workers spawner)."""
+        process = _Process(lambda: pid)
+        process.share = self.process.share
+        return snapshot(process.collect())
+
+    def render(self, others: Iterable[Snapshot] = ()) -> tuple[bytes, str]:
+        """The exposition; with ``others`` (the workers' snapshots), merged into one."""
+        others = list(others)
+        if not others:
+            return generate_latest(self.collectors), CONTENT_TYPE_LATEST
+        merged = merge([self.snapshot(), *others])
+        return generate_latest(_Families(merged)), CONTENT_TYPE_LATEST

@@ -456,7 +456,7 @@ class Registry:
 
     def _apply_owner(self, owner: Owner) -> list[bytes]:
         """Swap in the owner's new contribution; return the names whose records changed."""
-        owner = self._owners.setdefault(owner, owner)
+        owner = self._owners.get(owner, owner)
         try:
             new = _freeze(self._render_owner(owner))
         except ValueError as exc:
@@ -467,9 +467,13 @@ class Registry:
             return []
         stored = self._contrib.pop(owner, {})
         old = dict((stored,)) if isinstance(stored, tuple) else stored
-        if new:
-            self._contrib[owner] = next(iter(new.items())) if len(new) == 1 else new
+        if len(new) > 1:
+            self._contrib[owner] = new
+            self._owners.setdefault(owner, owner)  # one tuple shared by the owner's names
         else:
+            if new:
+                self._contrib[owner] = next(iter(new.items()))
+            # One name (a pod) or none: no tuple to share, no entry (~50 bytes per pod).
             self._owners.pop(owner, None)
         changed = []
         for name in old.keys() | new.keys():
