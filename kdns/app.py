@@ -40,6 +40,7 @@ from kdns.server.forwarding import Forwarder, Route, RoutePlanError, plan_routes
 from kdns.server.http import HttpEndpoints
 from kdns.server.listeners import DnsListeners, ListenError
 from kdns.server.meter import Meter
+from kdns.server.rrl import Rrl
 from kdns.server.stats import Stats
 from kdns.server.tcp import TcpServer
 from kdns.server.wire import Responder
@@ -71,6 +72,19 @@ FORWARDING_PREFIXES = ("forward_", "cache")
 
 class StartupError(Exception):
     """Cannot start; str() is the one line printed before exiting 1."""
+
+
+def build_rrl(config: Config) -> dict[str, Any] | None:
+    """Response rate limiting's settings (kdns.server.rrl.Rrl keywords), None when off."""
+    if not config.rrl:
+        return None
+    return {
+        "responses_per_second": config.rrl_responses_per_second,
+        "slip": config.rrl_slip,
+        "ipv4_prefix": config.rrl_ipv4_prefix,
+        "ipv6_prefix": config.rrl_ipv6_prefix,
+        "exempt": config.rrl_exempt,
+    }
 
 
 def build_registry(config: Config) -> Registry:
@@ -155,6 +169,7 @@ class App:
             self.registry.answers, self.resolver.resolve, config.udp_size, self.meter
         )
         self.responder.derived = self.registry.derived
+        self._rrl_settings: dict[str, Any] | None = None
         self.responder.stats = self.stats
         self.tcp = TcpServer(
             self.responder,
@@ -162,6 +177,7 @@ class App:
             idle_timeout=config.tcp_idle_timeout,
             max_connections=config.tcp_max_connections,
         )
+        self._configure_tcp(config)
         self.listeners = DnsListeners(
             self.responder, self.stats, self.tcp, reuse_port=config.workers != 1
         )
@@ -207,6 +223,17 @@ class App:
         policy = TransferPolicy(config.transfer_allow)
         responder.transfers = ZoneTransfers(self.registry, policy) if policy else None
         responder.loadbalance = config.loadbalance
+        rrl = build_rrl(config)
+        if rrl != self._rrl_settings:  # a reload that leaves [rrl] alone keeps its accounts
+            self._rrl_settings = rrl
+            responder.rrl = None if rrl is None else Rrl(**rrl)
+
+    def _configure_tcp(self, config: Config) -> None:
+        self.tcp.idle_timeout = config.tcp_idle_timeout
+        self.tcp.max_connections = config.tcp_max_connections
+        self.tcp.max_per_client = config.tcp_max_connections_per_client
+        self.tcp.set_client_prefixes(config.tcp_client_ipv4_prefix, config.tcp_client_ipv6_prefix)
+        self.tcp.write_timeout = config.tcp_write_timeout
 
     @property
     def forward_only(self) -> bool:
@@ -471,8 +498,7 @@ class App:
         self.listeners.set_query_log(new.query_log)
         self._configure_responder(new)
         self.responder.set_udp_size(new.udp_size)
-        self.tcp.idle_timeout = new.tcp_idle_timeout
-        self.tcp.max_connections = new.tcp_max_connections
+        self._configure_tcp(new)
         self.config = new
         if new.listen != old.listen:
             try:

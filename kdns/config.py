@@ -68,6 +68,10 @@ class Config:
     udp_size: int = 1232
     tcp_idle_timeout: float = 10.0
     tcp_max_connections: int = 1000
+    tcp_max_connections_per_client: int = 100  # per client network (0: no limit)
+    tcp_client_ipv4_prefix: int = 32  # what one "client" is, for that limit
+    tcp_client_ipv6_prefix: int = 128
+    tcp_write_timeout: float = 5.0  # close a client that leaves its answers unread this long
     dns_service: str = "kube-system/kube-dns"
     forward_zones: tuple[tuple[str, tuple[str, ...]], ...] = ()  # split horizon: zone -> upstreams
     forward_policy: str = "random"  # CoreDNS forward policy
@@ -94,6 +98,12 @@ class Config:
     lameduck: float = 5.0  # seconds of answering with /ready failing after SIGTERM
     reload_interval: float = 30.0  # config file change poll (CoreDNS reload); 0 = off
     metrics_compat: str = "none"  # "coredns": also export CoreDNS metric names
+    rrl: bool = False  # response rate limiting (BIND/Knot RRL), UDP only
+    rrl_responses_per_second: int = 20
+    rrl_slip: int = 2  # every Nth dropped response goes out truncated (0: never)
+    rrl_ipv4_prefix: int = 24
+    rrl_ipv6_prefix: int = 56
+    rrl_exempt: tuple[str, ...] = ()  # networks never limited
     config_file: str | None = None
 
     def to_toml(self) -> str:
@@ -588,6 +598,14 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("udp_size", "server.udp_size", _Int(512, 65535), "udp-size"),
     Setting("tcp_idle_timeout", "server.tcp_idle_timeout", _Seconds(zero_ok=False)),
     Setting("tcp_max_connections", "server.tcp_max_connections", _Int(1, 1_000_000)),
+    Setting(
+        "tcp_max_connections_per_client",
+        "server.tcp_max_connections_per_client",
+        _Int(0, 1_000_000),
+    ),
+    Setting("tcp_client_ipv4_prefix", "server.tcp_client_ipv4_prefix", _Int(0, 32)),
+    Setting("tcp_client_ipv6_prefix", "server.tcp_client_ipv6_prefix", _Int(0, 128)),
+    Setting("tcp_write_timeout", "server.tcp_write_timeout", _Seconds(zero_ok=False)),
     Setting("reload_interval", "server.reload_interval", _Seconds(zero_ok=True), "reload-interval"),
     Setting("kubernetes_enabled", "kubernetes.enabled", _Bool()),
     Setting("cluster_domain", "kubernetes.cluster_domain", _Name(), "cluster-domain"),
@@ -630,6 +648,12 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("transfer_allow", "transfer.allow", _Networks()),
     Setting("acl", "acl.rules", _AclRules()),
     Setting("loadbalance", "server.loadbalance", _Bool()),
+    Setting("rrl", "rrl.enabled", _Bool()),
+    Setting("rrl_responses_per_second", "rrl.responses_per_second", _Int(1, 1_000_000)),
+    Setting("rrl_slip", "rrl.slip", _Int(0, 10)),
+    Setting("rrl_ipv4_prefix", "rrl.ipv4_prefix", _Int(8, 32)),
+    Setting("rrl_ipv6_prefix", "rrl.ipv6_prefix", _Int(16, 128)),
+    Setting("rrl_exempt", "rrl.exempt", _Networks()),
     Setting("metrics_listen", "metrics.listen", _SERVICE, "metrics-listen"),
     Setting("metrics_compat", "metrics.compat", _Choice("none", "coredns"), "metrics-compat"),
     Setting("health_listen", "health.listen", _SERVICE, "health-listen"),

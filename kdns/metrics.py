@@ -202,6 +202,25 @@ class _Collector(Collector):
         yield CounterMetricFamily(
             "kdns_internal_errors", "Queries that hit an internal error", value=stats.errors
         )
+        yield CounterMetricFamily(
+            "kdns_tcp_write_timeouts",
+            "TCP connections closed for leaving their answers unread (tcp_write_timeout)",
+            value=stats.tcp_write_timeouts,
+        )
+        yield CounterMetricFamily(
+            "kdns_tcp_connections_evicted",
+            "Idle TCP connections closed to make room for a new one (tcp_max_connections)",
+            value=stats.tcp_evicted,
+        )
+        rrl = CounterMetricFamily(
+            "kdns_rrl_responses",
+            "UDP responses withheld by response rate limiting: dropped or sent truncated (slip)",
+            labels=["action"],
+        )
+        rrl.add_metric(["drop"], stats.rrl_dropped)
+        rrl.add_metric(["slip"], stats.rrl_slipped)
+        yield rrl
+        yield from _skipped_values_family()
         yield from self._registry()
         yield from self._caches()
         cluster = src.cluster()
@@ -632,3 +651,17 @@ class Metrics:
             return generate_latest(self.collectors), CONTENT_TYPE_LATEST
         merged = merge([self.snapshot(), *others])
         return generate_latest(_Families(merged)), CONTENT_TYPE_LATEST
+
+
+def _skipped_values_family() -> Iterator[Family]:
+    """Values of cluster objects that DNS could not use (kdns.k8s.objects.SKIPPED)."""
+    from kdns.k8s.objects import SKIPPED  # late: a plain module, but keep metrics light
+
+    family = CounterMetricFamily(
+        "kdns_objects_skipped_values",
+        "Values of cluster objects skipped at ingest (bad IPs, ...), by kind and field",
+        labels=["kind", "field"],
+    )
+    for (kind, field), count in sorted(SKIPPED.items()):
+        family.add_metric([kind, field], count)
+    yield family

@@ -62,7 +62,7 @@ def config_rows() -> dict[str, list[str]]:
     """Table rows of docs/configuration.md whose first cell is a `section.key`: key -> cells."""
     rows: dict[str, list[str]] = {}
     for line in read(CONFIGURATION).splitlines():
-        match = re.match(r"\| `([a-z_]+\.[a-z_]+)` \|", line)
+        match = re.match(r"\| `([a-z_]+\.[a-z0-9_]+)` \|", line)
         if match:
             cells = [c.strip() for c in re.split(r"(?<!\\)\|", line)[1:-1]]
             assert match[1] not in rows, f"{match[1]} documented twice"

@@ -87,23 +87,33 @@ class Answer:
     def ancount(self) -> int:
         return int(_COUNTS.unpack(self.counts)[0])
 
-    def fit(self, room: int, edns: bool) -> tuple[bytes, bytes, bool]:
-        """(counts, body, truncated) within ``room`` bytes, cutting at RRset boundaries.
+    def fit(self, room: int, edns: bool, turn: int | None = None) -> tuple[bytes, bytes, bool]:
+        """(counts, body, truncated) within ``room`` bytes, keeping every whole record that fits.
 
-        RFC 2181 9: set TC only when a required RRset (answer or authority) does not fit;
-        additional-section RRsets are dropped silently. RFC 1035 / 6891: the client then
-        retries over TCP.
+        As CoreDNS (miekg/dns ``Msg.Truncate``) and RFC 2181 9: an answer or authority RRset
+        that does not fit keeps its leading records and sets TC (a client that never retries
+        over TCP, such as older musl, still gets addresses); nothing after it is kept.
+        Additional-section RRsets that do not fit are dropped whole and silently. ``turn``
+        rotates a rotatable address RRset first (loadbalance), so truncated replies still
+        spread clients over every address.
         """
-        if len(self.body) <= room:
+        if len(self.body) <= room and turn is None:
             return (self.counts_edns if edns else self.counts), self.body, False
         kept: list[list[RRset]] = [[], [], []]
         used = 0
         truncated = False
         sections = self.sections or (((self.body, self.ancount),), (), ())
+        if turn is not None and self.rotate:
+            first = self.rotated(turn)[: self._rrset_len], sections[0][0][1]
+            sections = ((first,), sections[1], sections[2])
         for index, section in enumerate(sections):
             for data, count in section:
                 if used + len(data) > room:
-                    truncated = index < 2
+                    if index < 2:
+                        truncated = True
+                        part, n = _leading(data, count, room - used)
+                        if n:
+                            kept[index].append((part, n))
                     break
                 kept[index].append((data, count))
                 used += len(data)
@@ -112,6 +122,28 @@ class Answer:
         an, ns, ar = (sum(count for _, count in section) for section in kept)
         counts = _COUNTS.pack(an, ns, ar + (1 if edns else 0))
         return counts, b"".join(data for section in kept for data, _ in section), truncated
+
+
+def _leading(data: bytes, count: int, room: int) -> tuple[bytes, int]:
+    """The leading whole records of an RRset's wire bytes that fit in ``room`` bytes."""
+    pos = n = 0
+    size = len(data)
+    while n < count and pos < size:
+        end = pos
+        while True:  # the owner name: labels, ending in a root label or a pointer
+            length = data[end]
+            if length >= 0xC0:
+                end += 2
+                break
+            end += 1 + length
+            if length == 0:
+                break
+        end += 10 + ((data[end + 8] << 8) | data[end + 9])
+        if end > room:
+            break
+        pos = end
+        n += 1
+    return data[:pos], n
 
 
 def empty(rcode: int, aa: bool, zone: str = ".") -> Answer:

@@ -22,6 +22,7 @@ import zlib
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from socket import AF_INET, inet_pton
 from typing import TypeVar
 
 from kdns.dns import names
@@ -52,7 +53,9 @@ log = logging.getLogger("kdns.registry")
 Owner = tuple[str, str, str]  # (kind, namespace, name)
 _O = TypeVar("_O", Service, EndpointSlice, Pod)
 Records = dict[int, list[bytes]]  # rtype -> rdatas, in insertion order, no duplicates
-Contribution = dict[bytes, Records]  # name -> records; {} means "exists, no data" (while rendering)
+# While rendering, each type's rdatas are the keys of a dict: insertion order and a de-duplication
+# check in O(1) (a list's ``in`` made a name with N records cost N^2).
+Contribution = dict[bytes, dict[int, dict[bytes, None]]]  # name -> records; {}: no data
 # Stored form of one owner's records for one name: one bytes object of (type, length, rdata)
 # entries, grouped by type. A single bytes costs a fraction of a dict of lists (or a tuple of
 # small bytes), compares fast for the change check, and there is one per name in the cluster.
@@ -69,6 +72,46 @@ DNS_SCHEMA_VERSION = "1.1.0"  # Kubernetes DNS-Based Service Discovery spec 2.2
 DNS_VERSION_TTL = 28800  # CoreDNS kubernetes.go: the dns-version TXT has a fixed TTL
 _QSUFFIX = struct.Struct("!HH")
 _ADDRESS_TYPES = (A, AAAA)
+
+
+def _within(rdatas: list[bytes], overhead: int, room: int) -> list[bytes]:
+    """The leading ``rdatas`` whose records (``overhead`` bytes each + rdata) fit ``room``."""
+    for index, rdata in enumerate(rdatas):
+        room -= overhead + len(rdata)
+        if room < 0:
+            return rdatas[:index]
+    return rdatas
+
+
+_IN_ADDR = names.to_wire("in-addr.arpa")
+_IP6 = names.to_wire("ip6.arpa")
+_NIBBLES = [bytes((1, c)) for c in b"0123456789abcdef"]
+_PLAIN = b"abcdefghijklmnopqrstuvwxyz0123456789-_"
+_OCTETS = [bytes((len(str(i)),)) + str(i).encode() for i in range(256)]
+
+
+def _address_rdata(ip: str) -> tuple[int, bytes]:
+    """``rdata_address`` for an address already normalised at ingest (kdns.k8s.objects), at a
+    tenth of the cost: the endpoint loop runs once per address of a 10,000-endpoint slice."""
+    try:
+        return A, inet_pton(AF_INET, ip)
+    except OSError:
+        return rdata_address(ip)
+
+
+def _reverse_wire(packed: bytes) -> bytes:
+    """The PTR owner of a packed address, in wire form (as ``names.reverse_name``)."""
+    if len(packed) == 4:
+        return b"".join(_OCTETS[b] for b in reversed(packed)) + _IN_ADDR
+    return b"".join(_NIBBLES[b & 15] + _NIBBLES[b >> 4] for b in reversed(packed)) + _IP6
+
+
+def _child(label: str, parent: bytes, parent_text: str) -> bytes:
+    """``names.to_wire(f"{label}.{parent_text}")`` without re-encoding the parent."""
+    raw = label.lower().encode("ascii", "replace")
+    if 0 < len(raw) <= 63 and not raw.strip(_PLAIN) and len(raw) + len(parent) < 255:
+        return bytes((len(raw),)) + raw + parent
+    return names.to_wire(f"{label}.{parent_text}")  # the same checks and errors as before
 
 
 def question_key(name: bytes, qtype: int, qclass: int = 1) -> bytes:
@@ -112,9 +155,14 @@ def _thaw(frozen: Frozen) -> Iterator[tuple[int, bytes]]:
 
 
 def _add(out: Contribution, name: bytes, rtype: int, rdata: bytes) -> None:
-    rdatas = out.setdefault(name, {}).setdefault(rtype, [])
-    if rdata not in rdatas:
-        rdatas.append(rdata)
+    out.setdefault(name, {}).setdefault(rtype, {})[rdata] = None
+
+
+# The most a rendered answer holds beyond the 12-byte header and the question: a TCP message is
+# at most 65535 bytes (RFC 1035 4.2.2), so records past that can never be sent. ANY answers and
+# additional sections (glue) stop there instead of rendering megabytes every reply would drop.
+# A named RRset stays whole: a reply keeps what fits with TC, and loadbalance rotates all of it.
+MAX_BODY = 65535 - 12 - 5
 
 
 class Registry:
@@ -171,6 +219,7 @@ class Registry:
         self._existence: list[bytes] = []  # empty non-terminals made or gone since last flush
         self._namespaces_moved = False  # a namespace started or stopped existing
         self._batch = 0
+        self._glue: dict[bytes, Records] | None = None  # see flush()
         self._dns_version = names.to_wire("dns-version." + self.cluster.text)
         for zone in zones:
             self._dirty.add(("zone", "", zone.text))
@@ -187,15 +236,20 @@ class Registry:
         entry = self._names.get(name)
         if entry is None:
             return {}
-        owners = sorted(entry) if isinstance(entry, list) else (entry,)  # history-independent order
         merged: Records = {}
-        for owner in owners:
+        if not isinstance(entry, list):
+            # One owner: its records are unique already (de-duplicated when rendered).
+            for rtype, rdata in _thaw(self._frozen(entry, name)):
+                if rtype != LAZY:
+                    merged.setdefault(rtype, []).append(rdata)
+            return merged
+        seen: set[tuple[int, bytes]] = set()  # linear in the records, however many owners
+        for owner in sorted(entry):  # history-independent order
             for rtype, rdata in _thaw(self._frozen(owner, name)):
-                if rtype == LAZY:
+                if rtype == LAZY or (rtype, rdata) in seen:
                     continue
-                into = merged.setdefault(rtype, [])
-                if rdata not in into:
-                    into.append(rdata)
+                seen.add((rtype, rdata))
+                merged.setdefault(rtype, []).append(rdata)
         return merged
 
     def names(self) -> Iterator[bytes]:
@@ -397,8 +451,12 @@ class Registry:
                 self._dirty.add(("zone", "", zone.text))
             touched = set()
         rendered = self._with_dependents(dirty_names)
-        for name in rendered:
-            self._render_name(name)
+        self._glue = {}  # records of additional-section targets, shared by this flush's names
+        try:
+            for name in rendered:
+                self._render_name(name)
+        finally:
+            self._glue = None
         if self.derived:
             self._forget_derived(rendered.union(self._existence))
         self._existence.clear()
@@ -632,15 +690,21 @@ class Registry:
                 _add(out, base, CNAME, target)
             return out
         srv: dict[bytes, list[tuple[int, bytes]]] = {}  # SRV name -> [(port, target)], pre-dedup
+        port_names: dict[tuple[str, str], bytes] = {}  # once per port, not once per endpoint
 
-        def add_port(port_name: str, protocol: str, port: int, target: bytes, address: str) -> None:
+        def add_port(
+            port_name: str, protocol: str, port: int, target: bytes, rdata: tuple[int, bytes]
+        ) -> None:
             # Spec 2.3.2 / 2.4.2: _<port>._<proto>.<svc> SRV for named ports. CoreDNS also
             # answers A/AAAA on that name (the addresses behind the port) and lists every
             # port, named or not, in an SRV query on the service name itself.
             if port_name:
-                port_name_wire = names.to_wire(f"_{port_name}._{protocol.lower()}.{base_text}")
+                port_name_wire = port_names.get((port_name, protocol))
+                if port_name_wire is None:
+                    text = f"_{port_name}._{protocol.lower()}.{base_text}"
+                    port_name_wire = port_names[(port_name, protocol)] = names.to_wire(text)
                 srv.setdefault(port_name_wire, []).append((port, target))
-                _add(out, port_name_wire, *rdata_address(address))
+                _add(out, port_name_wire, *rdata)
             srv.setdefault(base, []).append((port, target))
 
         if not svc.headless:
@@ -651,13 +715,13 @@ class Registry:
                 _add(out, names.to_wire(names.reverse_name(ip)), PTR, base)
             for port in svc.ports:
                 for ip in svc.cluster_ips:
-                    add_port(port.name, port.protocol, port.port, base, ip)
+                    add_port(port.name, port.protocol, port.port, base, rdata_address(ip))
         for address, label, eps in self._endpoints(svc):
             # Spec 2.4.1: <hostname>.<svc> A/AAAA and PTR per endpoint. CoreDNS serves these
             # endpoint names (and their PTRs) for ClusterIP services too.
-            ep_name = names.to_wire(f"{label}.{base_text}")
-            rdata = rdata_address(address)
-            ptr_name = names.to_wire(names.reverse_name(address))
+            ep_name = _child(label, base, base_text)
+            rdata = _address_rdata(address)
+            ptr_name = _reverse_wire(rdata[1])
             _add(out, ep_name, LAZY, b"")
             _add(out, ptr_name, LAZY, b"")
             _add(out, ep_name, *rdata)
@@ -670,7 +734,7 @@ class Registry:
                 # answers on that address.
                 _add(out, base, *rdata)
                 for ep_port in eps.ports:
-                    add_port(ep_port.name, ep_port.protocol, ep_port.port, ep_name, address)
+                    add_port(ep_port.name, ep_port.protocol, ep_port.port, ep_name, rdata)
 
         self._render_srv(out, srv)
         if svc.headless and not out[base]:
@@ -762,14 +826,33 @@ class Registry:
             rtypes = [qtype]
         else:
             rtypes = [CNAME]
-        answer = [rrset(QNAME_POINTER, t, self._ttl(name, t), records[t]) for t in rtypes]
+        # Linear in the records rendered, and bounded: ANY (RFC 8482: any subset will do) and
+        # the additional section stop at what a 64 KiB message can carry. A named RRset is
+        # rendered whole: a reply that cannot carry all of it keeps what fits and sets TC.
+        room = MAX_BODY
+        answer: list[tuple[bytes, int]] = []
+        used: dict[int, list[bytes]] = {}  # the rdatas that made it into the answer
+        for t in rtypes:
+            rdatas = records[t]
+            if qtype == ANY:
+                rdatas = _within(rdatas, 12, room)
+                if not rdatas:
+                    break
+            room -= sum(12 + len(rdata) for rdata in rdatas)
+            used[t] = rdatas
+            answer.append(rrset(QNAME_POINTER, t, self._ttl(name, t), rdatas))
+        room = max(room, 0)  # what is left for glue
         additional = []
         chase = None
         seen: set[bytes] = set()
-        for rtype in rtypes:
-            for rdata in records[rtype]:
+        targets: list[bytes] = []
+        glue = self._glue
+        for rtype, rdatas in used.items():
+            if rtype == PTR:
+                continue
+            for rdata in rdatas:
                 target = rdata_target(rtype, rdata)
-                if target is None or target in seen or rtype == PTR:
+                if target is None or target in seen:
                     continue
                 if rtype == CNAME and target == name:
                     continue  # a CNAME to itself: nothing to chase
@@ -780,10 +863,12 @@ class Registry:
                     continue
                 if target != name:
                     self._deps.setdefault(target, set()).add(name)
-                    known = self._dep_targets.get(name, ())
-                    if target not in known:  # ANY re-renders: never grow the index twice
-                        self._dep_targets[name] = (*known, target)
-                found = self.records(target)
+                    targets.append(target)
+                found = glue.get(target) if glue is not None else None
+                if found is None:
+                    found = self.records(target)
+                    if glue is not None:
+                        glue[target] = found
                 if rtype == CNAME:
                     # CoreDNS chases an in-zone ExternalName target: CNAME + the target's RRset.
                     if qtype in _ADDRESS_TYPES and qtype in found:
@@ -791,8 +876,19 @@ class Registry:
                     continue
                 # RFC 1035 3.3.9 / RFC 2782: addresses of NS and SRV targets as glue.
                 for glue_type in _ADDRESS_TYPES:
-                    if glue_type in found:
-                        additional.append(rrset(target, glue_type, self.ttl, found[glue_type]))
+                    if glue_type in found and room > 0:
+                        extra = _within(found[glue_type], 10 + len(target), room)
+                        if not extra:
+                            room = 0  # full: no more glue
+                            continue
+                        room -= sum(10 + len(target) + len(rdata) for rdata in extra)
+                        additional.append(rrset(target, glue_type, self.ttl, extra))
+        if targets:
+            known = self._dep_targets.get(name, ())
+            # ANY re-renders: never grow the index twice (and never quadratically).
+            merged = tuple(dict.fromkeys((*known, *targets)))
+            if len(merged) != len(known):
+                self._dep_targets[name] = merged
         zone = self.zones.find(name)
         zone_text = zone.text if zone is not None else "."
         rendered = Answer(NOERROR, True, (tuple(answer), (), tuple(additional)), zone_text)

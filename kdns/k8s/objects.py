@@ -18,7 +18,9 @@ DELETED one: a pod that moves to Succeeded stops answering.
 from __future__ import annotations
 
 import ipaddress
+import logging
 import sys
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from functools import lru_cache
 from socket import AF_INET, inet_ntop, inet_pton
@@ -56,6 +58,15 @@ _FINISHED_PHASES = frozenset(("Succeeded", "Failed"))
 
 _EMPTY: Mapping[str, Any] = {}
 
+log = logging.getLogger("kdns.objects")
+
+# Values skipped at ingest (an IPv6 ClusterIP with a zone id, a podIP of 10.1.2.300, ...), by
+# (kind, field): exported as kdns_objects_skipped_values_total. Each distinct problem is logged
+# once (kind namespace/name, field, value, reason), not on every watch event that repeats it.
+SKIPPED: Counter[tuple[str, str]] = Counter()
+_LOGGED: set[tuple[str, str, str, str, str]] = set()
+_LOGGED_MAX = 10_000
+
 
 # --- helpers ---------------------------------------------------------------------------------
 
@@ -90,15 +101,39 @@ def _normalize_ip(text: str) -> str | None:
     return ip.compressed
 
 
-def _ips(values: Iterable[Any]) -> tuple[str, ...]:
-    """Normalised, de-duplicated IPs in their original order; invalid entries are skipped."""
+def _ips(values: Iterable[Any], kind: str, key: tuple[str, str], field: str) -> tuple[str, ...]:
+    """Normalised, de-duplicated IPs in their original order; invalid entries are skipped,
+    each logged once and counted (``skipped``)."""
     out: list[str] = []
     for value in values:
-        if isinstance(value, str):
-            ip = normalize_ip(value)
-            if ip is not None and ip not in out:
-                out.append(ip)
+        ip = normalize_ip(value) if isinstance(value, str) else None
+        if ip is None:
+            skipped(kind, key, field, value, _why_not_ip(value))
+        elif ip not in out:
+            out.append(ip)
     return tuple(out)
+
+
+def _why_not_ip(value: Any) -> str:
+    if not isinstance(value, str):
+        return f"expected an IP address, got a {type(value).__name__}"
+    if "%" in value:
+        return "an IPv6 zone id (scope) means nothing to a remote client"
+    return "not an IP address"
+
+
+def skipped(kind: str, key: tuple[str, str], field: str, value: Any, reason: str) -> None:
+    """Count a value DNS could not use, and log it the first time it is seen for the object."""
+    SKIPPED[(kind, field)] += 1
+    namespace, name = key
+    seen = (kind, namespace, name, field, repr(value)[:200])
+    if seen in _LOGGED:
+        return
+    if len(_LOGGED) >= _LOGGED_MAX:
+        _LOGGED.clear()
+    _LOGGED.add(seen)
+    where = f"{namespace}/{name}" if namespace else name
+    log.warning("%s %s: %s: skipped %s: %s", kind, where, field, seen[4], reason)
 
 
 def _meta(raw: Raw, kind: str, namespaced: bool = True) -> tuple[str, str]:
@@ -160,13 +195,26 @@ def slim_service(raw: Raw) -> Service:
         namespace=namespace,
         name=name,
         type=svc_type,
-        cluster_ips=_ips(raw_ips),  # "None" and "" fail IP parsing and drop out here
+        # "None" (headless) and "" are the API's spellings of "no IP", not bad values.
+        cluster_ips=_ips(
+            [ip for ip in raw_ips if ip not in ("None", "")],
+            "Service",
+            (namespace, name),
+            "spec.clusterIPs",
+        ),
         headless=headless,
         external_name=external_name,
         ports=_service_ports(spec.get("ports") or (), f"Service {namespace}/{name}"),
-        external_ips=_ips(spec.get("externalIPs") or ()),
+        external_ips=_ips(
+            spec.get("externalIPs") or (), "Service", (namespace, name), "spec.externalIPs"
+        ),
         # Ingress entries with only a hostname (AWS ELB style) have no IP to serve.
-        lb_ips=_ips(i.get("ip") for i in ingress),
+        lb_ips=_ips(
+            [i["ip"] for i in ingress if isinstance(i, Mapping) and i.get("ip") is not None],
+            "Service",
+            (namespace, name),
+            "status.loadBalancer.ingress[].ip",
+        ),
         publish_not_ready=bool(spec.get("publishNotReadyAddresses")),
     )
 
@@ -186,10 +234,11 @@ def _endpoint_ports(raw_ports: Iterable[Raw], where: str) -> tuple[EndpointPort,
     return tuple(out)
 
 
-def _endpoint(raw: Raw) -> Endpoint | None:
-    addresses = _ips(raw.get("addresses") or ())
+def _endpoint(raw: Raw, key: tuple[str, str]) -> Endpoint | None:
+    field = "endpoints[].addresses"
+    addresses = _ips(raw.get("addresses") or (), "EndpointSlice", key, field)
     if not addresses:
-        return None  # nothing to answer with
+        return None  # nothing to answer with (a bad address was logged by _ips)
     # conditions.ready: "nil should be interpreted as unknown"; consumers (kube-proxy, CoreDNS)
     # treat unknown as ready, so only an explicit false hides an endpoint.
     ready = (raw.get("conditions") or _EMPTY).get("ready")
@@ -207,7 +256,9 @@ def slim_endpointslice(raw: Raw) -> EndpointSlice | None:
         return None
     labels = (raw.get("metadata") or _EMPTY).get("labels") or _EMPTY
     endpoints = tuple(
-        ep for ep in (_endpoint(e) for e in raw.get("endpoints") or ()) if ep is not None
+        ep
+        for ep in (_endpoint(e, (namespace, name)) for e in raw.get("endpoints") or ())
+        if ep is not None
     )
     return EndpointSlice(
         namespace=namespace,
@@ -231,9 +282,10 @@ def slim_pod(raw: Raw) -> Pod | None:
     # status.podIPs (dual-stack) supersedes status.podIP; podIPs[0] equals podIP.
     pod_ips = status.get("podIPs")
     if pod_ips:
-        ips = _ips(p.get("ip") for p in pod_ips)
+        ips = _ips([p.get("ip") for p in pod_ips], "Pod", (namespace, name), "status.podIPs")
     else:
-        ips = _ips((status.get("podIP"),))
+        pod_ip = status.get("podIP")
+        ips = _ips((pod_ip,) if pod_ip else (), "Pod", (namespace, name), "status.podIP")
     # hostNetwork pods are kept: their IP is the node's, and CoreDNS answers for them too.
     if not ips:
         return None  # not scheduled / not started yet: nothing to answer

@@ -4,19 +4,33 @@ Both go through the same slimming and the same ``Registry.replace`` as the API w
 in. Manifest files are polled for changes (content hash, every ``poll_interval`` seconds) so a
 homelab owner can edit them without a restart; a change that fails to load is logged and the
 last good objects keep being served.
+
+A reload that would *remove* objects (an empty or shrunken read) is not trusted at once: editors
+and ``kubectl get > file`` rewrite a file by truncating it, then writing it, and a poll between
+the two steps would empty the cluster (every name NXDOMAIN until the next poll). Such a read is
+applied only when a second read, ``settle`` seconds later, finds the same content and nothing
+wrote the files in between (inode, size and mtime unchanged); otherwise the file was still being
+written, and the newer content is considered the same way. "Less" counts objects, endpoints and
+ports: a file cut short mid-write can parse with every object and fewer endpoints. Reloads are applied one object at a time, yielding to the event loop every few
+milliseconds, so a large manifest does not stop DNS while it is rendered (each object is swapped
+in whole: a query never sees half a Service).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import hashlib
 import logging
+import os
+import time
+from collections.abc import Iterator
 
 from kdns.dns.registry import Registry
 from kdns.k8s.demo import demo_objects
 from kdns.k8s.sources import SourceError, load_objects, manifest_files
-from kdns.model import KINDS, KubeObject, Namespace
+from kdns.model import KINDS, EndpointSlice, KubeObject, Namespace, Service
 
 log = logging.getLogger("kdns.sources")
 
@@ -26,6 +40,59 @@ def apply_all(registry: Registry, objects: list[KubeObject]) -> None:
     with registry.batch():
         for kind in KINDS:
             registry.replace(kind, [obj for obj in objects if obj.kind == kind])
+
+
+async def apply_gradually(
+    registry: Registry, objects: list[KubeObject], budget: float = 0.005
+) -> None:
+    """``apply_all`` without stalling the event loop: objects are upserted (then the missing
+    ones deleted) one at a time, each rendered whole as it goes in, with a yield to the loop
+    whenever ``budget`` seconds of work have passed."""
+    clock = time.perf_counter
+    started = clock()
+    for kind in KINDS:
+        keep: set[tuple[str, str]] = set()
+        for obj in objects:
+            if obj.kind != kind:
+                continue
+            keep.add(obj.key)
+            registry.upsert(obj)  # outside a batch: rendered now, atomically for this object
+            if clock() - started > budget:
+                await asyncio.sleep(0)
+                started = clock()
+        for key in [k for k in registry.keys(kind) if k not in keep]:
+            registry.delete(kind, key)
+            if clock() - started > budget:
+                await asyncio.sleep(0)
+                started = clock()
+
+
+def _weight(objects: list[KubeObject]) -> int:
+    """How much a read holds: objects, endpoints and ports. A file cut short mid-rewrite can
+    parse with as many objects and fewer endpoints."""
+    weight = len(objects)
+    for obj in objects:
+        if isinstance(obj, EndpointSlice):
+            weight += len(obj.endpoints) + len(obj.ports)
+        elif isinstance(obj, Service):
+            weight += len(obj.ports)
+    return weight
+
+
+@contextlib.contextmanager
+def _frozen_gc() -> Iterator[None]:
+    """No cyclic collection while a manifest is applied, and what it keeps moved out of the
+    collector's generations afterwards (as the reflector does after a LIST): a full collection
+    over a 10,000-endpoint cluster walks the whole heap for hundreds of milliseconds while
+    queries wait; the objects applied live until the next reload and hold no cycles."""
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.freeze()
+        if collecting:
+            gc.enable()
 
 
 def copy_objects(source: Registry, target: Registry) -> None:
@@ -47,11 +114,14 @@ class StaticSource:
         demo: bool = False,
         paths: tuple[str, ...] = (),
         poll_interval: float = 5.0,
+        settle: float = 1.0,
     ) -> None:
         self.registry = registry
         self.demo = demo
         self.paths = paths
         self.poll_interval = poll_interval
+        self.settle = settle  # seconds before re-reading a read that would remove objects
+        self._weight = 0  # size of the last good read (see _weight)
         self._digest = b""
         self._task: asyncio.Task[None] | None = None
 
@@ -75,7 +145,9 @@ class StaticSource:
             self._digest = self._fingerprint()
             objects = load_objects(self.paths)
             what = ", ".join(self.paths)
-        apply_all(self.registry, objects)
+        self._weight = _weight(objects)
+        with _frozen_gc():
+            apply_all(self.registry, objects)
         self.registry.synced = True
         log.info("loaded %d objects from %s", len(objects), what)
 
@@ -92,14 +164,52 @@ class StaticSource:
     async def _watch(self) -> None:
         while True:
             await asyncio.sleep(self.poll_interval)
-            try:
-                digest = self._fingerprint()
-                if digest == self._digest:
-                    continue
-                objects = load_objects(self.paths)
-            except (SourceError, OSError) as exc:
-                log.error("manifest reload failed, keeping the last good objects: %s", exc)
-                continue
-            self._digest = digest
-            apply_all(self.registry, objects)
-            log.info("manifests changed: reloaded %d objects", len(objects))
+            await self.poll()
+
+    def _stamp(self) -> tuple[tuple[str, int, int, int], ...]:
+        """Each file's (path, inode, size, mtime): changes with every write, even one that
+        leaves the content as it was."""
+        stamps = []
+        for path in manifest_files(self.paths):
+            st = os.stat(path)
+            stamps.append((path, st.st_ino, st.st_size, st.st_mtime_ns))
+        return tuple(stamps)
+
+    async def poll(self) -> bool:
+        """Reload when the manifests changed; True when new objects were applied."""
+        try:
+            stamp = await asyncio.to_thread(self._stamp)
+            digest = await asyncio.to_thread(self._fingerprint)
+            if digest == self._digest:
+                return False
+            # Parsed off the event loop: YAML of a 10,000-endpoint slice takes a second of
+            # CPU; in a thread the loop still gets the interpreter every few milliseconds.
+            objects = await asyncio.to_thread(load_objects, self.paths)
+            for _ in range(5):
+                if _weight(objects) >= self._weight:
+                    break
+                # Less than is served (fewer objects, endpoints or ports): maybe a rewrite
+                # caught between truncate and write. Believe it only if nothing wrote the
+                # files for a moment and they still read the same.
+                await asyncio.sleep(self.settle)
+                again_stamp = await asyncio.to_thread(self._stamp)
+                again = await asyncio.to_thread(self._fingerprint)
+                if again == digest and again_stamp == stamp:
+                    break
+                log.info("manifests changed while being read; reading them again")
+                stamp, digest = again_stamp, again
+                objects = await asyncio.to_thread(load_objects, self.paths)
+            else:
+                log.warning("manifests keep changing; keeping the last good objects for now")
+                return False
+        except (SourceError, OSError) as exc:
+            log.error("manifest reload failed, keeping the last good objects: %s", exc)
+            return False
+        if digest == self._digest:
+            return False  # the rewrite ended where it started
+        self._digest = digest
+        self._weight = _weight(objects)
+        with _frozen_gc():
+            await apply_gradually(self.registry, objects)
+        log.info("manifests changed: reloaded %d objects", len(objects))
+        return True

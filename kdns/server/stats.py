@@ -13,6 +13,10 @@ class Stats:
         "udp_send_errors",
         "errors",
         "derived_hits",
+        "rrl_dropped",
+        "rrl_slipped",
+        "tcp_write_timeouts",
+        "tcp_evicted",
     )
 
     def __init__(self) -> None:
@@ -24,6 +28,10 @@ class Stats:
         self.udp_send_errors = 0
         self.errors = 0  # internal errors (bugs), never malformed input
         self.derived_hits = 0  # answered from the registry's derived memo (negative answers)
+        self.rrl_dropped = 0  # UDP responses not sent (response rate limiting)
+        self.rrl_slipped = 0  # ... sent truncated instead (RRL slip)
+        self.tcp_write_timeouts = 0  # TCP clients that did not read their answers in time
+        self.tcp_evicted = 0  # idle TCP connections closed for a newcomer (limit reached)
 
     def as_dict(self) -> dict[str, int]:
         return {name: getattr(self, name) for name in self.__slots__}

@@ -15,6 +15,7 @@ from typing import Any
 
 from kdns.server.meter import UDP4, UDP6
 from kdns.server.querylog import log_query
+from kdns.server.rrl import SEND, SLIP, slip_reply
 from kdns.server.stats import Stats
 from kdns.server.wire import DEFERRED, Query, Responder
 
@@ -45,9 +46,24 @@ class UdpProtocol(asyncio.DatagramProtocol):
         if type(response) is bytes:
             # Never several messages over UDP (zone transfers are TCP only); DEFERRED (a
             # forwarded query) is sent, counted and logged by send_reply later.
+            if self.responder.rrl is not None:
+                response = self._rate_limit(response, addr)
+                if response is None:
+                    return
             self.transport.sendto(response, addr)  # type: ignore[union-attr]
         if started and response is not DEFERRED:
             log_query("udp", addr, data, response, time.perf_counter() - started)  # type: ignore[arg-type]
+
+    def _rate_limit(self, response: bytes, addr: Any) -> bytes | None:
+        """RRL (kdns.server.rrl): the response, its truncated slip, or None (dropped)."""
+        action = self.responder.rrl.check(addr[0], response, time.monotonic())
+        if action == SEND:
+            return response
+        if action == SLIP:
+            self.stats.rrl_slipped += 1
+            return slip_reply(response)
+        self.stats.rrl_dropped += 1
+        return None
 
     def _internal_error(self) -> None:
         self.stats.errors += 1
@@ -57,6 +73,11 @@ class UdpProtocol(asyncio.DatagramProtocol):
     def send_reply(self, response: bytes, peer: Any, query: Query | None = None) -> None:
         """A forwarded answer arriving later (kdns.server.forwarding)."""
         if self.transport is not None and not self.transport.is_closing():
+            if self.responder.rrl is not None:
+                limited = self._rate_limit(response, peer)
+                if limited is None:
+                    return
+                response = limited
             self.transport.sendto(response, peer)
         if self.query_log and query is not None:
             log_query("udp", peer, query.data, response, time.perf_counter() - query.started)

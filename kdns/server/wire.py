@@ -191,6 +191,7 @@ class Responder:
         "forwarder",
         "transfers",
         "acl",
+        "rrl",
         "loadbalance",
         "zone",
         "qtype",
@@ -214,6 +215,9 @@ class Responder:
         self.forwarder: Forwarding | None = None
         self.transfers: Transfers | None = None
         self.acl: Filter | None = None
+        # Response rate limiting (kdns.server.rrl.Rrl), applied by the UDP transport to what
+        # this returns; None (the default) costs the hot path one attribute test.
+        self.rrl: Any = None
         self.loadbalance = False
         self.zone = "."  # zone and qtype of the last answer, read by the meter
         self.qtype = b""
@@ -361,7 +365,11 @@ class Responder:
                 body = answer.rotated(self._turn)
             counts = answer.counts_edns if edns else answer.counts
             return head + b"\x00\x01" + counts + question + body + opt
-        counts, body, truncated = answer.fit(room, edns is not None)
+        turn = None
+        if self.loadbalance and answer.rotate:  # truncated replies rotate too (item 4)
+            self._turn += 1
+            turn = self._turn
+        counts, body, truncated = answer.fit(room, edns is not None, turn)
         if truncated:
             head = head[:2] + bytes((head[2] | 0x02, head[3]))  # TC: retry over TCP
         return head + b"\x00\x01" + counts + question + body + opt
