@@ -84,3 +84,32 @@ def test_kdns_after_the_full_client_uses_it_as_is() -> None:
         "print([type(sys.modules['kubernetes_asyncio.client']).__name__])"
     )
     assert imported(code) == ["module"]
+
+
+def test_the_cluster_client_loads_no_dateutil_urllib3_or_multiprocessing() -> None:
+    # kubernetes_asyncio's api_client/configuration import them for code kdns never runs
+    # (model dates, async_req's thread pool, a basic-auth header): ~3 MiB resident.
+    code = (
+        "import kdns.k8s.cluster, kdns.k8s.client, sys\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in "
+        "('dateutil', 'urllib3', 'multiprocessing')))"
+    )
+    assert imported(code) == []
+
+
+def test_the_deferred_modules_still_work_when_used() -> None:
+    # The names kubernetes_asyncio bound to the stand-ins load the real modules on first use,
+    # and later imports get the real modules, not the stand-ins.
+    code = (
+        "import kdns.k8s.kube as kube, sys\n"
+        "from kubernetes_asyncio.client import api_client, configuration\n"
+        "import urllib3, dateutil.parser, multiprocessing.pool\n"
+        "assert not isinstance(urllib3, kube.StandIn) and urllib3.util.make_headers\n"
+        "assert api_client.parse('2024-05-06T07:08:09Z').year == 2024\n"
+        "pool = api_client.ThreadPool(1)\n"
+        "assert pool.apply(len, ('abc',)) == 3\n"
+        "pool.close()\n"
+        "c = kube.Configuration(username='u', password='p')\n"
+        "print([c.get_basic_auth_token()])"
+    )
+    assert imported(code) == ["Basic dTpw"]

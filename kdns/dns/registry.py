@@ -20,7 +20,7 @@ import struct
 import time
 import zlib
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from socket import AF_INET, inet_pton
 from typing import TypeVar
@@ -165,6 +165,24 @@ def _add(out: Contribution, name: bytes, rtype: int, rdata: bytes) -> None:
 MAX_BODY = 65535 - 12 - 5
 
 
+class _PodView(Mapping[tuple[str, str], Pod]):
+    """owner -> IPs shown as (namespace, name) -> Pod (read-only)."""
+
+    __slots__ = ("_ips",)
+
+    def __init__(self, ips: dict[Owner, tuple[str, ...]]) -> None:
+        self._ips = ips
+
+    def __getitem__(self, key: tuple[str, str]) -> Pod:
+        return Pod(key[0], key[1], self._ips[("pod", *key)])
+
+    def __iter__(self) -> Iterator[tuple[str, str]]:
+        return ((namespace, name) for _, namespace, name in self._ips)
+
+    def __len__(self) -> int:
+        return len(self._ips)
+
+
 class Registry:
     def __init__(
         self,
@@ -191,7 +209,10 @@ class Registry:
         # Objects as the sources gave them.
         self.services: dict[tuple[str, str], Service] = {}
         self.slices: dict[tuple[str, str], EndpointSlice] = {}
-        self.pods: dict[tuple[str, str], Pod] = {}
+        # Pods (verified mode) as owner ("pod", namespace, name) -> IPs: the owner tuple is the
+        # one the pod's name table entries hold, and a Pod tuple per pod would cost 64 bytes
+        # more (as would a (namespace, name) key). ``pods`` shows them as Pod objects.
+        self._pod_ips: dict[Owner, tuple[str, ...]] = {}
         self.namespaces: set[str] = set()
         self._slices_of: dict[tuple[str, str], set[tuple[str, str]]] = {}
         self._ns_refs: Counter[str] = (
@@ -281,6 +302,11 @@ class Registry:
         self._rendered[name] = _QTYPES.setdefault(rendered, rendered)
         return answer
 
+    @property
+    def pods(self) -> Mapping[tuple[str, str], Pod]:
+        """The pods held (verified mode), as Pod objects made on access."""
+        return _PodView(self._pod_ips)
+
     def namespace_exists(self, namespace: str) -> bool:
         return namespace in self.namespaces or self._ns_refs[namespace] > 0
 
@@ -312,7 +338,7 @@ class Registry:
         return {
             "Service": len(self.services),
             "EndpointSlice": len(self.slices),
-            "Pod": len(self.pods),
+            "Pod": len(self._pod_ips),
             "Namespace": len(self.namespaces),
             "names": len(self._names),
             "answers": len(self.answers),
@@ -348,9 +374,14 @@ class Registry:
         elif isinstance(obj, Pod):
             if self.pods_mode != "verified":
                 return False  # insecure/disabled modes never look pods up: don't hold them
-            changed = self._put(self.pods, obj, obj.namespace)
+            owner = ("pod", obj.namespace, obj.name)
+            old_ips = self._pod_ips.get(owner)
+            changed = old_ips != obj.ips
             if changed:
-                self._touch(("pod", obj.namespace, obj.name))
+                if old_ips is None:
+                    self._ref_namespace(obj.namespace, +1)
+                self._pod_ips[owner] = obj.ips
+                self._touch(owner)
         elif isinstance(obj, Namespace):
             changed = obj.name not in self.namespaces
             if changed:
@@ -375,7 +406,7 @@ class Registry:
             self._ref_namespace(namespace, -1)
             self._unlink_slice(old)
         elif kind == "Pod":
-            if self.pods.pop(key, None) is None:
+            if self._pod_ips.pop(("pod", namespace, name), None) is None:
                 return False
             self._ref_namespace(namespace, -1)
             self._touch(("pod", namespace, name))
@@ -412,7 +443,8 @@ class Registry:
         if kind == "EndpointSlice":
             return self.slices.get(key)
         if kind == "Pod":
-            return self.pods.get(key)
+            ips = self._pod_ips.get(("pod", *key))
+            return None if ips is None else Pod(key[0], key[1], ips)
         return Namespace(key[1]) if key[1] in self.namespaces else None
 
     def keys(self, kind: str) -> list[tuple[str, str]]:
@@ -491,7 +523,7 @@ class Registry:
             return list(self.services)
         if kind == "EndpointSlice":
             return list(self.slices)
-        return list(self.pods)
+        return [(namespace, name) for _, namespace, name in self._pod_ips]
 
     def _unlink_slice(self, old: EndpointSlice) -> None:
         key = (old.namespace, old.service)
@@ -629,11 +661,11 @@ class Registry:
         return out
 
     def _render_pod(self, namespace: str, name: str) -> Contribution:
-        pod = self.pods.get((namespace, name))
-        if pod is None:
+        ips = self._pod_ips.get(("pod", namespace, name))
+        if ips is None:
             return {}
         out: Contribution = {}
-        for ip in pod.ips:
+        for ip in ips:
             rtype, packed = rdata_address(ip)
             owner = names.to_wire(f"{names.dashed_ip(ip)}.{namespace}.pod.{self.cluster.text}")
             _add(out, owner, LAZY, b"")

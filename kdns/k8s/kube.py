@@ -17,13 +17,23 @@ pays for the full import at that moment instead of at kdns's start.
 
 Nothing is done when the packages are already imported (a process that loaded the whole
 client before kdns): then everything is simply there.
+
+The same goes for three third-party modules those few client modules import for code kdns
+never runs: ``dateutil.parser`` (deserialising model dates), ``multiprocessing.pool`` (the
+``async_req`` thread pool) and ``urllib3`` (a basic-auth header helper), ~3 MiB resident
+together. While the client modules are imported they see *stand-ins*; once imported, the
+stand-ins leave ``sys.modules`` (any later ``import urllib3`` gets the real module), and the
+names the client bound to them load the real module on first use.
 """
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import sys
 import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from types import ModuleType
 from typing import Any
 
@@ -88,11 +98,66 @@ def install() -> None:
                 _install(name)
 
 
+# module -> the names the client modules import from it (``from module import name``)
+DEFERRED_MODULES: dict[str, tuple[str, ...]] = {
+    "dateutil.parser": ("parse",),  # client.api_client: model dates
+    "multiprocessing.pool": ("ThreadPool",),  # client.api_client: async_req=True
+    "urllib3": (),  # client.configuration: make_headers for basic auth
+}
+
+
+def _real(name: str) -> ModuleType:
+    """The real module behind a stand-in (imported now if need be)."""
+    with _lock:
+        if isinstance(sys.modules.get(name), StandIn):
+            del sys.modules[name]
+        return importlib.import_module(name)
+
+
+class StandIn(ModuleType):
+    """A module imported for code kdns never runs: any attribute loads the real module."""
+
+    def __getattr__(self, attr: str) -> Any:
+        if attr.startswith("__") and attr.endswith("__"):
+            raise AttributeError(attr)
+        return getattr(_real(self.__name__), attr)
+
+
+def _forwarder(module: str, name: str) -> Callable[..., Any]:
+    def forward(*args: Any, **kwargs: Any) -> Any:
+        return getattr(_real(module), name)(*args, **kwargs)
+
+    forward.__name__ = forward.__qualname__ = name
+    return forward
+
+
+@contextmanager
+def stand_ins() -> Iterator[None]:
+    """Stand-ins for DEFERRED_MODULES not imported yet, while the block runs."""
+    with _lock:
+        placed = []
+        for module, names in DEFERRED_MODULES.items():
+            if module in sys.modules:
+                continue
+            stand_in = StandIn(module)
+            for name in names:
+                setattr(stand_in, name, _forwarder(module, name))
+            sys.modules[module] = stand_in
+            placed.append(module)
+        try:
+            yield
+        finally:
+            for module in placed:
+                if isinstance(sys.modules.get(module), StandIn):
+                    del sys.modules[module]
+
+
 install()
 
 # Only what kdns uses, each from its own module: none of these imports a model or an *Api class.
-from kubernetes_asyncio.client.api_client import ApiClient  # noqa: E402
-from kubernetes_asyncio.client.configuration import Configuration  # noqa: E402
+with stand_ins():
+    from kubernetes_asyncio.client.api_client import ApiClient
+    from kubernetes_asyncio.client.configuration import Configuration
 
 # The config loaders import these two from the package (``from kubernetes_asyncio.client
 # import ApiClient, Configuration``): give the lazy package them, so that import stays cheap.
