@@ -3,6 +3,7 @@ PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+BENCH_STAMP := $(VENV)/.installed-bench
 
 .PHONY: demo test lint typecheck bench clean
 
@@ -27,8 +28,13 @@ test: lint typecheck
 	$(BIN)/python -m pytest -q
 
 # kdns (metrics on/off, killer) next to NSD on mixes (a)-(d); installs dnsperf and nsd with
-# apt-get when root. BENCH_ARGS=--quick for a smoke run; results in benchmarks/results/latest.json.
-bench: $(STAMP)
+# apt-get when root. BENCH_ARGS=--quick for a smoke run; results in benchmarks/results/latest.json
+# and, drawn with matplotlib (the `bench` extra, installed here only), latest.png.
+$(BENCH_STAMP): $(STAMP)
+	$(BIN)/pip install --quiet -e '.[test,bench]'
+	touch $(BENCH_STAMP)
+
+bench: $(BENCH_STAMP)
 	$(BIN)/python benchmarks/qps.py $(BENCH_ARGS)
 
 clean:

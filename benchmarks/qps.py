@@ -42,6 +42,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import chart  # noqa: E402
 import dnsperf  # noqa: E402
 import report  # noqa: E402
 import servers  # noqa: E402
@@ -256,6 +257,7 @@ def main() -> None:
         f"\n{args.seconds:g} s per dnsperf run, {results['elapsed_s']:.0f} s in all; "
         f"JSON: {args.json}"
     )
+    chart.write_chart(results, args.json.with_suffix(".png"))  # needs the bench extra
 
 
 if __name__ == "__main__":
