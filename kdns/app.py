@@ -23,6 +23,7 @@ from kdns.config import Config, ConfigError, format_hostport
 from kdns.dns.acl import Acl, parse_rules
 from kdns.dns.cache import ResponseCache
 from kdns.dns.forward import ForwardGroup
+from kdns.dns.networks import Networks
 from kdns.dns.registry import Registry
 from kdns.dns.resolvconf import read_resolv_conf
 from kdns.dns.resolver import Resolver
@@ -41,6 +42,7 @@ from kdns.server.http import HttpEndpoints
 from kdns.server.listeners import DnsListeners, ListenError
 from kdns.server.meter import Meter
 from kdns.server.rrl import Rrl
+from kdns.server.sockets import set_freebind
 from kdns.server.stats import Stats
 from kdns.server.tcp import TcpServer
 from kdns.server.wire import Responder
@@ -48,13 +50,27 @@ from kdns.server.workers import Pool, Seat
 
 if TYPE_CHECKING:  # the API client is imported only when kdns watches a cluster
     from kdns.k8s.cluster import ClusterSource
+    from kdns.killer.mode import Killer  # only with --killer
 
 log = logging.getLogger("kdns")
 
 Reload = Callable[[], Config]
 
 # Settings a reload cannot change in place: they pick the cluster source or the process shape.
-RESTART_ONLY = ("demo", "objects", "kubeconfig", "kubernetes_enabled", "workers", "killer")
+RESTART_ONLY = (
+    "demo",
+    "objects",
+    "kubeconfig",
+    "kubernetes_enabled",
+    "workers",
+    "killer",
+    "killer_cache_entries",
+    "killer_cache_bytes",
+    "killer_prefetch",
+    "killer_prefetch_threshold",
+    "killer_prefetch_share",
+    "killer_prefetch_concurrency",
+)
 # Settings baked into the registry's rendered answers: a change re-renders into a new registry.
 REGISTRY_SHAPE = ("cluster_domain", "external_zones", "pods", "endpoint_pod_names", "dns_service")
 # Settings of the forwarder (routes, upstream groups, cache): a change builds a new one.
@@ -178,6 +194,7 @@ class App:
             max_connections=config.tcp_max_connections,
         )
         self._configure_tcp(config)
+        set_freebind(config.freebind)  # server.freebind: every socket bound from here on
         self.listeners = DnsListeners(
             self.responder, self.stats, self.tcp, reuse_port=config.workers != 1
         )
@@ -194,6 +211,7 @@ class App:
             lambda: self.forwarder,
         )
         self.metrics = Metrics(sources, config.metrics_compat, self._worker_counts)
+        self.killer = self._killer(config)
         self.http = HttpEndpoints(self.not_ready, self.render_metrics)
         self.source: StaticSource | None = None
         self.cluster: ClusterSource | None = None
@@ -203,6 +221,30 @@ class App:
         self.seat: Seat | None = None  # --workers: this process is a worker
         self._config_digest = self._file_digest()
         self._tasks: list[asyncio.Task[None]] = []
+
+    def _killer(self, config: Config) -> Killer | None:
+        """Killer mode (--killer): the wire cache in front of UDP, and the prefetcher."""
+        if not config.killer:
+            return None
+        from kdns.killer.mode import Killer, Settings
+
+        killer = Killer(
+            Settings(
+                cache_entries=config.killer_cache_entries,
+                cache_bytes=config.killer_cache_bytes,
+                prefetch=config.killer_prefetch,
+                threshold=config.killer_prefetch_threshold,
+                share=config.killer_prefetch_share,
+                concurrency=config.killer_prefetch_concurrency,
+            ),
+            self.responder,
+            self.stats,
+            self.meter,
+        )
+        killer.attach(self.registry, self.resolver, self.forwarder)
+        self.listeners.udp_endpoint = killer.udp_endpoint
+        self.metrics.collectors.register(killer.collector())
+        return killer
 
     def _resolver(self, registry: Registry) -> Resolver:
         resolver = Resolver(
@@ -220,6 +262,13 @@ class App:
         responder = self.responder
         responder.forwarder = self.forwarder
         responder.acl = Acl(parse_rules(config.acl)) if config.acl else None
+        allow = Networks(config.forward_allow)
+        responder.forward_allow = None if allow.any else allow.allowed
+        if self.forwarder is not None:
+            log.info(
+                "forwarding offered to %s; other clients get REFUSED outside our zones",
+                "every client" if allow.any else ", ".join(config.forward_allow) or "nobody",
+            )
         policy = TransferPolicy(config.transfer_allow)
         responder.transfers = ZoneTransfers(self.registry, policy) if policy else None
         responder.loadbalance = config.loadbalance
@@ -405,6 +454,8 @@ class App:
         await self.start_source()
         for address in self.config.listen:
             await self.listeners.bind(address)
+        if self.killer is not None:
+            self.killer.start()
         await self.start_http()
         if self.forwarder is not None:
             self._spawn(self.forwarder.check_loops())
@@ -429,6 +480,8 @@ class App:
             log.info("lameduck for %.1fs: answering, /ready reports 503", self.config.lameduck)
             await asyncio.sleep(self.config.lameduck)
         await self.listeners.close_all()
+        if self.killer is not None:
+            self.killer.stop()
         for task in self._tasks:
             task.cancel()
         if self.source is not None:
@@ -498,8 +551,11 @@ class App:
         self.listeners.set_query_log(new.query_log)
         self._configure_responder(new)
         self.responder.set_udp_size(new.udp_size)
+        if self.killer is not None:  # cached replies may carry any of the above
+            self.killer.attach(self.registry, self.resolver, self.forwarder)
         self._configure_tcp(new)
         self.config = new
+        set_freebind(new.freebind)  # for addresses bound from now on
         if new.listen != old.listen:
             try:
                 await self.listeners.sync(new.listen)
@@ -579,8 +635,6 @@ def _run_loop(main: Coroutine[Any, Any, int]) -> int:
 
 def run(config: Config, reload: Reload | None = None) -> int:
     setup_logging(config.log_level, config.log_format)
-    if config.killer:
-        log.warning("killer mode (wire cache + prefetcher) is not in this build: --killer ignored")
     count = workers.resolve(config.workers)
     role: workers.Pool | workers.Seat | None = None
     if count > 1:

@@ -23,6 +23,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, NamedTuple, NoReturn
 
+from kdns.dns.networks import PRIVATE  # plain data: forward.allow's default
+
 __all__ = [
     "Config",
     "ConfigError",
@@ -72,6 +74,7 @@ class Config:
     tcp_client_ipv4_prefix: int = 32  # what one "client" is, for that limit
     tcp_client_ipv6_prefix: int = 128
     tcp_write_timeout: float = 5.0  # close a client that leaves its answers unread this long
+    freebind: bool = False  # IP_FREEBIND: bind listen addresses not (yet) on an interface
     dns_service: str = "kube-system/kube-dns"
     forward_zones: tuple[tuple[str, tuple[str, ...]], ...] = ()  # split horizon: zone -> upstreams
     forward_policy: str = "random"  # CoreDNS forward policy
@@ -93,6 +96,13 @@ class Config:
     cache_serve_stale: float = 0.0
     cache_prefetch: int = 0
     transfer_allow: tuple[str, ...] = ()  # networks allowed AXFR/IXFR; default deny
+    forward_allow: tuple[str, ...] = PRIVATE  # kdns.dns.networks  # who may have names forwarded
+    killer_cache_entries: int = 50_000  # killer mode's wire cache bounds
+    killer_cache_bytes: int = 32 << 20
+    killer_prefetch: bool = True  # the Markov prefetcher (killer mode)
+    killer_prefetch_threshold: float = 0.4  # a successor's least share of what followed
+    killer_prefetch_share: float = 0.5  # speculative (unused) prefetches per upstream query
+    killer_prefetch_concurrency: int = 16  # prefetches in flight at once
     acl: tuple[Any, ...] = ()  # CoreDNS acl rules, first match wins
     loadbalance: bool = True  # rotate A/AAAA order per answer (CoreDNS loadbalance)
     lameduck: float = 5.0  # seconds of answering with /ready failing after SIGTERM
@@ -359,6 +369,23 @@ class _Seconds(_Kind):
         return float(value)
 
 
+class _Fraction(_Kind):
+    expected = "a number from 0 to 1"
+
+    def from_text(self, text: str) -> object:
+        try:
+            return float(text)
+        except ValueError:
+            self.fail(text)
+
+    def check(self, value: object) -> float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            self.fail(value)
+        if not 0 <= value <= 1:
+            self.fail(value)
+        return float(value)
+
+
 class _Choice(_Kind):
     def __init__(self, *choices: str) -> None:
         self.choices = choices
@@ -606,6 +633,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("tcp_client_ipv4_prefix", "server.tcp_client_ipv4_prefix", _Int(0, 32)),
     Setting("tcp_client_ipv6_prefix", "server.tcp_client_ipv6_prefix", _Int(0, 128)),
     Setting("tcp_write_timeout", "server.tcp_write_timeout", _Seconds(zero_ok=False)),
+    Setting("freebind", "server.freebind", _Bool(), "freebind"),
     Setting("reload_interval", "server.reload_interval", _Seconds(zero_ok=True), "reload-interval"),
     Setting("kubernetes_enabled", "kubernetes.enabled", _Bool()),
     Setting("cluster_domain", "kubernetes.cluster_domain", _Name(), "cluster-domain"),
@@ -646,6 +674,13 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("cache_serve_stale", "cache.serve_stale", _Seconds(zero_ok=True)),
     Setting("cache_prefetch", "cache.prefetch", _Int(0, 1000)),
     Setting("transfer_allow", "transfer.allow", _Networks()),
+    Setting("forward_allow", "forward.allow", _Networks()),
+    Setting("killer_cache_entries", "killer.cache_entries", _Int(0, 10_000_000)),
+    Setting("killer_cache_bytes", "killer.cache_bytes", _Int(1 << 20, 1 << 36)),
+    Setting("killer_prefetch", "killer.prefetch", _Bool()),
+    Setting("killer_prefetch_threshold", "killer.prefetch_threshold", _Fraction()),
+    Setting("killer_prefetch_share", "killer.prefetch_share", _Fraction()),
+    Setting("killer_prefetch_concurrency", "killer.prefetch_concurrency", _Int(1, 1000)),
     Setting("acl", "acl.rules", _AclRules()),
     Setting("loadbalance", "server.loadbalance", _Bool()),
     Setting("rrl", "rrl.enabled", _Bool()),

@@ -11,10 +11,12 @@ CoreDNS dashboards and alerts keep working.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 # /metrics is the text format CoreDNS serves (version=0.0.4, what generate_latest writes with
@@ -307,6 +309,13 @@ class _Collector(Collector):
         server = self.sources.server
         # CoreDNS's zone label is the server block's zone: "." in a kube-system Corefile.
         yield _build_info()
+        # CoreDNS counts recovered panics of its query path; kdns's equivalent is a query that
+        # hit an internal error (kdns_internal_errors_total).
+        yield CounterMetricFamily(
+            "coredns_panics",
+            "A metrics that counts the number of panics.",
+            value=self.sources.stats.errors,
+        )
         requests = CounterMetricFamily(
             "coredns_dns_requests",
             "Counter of DNS requests made per zone, protocol and family.",
@@ -455,21 +464,33 @@ def _forward_families(forwarder: Forwarder, prefix: str) -> Iterator[Family]:
         f"{prefix}_upstream_healthy", "1 while an upstream is not marked down", labels=labels
     )
     duration = _histogram(f"{prefix}_request_duration_seconds", "Upstream round trip", labels)
-    rejects = 0
+    responses = CounterMetricFamily(
+        f"{prefix}_responses", "Upstream replies, by rcode", labels=["to", "rcode"]
+    )
+    rejects = broken = 0
     for route in forwarder.routes.values():
         rejects += route.group.stats.overloaded
+        broken += route.group.stats.all_down
         for upstream in route.group.upstreams:
             label = [str(upstream)]
             stats = upstream.stats
             requests.add_metric(label, stats.requests)
+            for rcode, count in enumerate(stats.rcodes):
+                if count:
+                    responses.add_metric([str(upstream), _rcode_name(rcode)], count)
             failures.add_metric(label, stats.failures)
             health.add_metric(label, stats.health_check_failures)
             up.add_metric(label, 0 if upstream.down else 1)
             buckets = [float(c) for c in stats.latency_buckets]
             _add_histogram(duration, label, LATENCY_BUCKETS, buckets, stats.latency_sum)
-    yield from (requests, failures, health, up, duration)
+    yield from (requests, failures, health, up, duration, responses)
     yield CounterMetricFamily(
         f"{prefix}_max_concurrent_rejects", "Queries refused by max_concurrent", value=rejects
+    )
+    yield CounterMetricFamily(
+        f"{prefix}_healthcheck_broken",
+        "Queries forwarded while every upstream was marked down (all were tried)",
+        value=broken,
     )
     if prefix != "kdns_forward":
         return
@@ -503,6 +524,7 @@ MERGE: dict[str, Callable[[float, float], float]] = {
     "coredns_build_info": max,
     "process_start_time_seconds": min,  # when the pod's first process started
     "process_max_fds": max,  # a per-process limit
+    "kdns_memory_limit_bytes": max,  # the pod's (container's) limit, read by every process
 }
 _ADDITIVE = ("counter", "histogram", "summary")  # what a dead worker leaves behind
 
@@ -621,6 +643,47 @@ def _pss_bytes(pid: int | str) -> float | None:
     return None
 
 
+class _MemoryLimit(Collector):
+    """kdns_memory_limit_bytes: what this process may use before the kernel's OOM killer
+    steps in, for ``process_resident_memory_bytes / kdns_memory_limit_bytes`` (the memory
+    alert): the smallest cgroup memory limit on the way up from our cgroup (v2 memory.max,
+    v1 memory.limit_in_bytes; the container's limit in a pod), else the machine's memory."""
+
+    def collect(self) -> Iterator[Family]:
+        limit = memory_limit()
+        if limit is not None:
+            yield GaugeMetricFamily(
+                "kdns_memory_limit_bytes",
+                "Memory limit of the container (cgroup), else the machine's memory",
+                value=limit,
+            )
+
+
+def memory_limit(
+    root: Path = Path("/sys/fs/cgroup"), self_cgroup: Path = Path("/proc/self/cgroup")
+) -> float | None:
+    from kdns.server.workers import _up_from  # the cgroup walk --workers auto uses
+
+    paths: dict[str, str] = {}  # controller ("" for v2) -> our cgroup path
+    with contextlib.suppress(OSError, ValueError):
+        for line in self_cgroup.read_text().splitlines():
+            _, controllers, path = line.split(":", 2)
+            for name in controllers.split(",") if controllers else [""]:
+                paths[name] = path
+    found: list[float] = []
+    for base, name, key in ((root, "memory.max", ""), (root / "unified", "memory.max", ""),
+                            (root / "memory", "memory.limit_in_bytes", "memory")):  # fmt: skip
+        for directory in _up_from(base, paths.get(key, "/")):
+            with contextlib.suppress(OSError, ValueError):
+                found.append(float((directory / name).read_text().strip()))  # "max": ValueError
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        with open("/proc/meminfo") as handle:
+            for line in handle:
+                if line.startswith("MemTotal:"):
+                    found.append(float(line.split()[1]) * 1024)  # v1 "unlimited" is ~2**63
+    return min(found) if found else None
+
+
 class Metrics:
     def __init__(
         self, sources: Sources, compat: str = "none", workers: WorkerCounts = lambda: (1, 0)
@@ -631,6 +694,7 @@ class Metrics:
         # with --workers, summed over every process of the pod (see MERGE).
         self.process = _Process()
         self.collectors.register(self.process)
+        self.collectors.register(_MemoryLimit())
         self.collectors.register(_WorkersCollector(workers))
 
     def snapshot(self) -> Snapshot:

@@ -14,6 +14,7 @@ import dns.rdatatype
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from kdns.dns import names
 from kdns.dns.registry import Registry
 from kdns.dns.resolver import Resolver
 from kdns.model import Endpoint, EndpointPort, EndpointSlice, Namespace, Service
@@ -281,3 +282,33 @@ def test_memo_never_differs_from_a_fresh_answer(steps: list[Change]) -> None:
         for name, rdtype in QUESTIONS:
             query = wire(name, rdtype)
             assert r.respond(query) == fresh(registry, query), (change, name, rdtype)
+
+
+def test_any_queries_do_not_grow_the_dependency_index() -> None:
+    """Hardening 1: each ANY for a name whose records point into our zones re-rendered the
+    answer and appended to the dependency index (40,001 entries after 40,000 queries). Now
+    ANY is derived once per registry state and the index holds each target once."""
+    registry = make()
+    registry.upsert(headless("db"))
+    registry.upsert(eps("db-1", "db", "10.1.0.1", "10.1.0.2"))
+    r = responder(registry)
+    query = wire("_p._tcp.db.default.svc.cluster.local", "ANY")
+    misses = Resolver(registry)  # a responder without the memo re-derives every time
+    bare = Responder(registry.answers, misses.resolve)
+    for _ in range(2000):
+        assert r.respond(query) is not None
+        assert bare.respond(query) is not None
+    name = names.to_wire("_p._tcp.db.default.svc.cluster.local")
+    assert len(registry._dep_targets.get(name, ())) <= 2
+    assert sum(len(v) for v in registry._deps.values()) < 20
+
+
+def test_meta_types_in_a_question_are_formerr() -> None:
+    """Hardening 11, RFC 6895 3.1: OPT, TKEY, TSIG and type 0 are never asked: FORMERR."""
+    registry = make()
+    registry.upsert(svc("web", "10.0.0.1"))
+    r = responder(registry)
+    for qtype in (0, 41, 249, 250):
+        reply = r.respond(wire("web.default.svc.cluster.local", dns.rdatatype.to_text(qtype)))
+        assert isinstance(reply, bytes)
+        assert reply[3] & 0x0F == dns.rcode.FORMERR, qtype

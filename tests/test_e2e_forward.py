@@ -359,3 +359,26 @@ def test_forwarded_queries_are_counted_and_logged(public: DnsUpstream) -> None:
         assert "dropped" not in log
         assert log.count("www.example.com. A NOERROR") == 3
         assert "nowhere.example.com. A NXDOMAIN" in log
+
+
+def test_forward_allow_refuses_other_clients(public: DnsUpstream, tmp_path: Path) -> None:
+    """Hardening 9: forwarding is offered to forward.allow networks only; other clients get
+    REFUSED for names outside our zones (never sent upstream) and answers for our own names.
+    One log line at start says who may forward."""
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+            probe.bind(("127.0.0.2", 0))
+    except OSError:
+        pytest.skip("127.0.0.2 cannot be bound here")
+    config = config_file(tmp_path, '[forward]\nallow = ["127.0.0.1/32"]\n')
+    with Kdns("-c", config, "--objects", CLUSTER, "--upstream", public.upstream("udp")) as proc:
+        outside = dns.message.make_query("www.example.com", "A")
+        refused = dns.query.udp(outside, LOOPBACK, port=proc.port, timeout=3, source="127.0.0.2")
+        assert refused.rcode() == dns.rcode.REFUSED
+        assert "www.example.com." not in forwarded(public)
+        ours = dns.message.make_query("kubernetes.default.svc.cluster.local", "A")
+        answer = dns.query.udp(ours, LOOPBACK, port=proc.port, timeout=3, source="127.0.0.2")
+        assert answer.rcode() == dns.rcode.NOERROR and answer.answer
+        allowed = dns.query.udp(outside, LOOPBACK, port=proc.port, timeout=3)
+        assert a_records(allowed) == ["192.0.2.1"]
+        assert "forwarding offered to 127.0.0.1/32" in proc.log

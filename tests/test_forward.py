@@ -488,3 +488,15 @@ def test_dnsupstream_from_sync_code(server: DnsUpstream) -> None:
         ("EXAMPLE.com.", "udp"),
         ("EXAMPLE.com.", "tcp"),
     ]
+
+
+def test_forward_allow_default_is_private_networks_only() -> None:
+    """Hardening 9 (BIND allow-recursion localhost; localnets): loopback, RFC 1918, RFC 6598,
+    ULA and link-local may forward; the public internet may not."""
+    from kdns.dns.networks import PRIVATE, Networks
+
+    allow = Networks(PRIVATE)
+    for ip in ("127.0.0.1", "10.244.1.7", "172.20.0.1", "192.168.1.20", "100.64.3.4", "fd00::5", "169.254.20.10", "fe80::1", "::1", "::ffff:10.0.0.1"):  # fmt: skip
+        assert allow.allowed(ip), ip
+    for ip in ("8.8.8.8", "203.0.113.9", "2001:db8::1", "1.1.1.1"):
+        assert not allow.allowed(ip), ip

@@ -581,11 +581,13 @@ def test_a_client_that_never_reads_costs_the_others_nothing(
         hog.close()
 
 
-def test_rrl_on_the_wire(manifests: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("mode", [(), ("--killer",)], ids=["standard", "killer"])
+def test_rrl_on_the_wire(manifests: Path, tmp_path: Path, mode: tuple[str, ...]) -> None:
     """Item 10: with [rrl] on, a flood of one question gets dropped and slipped replies;
-    a TCP retry still answers; the metric counts them."""
+    a TCP retry still answers; the metric counts them. Killer mode's wire-cache hits are
+    rate limited too."""
     config = _config(tmp_path, "[rrl]\nenabled = true\nresponses_per_second = 5\nslip = 2\n")
-    with Kdns("-c", config, "--objects", str(manifests)) as server:
+    with Kdns("-c", config, "--objects", str(manifests), *mode) as server:
         wire = dns.message.make_query("web.default.svc.cluster.local", "A").to_wire()
         answered = truncated = 0
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:

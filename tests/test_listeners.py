@@ -370,3 +370,22 @@ def test_http_port_in_use_names_the_endpoint(endpoint: str) -> None:
         f"kdns: {endpoint}: cannot listen on 127.0.0.1:{port} (tcp): "
         "address already in use (EADDRINUSE)"
     )
+
+
+def test_udp_sockets_get_a_large_receive_queue() -> None:
+    """Standard mode issue: no drops below saturation. The kernel's default 208 KiB queue
+    holds ~300 queries; kdns asks for 8 MiB (granted up to net.core.rmem_max, or past it
+    with CAP_NET_ADMIN)."""
+    import socket as socket_module
+    from pathlib import Path
+
+    from kdns.server.sockets import UDP, open_socket
+
+    sock = open_socket("dns", "127.0.0.1", 0, UDP)
+    try:
+        granted = sock.getsockopt(socket_module.SOL_SOCKET, socket_module.SO_RCVBUF)
+    finally:
+        sock.close()
+    rmem_max = int(Path("/proc/sys/net/core/rmem_max").read_text())
+    # Linux reports twice what was set (its bookkeeping overhead).
+    assert granted >= min(2 * rmem_max, 2 * (8 << 20))

@@ -356,6 +356,7 @@ class ResponseCache:
         self.prefetch_duration = prefetch_duration  # CoreDNS prefetch DURATION
         self.prefetch_percentage = prefetch_percentage  # CoreDNS prefetch PERCENTAGE
         self.clock = clock
+        self.last_tick = 0.0  # render tick of the last hit: when its bytes stop being current
         self._success = self.success.map  # bound once: the hit path's first lookups
         self._denial = self.denial.map
         self.misses = 0  # cache-wide (CoreDNS coredns_cache_misses_total has no type label)
@@ -412,6 +413,11 @@ class ResponseCache:
         self.success.discard(key)
         self.denial.discard(key)
 
+    def expires(self, key: bytes) -> float:
+        """When the entry under ``key`` stops being fresh (clock time; 0 when absent)."""
+        entry = self._success.get(key) or self._denial.get(key)
+        return entry.expires if entry is not None else 0.0
+
     def clear(self) -> None:
         for store in (self.success, self.denial):
             store.map.clear()
@@ -448,6 +454,7 @@ class ResponseCache:
                 return None
             entry.render(now)
         entry.store.hits += 1
+        self.last_tick = entry.tick  # the reply holds until then (killer wire cache)
         if self.prefetch:
             _count_hit(entry, now, self.prefetch_duration)
         if opt:

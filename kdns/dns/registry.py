@@ -237,6 +237,10 @@ class Registry:
         # dropped exactly when a change could alter them (see ``_forget_derived``).
         self.derived: dict[bytes, Answer] = {}
         self.derived_evictions = 0
+        # Told after each flush that changed answers: (names whose answers may differ, zones
+        # whose SOA serial moved, everything-changed flag). Caches of rendered bytes (killer
+        # mode's wire cache) drop exactly those entries before the next query is read.
+        self.watchers: list[Callable[[set[bytes], set[str], bool], None]] = []
         self._existence: list[bytes] = []  # empty non-terminals made or gone since last flush
         self._namespaces_moved = False  # a namespace started or stopped existing
         self._batch = 0
@@ -319,13 +323,12 @@ class Registry:
             derived.clear()
         derived[key] = answer
 
-    def _forget_derived(self, changed: Iterable[bytes]) -> None:
+    def _forget_derived(self, changed: Iterable[bytes], everything: bool) -> None:
         """Drop the derived answers a flush may have changed: every memoizable type of each
         changed name (records, dependents' glue, empty non-terminals made or gone), or all of
         them when a namespace came or went (computed pod names depend on it)."""
         derived = self.derived
-        if self._namespaces_moved:
-            self._namespaces_moved = False
+        if everything:
             self.derived_evictions += len(derived)
             derived.clear()
             return
@@ -454,6 +457,8 @@ class Registry:
         """Re-render everything with a new TTL (config reload)."""
         self.ttl = ttl
         self.derived.clear()  # computed pod answers carry the TTL
+        for watcher in self.watchers:
+            watcher(set(), {zone.text for zone in self.zones}, True)
         for zone in self.zones:
             zone.set_ttl(ttl)
         with self.batch():
@@ -468,6 +473,7 @@ class Registry:
             return
         dirty_names: set[bytes] = set()
         touched: set[Zone] = set()
+        bumped: set[str] = set()
         while self._dirty:
             owners, self._dirty = self._dirty, set()
             for owner in owners:
@@ -480,6 +486,7 @@ class Registry:
             # A zone whose data changed gets a new SOA serial, which re-renders its apex.
             for zone in touched:
                 zone.bump()
+                bumped.add(zone.text)
                 self._dirty.add(("zone", "", zone.text))
             touched = set()
         rendered = self._with_dependents(dirty_names)
@@ -489,10 +496,14 @@ class Registry:
                 self._render_name(name)
         finally:
             self._glue = None
+        affected = rendered.union(self._existence)
+        everything = self._namespaces_moved
         if self.derived:
-            self._forget_derived(rendered.union(self._existence))
+            self._forget_derived(affected, everything)
         self._existence.clear()
         self._namespaces_moved = False
+        for watcher in self.watchers:
+            watcher(affected, bumped, everything)
         if dirty_names:
             self.generation += 1
             if self.on_change is not None:

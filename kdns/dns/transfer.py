@@ -30,12 +30,12 @@ version of the zone).
 
 from __future__ import annotations
 
-import ipaddress
 import struct
 from collections.abc import Iterable
 from typing import Any, Protocol
 
 from kdns.dns import names
+from kdns.dns.networks import Networks
 from kdns.dns.records import (
     AXFR,
     CLASS_IN,
@@ -255,60 +255,10 @@ def transfer_messages(
 # ----------------------------------------------------------------------- policy
 
 
-class TransferPolicy:
-    """Who may transfer (CoreDNS ``transfer { to ... }``): default deny.
+class TransferPolicy(Networks):
+    """Who may transfer (CoreDNS ``transfer { to ... }``): default deny (see Networks)."""
 
-    ``allow`` holds networks (``10.0.0.0/8``), single addresses (``10.0.0.53``, a /32) or
-    ``*`` (anyone, as CoreDNS ``to *``). IPv4-mapped IPv6 clients (``::ffff:10.0.0.53``, seen
-    on dual-stack sockets) match IPv4 entries.
-    """
-
-    __slots__ = ("networks", "any")
-
-    def __init__(self, allow: Iterable[str] = ()) -> None:
-        self.any = False
-        nets: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = []
-        for entry in allow:
-            text = str(entry).strip()
-            if text == "*":
-                self.any = True
-                continue
-            try:
-                nets.append(ipaddress.ip_network(text, strict=False))
-            except ValueError:
-                raise ValueError(f"transfer.allow: {text!r} is not a network or address") from None
-        self.networks = tuple(nets)
-
-    def allowed(self, client_ip: str) -> bool:
-        if self.any:
-            return True
-        if not self.networks:
-            return False
-        address = _client_address(client_ip)
-        if address is None:
-            return False
-        return any(address in net for net in self.networks)
-
-    def __bool__(self) -> bool:
-        return self.any or bool(self.networks)
-
-    def __repr__(self) -> str:
-        allow = ["*"] if self.any else []
-        allow += [str(n) for n in self.networks]
-        return f"TransferPolicy({allow!r})"
-
-
-def _client_address(client_ip: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
-    try:
-        address = ipaddress.ip_address(client_ip)
-    except ValueError:
-        return None
-    if isinstance(address, ipaddress.IPv6Address):
-        if address.ipv4_mapped is not None:
-            return address.ipv4_mapped
-        if address.scope_id:
-            address = ipaddress.IPv6Address(address.compressed.split("%", 1)[0])
-    return address
+    label = "transfer.allow"
 
 
 # ----------------------------------------------------------------------- a whole request

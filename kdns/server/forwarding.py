@@ -11,7 +11,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
-from collections.abc import Iterable
+import struct
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,6 +28,7 @@ from kdns.server.wire import MIN_UDP, Query, Replier
 log = logging.getLogger("kdns.forward")
 
 HINFO = 13
+_QSUFFIX = struct.Struct("!HH")
 
 
 @dataclass
@@ -60,6 +62,11 @@ class Forwarder:
         self.stats = ForwardStats()
         self.tasks: set[asyncio.Task[None]] = set()
         self._probes: dict[bytes, Route] = {}
+        # Upstream answers on their way for questions asked without a client (killer mode's
+        # prefetcher): a client asking the same meanwhile waits for that answer instead of
+        # sending a second query upstream.
+        self.in_flight: dict[bytes, asyncio.Future[bytes | None]] = {}
+        self.on_prefetched: Callable[[bytes, int, float], None] | None = None
 
     def route(self, qname: bytes) -> Route | None:
         routes = self.routes
@@ -90,6 +97,7 @@ class Forwarder:
             hit = cache.get(key, query.data[:2], query.data[12 : query.qend], query.opt())
             if hit is not None:
                 self.stats.cache_hits += 1
+                query.responder.keep = cache.last_tick
                 if cache.should_prefetch(key):
                     self._prefetch(query, key)
                 return self._fit(query, hit)
@@ -123,6 +131,7 @@ class Forwarder:
             hit = self.cache.get(key, b"\x00\x00")
             if hit is not None:
                 self.stats.cache_hits += 1
+                query.responder.keep = self.cache.last_tick
                 return self._fit(query, _append_answers(cname_only, hit))
         if replier is None:
             return cname_only
@@ -153,6 +162,14 @@ class Forwarder:
     async def _forward(
         self, route: Route, query: Query, key: bytes, replier: Replier, peer: Any
     ) -> None:
+        pending = self.in_flight.get(key)
+        if pending is not None and self.cache is not None:
+            await asyncio.shield(pending)  # a prefetch of this question is already upstream
+            hit = self.cache.get(key, query.data[:2], query.data[12 : query.qend], query.opt())
+            if hit is not None:
+                self.stats.cache_hits += 1
+                query.deliver(replier, self._fit(query, hit), peer)
+                return
         self.stats.forwarded += 1
         self.stats.by_zone[route.zone] = self.stats.by_zone.get(route.zone, 0) + 1
         try:
@@ -192,6 +209,50 @@ class Forwarder:
                 pass
 
         self._spawn(refresh())
+
+    # ------------------------------------------------------------------ prefetch (killer)
+
+    def upstream_queries(self) -> int:
+        """Queries sent upstream for clients and for prefetches (loop probes excluded)."""
+        return self.stats.forwarded + self.stats.prefetches
+
+    def expiry(self, name: bytes, qtype: int) -> float:
+        """When the cached answer to ``name``/``qtype`` (no DO, no CD) stops being fresh."""
+        if self.cache is None:
+            return 0.0
+        return self.cache.expires(cache_key(name + _QSUFFIX.pack(qtype, 1)))
+
+    def prefetch(self, name: bytes, qtype: int) -> bool:
+        """Ask upstream for ``name``/``qtype`` now and cache the answer, with no client
+        waiting (killer mode's prefetcher). False when nothing was sent: no route, a loop,
+        no cache to keep the answer in, or the same question already on its way."""
+        if self.cache is None:
+            return False
+        route = self.route(name)
+        key = cache_key(name + _QSUFFIX.pack(qtype, 1))
+        if route is None or route.looping or key in self.in_flight:
+            return False
+        wire = secrets.token_bytes(2) + b"\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00"
+        wire += name + _QSUFFIX.pack(qtype, 1)
+        future: asyncio.Future[bytes | None] = asyncio.get_running_loop().create_future()
+        self.in_flight[key] = future
+        self.stats.prefetches += 1
+        cache = self.cache
+
+        async def fetch() -> None:
+            response = None
+            try:
+                response = await route.group.query(wire)
+                if cache.put(key, response) and self.on_prefetched is not None:
+                    self.on_prefetched(name, qtype, cache.expires(key))
+            except (ForwardError, Overloaded):
+                pass
+            finally:
+                del self.in_flight[key]
+                future.set_result(response)
+
+        self._spawn(fetch())
+        return True
 
     @staticmethod
     def _fit(query: Query, response: bytes) -> bytes:

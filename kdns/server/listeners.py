@@ -14,7 +14,10 @@ from __future__ import annotations
 import asyncio
 import errno
 import logging
+import socket
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from kdns.config import format_hostport
 from kdns.server.sockets import TCP, UDP, Address, ListenError, bind_address, overlaps
@@ -30,8 +33,8 @@ log = logging.getLogger("kdns")
 
 @dataclass
 class Listener:
-    udp: asyncio.DatagramTransport
-    protocol: UdpProtocol
+    udp: asyncio.DatagramTransport | Any  # Any: killer mode's transport (close, is_closing)
+    protocol: UdpProtocol | Any  # Any: killer mode's (query_log)
     tcp: asyncio.Server
     host: str  # the concrete address: "0.0.0.0", "::", "127.0.0.1", ...
     port: int  # the bound port (differs from the asked one when that was 0)
@@ -51,6 +54,9 @@ class DnsListeners:
         self.reuse_port = reuse_port
         self.query_log = False
         self.bound: dict[Address, list[Listener]] = {}  # configured address -> its sockets
+        # Killer mode serves UDP sockets itself (kdns.killer.udp): given the bound socket, it
+        # returns (transport, protocol), each with close() / query_log like asyncio's pair.
+        self.udp_endpoint: Callable[[socket.socket], tuple[Any, Any]] | None = None
 
     async def bind(self, address: Address) -> list[Listener]:
         """Listen on a configured address; raises ``ListenError`` (nothing left bound)."""
@@ -61,9 +67,13 @@ class DnsListeners:
             while groups:
                 group = groups.pop(0)
                 try:
-                    udp, protocol = await loop.create_datagram_endpoint(
-                        lambda: UdpProtocol(self.responder, self.stats), sock=group.sockets[UDP]
-                    )
+                    if self.udp_endpoint is not None:
+                        udp, protocol = self.udp_endpoint(group.sockets[UDP])
+                    else:
+                        udp, protocol = await loop.create_datagram_endpoint(
+                            lambda: UdpProtocol(self.responder, self.stats),
+                            sock=group.sockets[UDP],
+                        )
                 except BaseException:
                     group.close()
                     raise

@@ -8,6 +8,7 @@ proto/family/type/zone, by rcode, histograms) when /metrics is scraped.
 from __future__ import annotations
 
 import bisect
+from collections.abc import Callable
 
 from kdns.dns.records import TYPE_NAMES
 
@@ -27,7 +28,7 @@ COMMON_TYPES = frozenset(
     for t in (1, 2, 5, 6, 12, 15, 16, 28, 33, 35, 43, 46, 48, 64, 65, 251, 252, 255)
 )
 OTHER = b"\xff\xff"
-_FAST_DURATION = DURATION_BUCKETS[0]
+FAST_DURATION = DURATION_BUCKETS[0]  # nearly every answer: the first bucket
 
 
 def type_name(qtype: bytes) -> str:
@@ -68,7 +69,7 @@ class Totals:
 
 
 class Meter:
-    __slots__ = ("rows",)
+    __slots__ = ("rows", "folders")
 
     # Past this many distinct keys (a flood of odd types and sizes) new ones share rows with
     # sizes rounded up to their histogram bucket: bounded memory, sums then approximate.
@@ -76,6 +77,9 @@ class Meter:
 
     def __init__(self) -> None:
         self.rows: dict[Key, Row] = {}
+        # Called before the rows are read: counts kept elsewhere (killer mode's wire cache
+        # counts hits per entry) are added in with ``absorb`` then.
+        self.folders: list[Callable[[Meter], None]] = []
 
     def record(
         self,
@@ -89,15 +93,39 @@ class Meter:
     ) -> None:
         row = self.rows.get((channel, qtype, zone, rcode, request_size, response_size))
         if row is None:
-            row = self._new_row(channel, qtype, zone, rcode, request_size, response_size)
+            row = self.new_row(channel, qtype, zone, rcode, request_size, response_size)
         row[0] += seconds
         # Nearly every answer takes microseconds: a comparison, bisect only when slow.
-        if seconds <= _FAST_DURATION:
+        if seconds <= FAST_DURATION:
             row[1] += 1
         else:
-            row[1 + bisect.bisect_left(DURATION_BUCKETS, seconds)] += 1
+            self.slow(row, seconds)
 
-    def _new_row(self, channel: int, qtype: bytes, zone: str, rcode: int, request: int, response: int) -> Row:  # fmt: skip
+    @staticmethod
+    def slow(row: Row, seconds: float) -> None:
+        """Count a duration past the first bucket (the caller added it to the sum)."""
+        row[1 + bisect.bisect_left(DURATION_BUCKETS, seconds)] += 1
+
+    def absorb(
+        self,
+        channel: int,
+        qtype: bytes,
+        zone: str,
+        rcode: int,
+        request_size: int,
+        response_size: int,
+        count: int,
+        seconds: float,
+    ) -> None:
+        """Add ``count`` queries answered in under the first duration bucket each (together
+        ``seconds``), as ``record`` would have one by one."""
+        row = self.rows.get((channel, qtype, zone, rcode, request_size, response_size))
+        if row is None:
+            row = self.new_row(channel, qtype, zone, rcode, request_size, response_size)
+        row[0] += seconds
+        row[1] += count
+
+    def new_row(self, channel: int, qtype: bytes, zone: str, rcode: int, request: int, response: int) -> Row:  # fmt: skip
         """The row for a key seen for the first time. Uncommon query types share the "other"
         label (the raw key then points at that row, so a type is classified once, not per
         query)."""
@@ -122,6 +150,8 @@ class Meter:
 
     def totals(self) -> dict[tuple[int, bytes, str, int], Totals]:
         """(channel, qtype, zone, rcode) -> its totals, every row counted once."""
+        for fold in self.folders:
+            fold(self)
         out: dict[tuple[int, bytes, str, int], Totals] = {}
         for (channel, qtype, zone, rcode, request, response), row in list(self.rows.items()):
             if qtype not in COMMON_TYPES and qtype != OTHER:

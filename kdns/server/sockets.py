@@ -86,6 +86,53 @@ def _new_socket(family: socket.AddressFamily, kind: socket.SocketKind) -> socket
     return socket.socket(family, kind)  # a seam: tests make AF_INET6 fail here
 
 
+# A UDP socket's receive queue, in bytes of kernel accounting (about 700 B per small query):
+# the default 208 KiB holds ~300 queries, so a pause of a few milliseconds at high rates (a GC
+# pass, a big watch event) loses queries. NSD and CoreDNS ask for megabytes too. The kernel
+# caps SO_RCVBUF at net.core.rmem_max (docs/deploying.md: raise it on the node); with
+# CAP_NET_ADMIN, SO_RCVBUFFORCE goes past that cap.
+UDP_RECEIVE_BUFFER = 8 << 20
+_SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)
+
+
+def size_receive_buffer(sock: socket.socket, size: int = UDP_RECEIVE_BUFFER) -> int:
+    """Ask for ``size`` bytes of receive queue; returns what the kernel granted."""
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, _SO_RCVBUFFORCE, size)
+    except OSError:  # no CAP_NET_ADMIN: capped at net.core.rmem_max
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, size)
+        except OSError:
+            pass
+    return int(sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF))
+
+
+# server.freebind: bind an address that is not (yet) on any interface, as node-local DNS needs
+# for its link-local address (169.254.20.10) and the kube-dns ClusterIP, which a setup step adds
+# to a dummy interface maybe after kdns starts. Packets reach the socket once the address is
+# local. Linux only; no privilege needed. Set by the app from its config before binding.
+_IP_FREEBIND = getattr(socket, "IP_FREEBIND", 15)
+_IPV6_FREEBIND = getattr(socket, "IPV6_FREEBIND", 78)
+_freebind = False
+
+
+def set_freebind(on: bool) -> None:
+    """Sockets bound from now on (DNS and HTTP) get IP_FREEBIND / IPV6_FREEBIND when ``on``."""
+    global _freebind
+    _freebind = on
+
+
+def _set_freebind(sock: socket.socket, family: socket.AddressFamily) -> None:
+    if family == socket.AF_INET6:
+        try:
+            sock.setsockopt(socket.IPPROTO_IPV6, _IPV6_FREEBIND, 1)
+            return
+        except OSError as exc:  # kernels before 4.15: IP_FREEBIND covers IPv6 sockets too
+            if exc.errno != errno.ENOPROTOOPT:
+                raise
+    sock.setsockopt(socket.IPPROTO_IP, _IP_FREEBIND, 1)
+
+
 def open_socket(
     listener: str, host: str, port: int, kind: socket.SocketKind, *, reuse_port: bool = False
 ) -> socket.socket:
@@ -102,6 +149,10 @@ def open_socket(
             sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
         if reuse_port:  # --workers: N processes on one port, the kernel spreads the load
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        if kind == UDP:
+            size_receive_buffer(sock)
+        if _freebind:
+            _set_freebind(sock, family)
         sock.bind((host, port))
         sock.setblocking(False)
     except OSError as exc:

@@ -18,7 +18,7 @@ from typing import Any, Protocol
 from kdns.dns import names
 from kdns.dns.answer import FORWARD, TRANSFER, Answer, empty
 from kdns.dns.records import BADVERS, FORMERR, NOERROR, NOTIMP, OPT, REFUSED
-from kdns.server.meter import TCP4, UDP4, Meter
+from kdns.server.meter import FAST_DURATION, TCP4, UDP4, Meter
 from kdns.server.stats import Stats
 
 Lookup = Callable[[bytes, int, int], Answer]
@@ -191,10 +191,12 @@ class Responder:
         "forwarder",
         "transfers",
         "acl",
+        "forward_allow",
         "rrl",
         "loadbalance",
         "zone",
         "qtype",
+        "keep",
         "_turn",
         "_opt",
         "_opt_do",
@@ -215,12 +217,17 @@ class Responder:
         self.forwarder: Forwarding | None = None
         self.transfers: Transfers | None = None
         self.acl: Filter | None = None
+        self.forward_allow: Callable[[str], bool] | None = None  # None: every client
         # Response rate limiting (kdns.server.rrl.Rrl), applied by the UDP transport to what
         # this returns; None (the default) costs the hot path one attribute test.
         self.rrl: Any = None
         self.loadbalance = False
         self.zone = "."  # zone and qtype of the last answer, read by the meter
         self.qtype = b""
+        # Until when (monotonic seconds) the same query bytes get the same reply bytes, for
+        # killer mode's wire cache: FOREVER for registry answers (changes invalidate them),
+        # the forward cache's next countdown for forwarded ones, 0 for one-off replies.
+        self.keep = 0.0
         self._turn = 0
         self.set_udp_size(udp_size)
 
@@ -251,15 +258,18 @@ class Responder:
         started = perf_counter()
         response = self._respond(data, channel, peer, replier)
         if response.__class__ is bytes:
-            meter.record(
-                channel,
-                self.qtype,
-                self.zone,
-                response[3] & 0x0F,
-                perf_counter() - started,
-                len(data),
-                len(response),
-            )
+            # Meter.record inlined (the call alone cost a third of the accounting): one row
+            # per exact label set and sizes, a duration sum and a bucket count.
+            seconds = perf_counter() - started
+            key = (channel, self.qtype, self.zone, response[3] & 0x0F, len(data), len(response))
+            row = meter.rows.get(key)
+            if row is None:
+                row = meter.new_row(*key)
+            row[0] += seconds
+            if seconds <= FAST_DURATION:
+                row[1] += 1
+            else:
+                meter.slow(row, seconds)
         return response
 
     def _respond(self, data: bytes, channel: int, peer: Any, replier: Replier | None) -> bytes | list[bytes] | None:  # fmt: skip
@@ -267,6 +277,7 @@ class Responder:
         # The meter's labels for replies that stop before the question is read (FORMERR, ...).
         self.zone = "."
         self.qtype = b""
+        self.keep = 0.0
         n = len(data)
         if n < 12:
             return None  # not even a header to answer
@@ -327,23 +338,34 @@ class Responder:
                 self.stats.derived_hits += 1
             else:
                 qtype, qclass = struct.unpack_from("!HH", data, pos + 1)
+                if qtype in META_TYPES:
+                    # RFC 6895 3.1: OPT, TKEY and TSIG are meta-types, never asked for; type 0
+                    # is reserved. Such a question is malformed (as BIND and Knot answer).
+                    return self.reply(data, qend, edns, tcp, FORMERR_ANSWER)
                 answer = self.resolve(name, qtype, qclass)
                 if answer is FORWARD or answer is TRANSFER:
                     query = Query(data, name, qtype, qend, edns, channel, self)
                     if answer is TRANSFER:
                         return self._transfer(query, peer)
-                    if self.forwarder is None:
+                    if self.forwarder is None or not self._may_forward(peer):
                         answer = REFUSED_ANSWER
                     else:
                         response = self.forwarder.handle(query, replier, peer)
                         return DEFERRED if response is None else response
         self.zone = answer.zone  # for the meter
-        if answer.chase is not None and self.forwarder is not None:
+        self.keep = FOREVER
+        if answer.chase is not None and self.forwarder is not None and self._may_forward(peer):
             qtype = (data[pos + 1] << 8) | data[pos + 2]
             query = Query(data, name, qtype, qend, edns, channel, self)
             response = self.forwarder.chase(query, answer, replier, peer)
             return DEFERRED if response is None else response
         return self.reply(data, qend, edns, tcp, answer)
+
+    def _may_forward(self, peer: Any) -> bool:
+        """forward.allow: forwarding is offered to these client networks only (BIND's
+        allow-recursion); the rest get REFUSED for names outside our zones. No peer: an
+        internal caller."""
+        return self.forward_allow is None or not peer or self.forward_allow(peer[0])
 
     def reply(self, data: bytes, qend: int, edns: Edns | None, tcp: bool, answer: Answer) -> bytes:
         """Client header and question + the answer's body (+ OPT), truncated to fit."""
@@ -363,12 +385,14 @@ class Responder:
             if self.loadbalance and answer.rotate:
                 self._turn += 1
                 body = answer.rotated(self._turn)
+                self.keep = 0.0  # a rotation is this reply's alone
             counts = answer.counts_edns if edns else answer.counts
             return head + b"\x00\x01" + counts + question + body + opt
         turn = None
         if self.loadbalance and answer.rotate:  # truncated replies rotate too (item 4)
             self._turn += 1
             turn = self._turn
+            self.keep = 0.0  # a rotation is this reply's alone
         counts, body, truncated = answer.fit(room, edns is not None, turn)
         if truncated:
             head = head[:2] + bytes((head[2] | 0x02, head[3]))  # TC: retry over TCP
@@ -395,6 +419,8 @@ class Responder:
         return head + b"\x00\x01\x00\x00\x00\x00\x00\x01" + data[12:qend] + opt
 
 
+FOREVER = float("inf")
+
 # What ``respond`` returns for a query answered later through its replier (forwarding): no
 # message now. An empty list, so TCP's "several messages" path writes nothing for it.
 DEFERRED: list[bytes] = []
@@ -405,6 +431,8 @@ ALLOW, BLOCK, FILTER, DROP = "allow", "block", "filter", "drop"
 BLOCKED = empty(REFUSED, False)
 FILTERED = empty(NOERROR, False)
 REFUSED_ANSWER = empty(REFUSED, False)
+FORMERR_ANSWER = empty(FORMERR, False)
+META_TYPES = frozenset((0, OPT, 249, 250))  # reserved, OPT, TKEY, TSIG
 
 
 def _header_reply(data: bytes, rcode: int) -> bytes:
