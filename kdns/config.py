@@ -36,6 +36,7 @@ __all__ = [
     "format_hostport",
     "parse_hostport",
     "parse_upstream",
+    "toml_string",
 ]
 
 HostPort = tuple[str, int]
@@ -150,7 +151,7 @@ _HOSTPORT_HELP = "HOST:PORT (HOST an IP address or localhost, IPv6 in brackets)"
 def _show(value: object) -> str:
     """A value as the user would have written it, for ``got ...`` in error messages."""
     if isinstance(value, str):
-        return _toml_str(value)
+        return toml_string(value)
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, list | tuple):
@@ -369,21 +370,18 @@ class _Seconds(_Kind):
         return float(value)
 
 
-class _Fraction(_Kind):
-    expected = "a number from 0 to 1"
+class _Fraction(_Seconds):
+    """A share, 0 to 1 (read like seconds: a decimal in flags, env and TOML)."""
 
-    def from_text(self, text: str) -> object:
-        try:
-            return float(text)
-        except ValueError:
-            self.fail(text)
+    def __init__(self) -> None:
+        super().__init__(zero_ok=True)
+        self.expected = "a number from 0 to 1"
 
     def check(self, value: object) -> float:
-        if isinstance(value, bool) or not isinstance(value, int | float):
+        number = super().check(value)
+        if number > 1:
             self.fail(value)
-        if not 0 <= value <= 1:
-            self.fail(value)
-        return float(value)
+        return number
 
 
 class _Choice(_Kind):
@@ -855,7 +853,7 @@ def _flag_layer(flags: Mapping[str, Any], origins: dict[str, str]) -> dict[str, 
 # --- rendering -------------------------------------------------------------------------------
 
 
-def _toml_str(text: str) -> str:
+def toml_string(text: str) -> str:
     """A TOML basic string. (json.dumps is close but lets DEL through and splits surrogates.)"""
     out = []
     for ch in text:
@@ -874,7 +872,7 @@ def _toml_value(value: object) -> str:
     if isinstance(value, int | float):
         return repr(value)  # finite by validation; Python's repr is valid TOML
     if isinstance(value, str):
-        return _toml_str(value)
+        return toml_string(value)
     if isinstance(value, list | tuple):
         return "[" + ", ".join(_toml_value(v) for v in value) + "]"
     if isinstance(value, dict):  # an inline table (ACL rules)

@@ -26,7 +26,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from kdns.config import SETTINGS, Config, parse_hostport
+from kdns.config import SETTINGS, Config, parse_hostport, toml_string
 from kdns.corefile.parse import CorefileError, Directive, EnvUse, ServerBlock
 from kdns.corefile.plugins import NOT, PLUGINS, UNKNOWN_ADVICE
 
@@ -1052,25 +1052,13 @@ _HANDLERS: dict[str, Callable[[_Translator, Directive, _Block], None]] = {
 # --- TOML ------------------------------------------------------------------------------------
 
 
-def _toml_str(text: str) -> str:
-    out = []
-    for ch in text:
-        if ch in '"\\':
-            out.append("\\" + ch)
-        elif ch < " " or ch == "\x7f":
-            out.append(f"\\u{ord(ch):04x}")
-        else:
-            out.append(ch)
-    return '"' + "".join(out) + '"'
-
-
 def _toml(value: object) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, int | float):
         return repr(value)
     if isinstance(value, str):
-        return _toml_str(value)
+        return toml_string(value)
     if isinstance(value, list | tuple):
         return "[" + ", ".join(_toml(v) for v in value) + "]"
     if isinstance(value, dict):

@@ -192,6 +192,7 @@ class Prefetcher:
         self._due: list[tuple[float, bytes, bytes]] = []  # (when, client, question)
         self._pending: dict[bytes, float] = {}  # prefetched question -> until when it is good
         self.in_flight = 0
+        self.typical_gap = 0.0  # EWMA of repeating names' gaps (seconds; 0: none seen yet)
         # Counters (metrics).
         self.observed = 0
         self.dropped = 0
@@ -318,6 +319,10 @@ class Prefetcher:
             self._schedule(period, key, now + 1.0)
             return
         period.ask(now)
+        if period.asks >= 2:
+            # What repeating names' gaps look like: how long to keep a once-asked name warm.
+            gap = period.gap
+            self.typical_gap = gap if not self.typical_gap else 0.9 * self.typical_gap + 0.1 * gap
         expected = period.next_ask()
         if not expected:
             return
@@ -342,14 +347,20 @@ class Prefetcher:
             name, qtype = question[:-4], int.from_bytes(question[-4:-2], "big")
             expiry = self.expiry(name, qtype)
             if period.asks < 2:
-                # Asked once so far: refresh once, just before the answer expires.
-                if period.speculated or not expiry:
-                    continue  # done already, or nothing cacheable came back
+                # Asked once so far: keep the answer fresh, refreshing just before it expires,
+                # until the gap other repeating names show has passed (once, when none has
+                # been seen yet): a name asked again within it is then answered from cache.
+                if not expiry:
+                    continue  # nothing cacheable came back
                 if expiry > now + 0.75:
                     self._schedule(period, key, expiry - 0.5)
                     continue
+                horizon = self.typical_gap * 1.25 + 1.0 if self.typical_gap else 0.0
+                if period.speculated and now - period.last > horizon:
+                    continue  # not asked again within a typical gap: let it expire
                 period.speculated = True
                 self._fetch(question, name, qtype, now)
+                self._schedule(period, key, now + 1.0)  # look again when that answer is in
                 continue
             if now - period.last > 3 * period.gap + 5:
                 continue  # the client stopped asking
