@@ -159,7 +159,7 @@ def _target_field(obj: Obj, key: str) -> object:
 
 
 def _containers(obj: Obj) -> list[Obj]:
-    if obj["kind"] != "Deployment":
+    if obj["kind"] not in ("Deployment", "DaemonSet"):
         return []
     spec = obj["spec"]["template"]["spec"]
     containers: list[Obj] = spec.get("initContainers", []) + spec["containers"]
