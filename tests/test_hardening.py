@@ -618,11 +618,13 @@ def test_rrl_off_by_default(manifests: Path) -> None:
 # --- short fuzz (the long one: benchmarks/abuse.py --fuzz) ----------------------------------
 
 
-def test_short_fuzz(manifests: Path) -> None:
-    """Random, mutated and crafted packets: the server neither dies nor logs internal errors."""
+@pytest.mark.parametrize("mode", [(), ("--killer",)], ids=["standard", "killer"])
+def test_short_fuzz(manifests: Path, mode: tuple[str, ...]) -> None:
+    """Random, mutated and crafted packets: the server neither dies nor logs internal errors
+    (killer mode: through the batched transport and the wire cache)."""
     from benchmarks.abuse import fuzz_packets
 
-    with Kdns("--objects", str(manifests)) as server:
+    with Kdns("--objects", str(manifests), *mode) as server:
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
             sock.setblocking(False)
             for packet in fuzz_packets(random.Random(7), 5000):

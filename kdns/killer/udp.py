@@ -188,24 +188,30 @@ class KillerUdp:
         for i in range(count):
             start = i * SLOT
             data = recv[start : start + recv_u32[i * 16 + 14]].tobytes()
-            entry = get(data[2:])
-            if (
-                entry is not None
-                and entry[E_UNTIL] > now
-                and (not guarded or self._may_hit(batch, i, entry))
-            ):
-                reply = data[:2] + entry[E_REPLY]
-                entry[channel] += 1
-                if entry[E_WATCH] and self.observe is not None:
-                    self.observe(self._client(batch, i), data, entry[E_META][2], True)
-            else:
-                reply = self._miss(data, batch, i, now)
-                if reply is None:
-                    continue
-            if rrl is not None:
-                reply = self._rate_limit(rrl, reply, batch, i, now)
-                if reply is None:
-                    continue
+            try:  # one bad datagram (or a bug) costs that datagram only, never the batch
+                entry = get(data[2:])
+                if (
+                    entry is not None
+                    and entry[E_UNTIL] > now
+                    and (not guarded or self._may_hit(batch, i, entry))
+                ):
+                    reply = data[:2] + entry[E_REPLY]
+                    entry[channel] += 1
+                    if entry[E_WATCH] and self.observe is not None:
+                        self.observe(self._client(batch, i), data, entry[E_META][2], True)
+                else:
+                    answer = self._miss(data, batch, i, now)
+                    if answer is None:
+                        continue
+                    reply = answer
+                if rrl is not None:
+                    limited = self._rate_limit(rrl, reply, batch, i, now)
+                    if limited is None:
+                        continue
+                    reply = limited
+            except Exception:
+                self._internal_error()
+                continue
             size = len(reply)
             if size > SLOT:
                 self._send_alone(reply, self._peer(batch, i))
