@@ -184,7 +184,9 @@ def test_forwarded_ttls_count_down_in_the_wire_cache() -> None:
             seen.append((time.monotonic() - first, reply.answer[0].ttl))
             time.sleep(0.05)
         fetches = [q for q in up.queries if q.name.lower() == "www.example.com."]
-        assert 2 <= len(fetches) <= 3  # refetched once the 3 s TTL ran out (5.5 s)
+        # Refetched as the 3 s TTL runs out (by a client, or by the prefetcher just before):
+        # a handful over 5.5 s, never one per query.
+        assert 2 <= len(fetches) <= 4
         for _, ttl in seen:
             # A TTL counted down in whole seconds from the latest fetch: never above the
             # 3 s it was given, never more than what remains by a full second.
