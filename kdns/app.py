@@ -18,17 +18,14 @@ import sys
 from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
-from kdns import __version__
-from kdns.config import Config, ConfigError, format_hostport
 from kdns.dns.acl import Acl, parse_rules
 from kdns.dns.cache import ResponseCache
 from kdns.dns.forward import ForwardGroup
+from kdns.dns.gateway import GatewaySettings
 from kdns.dns.networks import Networks
-from kdns.dns.registry import Registry
 from kdns.dns.resolvconf import read_resolv_conf
 from kdns.dns.resolver import Resolver
 from kdns.dns.transfer import TransferPolicy, ZoneTransfers
-from kdns.dns.zones import ZoneSet
 from kdns.k8s.client import ClusterConfigError, api_client, in_cluster
 from kdns.k8s.sources import SourceError
 from kdns.k8s.static import StaticSource, copy_objects
@@ -47,6 +44,11 @@ from kdns.server.stats import Stats
 from kdns.server.tcp import TcpServer
 from kdns.server.wire import Responder
 from kdns.server.workers import Pool, Seat
+
+from kdns import __version__
+from kdns.config import Config, ConfigError, format_hostport
+from kdns.dns.registry import Registry
+from kdns.dns.zones import ZoneSet
 
 if TYPE_CHECKING:  # the API client is imported only when kdns watches a cluster
     from kdns.k8s.cluster import ClusterSource
@@ -71,8 +73,24 @@ RESTART_ONLY = (
     "killer_prefetch_share",
     "killer_prefetch_concurrency",
 )
+# Gateway zones and their filters: part of the registry's shape; with a cluster, they also pick
+# which Gateway API / Ingress resources are watched (started or stopped on reload).
+GATEWAY_SETTINGS = (
+    "gateway_zones",
+    "gateways",
+    "gateway_label",
+    "gateway_annotation",
+    "gateway_resources",
+)
 # Settings baked into the registry's rendered answers: a change re-renders into a new registry.
-REGISTRY_SHAPE = ("cluster_domain", "external_zones", "pods", "endpoint_pod_names", "dns_service")
+REGISTRY_SHAPE = (
+    "cluster_domain",
+    "external_zones",
+    "pods",
+    "endpoint_pod_names",
+    "dns_service",
+    *GATEWAY_SETTINGS,
+)
 # Settings of the forwarder (routes, upstream groups, cache): a change builds a new one.
 FORWARDING = (
     "forward",
@@ -103,14 +121,30 @@ def build_rrl(config: Config) -> dict[str, Any] | None:
     }
 
 
+def gateway_settings(config: Config) -> GatewaySettings:
+    return GatewaySettings(
+        zones=config.gateway_zones,
+        gateways=config.gateways,
+        label=config.gateway_label or "",
+        annotation=config.gateway_annotation or "",
+        resources=config.gateway_resources,
+    )
+
+
 def build_registry(config: Config) -> Registry:
-    zones = ZoneSet.build(config.cluster_domain, config.external_zones, config.ttl)
+    zones = ZoneSet.build(
+        config.cluster_domain,
+        config.external_zones,
+        config.ttl,
+        gateway_zones=config.gateway_zones,
+    )
     return Registry(
         zones,
         ttl=config.ttl,
         pods=config.pods,
         endpoint_pod_names=config.endpoint_pod_names,
         dns_service=config.dns_service,
+        gateway=gateway_settings(config),
     )
 
 
@@ -336,7 +370,12 @@ class App:
 
             client, where = found
             log.info("watching the API server through %s", where)
-            self.cluster = ClusterSource(self.registry, client, pods_mode=config.pods)
+            self.cluster = ClusterSource(
+                self.registry,
+                client,
+                pods_mode=config.pods,
+                gateway_kinds=gateway_settings(config).watched_kinds(),
+            )
             # Until the first list completes every cluster name answers SERVFAIL, even ones
             # already known: the hot path starts with an empty answers dict (no extra check).
             self.responder.answers = {}
@@ -622,6 +661,8 @@ class App:
         for source in (self.source, self.cluster):
             if source is not None:
                 source.set_registry(fresh)
+        if self.cluster is not None:  # gateway zones turned on or off: watch what they need
+            self.cluster.set_gateway_kinds(gateway_settings(config).watched_kinds())
 
 
 def _run_loop(main: Coroutine[Any, Any, int]) -> int:

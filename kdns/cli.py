@@ -68,6 +68,11 @@ _HELP: Mapping[str, tuple[str | None, str]] = {  # field -> (metavar, help)
         "split mode: the cluster DNS server (default: from resolv.conf)",
     ),
     "resolv_conf": ("FILE", "resolv.conf to read default upstreams / split settings from"),
+    "gateway_zones": (
+        "ZONE",
+        "serve Gateway API route, Ingress and annotated LoadBalancer hostnames under ZONE "
+        "(repeatable; [gateway] in the TOML file filters them)",
+    ),
     "metrics_compat": ("MODE", "none|coredns: also export CoreDNS's metric names (default none)"),
 }
 

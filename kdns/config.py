@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple, NoReturn
 
 from kdns.dns.networks import PRIVATE  # plain data: forward.allow's default
+from kdns.model import GATEWAY_RESOURCES  # plain data: gateway.resources' default
 
 __all__ = [
     "Config",
@@ -115,6 +116,11 @@ class Config:
     rrl_ipv4_prefix: int = 24
     rrl_ipv6_prefix: int = 56
     rrl_exempt: tuple[str, ...] = ()  # networks never limited
+    gateway_zones: tuple[str, ...] = ()  # zones answering Gateway API/Ingress/LB hostnames
+    gateways: tuple[str, ...] = ()  # "ns/name" or "ns/*": only these Gateways' routes
+    gateway_label: str | None = None  # "key=value" or "key" on routes, Ingresses, Services
+    gateway_annotation: str | None = None
+    gateway_resources: tuple[str, ...] = GATEWAY_RESOURCES  # kinds that publish hostnames
     config_file: str | None = None
 
     def to_toml(self) -> str:
@@ -454,6 +460,60 @@ class _ServiceRef(_Kind):
         return "/".join(parts)
 
 
+class _GatewayZone(_Name):
+    """A gateway zone: ``"home.example.com"``, or a table ``{name = "home.example.com"}``
+    (``[[gateway.zones]]``)."""
+
+    expected = 'a DNS name like home.example.com or {name = "..."}'
+
+    def check(self, value: object) -> str:
+        if isinstance(value, dict):
+            if set(value) != {"name"}:
+                self.fail(value)
+            value = value["name"]
+        return super().check(value)
+
+
+class _GatewayRef(_Kind):
+    expected = "NAMESPACE/NAME of a Gateway, or NAMESPACE/* for every Gateway of a namespace"
+
+    def check(self, value: object) -> str:
+        if not isinstance(value, str):
+            self.fail(value)
+        parts = value.strip().split("/")
+        if len(parts) != 2 or not _LABEL.fullmatch(parts[0]):
+            self.fail(value)
+        if parts[1] != "*" and not re.fullmatch(r"[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?", parts[1]):
+            self.fail(value)
+        return "/".join(parts)
+
+
+class _MetaFilter(_Kind):
+    """A label or annotation filter: ``key=value`` (that value), or ``key`` (any value)."""
+
+    expected = "KEY=VALUE or KEY (a label or annotation)"
+
+    def check(self, value: object) -> str:
+        if not isinstance(value, str):
+            self.fail(value)
+        key, eq, rest = value.strip().partition("=")
+        if not re.fullmatch(r"([a-z0-9.-]+/)?[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?", key):
+            self.fail(value)
+        if "=" in rest or any(c.isspace() for c in rest):
+            self.fail(value)
+        return f"{key}={rest}" if eq else key
+
+
+class _Resource(_Kind):
+    expected = "|".join(GATEWAY_RESOURCES)
+
+    def check(self, value: object) -> str:
+        by_lower = {kind.lower(): kind for kind in GATEWAY_RESOURCES}
+        if not isinstance(value, str) or value.strip().lower() not in by_lower:
+            self.fail(value)
+        return by_lower[value.strip().lower()]
+
+
 class _List(_Kind):
     """A list of ``item``. A single string is a one-item list (SDNS writes ``bind = ":53"``)."""
 
@@ -687,6 +747,11 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("rrl_ipv4_prefix", "rrl.ipv4_prefix", _Int(8, 32)),
     Setting("rrl_ipv6_prefix", "rrl.ipv6_prefix", _Int(16, 128)),
     Setting("rrl_exempt", "rrl.exempt", _Networks()),
+    Setting("gateway_zones", "gateway.zones", _List(_GatewayZone()), "gateway-zone"),
+    Setting("gateways", "gateway.gateways", _List(_GatewayRef())),
+    Setting("gateway_label", "gateway.label", _MetaFilter()),
+    Setting("gateway_annotation", "gateway.annotation", _MetaFilter()),
+    Setting("gateway_resources", "gateway.resources", _List(_Resource(), empty_ok=False)),
     Setting("metrics_listen", "metrics.listen", _SERVICE, "metrics-listen"),
     Setting("metrics_compat", "metrics.compat", _Choice("none", "coredns"), "metrics-compat"),
     Setting("health_listen", "health.listen", _SERVICE, "health-listen"),
@@ -744,6 +809,14 @@ def _check_conflicts(values: Mapping[str, Any], origins: Mapping[str, str]) -> N
 
     if values.get("demo") and values.get("objects"):
         conflict("demo", "objects", "serve the demo cluster or manifest files, not both")
+    taken = {values.get("cluster_domain", "cluster.local"), *values.get("external_zones", ())}
+    for zone in values.get("gateway_zones", ()):
+        if zone in taken:
+            raise ConfigError(
+                origins["gateway_zones"],
+                f"{zone} is already the cluster domain or an external zone; "
+                "gateway hostnames need a zone of their own",
+            )
     if values.get("forward") is False:
         for field in ("upstreams", "forward_zones"):
             if values.get(field):

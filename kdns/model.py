@@ -20,6 +20,17 @@ class ServicePort(NamedTuple):
     port: int
 
 
+class Meta(NamedTuple):
+    """Labels and annotations an object publishing gateway names is filtered by (sorted
+    (key, value) pairs; annotations without kubectl's last-applied copy)."""
+
+    labels: tuple[tuple[str, str], ...]
+    annotations: tuple[tuple[str, str], ...]
+
+
+EMPTY_META = Meta((), ())
+
+
 class Service(NamedTuple):
     namespace: str
     name: str
@@ -31,6 +42,11 @@ class Service(NamedTuple):
     external_ips: tuple[str, ...]  # spec.externalIPs
     lb_ips: tuple[str, ...]  # status.loadBalancer.ingress[].ip
     publish_not_ready: bool  # spec.publishNotReadyAddresses
+    # Gateway zones: the hostnames of the external-dns.alpha.kubernetes.io/hostname (or
+    # kdns.io/hostname) annotation of a LoadBalancer Service, and the labels and annotations
+    # the gateway filters read. The shared empty tuple / EMPTY_META for every other Service.
+    hostnames: tuple[str, ...] = ()
+    meta: Meta | None = None
 
     @property
     def kind(self) -> str:
@@ -97,5 +113,77 @@ class Namespace(NamedTuple):
         return ("", self.name)
 
 
-KubeObject = Service | EndpointSlice | Pod | Namespace
-KINDS: tuple[str, ...] = ("Service", "EndpointSlice", "Pod", "Namespace")
+# --- Gateway zones (served only when [gateway] zones are configured) ---------------------------
+
+
+class Listener(NamedTuple):
+    name: str
+    hostname: str  # spec.listeners[].hostname, lowercased; "" when unset (any hostname)
+    namespaces: str  # allowedRoutes.namespaces.from: "Same" (the default), "All", "Selector"
+
+
+class Gateway(NamedTuple):
+    """gateway.networking.k8s.io Gateway: where the routes attached to it answer."""
+
+    namespace: str
+    name: str
+    addresses: tuple[str, ...]  # status.addresses of type IPAddress (the default type)
+    hostnames: tuple[str, ...]  # status.addresses of type Hostname (a CNAME target)
+    listeners: tuple[Listener, ...]
+
+    @property
+    def kind(self) -> str:
+        return "Gateway"
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.namespace, self.name)
+
+
+class ParentRef(NamedTuple):
+    namespace: str  # defaulted to the route's own namespace
+    name: str
+    section: str  # sectionName: one listener; "" for every listener
+
+
+class Route(NamedTuple):
+    """HTTPRoute, GRPCRoute or TLSRoute: the hostnames a Gateway serves for it."""
+
+    kind: str  # "HTTPRoute" | "GRPCRoute" | "TLSRoute"
+    namespace: str
+    name: str
+    hostnames: tuple[str, ...]  # spec.hostnames, lowercased; may start with "*."
+    parents: tuple[ParentRef, ...]  # spec.parentRefs to Gateways (other kinds dropped)
+    meta: Meta
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.namespace, self.name)
+
+
+class Ingress(NamedTuple):
+    """networking.k8s.io/v1 Ingress: its rule hosts answer its load balancer's address."""
+
+    namespace: str
+    name: str
+    hosts: tuple[str, ...]  # spec.rules[].host, lowercased
+    lb_ips: tuple[str, ...]  # status.loadBalancer.ingress[].ip
+    lb_hostnames: tuple[str, ...]  # status.loadBalancer.ingress[].hostname (CNAME)
+    meta: Meta
+
+    @property
+    def kind(self) -> str:
+        return "Ingress"
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.namespace, self.name)
+
+
+KubeObject = Service | EndpointSlice | Pod | Namespace | Gateway | Route | Ingress
+ROUTE_KINDS: tuple[str, ...] = ("HTTPRoute", "GRPCRoute", "TLSRoute")
+GATEWAY_KINDS: tuple[str, ...] = ("Gateway", *ROUTE_KINDS, "Ingress")
+KINDS: tuple[str, ...] = ("Service", "EndpointSlice", "Pod", "Namespace", *GATEWAY_KINDS)
+# The kinds that publish hostnames in gateway zones ([gateway] resources), in the order that
+# decides a conflict (kdns.dns.gateway).
+GATEWAY_RESOURCES: tuple[str, ...] = (*ROUTE_KINDS, "Ingress", "Service")

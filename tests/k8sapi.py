@@ -2,8 +2,12 @@
 
 kdns learns the cluster through kubernetes_asyncio's real client. To test that path the way it
 runs against a cluster, this server answers the same HTTP requests an API server answers, for
-the four resources kdns watches: core/v1 ``services``, ``pods``, ``namespaces`` and
-discovery.k8s.io/v1 ``endpointslices``. The client gets a generated kubeconfig and cannot tell
+the resources kdns watches: core/v1 ``services``, ``pods``, ``namespaces`` and
+discovery.k8s.io/v1 ``endpointslices``; and, when installed (``installed=`` / ``install()``,
+as a CRD is), gateway.networking.k8s.io ``gateways``, ``httproutes``, ``grpcroutes`` (v1),
+``tlsroutes`` (v1alpha2) and networking.k8s.io/v1 ``ingresses``. A resource not installed
+answers 404 on every path and is absent from discovery, as on a cluster without the CRD;
+``uninstall()`` deletes its objects (DELETED events), ends its watches and turns it 404. The client gets a generated kubeconfig and cannot tell
 the difference (within what is implemented here).
 
 What it models, with the Kubernetes documentation's names ("API concepts" page):
@@ -61,16 +65,24 @@ from typing import Any, TypeVar
 from aiohttp import web
 
 __all__ = [
+    "CORE",
+    "GATEWAY_API",
+    "INGRESS",
     "RESOURCES",
     "ApiError",
     "K8sApi",
     "RequestRecord",
     "Resource",
     "endpointslice",
+    "gateway",
+    "grpcroute",
+    "httproute",
+    "ingress",
     "namespace",
     "pod",
     "resource_for",
     "service",
+    "tlsroute",
 ]
 
 JSON = dict[str, Any]
@@ -113,8 +125,17 @@ RESOURCES: dict[str, Resource] = {
         Resource("pods", "Pod", "v1"),
         Resource("namespaces", "Namespace", "v1", namespaced=False),
         Resource("endpointslices", "EndpointSlice", "discovery.k8s.io/v1"),
+        Resource("gateways", "Gateway", "gateway.networking.k8s.io/v1"),
+        Resource("httproutes", "HTTPRoute", "gateway.networking.k8s.io/v1"),
+        Resource("grpcroutes", "GRPCRoute", "gateway.networking.k8s.io/v1"),
+        Resource("tlsroutes", "TLSRoute", "gateway.networking.k8s.io/v1alpha2"),
+        Resource("ingresses", "Ingress", "networking.k8s.io/v1"),
     )
 }
+# Installed by default: the four resources every cluster has that kdns always watches.
+CORE = ("services", "pods", "namespaces", "endpointslices")
+GATEWAY_API = ("gateways", "httproutes", "grpcroutes", "tlsroutes")
+INGRESS = ("ingresses",)
 _BY_NAME: dict[str, Resource] = {
     **RESOURCES,
     **{r.kind: r for r in RESOURCES.values()},
@@ -648,15 +669,25 @@ def _verb(method: str, target: Target | None, params: Mapping[str, str]) -> str:
 # --- discovery -------------------------------------------------------------------------------
 
 
-def _discovery(path: str, server_address: str) -> JSON | None:
+def _discovery(path: str, server_address: str, installed: Iterable[str] = CORE) -> JSON | None:
     """Minimal /version, /api, /apis and group-version documents (kubectl and clients that
-    discover need them; kubernetes_asyncio's generated API calls do not)."""
+    discover need them; kubernetes_asyncio's generated API calls do not). Only installed
+    resources are listed."""
+    served = [RESOURCES[plural] for plural in RESOURCES if plural in set(installed)]
+    group_versions: dict[str, list[str]] = {}
+    for r in served:
+        if "/" in r.api_version:
+            group, version = r.api_version.split("/")
+            versions = group_versions.setdefault(group, [])
+            if version not in versions:
+                versions.append(version)
     groups = [
         {
-            "name": "discovery.k8s.io",
-            "versions": [{"groupVersion": "discovery.k8s.io/v1", "version": "v1"}],
-            "preferredVersion": {"groupVersion": "discovery.k8s.io/v1", "version": "v1"},
+            "name": group,
+            "versions": [{"groupVersion": f"{group}/{v}", "version": v} for v in versions],
+            "preferredVersion": {"groupVersion": f"{group}/{versions[0]}", "version": versions[0]},
         }
+        for group, versions in group_versions.items()
     ]
     docs: dict[str, JSON] = {
         # Every field the client's VersionInfo model requires.
@@ -680,7 +711,7 @@ def _discovery(path: str, server_address: str) -> JSON | None:
         },
         "/apis": {"kind": "APIGroupList", "apiVersion": "v1", "groups": groups},
     }
-    for gv in {r.api_version for r in RESOURCES.values()}:
+    for gv in {r.api_version for r in served}:
         docs["/api/v1" if gv == "v1" else f"/apis/{gv}"] = {
             "kind": "APIResourceList",
             "apiVersion": "v1",
@@ -693,7 +724,7 @@ def _discovery(path: str, server_address: str) -> JSON | None:
                     "kind": r.kind,
                     "verbs": ["get", "list", "watch"],
                 }
-                for r in RESOURCES.values()
+                for r in served
                 if r.api_version == gv
             ],
         }
@@ -710,6 +741,7 @@ class _Server:
         self.bookmark_interval = bookmark_interval
         self.watch_timeout = watch_timeout
         self.store = Store()
+        self.installed: set[str] = set(CORE)
         self.records: list[RequestRecord] = []
         self.delay = 0.0
         self.faults: list[_Fault] = []
@@ -772,6 +804,19 @@ class _Server:
             watcher.stop(abruptly)
         return len(watchers)
 
+    def install(self, plurals: Iterable[str]) -> None:
+        self.installed.update(resource_for(p).plural for p in plurals)
+
+    def uninstall(self, plurals: Iterable[str]) -> None:
+        """A CRD deleted: its objects go (DELETED events), its watches end, paths turn 404."""
+        for plural in plurals:
+            resource = resource_for(plural)
+            for _, obj in list(self.store.snapshot(resource, self.store.rv)):
+                meta = obj["metadata"]
+                self.store.remove(resource, meta.get("namespace") or "", meta["name"])
+            self.cut_watches(resource, abruptly=False)
+            self.installed.discard(resource.plural)
+
     def send_bookmark(self, resource: Resource | None) -> int:
         watchers = self.store.watchers(resource)
         for watcher in watchers:
@@ -806,8 +851,10 @@ class _Server:
                 return fault
             if request.method != "GET":
                 raise ApiError(405, f"the server does not allow this method: {request.method}")
+            if target is not None and target.resource.plural not in self.installed:
+                raise ApiError(404, "the server could not find the requested resource")
             if target is None:
-                doc = _discovery(request.path, f"{self.host}:{self.port}")
+                doc = _discovery(request.path, f"{self.host}:{self.port}", self.installed)
                 if doc is None:
                     raise ApiError(404, "the server could not find the requested resource")
                 return _json_response(doc)
@@ -986,10 +1033,12 @@ class K8sApi:
         watch_timeout: float = DEFAULT_WATCH_TIMEOUT,
         token: str = "k8sapi-test-token",
         host: str = "127.0.0.1",
+        installed: Iterable[str] = CORE,
     ) -> None:
         self.token = token
         self._initial = list(objects)
         self._server = _Server(host, bookmark_interval, watch_timeout)
+        self._server.installed = {resource_for(p).plural for p in installed}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
 
@@ -1100,6 +1149,15 @@ class K8sApi:
             return self._server.store.rv
 
         return self._call(put_all)
+
+    def install(self, *kinds: str) -> None:
+        """Install resources (a CRD applied): from now on they are listed, watched and in
+        discovery."""
+        self._call(self._server.install, kinds)
+
+    def uninstall(self, *kinds: str) -> None:
+        """Remove resources (a CRD deleted): objects deleted, watches ended, paths 404."""
+        self._call(self._server.uninstall, kinds)
 
     def delete(self, kind: str, namespace: str, name: str) -> JSON:
         """Delete (KeyError if missing); returns the final object with the deletion's
@@ -1267,6 +1325,7 @@ def service(
     lb_ips: Sequence[str] = (),
     publish_not_ready: bool = False,
     labels: Mapping[str, str] | None = None,
+    annotations: Mapping[str, str] | None = None,
 ) -> JSON:
     """A Service. cluster_ip may be a list (dual-stack: spec.clusterIPs); headless sets
     clusterIP "None"; type="ExternalName" with external_name makes a CNAME service."""
@@ -1286,10 +1345,13 @@ def service(
     status: JSON = {"loadBalancer": {}}
     if lb_ips:
         status["loadBalancer"]["ingress"] = [{"ip": ip} for ip in lb_ips]
+    metadata = _metadata(ns, name, labels)
+    if annotations:
+        metadata["annotations"] = dict(annotations)
     return {
         "kind": "Service",
         "apiVersion": "v1",
-        "metadata": _metadata(ns, name, labels),
+        "metadata": metadata,
         "spec": spec,
         "status": status,
     }
@@ -1373,4 +1435,139 @@ def pod(
         "metadata": _metadata(ns, name, labels),
         "spec": spec,
         "status": status,
+    }
+
+
+# --- Gateway API and Ingress ---------------------------------------------------------------------
+
+# (name, hostname or None[, allowedRoutes namespaces "from"]) or just a listener name.
+ListenerSpec = str | tuple[Any, ...]
+
+
+def _listener(spec: ListenerSpec) -> JSON:
+    fields = (spec,) if isinstance(spec, str) else tuple(spec)
+    name, hostname, allowed = fields + (None,) * (3 - len(fields))
+    listener: JSON = {"name": name, "port": 443, "protocol": "HTTPS"}
+    if hostname:
+        listener["hostname"] = hostname
+    listener["allowedRoutes"] = {"namespaces": {"from": allowed or "All"}}
+    return listener
+
+
+def gateway(
+    ns: str,
+    name: str,
+    addresses: Sequence[str] = (),
+    listeners: Iterable[ListenerSpec] = ("https",),
+    *,
+    hostnames: Sequence[str] = (),
+    gateway_class: str = "eg",
+    labels: Mapping[str, str] | None = None,
+) -> JSON:
+    """A gateway.networking.k8s.io/v1 Gateway with status.addresses (IPs, then Hostname
+    entries). Listeners allow routes from every namespace unless the spec says otherwise."""
+    status_addresses = [{"type": "IPAddress", "value": ip} for ip in addresses]
+    status_addresses += [{"type": "Hostname", "value": h} for h in hostnames]
+    return {
+        "kind": "Gateway",
+        "apiVersion": "gateway.networking.k8s.io/v1",
+        "metadata": _metadata(ns, name, labels),
+        "spec": {"gatewayClassName": gateway_class, "listeners": [_listener(x) for x in listeners]},
+        "status": {"addresses": status_addresses},
+    }
+
+
+# "name", ("ns", "name") or ("ns", "name", "sectionName")
+ParentSpec = str | tuple[str, ...]
+
+
+def _parent(spec: ParentSpec) -> JSON:
+    if isinstance(spec, str):
+        return {"name": spec}
+    ref: JSON = {"namespace": spec[0], "name": spec[1]}
+    if len(spec) > 2:
+        ref["sectionName"] = spec[2]
+    return ref
+
+
+def _route(
+    kind: str,
+    api_version: str,
+    ns: str,
+    name: str,
+    hostnames: Sequence[str],
+    parents: Iterable[ParentSpec],
+    labels: Mapping[str, str] | None,
+    annotations: Mapping[str, str] | None,
+) -> JSON:
+    metadata = _metadata(ns, name, labels)
+    if annotations:
+        metadata["annotations"] = dict(annotations)
+    spec: JSON = {"parentRefs": [_parent(p) for p in parents]}
+    if hostnames:
+        spec["hostnames"] = list(hostnames)
+    return {"kind": kind, "apiVersion": api_version, "metadata": metadata, "spec": spec}
+
+
+def httproute(
+    ns: str,
+    name: str,
+    hostnames: Sequence[str] = (),
+    parents: Iterable[ParentSpec] = (),
+    *,
+    labels: Mapping[str, str] | None = None,
+    annotations: Mapping[str, str] | None = None,
+) -> JSON:
+    route = _route(
+        "HTTPRoute", "gateway.networking.k8s.io/v1", ns, name, hostnames, parents, labels,
+        annotations,
+    )  # fmt: skip
+    route["spec"]["rules"] = [{"backendRefs": [{"name": name, "port": 80}]}]
+    return route
+
+
+def grpcroute(
+    ns: str, name: str, hostnames: Sequence[str] = (), parents: Iterable[ParentSpec] = ()
+) -> JSON:
+    return _route(
+        "GRPCRoute", "gateway.networking.k8s.io/v1", ns, name, hostnames, parents, None, None
+    )
+
+
+def tlsroute(
+    ns: str, name: str, hostnames: Sequence[str] = (), parents: Iterable[ParentSpec] = ()
+) -> JSON:
+    return _route(
+        "TLSRoute", "gateway.networking.k8s.io/v1alpha2", ns, name, hostnames, parents, None, None
+    )
+
+
+def ingress(
+    ns: str,
+    name: str,
+    hosts: Sequence[str],
+    lb_ips: Sequence[str] = (),
+    lb_hostnames: Sequence[str] = (),
+    *,
+    labels: Mapping[str, str] | None = None,
+) -> JSON:
+    """A networking.k8s.io/v1 Ingress, one rule per host, with its load balancer status."""
+    entries: list[JSON] = [{"ip": ip} for ip in lb_ips]
+    entries += [{"hostname": h} for h in lb_hostnames]
+    backend = {"service": {"name": name, "port": {"number": 80}}}
+    return {
+        "kind": "Ingress",
+        "apiVersion": "networking.k8s.io/v1",
+        "metadata": _metadata(ns, name, labels),
+        "spec": {
+            "ingressClassName": "nginx",
+            "rules": [
+                {
+                    "host": host,
+                    "http": {"paths": [{"path": "/", "pathType": "Prefix", "backend": backend}]},
+                }
+                for host in hosts
+            ],
+        },
+        "status": {"loadBalancer": {"ingress": entries}},
     }

@@ -19,6 +19,7 @@ from kdns.model import (
     EndpointPort,
     EndpointSlice,
     KubeObject,
+    Meta,
     Namespace,
     Pod,
     Service,
@@ -667,6 +668,12 @@ def test_demo_namespaces(demo_cluster: dict[tuple[str, str, str], KubeObject]) -
                 ("198.51.100.7",),
                 ("203.0.113.10",),
                 False,
+                # The external-dns hostname annotation (gateway zones), and what filters read.
+                ("shop-lb.home.example.com",),
+                Meta(
+                    (("app", "gateway"),),
+                    (("external-dns.alpha.kubernetes.io/hostname", "shop-lb.home.example.com"),),
+                ),
             ),
             id="gateway",
         ),

@@ -25,8 +25,8 @@ from contextlib import contextmanager
 from socket import AF_INET, inet_pton
 from typing import TypeVar
 
-from kdns.dns import names
 from kdns.dns.answer import Answer
+from kdns.dns.gateway import GatewaySettings, GatewayTable
 from kdns.dns.records import (
     AAAA,
     ANY,
@@ -45,8 +45,20 @@ from kdns.dns.records import (
     rdata_txt,
     rrset,
 )
-from kdns.dns.zones import CLUSTER, EXTERNAL, Zone, ZoneSet
-from kdns.model import EndpointSlice, KubeObject, Namespace, Pod, Service
+from kdns.model import (
+    GATEWAY_KINDS,
+    EndpointSlice,
+    Gateway,
+    Ingress,
+    KubeObject,
+    Namespace,
+    Pod,
+    Route,
+    Service,
+)
+
+from kdns.dns import names
+from kdns.dns.zones import CLUSTER, EXTERNAL, GATEWAY, Zone, ZoneSet
 
 log = logging.getLogger("kdns.registry")
 
@@ -192,6 +204,7 @@ class Registry:
         pods: str = "insecure",
         endpoint_pod_names: bool = False,
         dns_service: str = "kube-system/kube-dns",
+        gateway: GatewaySettings | None = None,
     ) -> None:
         self.zones = zones
         self.cluster = zones.cluster
@@ -214,6 +227,9 @@ class Registry:
         # more (as would a (namespace, name) key). ``pods`` shows them as Pod objects.
         self._pod_ips: dict[Owner, tuple[str, ...]] = {}
         self.namespaces: set[str] = set()
+        # Gateway API objects, Ingresses and the hostnames they claim (kdns.dns.gateway): one
+        # owner ("gw", "", hostname) per hostname in a gateway zone.
+        self.gateway = GatewayTable(gateway or GatewaySettings(), zones, self.services)
         self._slices_of: dict[tuple[str, str], set[tuple[str, str]]] = {}
         self._ns_refs: Counter[str] = (
             Counter()
@@ -343,6 +359,7 @@ class Registry:
             "EndpointSlice": len(self.slices),
             "Pod": len(self._pod_ips),
             "Namespace": len(self.namespaces),
+            **self.gateway.counts(),
             "names": len(self._names),
             "answers": len(self.answers),
         }
@@ -362,6 +379,8 @@ class Registry:
 
     def upsert(self, obj: KubeObject) -> bool:
         """Add or replace an object. False (and nothing re-rendered) when nothing DNS-visible changed."""
+        if isinstance(obj, Gateway | Route | Ingress):
+            return self._touch_hostnames(self.gateway.upsert(obj))
         if isinstance(obj, Service):
             changed = self._put(self.services, obj, obj.namespace)
             if changed:
@@ -397,6 +416,8 @@ class Registry:
 
     def delete(self, kind: str, key: tuple[str, str]) -> bool:
         namespace, name = key
+        if kind in GATEWAY_KINDS:
+            return self._touch_hostnames(self.gateway.delete(kind, key))
         if kind == "Service":
             if self.services.pop(key, None) is None:
                 return False
@@ -448,6 +469,8 @@ class Registry:
         if kind == "Pod":
             ips = self._pod_ips.get(("pod", *key))
             return None if ips is None else Pod(key[0], key[1], ips)
+        if kind in GATEWAY_KINDS:
+            return self.gateway.current(kind, key)
         return Namespace(key[1]) if key[1] in self.namespaces else None
 
     def keys(self, kind: str) -> list[tuple[str, str]]:
@@ -534,6 +557,8 @@ class Registry:
             return list(self.services)
         if kind == "EndpointSlice":
             return list(self.slices)
+        if kind in GATEWAY_KINDS:
+            return self.gateway.keys(kind)
         return [(namespace, name) for _, namespace, name in self._pod_ips]
 
     def _unlink_slice(self, old: EndpointSlice) -> None:
@@ -548,7 +573,25 @@ class Registry:
     def _touch_service(self, namespace: str, name: str) -> None:
         if (namespace, name) == self.dns_service:
             self._dirty.update(("zone", "", zone.text) for zone in self.zones)  # apex NS target
+        if self.gateway.enabled:  # its hostname annotation, in gateway zones
+            self._dirty.update(
+                self._hostname_owners(self.gateway.service_changed((namespace, name)))
+            )
         self._touch(("svc", namespace, name))
+
+    @staticmethod
+    def _hostname_owners(hostnames: Iterable[bytes]) -> Iterator[Owner]:
+        return (("gw", "", names.to_text(name)) for name in hostnames)
+
+    def _touch_hostnames(self, hostnames: set[bytes] | None) -> bool:
+        """Re-render the gateway hostnames a Gateway, route or Ingress change moved; False
+        when the object changed nothing DNS-visible."""
+        if hostnames is None:
+            return False
+        self._dirty.update(self._hostname_owners(hostnames))
+        if not self._batch:
+            self.flush()
+        return True
 
     def _touch(self, owner: Owner) -> None:
         self._dirty.add(owner)
@@ -640,6 +683,8 @@ class Registry:
             return self._render_pod(namespace, name)
         if kind == "ns":
             return self._render_namespace(name)
+        if kind == "gw":
+            return self._render_hostname(name)
         return self._render_zone(self.zones.by_apex[names.to_wire(name)])
 
     def _render_zone(self, zone: Zone) -> Contribution:
@@ -649,7 +694,9 @@ class Registry:
         # ClusterIP as glue; ns.dns.<zone> when that Service is unknown. k8s_external zones
         # use ns1.dns.<zone>, glued to that Service's external IPs.
         dns_service = self.services.get(self.dns_service)
-        if zone.kind != EXTERNAL and dns_service is not None and dns_service.cluster_ips:
+        # Gateway zones are asked from the LAN, where a cluster name means nothing: ns.dns.<zone>.
+        in_cluster = zone.kind not in (EXTERNAL, GATEWAY)
+        if in_cluster and dns_service is not None and dns_service.cluster_ips:
             ns_target = f"{dns_service.name}.{dns_service.namespace}.svc.{self.cluster.text}"
             _add(out, zone.apex, NS, names.to_wire(ns_target))
         else:
@@ -658,6 +705,14 @@ class Registry:
             # Spec 2.2: dns-version.<zone> TXT carries the schema version.
             _add(out, self._dns_version, TXT, rdata_txt(DNS_SCHEMA_VERSION))
         return out
+
+    def _render_hostname(self, hostname: str) -> Contribution:
+        """A gateway zone hostname: the records of the claim that wins it (kdns.dns.gateway)."""
+        wire = names.to_wire(hostname)
+        records = self.gateway.records(wire)
+        if not records:
+            return {}
+        return {wire: {rtype: dict.fromkeys(rdatas) for rtype, rdatas in records.items()}}
 
     def _render_namespace(self, namespace: str) -> Contribution:
         if namespace not in self.namespaces:

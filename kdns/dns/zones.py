@@ -3,7 +3,11 @@
 Kinds, as CoreDNS's ``kubernetes cluster.local in-addr.arpa ip6.arpa`` + ``k8s_external``:
 - ``cluster``: the cluster domain (svc, pod, dns-version, apex SOA/NS);
 - ``reverse``: in-addr.arpa and ip6.arpa, PTRs for service and endpoint IPs;
-- ``external``: k8s_external zones, LoadBalancer ingress and external IPs.
+- ``external``: k8s_external zones, LoadBalancer ingress and external IPs;
+- ``gateway``: ``[gateway] zones``, the hostnames of Gateway API routes, Ingresses and
+  annotated LoadBalancer Services (kdns.dns.gateway). A gateway zone may share its apex with a
+  zone of another kind (a local zone): one Zone object, several owners; ``gateway_apexes``
+  says which apexes take gateway hostnames.
 """
 
 from __future__ import annotations
@@ -12,13 +16,15 @@ import struct
 import time
 from collections.abc import Iterator
 
-from kdns.dns import names
 from kdns.dns.answer import Answer, Sections
 from kdns.dns.records import SOA, rdata_soa, rr
+
+from kdns.dns import names
 
 CLUSTER = "cluster"
 REVERSE = "reverse"
 EXTERNAL = "external"
+GATEWAY = "gateway"
 
 # CoreDNS plugin/backend_lookup.go SOA(): refresh 7200, retry 1800, expire 86400,
 # minimum = the plugin's TTL; the record's own TTL is min(ttl, 300).
@@ -118,13 +124,37 @@ class ZoneSet:
 
     def __init__(self, zones: list[Zone]) -> None:
         self.by_apex: dict[bytes, Zone] = {z.apex: z for z in zones}
+        # Apexes that take gateway hostnames (a gateway zone, or a zone of another kind with
+        # the same apex that also serves them).
+        self.gateway_apexes: frozenset[bytes] = frozenset(
+            z.apex for z in zones if z.kind == GATEWAY
+        )
 
     @classmethod
-    def build(cls, cluster_domain: str, external_zones: tuple[str, ...], ttl: int) -> ZoneSet:
+    def build(
+        cls,
+        cluster_domain: str,
+        external_zones: tuple[str, ...],
+        ttl: int,
+        *,
+        gateway_zones: tuple[str, ...] = (),
+    ) -> ZoneSet:
         zones = [Zone(cluster_domain, CLUSTER, ttl)]
         zones += [Zone(z, REVERSE, ttl) for z in ("in-addr.arpa", "ip6.arpa")]
         zones += [Zone(z, EXTERNAL, ttl) for z in external_zones]
-        return cls(zones)
+        zone_set = cls(zones)
+        zone_set.add_gateway_zones(gateway_zones, ttl)
+        return zone_set
+
+    def add_gateway_zones(self, gateway_zones: tuple[str, ...], ttl: int) -> None:
+        """Gateway zones; an apex that is already a zone (a local zone of the same name)
+        keeps its Zone and takes gateway hostnames too."""
+        apexes = set(self.gateway_apexes)
+        for text in gateway_zones:
+            zone = Zone(text, GATEWAY, ttl)
+            self.by_apex.setdefault(zone.apex, zone)
+            apexes.add(zone.apex)
+        self.gateway_apexes = frozenset(apexes)
 
     @property
     def cluster(self) -> Zone:

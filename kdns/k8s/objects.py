@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import re
 import sys
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
@@ -27,12 +28,19 @@ from socket import AF_INET, inet_ntop, inet_pton
 from typing import Any
 
 from kdns.model import (
+    EMPTY_META,
     Endpoint,
     EndpointPort,
     EndpointSlice,
+    Gateway,
+    Ingress,
     KubeObject,
+    Listener,
+    Meta,
     Namespace,
+    ParentRef,
     Pod,
+    Route,
     Service,
     ServicePort,
 )
@@ -42,9 +50,14 @@ __all__ = [
     "normalize_ip",
     "slim",
     "slim_endpointslice",
+    "slim_gateway",
+    "slim_grpcroute",
+    "slim_httproute",
+    "slim_ingress",
     "slim_namespace",
     "slim_pod",
     "slim_service",
+    "slim_tlsroute",
     "slimmer_for",
 ]
 
@@ -57,6 +70,7 @@ SERVICE_NAME_LABEL = "kubernetes.io/service-name"
 _FINISHED_PHASES = frozenset(("Succeeded", "Failed"))
 
 _EMPTY: Mapping[str, Any] = {}
+_HOST_LABEL = re.compile(r"[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?")
 
 log = logging.getLogger("kdns.objects")
 
@@ -216,7 +230,27 @@ def slim_service(raw: Raw) -> Service:
             "status.loadBalancer.ingress[].ip",
         ),
         publish_not_ready=bool(spec.get("publishNotReadyAddresses")),
+        **_service_hostnames(raw, svc_type, (namespace, name)),
     )
+
+
+def _service_hostnames(raw: Raw, svc_type: str, key: tuple[str, str]) -> dict[str, Any]:
+    """``hostnames`` and ``meta`` of a LoadBalancer Service annotated with hostnames (the
+    external-dns annotation, a comma-separated list, or kdns.io/hostname); nothing otherwise,
+    so every other Service shares the defaults."""
+    if svc_type != "LoadBalancer":
+        return {}
+    annotations = (raw.get("metadata") or _EMPTY).get("annotations") or _EMPTY
+    values = [annotations.get(key_) for key_ in HOSTNAME_ANNOTATIONS]
+    hostnames = _hostnames(
+        [h for value in values if isinstance(value, str) for h in value.split(",")],
+        "Service",
+        key,
+        "metadata.annotations[hostname]",
+    )
+    if not hostnames:
+        return {}
+    return {"hostnames": hostnames, "meta": _meta_filters(raw)}
 
 
 # --- EndpointSlice (discovery.k8s.io/v1) -----------------------------------------------------
@@ -299,6 +333,167 @@ def slim_namespace(raw: Raw) -> Namespace:
     return Namespace(_meta(raw, "Namespace", namespaced=False)[1])
 
 
+# --- Gateway API and Ingress (gateway zones) --------------------------------------------------
+
+# Annotations a LoadBalancer Service names its hostnames with (external-dns's, then kdns's own).
+HOSTNAME_ANNOTATIONS = ("external-dns.alpha.kubernetes.io/hostname", "kdns.io/hostname")
+GATEWAY_GROUP = "gateway.networking.k8s.io"
+_LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
+_MAX_ANNOTATION = 1024  # longer values (JSON blobs) are no filter anyone writes
+
+
+def _hostname(value: Any) -> str | None:
+    """A lowercased hostname without a trailing dot (``*.`` prefix allowed), or None."""
+    if not isinstance(value, str):
+        return None
+    name = value.strip().lower().rstrip(".")
+    labels = name.split(".")
+    if not name or len(name) > 253 or any(not 0 < len(label) <= 63 for label in labels):
+        return None
+    # A wildcard is a whole leftmost label (Gateway API and RFC 4592 alike).
+    first = labels[0] == "*" or _HOST_LABEL.fullmatch(labels[0])
+    if len(labels) < 2 or not first or not all(_HOST_LABEL.fullmatch(x) for x in labels[1:]):
+        return None
+    return name
+
+
+def _hostnames(
+    values: Iterable[Any], kind: str, key: tuple[str, str], field: str
+) -> tuple[str, ...]:
+    out: list[str] = []
+    for value in values:
+        name = _hostname(value)
+        if name is None:
+            if value not in (None, ""):
+                skipped(kind, key, field, value, "not a DNS hostname")
+        elif name not in out:
+            out.append(name)
+    return tuple(out)
+
+
+def _meta_filters(raw: Raw) -> Meta:
+    meta = raw.get("metadata") or _EMPTY
+    labels = meta.get("labels") or _EMPTY
+    annotations = meta.get("annotations") or _EMPTY
+    if not labels and not annotations:
+        return EMPTY_META
+    return Meta(
+        tuple(sorted((str(k), str(v)) for k, v in labels.items())),
+        tuple(
+            sorted(
+                (str(k), str(v))
+                for k, v in annotations.items()
+                if k != _LAST_APPLIED and len(str(v)) <= _MAX_ANNOTATION
+            )
+        ),
+    )
+
+
+def _status_addresses(raw: Raw, key: tuple[str, str]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    ips: list[Any] = []
+    names: list[Any] = []
+    for entry in (raw.get("status") or _EMPTY).get("addresses") or ():
+        if not isinstance(entry, Mapping):
+            continue
+        kind = entry.get("type") or "IPAddress"
+        if kind == "IPAddress":
+            ips.append(entry.get("value"))
+        elif kind == "Hostname":
+            names.append(entry.get("value"))
+        # NamedAddress and implementation-specific types: nothing DNS can answer with.
+    return (
+        _ips(ips, "Gateway", key, "status.addresses[].value"),
+        _hostnames(names, "Gateway", key, "status.addresses[].value"),
+    )
+
+
+def slim_gateway(raw: Raw) -> Gateway:
+    namespace, name = _meta(raw, "Gateway")
+    spec = raw.get("spec") or _EMPTY
+    listeners = []
+    for item in spec.get("listeners") or ():
+        if not isinstance(item, Mapping):
+            continue
+        hostname = _hostname(item.get("hostname")) or ""
+        allowed = ((item.get("allowedRoutes") or _EMPTY).get("namespaces") or _EMPTY).get("from")
+        listeners.append(Listener(str(item.get("name") or ""), hostname, allowed or "Same"))
+    addresses, hostnames = _status_addresses(raw, (namespace, name))
+    return Gateway(namespace, name, addresses, hostnames, tuple(listeners))
+
+
+def _parent_refs(raw_refs: Iterable[Any], namespace: str) -> tuple[ParentRef, ...]:
+    out: list[ParentRef] = []
+    for ref in raw_refs:
+        if not isinstance(ref, Mapping) or not ref.get("name"):
+            continue
+        # group/kind default to gateway.networking.k8s.io/Gateway; a Service parent (GAMMA,
+        # mesh routing) publishes no hostname.
+        if (ref.get("group") or GATEWAY_GROUP) != GATEWAY_GROUP:
+            continue
+        if (ref.get("kind") or "Gateway") != "Gateway":
+            continue
+        parent = ParentRef(
+            sys.intern(ref.get("namespace") or namespace),
+            str(ref["name"]),
+            str(ref.get("sectionName") or ""),
+        )
+        if parent not in out:
+            out.append(parent)
+    return tuple(out)
+
+
+def _slim_route(raw: Raw, kind: str) -> Route:
+    namespace, name = _meta(raw, kind)
+    spec = raw.get("spec") or _EMPTY
+    return Route(
+        kind,
+        namespace,
+        name,
+        _hostnames(spec.get("hostnames") or (), kind, (namespace, name), "spec.hostnames"),
+        _parent_refs(spec.get("parentRefs") or (), namespace),
+        _meta_filters(raw),
+    )
+
+
+def slim_httproute(raw: Raw) -> Route:
+    return _slim_route(raw, "HTTPRoute")
+
+
+def slim_grpcroute(raw: Raw) -> Route:
+    return _slim_route(raw, "GRPCRoute")
+
+
+def slim_tlsroute(raw: Raw) -> Route:
+    return _slim_route(raw, "TLSRoute")
+
+
+def slim_ingress(raw: Raw) -> Ingress:
+    namespace, name = _meta(raw, "Ingress")
+    key = (namespace, name)
+    spec = raw.get("spec") or _EMPTY
+    rules = [r for r in spec.get("rules") or () if isinstance(r, Mapping)]
+    ingress = ((raw.get("status") or _EMPTY).get("loadBalancer") or _EMPTY).get("ingress") or ()
+    entries = [i for i in ingress if isinstance(i, Mapping)]
+    return Ingress(
+        namespace,
+        name,
+        _hostnames([r.get("host") for r in rules], "Ingress", key, "spec.rules[].host"),
+        _ips(
+            [i["ip"] for i in entries if i.get("ip") is not None],
+            "Ingress",
+            key,
+            "status.loadBalancer.ingress[].ip",
+        ),
+        _hostnames(
+            [i.get("hostname") for i in entries if i.get("ip") is None],
+            "Ingress",
+            key,
+            "status.loadBalancer.ingress[].hostname",
+        ),
+        _meta_filters(raw),
+    )
+
+
 # --- dispatch --------------------------------------------------------------------------------
 
 Slimmer = Callable[[Raw], KubeObject | None]
@@ -310,6 +505,11 @@ SLIMMERS: dict[str, tuple[str, Slimmer]] = {
     "EndpointSlice": ("discovery.k8s.io", slim_endpointslice),
     "Pod": ("", slim_pod),
     "Namespace": ("", slim_namespace),
+    "Gateway": (GATEWAY_GROUP, slim_gateway),
+    "HTTPRoute": (GATEWAY_GROUP, slim_httproute),
+    "GRPCRoute": (GATEWAY_GROUP, slim_grpcroute),
+    "TLSRoute": (GATEWAY_GROUP, slim_tlsroute),
+    "Ingress": ("networking.k8s.io", slim_ingress),
 }
 
 

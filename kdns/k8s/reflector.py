@@ -8,6 +8,11 @@
   deleted during the gap go away.
 - Connection errors, 5xx, 429: exponential backoff with jitter (honouring Retry-After), while
   the registry keeps serving the last good state.
+- Optional resources (Gateway API CRDs, Ingress): a 404 (the CRD is not installed) or 403 (no
+  RBAC rule for it) on LIST is logged once, the resource counts as *settled* (so /ready does not
+  wait for a CRD that may never come) and is retried with a slower backoff (up to 30 s);
+  once it is served, it is listed and watched like the others. A CRD removed later empties
+  the kind.
 - Raw JSON all the way: requests go through kubernetes_asyncio's ``ApiClient`` (its
   authentication, TLS and aiohttp session) with ``_preload_content=False``, straight to the
   resource's path; no generated ``*Api`` class, no OpenAPI model object, per request or event.
@@ -32,7 +37,17 @@ import aiohttp
 
 from kdns.dns.registry import Registry
 from kdns.k8s.kube import ApiClient
-from kdns.k8s.objects import slim_endpointslice, slim_namespace, slim_pod, slim_service
+from kdns.k8s.objects import (
+    slim_endpointslice,
+    slim_gateway,
+    slim_grpcroute,
+    slim_httproute,
+    slim_ingress,
+    slim_namespace,
+    slim_pod,
+    slim_service,
+    slim_tlsroute,
+)
 from kdns.model import EndpointSlice, KubeObject
 
 log = logging.getLogger("kdns.reflector")
@@ -61,6 +76,8 @@ class Resource:
     path: str  # the collection across all namespaces, as the generated list_*_for_all_namespaces
     slim: Callable[[Raw], KubeObject | None]
     field_selector: str | None = None
+    optional: bool = False  # may be absent from the API (a CRD not installed): see above
+    rbac: str = ""  # where the RBAC rule for an optional resource lives, for the 403 message
 
 
 RESOURCES = {
@@ -76,6 +93,17 @@ RESOURCES = {
         slim_pod,
         field_selector="status.phase!=Succeeded,status.phase!=Failed,status.phase!=Unknown",
     ),
+    # Gateway zones ([gateway] zones): watched only when configured.
+    **{
+        kind: Resource(kind, path, slim, optional=True, rbac="manifests/gateway/")
+        for kind, path, slim in (
+            ("Gateway", "/apis/gateway.networking.k8s.io/v1/gateways", slim_gateway),
+            ("HTTPRoute", "/apis/gateway.networking.k8s.io/v1/httproutes", slim_httproute),
+            ("GRPCRoute", "/apis/gateway.networking.k8s.io/v1/grpcroutes", slim_grpcroute),
+            ("TLSRoute", "/apis/gateway.networking.k8s.io/v1alpha2/tlsroutes", slim_tlsroute),
+            ("Ingress", "/apis/networking.k8s.io/v1/ingresses", slim_ingress),
+        )
+    },
 }
 
 Query = list[tuple[str, str]]
@@ -220,8 +248,12 @@ class Reflector:
         self.programming = programming
         self.resource_version: str | None = None
         self.synced = asyncio.Event()
+        # Synced, or known to be absent (an optional resource the API does not serve).
+        self.settled = asyncio.Event()
+        self.absent = False
         self.stats = ReflectorStats()
         self.backoff = Backoff()
+        self.absent_backoff = Backoff(base=1.0, cap=30.0)
 
     def _call(self, query: Query, timeout: aiohttp.ClientTimeout | None) -> Any:
         """GET the resource's collection: the request the generated list method would send
@@ -256,19 +288,51 @@ class Reflector:
                 self.resource_version = None
             except asyncio.CancelledError:
                 raise
-            except (TimeoutError, ApiError, aiohttp.ClientError, OSError, ValueError) as exc:
-                self.stats.errors += 1
-                self.stats.restarts += 1
-                delay = self.backoff.next()
-                if isinstance(exc, ApiError) and exc.retry_after is not None:
-                    delay = max(delay, exc.retry_after)
-                log.warning(
-                    "%s: %s: retrying in %.1fs (serving the last known state)",
-                    self.kind,
-                    exc or type(exc).__name__,
-                    delay,
-                )
-                await asyncio.sleep(delay)
+            except ApiError as exc:
+                if self.resource.optional and exc.status in (403, 404):
+                    await self._absent(exc)
+                else:
+                    await self._retry(exc)
+            except (TimeoutError, aiohttp.ClientError, OSError, ValueError) as exc:
+                await self._retry(exc)
+
+    async def _retry(self, exc: Exception) -> None:
+        """Connection errors, 5xx, 429, a bad response: back off, keep serving."""
+        self.stats.errors += 1
+        self.stats.restarts += 1
+        delay = self.backoff.next()
+        if isinstance(exc, ApiError) and exc.retry_after is not None:
+            delay = max(delay, exc.retry_after)
+        log.warning(
+            "%s: %s: retrying in %.1fs (serving the last known state)",
+            self.kind,
+            exc or type(exc).__name__,
+            delay,
+        )
+        await asyncio.sleep(delay)
+
+    async def _absent(self, exc: ApiError) -> None:
+        """An optional resource the API does not serve (404: CRD not installed) or will not
+        show us (403: no RBAC rule). Logged once per absence; objects held (the CRD was
+        removed) go; settled, so readiness does not wait; retried with a slow backoff."""
+        self.stats.errors += 1
+        self.resource_version = None  # list again once it is back
+        if not self.absent:
+            self.absent = True
+            if exc.status == 404:
+                why = "not served by the API server (its CRD is not installed?)"
+            else:
+                why = f"forbidden (no RBAC rule: apply {self.resource.rbac or 'its RBAC'})"
+            log.warning(
+                "%s: %s; serving without it, retrying up to every %.0fs",
+                self.kind,
+                why,
+                self.absent_backoff.cap,
+            )
+            if self.registry.keys(self.kind):
+                self.registry.replace(self.kind, [])
+        self.settled.set()
+        await asyncio.sleep(self.absent_backoff.next())
 
     async def _request(
         self, query: Query, timeout: aiohttp.ClientTimeout | None = None
@@ -333,6 +397,10 @@ class Reflector:
                 break
             await asyncio.sleep(0)  # let queries in between pages
         listing.finish(self.registry)
+        if self.absent:
+            log.info("%s: now served by the API server", self.kind)
+            self.absent = False
+            self.absent_backoff.reset()
         # Only now: a LIST that failed to apply must be listed again, not resumed by a WATCH.
         self.resource_version = version
         self.stats.lists += 1
@@ -345,6 +413,7 @@ class Reflector:
             (time.monotonic() - started) * 1000,
         )
         self.synced.set()
+        self.settled.set()
 
     async def _watch(self) -> None:
         """WATCH from resource_version until the server ends the stream."""

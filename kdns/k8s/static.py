@@ -101,6 +101,7 @@ def copy_objects(source: Registry, target: Registry) -> None:
         *source.services.values(),
         *source.slices.values(),
         *source.pods.values(),
+        *source.gateway.objects(),
     ]
     objects += [Namespace(name) for name in source.namespaces]
     apply_all(target, objects)

@@ -1,0 +1,319 @@
+"""End to end: gateway zones. The real kdns process watches the Kubernetes API test server
+(Gateway API and Ingress resources served like CRDs: list/watch, bookmarks, 410, and 404 while
+not installed) and dnspython asks what a LAN device would: the hostnames of HTTPRoutes,
+GRPCRoutes, TLSRoutes, Ingresses and annotated LoadBalancer Services in home.example.com.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import dns.rcode
+import dns.rdatatype
+import pytest
+
+from kdns.config import ConfigError, build_config
+from tests.k8sapi import (
+    CORE,
+    GATEWAY_API,
+    INGRESS,
+    K8sApi,
+    gateway,
+    grpcroute,
+    httproute,
+    ingress,
+    namespace,
+    service,
+    tlsroute,
+)
+from tests.kdnsproc import Kdns
+from tests.test_e2e_watch import eventually
+
+ZONE = "home.example.com"
+GRAFANA = f"grafana.{ZONE}"
+INTERNAL_IP = "192.168.1.240"
+EXTERNAL_IP = "192.168.1.241"
+FALLBACK_IP = "192.168.1.58"
+EVERYTHING = (*CORE, *GATEWAY_API, *INGRESS)
+
+
+def base_objects() -> list[dict[str, Any]]:
+    return [
+        namespace("default"),
+        namespace("infra"),
+        namespace("apps"),
+        gateway("infra", "internal", [INTERNAL_IP], [("https", f"*.{ZONE}")]),
+        gateway("infra", "external", [EXTERNAL_IP], [("https", f"*.{ZONE}")]),
+        httproute("apps", "grafana", [GRAFANA], [("infra", "internal")]),
+        httproute("apps", "blog", [f"blog.{ZONE}"], [("infra", "external")]),
+        grpcroute("apps", "api", [f"grpc.{ZONE}"], [("infra", "internal")]),
+        tlsroute("apps", "mqtt", [f"mqtt.{ZONE}"], [("infra", "internal")]),
+    ]
+
+
+def a_records(proc: Kdns, name: str, rdtype: str = "A") -> list[str] | None:
+    """Sorted answer records (the whole chain for a CNAME), None for a non-NOERROR answer."""
+    resp = proc.query(name, rdtype)
+    if resp.rcode() != dns.rcode.NOERROR:
+        return None
+    return sorted(r.to_text() for rrset in resp.answer for r in rrset)
+
+
+def rcode(proc: Kdns, name: str) -> int:
+    return proc.query(name, "A").rcode()
+
+
+@pytest.fixture
+def api() -> Iterator[K8sApi]:
+    with K8sApi(base_objects(), bookmark_interval=0.5, installed=EVERYTHING) as server:
+        yield server
+
+
+def start(api: K8sApi, tmp_path: Path, *extra: str, toml: str = "") -> Kdns:
+    kubeconfig = api.kubeconfig(tmp_path / "kubeconfig")
+    args = ["--kubeconfig", str(kubeconfig), "--lameduck", "0", "--gateway-zone", ZONE]
+    if toml:
+        path = tmp_path / "kdns.toml"
+        path.write_text(toml)
+        args += ["-c", str(path)]
+    return Kdns(*args, *extra)
+
+
+@pytest.fixture
+def kdns(api: K8sApi, tmp_path: Path) -> Iterator[Kdns]:
+    with start(api, tmp_path) as proc:
+        eventually(lambda: proc.get("ready")[0] == 200)
+        yield proc
+
+
+def test_route_hostnames_answer_their_gateways_address(kdns: Kdns) -> None:
+    assert a_records(kdns, GRAFANA) == [INTERNAL_IP]
+    assert a_records(kdns, f"blog.{ZONE}") == [EXTERNAL_IP]
+    assert a_records(kdns, f"grpc.{ZONE}") == [INTERNAL_IP]  # GRPCRoute (v1)
+    assert a_records(kdns, f"mqtt.{ZONE}") == [INTERNAL_IP]  # TLSRoute (v1alpha2)
+    assert a_records(kdns, GRAFANA.upper()) == [INTERNAL_IP]  # case-insensitive
+    assert rcode(kdns, f"nothing.{ZONE}") == dns.rcode.NXDOMAIN
+    soa = kdns.query(f"nothing.{ZONE}", "A").authority
+    assert soa and soa[0].rdtype == dns.rdatatype.SOA  # RFC 2308: our zone's SOA
+    assert kdns.query(GRAFANA, "AAAA").rcode() == dns.rcode.NOERROR  # NODATA, not NXDOMAIN
+    assert kdns.query(GRAFANA, "AAAA").answer == []
+    assert kdns.query(ZONE, "SOA").answer  # the apex is ours
+
+
+def test_gateway_address_change_is_followed(api: K8sApi, kdns: Kdns) -> None:
+    api.modify(
+        gateway("infra", "internal", ["192.168.1.250", "fd00::250"], [("https", f"*.{ZONE}")])
+    )
+    eventually(lambda: a_records(kdns, GRAFANA) == ["192.168.1.250"])
+    assert a_records(kdns, GRAFANA, "AAAA") == ["fd00::250"]
+    assert a_records(kdns, f"grpc.{ZONE}") == ["192.168.1.250"]  # every attached route follows
+    assert a_records(kdns, f"blog.{ZONE}") == [EXTERNAL_IP]  # the other Gateway's do not
+
+
+def test_route_moved_to_another_gateway_and_detached(api: K8sApi, kdns: Kdns) -> None:
+    api.modify(httproute("apps", "grafana", [GRAFANA], [("infra", "external")]))
+    eventually(lambda: a_records(kdns, GRAFANA) == [EXTERNAL_IP])
+    api.modify(httproute("apps", "grafana", [GRAFANA], []))  # no parentRefs: detached
+    eventually(lambda: rcode(kdns, GRAFANA) == dns.rcode.NXDOMAIN)
+    api.modify(httproute("apps", "grafana", [GRAFANA], [("infra", "internal")]))
+    eventually(lambda: a_records(kdns, GRAFANA) == [INTERNAL_IP])
+    api.delete("HTTPRoute", "apps", "grafana")
+    eventually(lambda: rcode(kdns, GRAFANA) == dns.rcode.NXDOMAIN)
+
+
+def test_listener_hostname_and_section_name(api: K8sApi, kdns: Kdns) -> None:
+    """A route without hostnames takes its listener's; sectionName picks the listener."""
+    api.add(
+        gateway(
+            "infra",
+            "multi",
+            ["192.168.1.245"],
+            [("wiki", f"wiki.{ZONE}"), ("media", f"*.media.{ZONE}")],
+        )
+    )
+    api.add(httproute("apps", "wiki", [], [("infra", "multi", "wiki")]))
+    api.add(
+        httproute(
+            "apps",
+            "jelly",
+            [f"jellyfin.media.{ZONE}", f"other.{ZONE}"],
+            [("infra", "multi", "media")],
+        )
+    )
+    eventually(lambda: a_records(kdns, f"wiki.{ZONE}") == ["192.168.1.245"])
+    eventually(lambda: a_records(kdns, f"jellyfin.media.{ZONE}") == ["192.168.1.245"])
+    # other.home.example.com does not match the "media" listener's *.media.home.example.com.
+    assert rcode(kdns, f"other.{ZONE}") == dns.rcode.NXDOMAIN
+
+
+def _local_zones_supported() -> bool:
+    """Feature check: does this kdns accept [[zones]] (local zones with records)?"""
+    with tempfile.NamedTemporaryFile("w", suffix=".toml", delete=False) as handle:
+        handle.write(f'[[zones]]\nname = "{ZONE}"\nrecords = ["* A {FALLBACK_IP}"]\n')
+    try:
+        build_config(handle.name, {})
+    except ConfigError:
+        return False
+    finally:
+        Path(handle.name).unlink()
+    return True
+
+
+def test_detached_route_falls_back_to_the_wildcard_record(api: K8sApi, tmp_path: Path) -> None:
+    """A local zone of the same name holds `* A 192.168.1.58`: a route's name wins while it
+    is attached (a more specific name always wins), then falls back to the wildcard."""
+    if not _local_zones_supported():
+        pytest.skip("[[zones]] (local zones) not supported by this kdns yet")
+    toml = f'[[zones]]\nname = "{ZONE}"\nrecords = ["* A {FALLBACK_IP}"]\n'
+    with start(api, tmp_path, toml=toml) as proc:
+        eventually(lambda: proc.get("ready")[0] == 200)
+        assert a_records(proc, GRAFANA) == [INTERNAL_IP]
+        assert a_records(proc, f"unknown.{ZONE}") == [FALLBACK_IP]
+        api.modify(httproute("apps", "grafana", [GRAFANA], []))
+        eventually(lambda: a_records(proc, GRAFANA) == [FALLBACK_IP])
+        api.modify(httproute("apps", "grafana", [GRAFANA], [("infra", "internal")]))
+        eventually(lambda: a_records(proc, GRAFANA) == [INTERNAL_IP])
+
+
+def test_filter_by_gateway(api: K8sApi, tmp_path: Path) -> None:
+    """One kdns for the internal Gateway, one for the external: each answers only its own."""
+    internal = '[gateway]\ngateways = ["infra/internal"]\n'
+    external = '[gateway]\ngateways = ["infra/external"]\n'
+    (tmp_path / "i").mkdir()
+    (tmp_path / "e").mkdir()
+    with (
+        start(api, tmp_path / "i", toml=internal) as inner,
+        start(api, tmp_path / "e", toml=external) as outer,
+    ):
+        eventually(lambda: inner.get("ready")[0] == 200 and outer.get("ready")[0] == 200)
+        assert a_records(inner, GRAFANA) == [INTERNAL_IP]
+        assert rcode(inner, f"blog.{ZONE}") == dns.rcode.NXDOMAIN
+        assert a_records(outer, f"blog.{ZONE}") == [EXTERNAL_IP]
+        assert rcode(outer, GRAFANA) == dns.rcode.NXDOMAIN
+        # A route on both Gateways: each kdns answers its own Gateway's address.
+        api.add(
+            httproute(
+                "apps", "both", [f"both.{ZONE}"], [("infra", "internal"), ("infra", "external")]
+            )
+        )
+        eventually(lambda: a_records(inner, f"both.{ZONE}") == [INTERNAL_IP])
+        eventually(lambda: a_records(outer, f"both.{ZONE}") == [EXTERNAL_IP])
+
+
+def test_filter_by_label(api: K8sApi, tmp_path: Path) -> None:
+    api.add(
+        httproute(
+            "apps", "lan", [f"lan-only.{ZONE}"], [("infra", "internal")], labels={"dns": "lan"}
+        )
+    )
+    with start(api, tmp_path, toml='[gateway]\nlabel = "dns=lan"\n') as proc:
+        eventually(lambda: proc.get("ready")[0] == 200)
+        assert a_records(proc, f"lan-only.{ZONE}") == [INTERNAL_IP]
+        assert rcode(proc, GRAFANA) == dns.rcode.NXDOMAIN  # unlabelled
+
+
+def test_conflicting_routes_resolve_deterministically_and_log_once(api: K8sApi, kdns: Kdns) -> None:
+    # The same hostname on the external Gateway, claimed by a route in a later namespace/name.
+    api.add(httproute("zz", "grafana-copy", [GRAFANA], [("infra", "external")]))
+    api.add(httproute("apps", "poke", [f"poke.{ZONE}"], [("infra", "external")]))
+    eventually(lambda: a_records(kdns, f"poke.{ZONE}") == [EXTERNAL_IP])
+    assert a_records(kdns, GRAFANA) == [INTERNAL_IP]  # apps/grafana sorts first: it wins
+    api.modify(
+        httproute("apps", "poke", [f"poke.{ZONE}", f"poke2.{ZONE}"], [("infra", "external")])
+    )
+    # The external Gateway changes (a listener more): its routes re-render, grafana included.
+    listeners = [("https", f"*.{ZONE}"), ("http", f"*.{ZONE}")]
+    api.modify(gateway("infra", "external", [EXTERNAL_IP], listeners))
+    eventually(lambda: a_records(kdns, f"poke2.{ZONE}") == [EXTERNAL_IP])
+    assert kdns.log.count(f"{GRAFANA}. is claimed with different addresses") == 1
+
+
+def test_ingress_with_ip_and_with_hostname(api: K8sApi, kdns: Kdns) -> None:
+    api.add(ingress("apps", "photos", [f"photos.{ZONE}", f"img.{ZONE}"], lb_ips=["192.168.1.230"]))
+    api.add(ingress("apps", "cloud", [f"cloud.{ZONE}"], lb_hostnames=["lb.provider.example.net"]))
+    eventually(lambda: a_records(kdns, f"photos.{ZONE}") == ["192.168.1.230"])
+    assert a_records(kdns, f"img.{ZONE}") == ["192.168.1.230"]
+    eventually(lambda: a_records(kdns, f"cloud.{ZONE}", "CNAME") == ["lb.provider.example.net."])
+    resp = kdns.query(f"cloud.{ZONE}", "A")
+    assert resp.rcode() == dns.rcode.NOERROR
+    assert [rrset.rdtype for rrset in resp.answer][:1] == [dns.rdatatype.CNAME]
+    api.modify(ingress("apps", "photos", [f"photos.{ZONE}"], lb_ips=["192.168.1.231"]))
+    eventually(lambda: a_records(kdns, f"photos.{ZONE}") == ["192.168.1.231"])
+    eventually(lambda: rcode(kdns, f"img.{ZONE}") == dns.rcode.NXDOMAIN)
+
+
+def test_annotated_load_balancer_service(api: K8sApi, kdns: Kdns) -> None:
+    annotations = {"external-dns.alpha.kubernetes.io/hostname": f"nas.{ZONE},files.{ZONE}"}
+    svc = service(
+        "apps",
+        "nas",
+        "10.96.5.5",
+        [80],
+        type="LoadBalancer",
+        lb_ips=["192.168.1.220"],
+        annotations=annotations,
+    )
+    api.add(svc)
+    eventually(lambda: a_records(kdns, f"nas.{ZONE}") == ["192.168.1.220"])
+    assert a_records(kdns, f"files.{ZONE}") == ["192.168.1.220"]
+    assert a_records(kdns, "nas.apps.svc.cluster.local") == ["10.96.5.5"]  # the cluster name too
+    api.add(
+        service(
+            "apps",
+            "mqtt-broker",
+            "10.96.5.6",
+            [1883],
+            type="LoadBalancer",
+            lb_ips=["192.168.1.221"],
+            annotations={"kdns.io/hostname": f"broker.{ZONE}"},
+        )
+    )
+    eventually(lambda: a_records(kdns, f"broker.{ZONE}") == ["192.168.1.221"])
+    api.delete("Service", "apps", "nas")
+    eventually(lambda: rcode(kdns, f"nas.{ZONE}") == dns.rcode.NXDOMAIN)
+
+
+def test_crds_absent_at_start_then_installed(tmp_path: Path) -> None:
+    """No Gateway API CRDs: kdns is ready (Ingress and Services still answer), logs the
+    absence once per kind, and serves the routes once the CRDs and objects appear."""
+    objects = [
+        namespace("apps"),
+        ingress("apps", "photos", [f"photos.{ZONE}"], lb_ips=["192.168.1.230"]),
+    ]
+    with K8sApi(objects, bookmark_interval=0.5, installed=(*CORE, *INGRESS)) as api:
+        with start(api, tmp_path) as proc:
+            eventually(lambda: proc.get("ready")[0] == 200, timeout=10)
+            assert a_records(proc, f"photos.{ZONE}") == ["192.168.1.230"]
+            assert rcode(proc, GRAFANA) == dns.rcode.NXDOMAIN
+            api.install(*GATEWAY_API)
+            api.load([gateway("infra", "internal", [INTERNAL_IP], [("https", f"*.{ZONE}")])])
+            api.load([httproute("apps", "grafana", [GRAFANA], [("infra", "internal")])])
+            eventually(lambda: a_records(proc, GRAFANA) == [INTERNAL_IP], timeout=40)
+            log = proc.log
+            assert log.count("HTTPRoute: not served by the API server") == 1
+            assert "HTTPRoute: now served by the API server" in log
+            # The CRD removed again: its objects go, and the name with them.
+            api.uninstall("httproutes")
+            eventually(lambda: rcode(proc, GRAFANA) == dns.rcode.NXDOMAIN, timeout=40)
+            assert proc.get("ready")[0] == 200
+
+
+def test_watch_relists_gateway_api_after_410(api: K8sApi, kdns: Kdns) -> None:
+    lists = api.count("list", "httproutes")
+    api.cut_watches("httproutes")
+    api.add(httproute("apps", "during", [f"during.{ZONE}"], [("infra", "internal")]))
+    api.compact()
+    eventually(lambda: api.count("list", "httproutes") > lists, timeout=10)
+    eventually(lambda: a_records(kdns, f"during.{ZONE}") == [INTERNAL_IP])
+    resumed = api.queries("watch", "httproutes")[-1]
+    assert resumed.get("allowWatchBookmarks", "").lower() == "true"
+
+
+def test_gateway_kinds_are_not_watched_without_a_gateway_zone(api: K8sApi, tmp_path: Path) -> None:
+    kubeconfig = api.kubeconfig(tmp_path / "kubeconfig")
+    with Kdns("--kubeconfig", str(kubeconfig), "--lameduck", "0") as proc:
+        eventually(lambda: proc.get("ready")[0] == 200)
+        assert api.count("list", "httproutes") == api.count("list", "ingresses") == 0

@@ -1,0 +1,118 @@
+"""docs/homelab.md and the README's homelab example, against the demo cluster extended with
+Gateways, routes, an Ingress and an annotated LoadBalancer Service: every `dig` the page shows
+answers as printed, the router's zone goes to the router, and every TOML block loads."""
+
+from __future__ import annotations
+
+import inspect
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import dns.rcode
+import pytest
+
+from kdns.config import build_config
+from kdns.dns.resolver import Resolver
+from tests.dnsupstream import DnsUpstream
+from tests.kdnsproc import ROOT, Kdns
+
+HOMELAB = ROOT / "docs" / "homelab.md"
+README = ROOT / "README.md"
+HEADING = "### Homelab: Gateway hostnames, the router's LAN zone, everything else over DNS over TLS"
+ROUTER = "192.168.1.1"
+_PROMPT = "$ dig @192.168.1.53 +short "
+
+
+def readme_homelab_toml() -> str:
+    text = README.read_text()
+    assert text.count(HEADING) == 1
+    match = re.search(r"```toml\n(.*?)```", text.split(HEADING, 1)[1], re.S)
+    assert match is not None
+    return match.group(1)
+
+
+def homelab_digs() -> list[tuple[str, list[str]]]:
+    examples: list[tuple[str, list[str]]] = []
+    for block in re.findall(r"```console\n(.*?)```", HOMELAB.read_text(), re.S):
+        for line in block.splitlines():
+            if line.startswith("$ "):
+                assert line.startswith(_PROMPT), (
+                    f"homelab.md example not in the tested form: {line}"
+                )
+                examples.append((line[len(_PROMPT) :], []))
+            elif examples:
+                examples[-1][1].append(line)
+    return examples
+
+
+DIGS = homelab_digs()
+
+
+@pytest.fixture(scope="module")
+def router() -> Iterator[DnsUpstream]:
+    records = {("printer.lan.home.example.com.", "A"): ["192.168.1.77"]}
+    with DnsUpstream(records) as upstream:
+        yield upstream
+
+
+@pytest.fixture(scope="module")
+def homelab(router: DnsUpstream, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Kdns]:
+    # The README's config as is, but the router is the test's (no LAN here) and the DoT
+    # upstreams stay unreachable (no network): out-of-zone names are not asked.
+    toml = readme_homelab_toml().replace(f"={ROUTER}", f"={router.upstream()}")
+    path = tmp_path_factory.mktemp("homelab") / "kdns.toml"
+    path.write_text(toml)
+    with Kdns("--demo", "-c", str(path)) as proc:
+        yield proc
+
+
+def test_homelab_md_has_examples() -> None:
+    assert len(DIGS) >= 5
+
+
+@pytest.mark.parametrize(("args", "expected"), DIGS, ids=[a for a, _ in DIGS])
+def test_homelab_dig_example(homelab: Kdns, args: str, expected: list[str]) -> None:
+    name, *rdtype = args.split()
+    resp = homelab.query(name, rdtype[0] if rdtype else "A")
+    assert sorted(r.to_text() for rrset in resp.answer for r in rrset) == sorted(expected)
+
+
+def test_homelab_config_answers_the_gateway_zone_and_forwards_the_lan(
+    homelab: Kdns, router: DnsUpstream
+) -> None:
+    assert homelab.query("nobody.home.example.com", "A").rcode() == dns.rcode.NXDOMAIN
+    assert homelab.query("home.example.com", "SOA").answer
+    if "cuts" not in inspect.signature(Resolver.__init__).parameters:
+        pytest.skip("forward zones inside a gateway or local zone need the resolver's cuts")
+    resp = homelab.query("printer.lan.home.example.com", "A")
+    assert [r.to_text() for rrset in resp.answer for r in rrset] == ["192.168.1.77"]
+    assert "printer.lan.home.example.com." in [n.lower() for n in router.names()]
+
+
+def test_homelab_toml_blocks_load(tmp_path: Path) -> None:
+    blocks = [readme_homelab_toml(), *re.findall(r"```toml\n(.*?)```", HOMELAB.read_text(), re.S)]
+    for index, block in enumerate(blocks):
+        path = tmp_path / f"homelab{index}.toml"
+        path.write_text(block)
+        config = build_config(str(path), {})
+        if index == 0:
+            assert config.gateway_zones == ("home.example.com",)
+            assert any(u.startswith("tls://") for u in config.upstreams)  # DoT upstream
+            assert dict(config.forward_zones)["lan.home.example.com"] == (ROUTER,)
+
+
+def test_lan_configmap_agrees_with_the_readme_homelab_block() -> None:
+    """manifests/lan/ runs the README's homelab settings (plus server, ACL, RRL, probes)."""
+    import tomllib
+
+    import yaml
+
+    doc = yaml.safe_load((ROOT / "manifests" / "lan" / "configmap.yaml").read_text())
+    lan = tomllib.loads(doc["data"]["kdns.toml"])
+    readme = tomllib.loads(readme_homelab_toml())
+    for section, values in readme.items():
+        if not isinstance(values, dict):
+            continue  # [[zones]], [[blocklists]], [[views]]: files the LAN kdns mounts itself
+        for key, value in values.items():
+            assert lan[section][key] == value, (section, key)
