@@ -18,14 +18,18 @@ import sys
 from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
+from kdns import __version__
+from kdns.config import Config, ConfigError, format_hostport
 from kdns.dns.acl import Acl, parse_rules
 from kdns.dns.cache import ResponseCache
 from kdns.dns.forward import ForwardGroup
 from kdns.dns.gateway import GatewaySettings
 from kdns.dns.networks import Networks
+from kdns.dns.registry import Registry
 from kdns.dns.resolvconf import read_resolv_conf
 from kdns.dns.resolver import Resolver
 from kdns.dns.transfer import TransferPolicy, ZoneTransfers
+from kdns.dns.zones import ZoneSet
 from kdns.k8s.client import ClusterConfigError, api_client, in_cluster
 from kdns.k8s.sources import SourceError
 from kdns.k8s.static import StaticSource, copy_objects
@@ -44,11 +48,6 @@ from kdns.server.stats import Stats
 from kdns.server.tcp import TcpServer
 from kdns.server.wire import Responder
 from kdns.server.workers import Pool, Seat
-
-from kdns import __version__
-from kdns.config import Config, ConfigError, format_hostport
-from kdns.dns.registry import Registry
-from kdns.dns.zones import ZoneSet
 
 if TYPE_CHECKING:  # the API client is imported only when kdns watches a cluster
     from kdns.k8s.cluster import ClusterSource

@@ -25,6 +25,7 @@ from contextlib import contextmanager
 from socket import AF_INET, inet_pton
 from typing import TypeVar
 
+from kdns.dns import names
 from kdns.dns.answer import Answer
 from kdns.dns.gateway import GatewaySettings, GatewayTable
 from kdns.dns.records import (
@@ -45,6 +46,7 @@ from kdns.dns.records import (
     rdata_txt,
     rrset,
 )
+from kdns.dns.zones import CLUSTER, EXTERNAL, GATEWAY, Zone, ZoneSet
 from kdns.model import (
     GATEWAY_KINDS,
     EndpointSlice,
@@ -56,9 +58,6 @@ from kdns.model import (
     Route,
     Service,
 )
-
-from kdns.dns import names
-from kdns.dns.zones import CLUSTER, EXTERNAL, GATEWAY, Zone, ZoneSet
 
 log = logging.getLogger("kdns.registry")
 

@@ -16,10 +16,9 @@ import struct
 import time
 from collections.abc import Iterator
 
+from kdns.dns import names
 from kdns.dns.answer import Answer, Sections
 from kdns.dns.records import SOA, rdata_soa, rr
-
-from kdns.dns import names
 
 CLUSTER = "cluster"
 REVERSE = "reverse"
