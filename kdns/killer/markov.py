@@ -32,6 +32,7 @@ from collections.abc import Callable
 from typing import Any
 
 NXDOMAIN = 3
+FETCH_DEADLINE = 5.0  # seconds a prefetch may take before it counts as gone (forward timeout 2)
 _QSUFFIX = struct.Struct("!HH")
 
 
@@ -285,13 +286,23 @@ class Prefetcher:
             return
         if self.fetch(name, qtype):
             self.issued += 1
-            self._pending[question] = float("inf")  # until its answer arrives (see fetched)
+            self.in_flight += 1
+            # Good until its answer says (see fetched); a deadline meanwhile, so a prefetch
+            # whose answer never comes is not pending forever.
+            self._pending[question] = now + FETCH_DEADLINE
 
     def fetched(self, name: bytes, qtype: int, until: float) -> None:
-        """The forwarder's callback when a prefetched answer is cached (good until ``until``)."""
+        """The forwarder's callback when a prefetch ends: its answer is cached until
+        ``until``, or nothing was cached (0: failed, or not cacheable) and it is wasted."""
+        self.in_flight = max(0, self.in_flight - 1)
         question = name + _QSUFFIX.pack(qtype, 1)
-        if question in self._pending:
+        if question not in self._pending:
+            return
+        if until:
             self._pending[question] = until
+        else:
+            del self._pending[question]
+            self.wasted += 1
 
     def _within_share(self) -> bool:
         """Speculative upstream queries that turn out unused stay within ``share`` of all

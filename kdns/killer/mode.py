@@ -73,6 +73,7 @@ class Killer:
         self.forward_allowed = self.responder.forward_allow
         for transport in self.transports:
             transport.forward_allowed = self.forward_allowed
+            transport._allowed.clear()  # decisions of the old forward.allow
         if self.prefetcher is None and self.settings.prefetch:
             self.prefetcher = Prefetcher(
                 is_ours=self._is_ours,

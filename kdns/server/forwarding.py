@@ -131,7 +131,6 @@ class Forwarder:
             hit = self.cache.get(key, b"\x00\x00")
             if hit is not None:
                 self.stats.cache_hits += 1
-                query.responder.keep = self.cache.last_tick
                 return self._fit(query, _append_answers(cname_only, hit))
         if replier is None:
             return cname_only
@@ -241,15 +240,18 @@ class Forwarder:
 
         async def fetch() -> None:
             response = None
+            until = 0.0  # nothing cached: the prefetch failed or the answer was not cacheable
             try:
                 response = await route.group.query(wire)
-                if cache.put(key, response) and self.on_prefetched is not None:
-                    self.on_prefetched(name, qtype, cache.expires(key))
+                if cache.put(key, response):
+                    until = cache.expires(key)
             except (ForwardError, Overloaded):
                 pass
             finally:
                 del self.in_flight[key]
                 future.set_result(response)
+                if self.on_prefetched is not None:
+                    self.on_prefetched(name, qtype, until)
 
         self._spawn(fetch())
         return True
