@@ -1,39 +1,65 @@
-"""The LAN kdns (docs/homelab.md): qps for each query set a home network sends, next to cluster
-names, in one run of one kdns.
+"""The LAN kdns (docs/homelab.md, issue 12): qps for each query set a home network sends, next
+to cluster names, in one run; kdns's RSS with a 1M-entry block list loaded.
 
-One kdns serves the benchmark cluster (benchmarks/workload.py: 1,050 Services) plus a homelab's
-gateway objects (``gateway_objects``: Gateways, HTTPRoutes/GRPCRoutes/TLSRoutes, Ingresses and
-annotated LoadBalancer Services in the gateway zone home.example.com), and dnsperf asks, query
-set by query set (one function each, ``*_queries``):
+Every kdns serves the benchmark cluster (benchmarks/workload.py: 1,050 Services) plus a
+homelab's gateway objects (``gateway_objects``: Gateways, HTTPRoutes/GRPCRoutes/TLSRoutes,
+Ingresses and annotated LoadBalancer Services in the gateway zone home.example.com), with
+``--no-forward`` and metrics off, pinned to CPU 0 with dnsperf on CPU 1, 127.0.0.1 only:
+
+  kdns             no views: the standard deployment (the reference for the sets it can answer)
+  kdns-lan         + a local zone lab.example.com (500 names and a wildcard), a 1M-name hosts
+                   block list, and a view for 127.0.0.0/8 (dnsperf's address) applying it, so
+                   every query pays the view's block check
+  kdns-lan-killer  the same in killer mode
+
+Query sets, one function each (``*_queries``, listed in ``QUERY_SETS``):
 
   cluster   cluster names (workload.plain_queries): the reference
   gateway   Gateway-derived names: route, Ingress and LoadBalancer hostnames (A, some AAAA),
             names under a wildcard route, and NXDOMAIN for names nobody claims
+  blocked   names on the block list and names below them (0.0.0.0 / :: answers), 100,000
+            distinct, spread over the whole list
+  local     the local zone: specific names and names only its wildcard answers
+  mixed     half cluster names, half blocked names
 
-    .venv/bin/python benchmarks/lan.py                 # every query set, 10 s each
-    .venv/bin/python benchmarks/lan.py --sets gateway --seconds 5
+Per server and set: a 1 s warm-up, then dnsperf at full speed for --seconds. RSS is VmRSS after
+the runs; the list's index size, load time and lookup time (hit, miss) are also measured in
+this process (kdns.dns.blocklist, kdns.dns.views). Results: a table, benchmarks/results/lan.json.
 
-Needs dnsperf (apt-get install dnsperf). kdns is pinned to CPU 0, dnsperf to CPU 1, loopback.
+    .venv/bin/python benchmarks/lan.py                  # everything, about 3 minutes
+    .venv/bin/python benchmarks/lan.py --quick          # 2 s runs
+    .venv/bin/python benchmarks/lan.py --sets gateway --servers kdns --seconds 5
+    .venv/bin/python benchmarks/lan.py --entries 100000 --sets cluster,blocked
+
+Needs dnsperf (apt-get install dnsperf).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import random
 import sys
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import dnsperf  # noqa: E402
 import servers  # noqa: E402
 import workload  # noqa: E402
 
 JSON = dict[str, Any]
-ZONE = "home.example.com"
+ZONE = "home.example.com"  # the gateway zone
+LOCAL_ZONE = "lab.example.com"  # the local zone (records and a wildcard)
+LOCAL_NAMES = 500  # specific names in the local zone
+RESULTS = Path(__file__).resolve().parent / "results" / "lan.json"
+SERVERS = ("kdns", "kdns-lan", "kdns-lan-killer")
 GATEWAYS = 4  # Gateways, each with its own LB IP
 ROUTES = 300  # HTTPRoutes (plus a GRPCRoute and a TLSRoute per 10)
 INGRESSES = 50
@@ -48,6 +74,7 @@ class Lan:
         self.a_names: list[str] = []  # route / Ingress / LoadBalancer hostnames
         self.aaaa_names: list[str] = []  # behind a dual-stack Gateway
         self.wildcard_parents: list[str] = []  # *.<parent> routes: <random>.<parent> answers
+        self.entries = 1_000_000  # names on the block list (--entries)
 
 
 def gateway_objects() -> Lan:
@@ -114,6 +141,45 @@ def gateway_objects() -> Lan:
     return lan
 
 
+# --- the block list and the local zone ----------------------------------------------------------
+
+
+def blocked_name(i: int) -> str:
+    """The i-th name of the synthetic list: 3 or 4 labels, like real ad and tracker hosts."""
+    if i % 3:
+        return f"ad{i}.track{i % 7919}.example"
+    return f"px{i}.cdn{i % 211}.metrics{i % 13}.example"
+
+
+def write_blocklist(path: Path, entries: int) -> Path:
+    """A hosts-format list of ``entries`` names (StevenBlack's shape: a header, 0.0.0.0 lines)."""
+    with path.open("w") as out:
+        out.write("# synthetic block list\n127.0.0.1 localhost\n0.0.0.0 0.0.0.0\n")
+        for i in range(entries):
+            out.write(f"0.0.0.0 {blocked_name(i)}\n")
+    return path
+
+
+def lan_toml(blocklist: Path) -> str:
+    records = [f'"host{i} A 192.168.{i // 250}.{i % 250 + 1}"' for i in range(LOCAL_NAMES)]
+    return f"""
+[[zones]]
+name = "{LOCAL_ZONE}"
+records = [{", ".join(records)}, "* A 192.168.1.58"]
+
+[[blocklists]]
+name = "ads"
+file = "{blocklist}"
+format = "hosts"
+answer = "null"
+
+[[views]]
+name = "lan"
+networks = ["127.0.0.0/8"]
+blocklists = ["ads"]
+"""
+
+
 # --- query sets: one function each --------------------------------------------------------------
 
 
@@ -134,40 +200,165 @@ def gateway_queries(cluster: workload.Cluster, lan: Lan, count: int = 20_000) ->
     return lines
 
 
+def blocked_queries(cluster: workload.Cluster, lan: Lan, count: int = 100_000) -> list[str]:
+    """Listed names (A, 20% AAAA) and names below listed ones, spread over the whole list."""
+    rng = random.Random(3)
+    lines = []
+    for _ in range(count):
+        name = blocked_name(rng.randrange(lan.entries))
+        if rng.random() < 0.3:
+            name = f"sub{rng.randrange(1000)}.{name}"
+        lines.append(f"{name} {'AAAA' if rng.random() < 0.2 else 'A'}")
+    return lines
+
+
+def local_queries(cluster: workload.Cluster, lan: Lan, count: int = 20_000) -> list[str]:
+    """Half specific local names, half names only the local zone's wildcard answers."""
+    rng = random.Random(4)
+    lines = []
+    for i in range(count):
+        if i % 2:
+            lines.append(f"host{rng.randrange(LOCAL_NAMES)}.{LOCAL_ZONE} A")
+        else:
+            lines.append(f"device{rng.randrange(5000)}.{LOCAL_ZONE} A")
+    return lines
+
+
+def mixed_queries(cluster: workload.Cluster, lan: Lan) -> list[str]:
+    """Half cluster names, half blocked names."""
+    lines = cluster_queries(cluster, lan, 10_000) + blocked_queries(cluster, lan, 10_000)
+    random.Random(5).shuffle(lines)
+    return lines
+
+
 QUERY_SETS: dict[str, Callable[[workload.Cluster, Lan], list[str]]] = {
     "cluster": cluster_queries,
     "gateway": gateway_queries,
+    "blocked": blocked_queries,
+    "local": local_queries,
+    "mixed": mixed_queries,
 }
+NEEDS_LAN = {"blocked", "local", "mixed"}  # sets the plain kdns has no data for
+
+
+# --- measuring ----------------------------------------------------------------------------------
+
+
+def start(server: str, objects: Path, toml: str) -> servers.Kdns:
+    args = ["--gateway-zone", ZONE, "--no-forward", *servers.kdns_args("metrics-off")]
+    if server == "kdns":
+        return servers.Kdns(server, objects, *args)
+    if server == "kdns-lan-killer":
+        args.append("--killer")
+    return servers.Kdns(server, objects, *args, toml=toml)
+
+
+def run_set(dnsperf_bin: str, srv: servers.Kdns, datafile: Path, seconds: float) -> dict[str, Any]:
+    dnsperf.run(dnsperf_bin, srv.port, str(datafile), 1)  # warm-up
+    cpu0 = srv.cpu_seconds()
+    run = dnsperf.run(dnsperf_bin, srv.port, str(datafile), seconds)
+    cpu = srv.cpu_seconds() - cpu0
+    return {
+        "qps": round(run.qps),
+        "lost": run.lost,
+        "rcodes": run.rcodes,
+        "cpu_us_per_query": round(cpu / max(run.completed, 1) * 1e6, 2),
+    }
+
+
+def in_process(blocklist: Path, entries: int) -> dict[str, Any]:
+    """Load time, index size and lookup time of the list inside this process."""
+    from kdns.dns.blocklist import BlockList, wire_name
+    from kdns.dns.views import View
+
+    began = time.perf_counter()
+    loaded = BlockList.load("ads", str(blocklist), "hosts", "null")
+    load_seconds = time.perf_counter() - began
+    view = View("lan", ["127.0.0.0/8"], None, [loaded])
+    rng = random.Random(6)
+    hits = [wire_name(f"sub.{blocked_name(rng.randrange(entries))}".encode()) for _ in range(20000)]
+    misses = [wire_name(f"x{i}.svc{i % 50}.ns{i % 30}.svc.cluster.local".encode()) for i in range(20000)]  # fmt: skip
+    out: dict[str, Any] = {
+        "entries": loaded.entries,
+        "index_mib": round(loaded.memory() / (1 << 20), 2),
+        "load_seconds": round(load_seconds, 2),
+    }
+    for label, names in (("hit", hits), ("miss", misses)):
+        assert all(n is not None for n in names)
+        best = float("inf")
+        for _ in range(5):
+            t0 = time.perf_counter()
+            for name in names:
+                view._lookup(name)  # type: ignore[arg-type]  # the probe, not the verdict memo
+            best = min(best, (time.perf_counter() - t0) / len(names))
+        out[f"lookup_{label}_us"] = round(best * 1e6, 2)
+    return out
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sets", default=",".join(QUERY_SETS), help="query sets, comma-separated")
-    parser.add_argument("--seconds", type=float, default=10.0)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--seconds", type=float, default=8, help="per dnsperf run (default 8)")
+    parser.add_argument("--entries", type=int, default=1_000_000, help="block list size")
+    parser.add_argument("--sets", default=",".join(QUERY_SETS), help="comma-separated query sets")
+    parser.add_argument("--servers", default=",".join(SERVERS), help="comma-separated servers")
+    parser.add_argument("--quick", action="store_true", help="2 s runs")
+    parser.add_argument("--json", type=Path, default=RESULTS, help="where to write the results")
     args = parser.parse_args()
+    if args.quick:
+        args.seconds = 2
     sets = [s for s in args.sets.split(",") if s]
-    unknown = set(sets) - set(QUERY_SETS)
-    if unknown:
-        parser.error(f"unknown query sets: {', '.join(sorted(unknown))}")
-    perf = servers.ensure_tool("dnsperf", "dnsperf")
-    cluster = workload.cluster_objects()
-    lan = gateway_objects()
-    cluster.objects += lan.objects
-    with tempfile.TemporaryDirectory() as tmp:
-        objects = workload.write_objects(cluster, Path(tmp) / "objects.json")
-        server = servers.Kdns("kdns-lan", objects, "--gateway-zone", ZONE, "--no-forward",
-                              *servers.kdns_args("metrics-off"))  # fmt: skip
-        try:
-            print(f"{'query set':<12} {'qps':>10} {'lost':>6}")
-            for name in sets:
-                data = workload.write_queries(
-                    QUERY_SETS[name](cluster, lan), Path(tmp) / f"{name}.txt"
-                )
-                dnsperf.run(perf, server.port, str(data), 1.0)  # warm-up
-                run = dnsperf.run(perf, server.port, str(data), args.seconds)
-                print(f"{name:<12} {run.qps:>10.0f} {run.lost:>6}")
-        finally:
-            server.stop()
+    chosen = [s for s in args.servers.split(",") if s]
+    for names, allowed in ((sets, QUERY_SETS), (chosen, SERVERS)):
+        bad = set(names) - set(allowed)
+        if bad:
+            parser.error(f"unknown: {', '.join(sorted(bad))} (choose from {', '.join(allowed)})")
+    dnsperf_bin = servers.ensure_tool("dnsperf", "dnsperf")
+    results: dict[str, Any] = {
+        "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "cpus": os.cpu_count(),
+        "entries": args.entries,
+        "seconds": args.seconds,
+        "qps": {},
+        "rss_mib": {},
+    }
+    with tempfile.TemporaryDirectory(prefix="kdns-lan-") as tmpdir:
+        tmp = Path(tmpdir)
+        cluster = workload.cluster_objects()
+        lan = gateway_objects()
+        lan.entries = args.entries
+        cluster.objects += lan.objects
+        objects = workload.write_objects(cluster, tmp / "objects.json")
+        blocklist = write_blocklist(tmp / "ads.hosts", args.entries)
+        toml = lan_toml(blocklist)
+        files = {
+            name: workload.write_queries(QUERY_SETS[name](cluster, lan), tmp / f"{name}.txt")
+            for name in sets
+        }
+        results["in_process"] = in_process(blocklist, args.entries)
+        print(f"block list in process: {results['in_process']}", flush=True)
+        for server in chosen:
+            began = time.monotonic()
+            with start(server, objects, toml) as srv:
+                started = time.monotonic() - began
+                results["rss_mib"][server] = round(srv.rss_kib() / 1024, 1)
+                row = results["qps"][server] = {"start_seconds": round(started, 1)}
+                for name in sets:
+                    if server == "kdns" and name in NEEDS_LAN:
+                        continue
+                    row[name] = run_set(dnsperf_bin, srv, files[name], args.seconds)
+                    print(f"{server:16s} {name:8s} {row[name]}", flush=True)
+                results["rss_mib"][server] = max(results["rss_mib"][server], round(srv.rss_kib() / 1024, 1))  # fmt: skip
+    print()
+    print(f"{'server':16s} " + " ".join(f"{s:>10s}" for s in sets) + f" {'RSS MiB':>8s}")
+    for server in chosen:
+        row = results["qps"][server]
+        cells = [f"{row[s]['qps']:>10,d}" if s in row else f"{'-':>10s}" for s in sets]
+        print(f"{server:16s} " + " ".join(cells) + f" {results['rss_mib'][server]:>8.1f}")
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"\nresults: {args.json}")
 
 
 if __name__ == "__main__":

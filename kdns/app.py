@@ -21,20 +21,24 @@ from typing import TYPE_CHECKING, Any
 from kdns import __version__
 from kdns.config import Config, ConfigError, format_hostport
 from kdns.dns.acl import Acl, parse_rules
+from kdns.dns.blocklist import BlockList, file_stamp
 from kdns.dns.cache import ResponseCache
 from kdns.dns.forward import ForwardGroup
 from kdns.dns.gateway import GatewaySettings
+from kdns.dns.localzones import LocalZoneError, ZoneData
+from kdns.dns.localzones import load as load_zone
 from kdns.dns.networks import Networks
 from kdns.dns.registry import Registry
 from kdns.dns.resolvconf import read_resolv_conf
 from kdns.dns.resolver import Resolver
 from kdns.dns.transfer import TransferPolicy, ZoneTransfers
+from kdns.dns.views import BlockCounts, View, Views
 from kdns.dns.zones import ZoneSet
 from kdns.k8s.client import ClusterConfigError, api_client, in_cluster
 from kdns.k8s.sources import SourceError
 from kdns.k8s.static import StaticSource, copy_objects
 from kdns.logs import setup_logging
-from kdns.metrics import Metrics, parse_snapshot
+from kdns.metrics import BlockedQueries, Metrics, parse_snapshot
 from kdns.metrics import Sources as MetricSources
 from kdns.metrics import fold as fold_snapshot
 from kdns.server import workers
@@ -130,14 +134,28 @@ def gateway_settings(config: Config) -> GatewaySettings:
     )
 
 
-def build_registry(config: Config) -> Registry:
+def load_local_zones(config: Config) -> dict[str, ZoneData]:
+    """Every [[zones]] entry's data (parsed zone file or TOML records); StartupError naming the
+    zone when one cannot be served."""
+    out = {}
+    for index, zone in enumerate(config.local_zones):
+        try:
+            out[zone.name] = load_zone(zone.name, zone.file, zone.records, zone.ttl)
+        except LocalZoneError as exc:
+            raise StartupError(f"zones[{index}] ({zone.name}): {exc}") from None
+    return out
+
+
+def build_registry(config: Config, local: dict[str, ZoneData] | None = None) -> Registry:
+    """The registry for ``config``, local zones filled from ``local`` (loaded when None)."""
     zones = ZoneSet.build(
         config.cluster_domain,
         config.external_zones,
         config.ttl,
         gateway_zones=config.gateway_zones,
+        local_zones=tuple((zone.name, zone.ttl) for zone in config.local_zones),
     )
-    return Registry(
+    registry = Registry(
         zones,
         ttl=config.ttl,
         pods=config.pods,
@@ -145,6 +163,13 @@ def build_registry(config: Config) -> Registry:
         dns_service=config.dns_service,
         gateway=gateway_settings(config),
     )
+    if local is None:
+        local = load_local_zones(config)
+    for zone in config.local_zones:
+        data = local.get(zone.name)
+        if data is not None:
+            registry.set_local(data)
+    return registry
 
 
 def build_forwarder(config: Config) -> tuple[Forwarder | None, bool]:
@@ -208,7 +233,15 @@ class App:
     def __init__(self, config: Config, reload: Reload | None = None) -> None:
         self.config = config
         self.reload_config = reload
-        self.registry = build_registry(config)
+        # Local zones' data and the stamps of their files; block lists by (file, format), with
+        # the stamp each file had when last looked at (reloaded when it moves).
+        self._zone_data = load_local_zones(config)
+        self._zone_stamps = {z.name: file_stamp(z.file) for z in config.local_zones if z.file}
+        self._lists: dict[tuple[str, str], BlockList] = {}
+        self._list_stamps: dict[tuple[str, str], tuple[int, int, int] | None] = {}
+        self.blocked_counts: BlockCounts = {}  # (view, list) -> blocked queries, across reloads
+        self._load_blocklists_now(config)
+        self.registry = build_registry(config, self._zone_data)
         self.forwarder, self.split = build_forwarder(config)
         self.resolver = self._resolver(self.registry)
         self.stats = Stats()
@@ -244,6 +277,7 @@ class App:
             lambda: self.forwarder,
         )
         self.metrics = Metrics(sources, config.metrics_compat, self._worker_counts)
+        self.metrics.collectors.register(BlockedQueries(lambda: self.blocked_counts))
         self.killer = self._killer(config)
         self.http = HttpEndpoints(self.not_ready, self.render_metrics)
         self.source: StaticSource | None = None
@@ -279,11 +313,13 @@ class App:
         self.metrics.collectors.register(killer.collector())
         return killer
 
-    def _resolver(self, registry: Registry) -> Resolver:
+    def _resolver(self, registry: Registry, config: Config | None = None) -> Resolver:
+        config = config or self.config
         resolver = Resolver(
             registry,
             forward=self.forwarder is not None,
             authoritative=not (self.split or self.forward_only),
+            cuts=tuple(zone for zone, _ in config.forward_zones),
         )
         previous = getattr(self, "resolver", None)
         if previous is not None:  # Prometheus counters never go backwards across a reload
@@ -305,6 +341,7 @@ class App:
         policy = TransferPolicy(config.transfer_allow)
         responder.transfers = ZoneTransfers(self.registry, policy) if policy else None
         responder.loadbalance = config.loadbalance
+        responder.views = self._views(config)
         rrl = build_rrl(config)
         if rrl != self._rrl_settings:  # a reload that leaves [rrl] alone keeps its accounts
             self._rrl_settings = rrl
@@ -497,6 +534,8 @@ class App:
         await self.start_http()
         if self.forwarder is not None:
             self._spawn(self.forwarder.check_loops())
+        if self.config.reload_interval > 0:
+            self._spawn(self._watch_data_files())
         if self.config.config_file and self.config.reload_interval > 0:
             self._spawn(self._watch_config_file())
         if self.seat is not None and self.seat.restarted:
@@ -562,6 +601,7 @@ class App:
             return
         try:
             await self.apply(new, why)
+            await self.refresh_data_files(why)  # zone files and block lists, when they moved
         except Exception:
             log.exception("reload (%s) failed part-way; what was applied stays", why)
 
@@ -580,10 +620,21 @@ class App:
                                    **{f: getattr(old, f) for f in kept}})  # fmt: skip
         if any(f.startswith(FORWARDING_PREFIXES) or f in FORWARDING for f in changed):
             await self._swap_forwarder(new, why)
-        if any(f in REGISTRY_SHAPE for f in changed):
+        if new.blocklists != old.blocklists or new.views != old.views:
+            await self._load_blocklists(new, why)
+        local_changed = new.local_zones != old.local_zones
+        previous = self._zone_data
+        if local_changed:
+            self._zone_data = await self._reload_zone_data(new, why)
+        if any(f in REGISTRY_SHAPE for f in changed) or _zone_shape(new) != _zone_shape(old):
             self._swap_registry(new)
-        elif new.ttl != old.ttl:
-            self.registry.set_ttl(new.ttl)
+        else:
+            if new.ttl != old.ttl:
+                self.registry.set_ttl(new.ttl)
+            if local_changed:  # the same zones, other data: re-render what differs
+                for name, data in self._zone_data.items():
+                    if data != previous.get(name):
+                        self.registry.set_local(data)
         if new.log_level != old.log_level or new.log_format != old.log_format:
             setup_logging(new.log_level, new.log_format)
         self.listeners.set_query_log(new.query_log)
@@ -636,7 +687,9 @@ class App:
             log.error("reload (%s): forwarding unchanged: %s", why, exc)
             return
         old, self.forwarder, self.split = self.forwarder, forwarder, split
-        self.resolver = self._resolver(self.registry)
+        self.resolver = self._resolver(self.registry, config)
+        # Remembered answers came from the old routing (forward zones cut out of local zones).
+        self.registry.derived.clear()
         self.responder.resolve = self.resolver.resolve
         self.responder.forwarder = forwarder
         if forwarder is not None:
@@ -648,11 +701,11 @@ class App:
         """Zones or naming changed: render every object into a fresh registry, then switch the
         readers over in one step (queries see the old answers or the new, never neither)."""
         gated = self.responder.answers is not self.registry.answers  # still before first sync
-        fresh = build_registry(config)
+        fresh = build_registry(config, self._zone_data)
         copy_objects(self.registry, fresh)
         fresh.synced = self.registry.synced
         self.registry = fresh
-        self.resolver = self._resolver(fresh)
+        self.resolver = self._resolver(fresh, config)
         if not gated:
             self.responder.answers = fresh.answers
         self.responder.derived = fresh.derived
@@ -662,6 +715,135 @@ class App:
                 source.set_registry(fresh)
         if self.cluster is not None:  # gateway zones turned on or off: watch what they need
             self.cluster.set_gateway_kinds(gateway_settings(config).watched_kinds())
+
+    # ------------------------------------------------------------------ local zones, views
+
+    def _views(self, config: Config) -> Views | None:
+        """[[views]] with their loaded block lists; None (nothing on the hot path) without."""
+        if not config.views:
+            return None
+        lists = {}
+        for spec in config.blocklists:
+            loaded = self._lists.get((spec.file, spec.format))
+            if loaded is not None:
+                lists[spec.name] = loaded.as_list(spec.name, spec.answer)
+        views = [
+            View(v.name, v.networks, v.zones, [lists[n] for n in v.blocklists if n in lists])
+            for v in config.views
+        ]
+        return Views(views, self.registry.zones, self.blocked_counts)
+
+    def _used_lists(self, config: Config) -> list[tuple[str, str]]:
+        used = {name for view in config.views for name in view.blocklists}
+        return list(dict.fromkeys((s.file, s.format) for s in config.blocklists if s.name in used))
+
+    def _load_blocklists_now(self, config: Config) -> None:
+        """At start: every list a view uses. One that cannot be read is logged and left out
+        until its file appears or changes (a volume mounted late must not stop DNS)."""
+        for file, fmt in self._used_lists(config):
+            try:
+                self._lists[(file, fmt)] = _load_list(file, fmt)
+            except OSError as exc:
+                log.error("block list %s: cannot read: %s; its views answer without it until it can be read", file, exc.strerror or exc)  # fmt: skip
+            self._list_stamps[(file, fmt)] = file_stamp(file)
+
+    async def _load_blocklists(self, config: Config, why: str) -> None:
+        """On reload: lists not loaded yet, in a thread (a 1M-entry list takes seconds of
+        CPU; the loop keeps answering). Lists no view uses any more are let go."""
+        used = self._used_lists(config)
+        for key in used:
+            if key in self._lists:
+                continue
+            try:
+                self._lists[key] = await asyncio.to_thread(_load_list, *key)
+            except OSError as exc:
+                log.error("reload (%s): block list %s unchanged: cannot read: %s", why, key[0], exc.strerror or exc)  # fmt: skip
+                self._list_stamps[key] = file_stamp(key[0])
+                continue
+            self._list_stamps[key] = self._lists[key].stamp
+        for key in [k for k in self._lists if k not in used]:
+            del self._lists[key]
+            self._list_stamps.pop(key, None)
+
+    async def _reload_zone_data(self, config: Config, why: str) -> dict[str, ZoneData]:
+        """Every local zone's data for ``config``; a zone that fails keeps what it served (or
+        serves only its SOA/NS when new), with one error line."""
+        out = {}
+        for zone in config.local_zones:
+            try:
+                out[zone.name] = await asyncio.to_thread(load_zone, zone.name, zone.file, zone.records, zone.ttl)  # fmt: skip
+            except LocalZoneError as exc:
+                log.error("reload (%s): zone %s unchanged: %s", why, zone.name, exc)
+                out[zone.name] = self._zone_data.get(zone.name) or ZoneData(zone.name)
+            if zone.file:
+                self._zone_stamps[zone.name] = file_stamp(zone.file)
+        return out
+
+    async def _watch_data_files(self) -> None:
+        """Zone files and block lists are re-read when they change (polled like the config
+        file, every server.reload_interval; (inode, mtime, size) compared, so a ConfigMap's
+        symlink swap is seen)."""
+        while True:
+            await asyncio.sleep(self.config.reload_interval or 30.0)
+            if self.config.reload_interval > 0:
+                try:
+                    await self.refresh_data_files("file changed")
+                except Exception:
+                    log.exception("reloading zone files or block lists failed")
+
+    async def refresh_data_files(self, why: str) -> None:
+        for zone in self.config.local_zones:
+            if zone.file is None:
+                continue
+            stamp = file_stamp(zone.file)
+            if stamp == self._zone_stamps.get(zone.name):
+                continue
+            self._zone_stamps[zone.name] = stamp
+            try:
+                data = await asyncio.to_thread(load_zone, zone.name, zone.file, (), zone.ttl)
+            except LocalZoneError as exc:
+                log.error("zone %s (%s) unchanged: %s", zone.name, why, exc)
+                continue
+            if data == self._zone_data.get(zone.name) or zone not in self.config.local_zones:
+                continue
+            self._zone_data[zone.name] = data
+            self.registry.set_local(data)
+            log.info("zone %s reloaded (%s): %d records", zone.name, why, len(data))
+        moved = False
+        for key in self._used_lists(self.config):
+            stamp = file_stamp(key[0])
+            if key in self._list_stamps and stamp == self._list_stamps[key]:
+                continue
+            self._list_stamps[key] = stamp
+            try:
+                fresh = await asyncio.to_thread(_load_list, *key)
+            except OSError as exc:
+                log.error("block list %s (%s) unchanged: cannot read: %s", key[0], why, exc.strerror or exc)  # fmt: skip
+                continue
+            if key in self._used_lists(self.config):  # still wanted after the wait
+                self._lists[key] = fresh
+                moved = True
+        if moved:
+            self.responder.views = self._views(self.config)
+            if self.killer is not None:  # replies cached before the lists moved
+                self.killer.wire.clear()
+
+
+def _load_list(file: str, fmt: str) -> BlockList:
+    blocklist = BlockList.load(file, file, fmt, "nxdomain")
+    log.info(
+        "block list %s: %d names (%d lines skipped), %.1f MiB",
+        file,
+        blocklist.entries,
+        blocklist.skipped,
+        blocklist.memory() / (1 << 20),
+    )
+    return blocklist
+
+
+def _zone_shape(config: Config) -> list[tuple[str, int]]:
+    """What of [[zones]] the ZoneSet is built from: names and default TTLs (SOA minimum)."""
+    return [(zone.name, zone.ttl) for zone in config.local_zones]
 
 
 def _run_loop(main: Coroutine[Any, Any, int]) -> int:

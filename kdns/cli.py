@@ -73,6 +73,10 @@ _HELP: Mapping[str, tuple[str | None, str]] = {  # field -> (metavar, help)
         "serve Gateway API route, Ingress and annotated LoadBalancer hostnames under ZONE "
         "(repeatable; [gateway] in the TOML file filters them)",
     ),
+    "local_zones": (
+        "ZONE=PATH",
+        "serve ZONE from an RFC 1035 zone file (repeatable; [[zones]] in the TOML file)",
+    ),
     "metrics_compat": ("MODE", "none|coredns: also export CoreDNS's metric names (default none)"),
 }
 

@@ -121,6 +121,11 @@ class Config:
     gateway_label: str | None = None  # "key=value" or "key" on routes, Ingresses, Services
     gateway_annotation: str | None = None
     gateway_resources: tuple[str, ...] = GATEWAY_RESOURCES  # kinds that publish hostnames
+    # Local zones ([[zones]], --zone-file), views by client network ([[views]]) and the block
+    # lists they apply ([[blocklists]]): TOML arrays of tables (kdns.dns.localzones, .views).
+    local_zones: tuple[LocalZoneSource, ...] = ()
+    views: tuple[ViewSource, ...] = ()
+    blocklists: tuple[BlocklistSource, ...] = ()
     config_file: str | None = None
 
     def to_toml(self) -> str:
@@ -229,6 +234,37 @@ def _normalise_name(text: str) -> str:
     if not name or len(name) > 253 or not all(_LABEL.fullmatch(label) for label in labels):
         raise _Invalid(f"expected a DNS name like cluster.local, got {_show(text)}")
     return name
+
+
+class LocalZoneSource(NamedTuple):
+    """One ``[[zones]]`` entry (or ``--zone-file ZONE=PATH``): a zone file or TOML records."""
+
+    name: str
+    file: str | None
+    records: tuple[str, ...]  # zone-file lines relative to the zone ("www 300 A 192.0.2.1")
+    ttl: int  # records without a TTL (and no $TTL), the synthesized SOA's minimum
+
+
+class ViewSource(NamedTuple):
+    """One ``[[views]]`` entry: clients in ``networks`` see ``zones`` (None: every zone of
+    kdns) and get ``blocklists`` applied."""
+
+    name: str
+    networks: tuple[str, ...]
+    zones: tuple[str, ...] | None
+    blocklists: tuple[str, ...]
+
+
+class BlocklistSource(NamedTuple):
+    """One ``[[blocklists]]`` entry."""
+
+    name: str
+    file: str
+    format: str  # "hosts" | "domains"
+    answer: str  # "nxdomain" | "nodata" | "null"
+
+
+LOCAL_ZONE_TTL = 300  # [[zones]] ttl's default (kdns.dns.localzones.DEFAULT_TTL)
 
 
 class Upstream(NamedTuple):
@@ -600,6 +636,143 @@ class _AclRules(_Kind):
         return list(value)
 
 
+class _Tables(_List):
+    """A TOML array of tables (``[[zones]]``), each checked by ``item``; an error names the
+    entry and its key, counted from 0 as ``acl.rules`` does: ``zones[1].records[3]``."""
+
+    def check(self, value: object) -> tuple[Any, ...]:
+        items = [value] if isinstance(value, str | dict) else value
+        if not isinstance(items, list | tuple):
+            self.fail(value)
+        out = []
+        for index, item in enumerate(items):
+            try:
+                out.append(self.item.check(item))
+            except _Invalid as exc:
+                raise _Invalid(str(exc), f"[{index}]{exc.key_suffix}") from None
+        seen: set[str] = set()
+        for index, entry in enumerate(out):
+            if entry.name in seen:
+                raise _Invalid(f"{entry.name} given twice", f"[{index}].name")
+            seen.add(entry.name)
+        return tuple(out)
+
+
+def _table(value: object, kind: _Kind, required: tuple[str, ...], optional: tuple[str, ...]) -> dict[str, Any]:  # fmt: skip
+    """The keys of one table of an array of tables, unknown and missing ones reported."""
+    if not isinstance(value, dict):
+        kind.fail(value)
+    for key in value:
+        if key not in required and key not in optional:
+            raise _Invalid(f"unknown key (expected {', '.join(required + optional)})", f".{key}")
+    for key in required:
+        if key not in value:
+            raise _Invalid("missing", f".{key}")
+    return value
+
+
+def _field(kind: _Kind, value: object, key: str) -> Any:
+    """``kind.check(value)`` with ``.key`` added to the error's key."""
+    try:
+        return kind.check(value)
+    except _Invalid as exc:
+        raise _Invalid(str(exc), f".{key}{exc.key_suffix}") from None
+
+
+_ENTRY_NAME = re.compile(r"[A-Za-z0-9]([A-Za-z0-9_.-]{0,62})?")
+
+
+class _EntryName(_Kind):
+    expected = "a name of letters, digits, '-', '_' and '.'"
+
+    def check(self, value: object) -> str:
+        if not isinstance(value, str) or not _ENTRY_NAME.fullmatch(value):
+            self.fail(value)
+        return value
+
+
+class _LocalZone(_Kind):
+    """``ZONE=PATH`` (flags, env) or a table ``{name, file}`` / ``{name, records}`` (+ ``ttl``)."""
+
+    expected = "ZONE=PATH or a table {name, file or records, ttl}"
+
+    def check(self, value: object) -> LocalZoneSource:
+        if isinstance(value, str):
+            zone, eq, path = value.partition("=")
+            if not eq or not path.strip():
+                self.fail(value)
+            return LocalZoneSource(_normalise_name(zone), path.strip(), (), LOCAL_ZONE_TTL)
+        table = _table(value, self, ("name",), ("file", "records", "ttl"))
+        name = _field(_Name(), table["name"], "name")
+        ttl = _field(_Int(0, 2_147_483_647), table.get("ttl", LOCAL_ZONE_TTL), "ttl")
+        if ("file" in table) == ("records" in table):
+            raise _Invalid("expected either file (a zone file) or records (a list), not both or neither")  # fmt: skip
+        if "file" in table:
+            return LocalZoneSource(name, _field(_Path(), table["file"], "file"), (), ttl)
+        records = table["records"]
+        if not isinstance(records, list):
+            raise _Invalid(f"expected a list of records like \"www 300 A 192.168.1.10\", got {_show(records)}", ".records")  # fmt: skip
+        from kdns.dns.localzones import LocalZoneError, from_records  # late: dnspython
+
+        try:
+            from_records(name, records, ttl)
+        except LocalZoneError as exc:
+            where = ".records" if exc.index is None else f".records[{exc.index}]"
+            raise _Invalid(exc.problem, where) from None
+        return LocalZoneSource(name, None, tuple(records), ttl)
+
+    def render(self, value: LocalZoneSource) -> dict[str, object]:
+        out: dict[str, object] = {"name": value.name}
+        if value.file is not None:
+            out["file"] = value.file
+        else:
+            out["records"] = list(value.records)
+        out["ttl"] = value.ttl
+        return out
+
+
+class _View(_Kind):
+    expected = "a table {name, networks, zones, blocklists}"
+
+    def check(self, value: object) -> ViewSource:
+        table = _table(value, self, ("name", "networks"), ("zones", "blocklists"))
+        networks = _field(_Networks(), table["networks"], "networks")
+        if not networks:
+            raise _Invalid("expected at least one network, got []", ".networks")
+        zones = table.get("zones")
+        return ViewSource(
+            _field(_EntryName(), table["name"], "name"),
+            networks,
+            None if zones is None else _field(_List(_Name()), zones, "zones"),
+            _field(_List(_EntryName()), table.get("blocklists", []), "blocklists"),
+        )
+
+    def render(self, value: ViewSource) -> dict[str, object]:
+        out: dict[str, object] = {"name": value.name, "networks": list(value.networks)}
+        if value.zones is not None:
+            out["zones"] = list(value.zones)
+        out["blocklists"] = list(value.blocklists)
+        return out
+
+
+class _Blocklist(_Kind):
+    expected = (
+        'a table {name, file, format = "hosts"|"domains", answer = "nxdomain"|"nodata"|"null"}'
+    )
+
+    def check(self, value: object) -> BlocklistSource:
+        table = _table(value, self, ("name", "file"), ("format", "answer"))
+        return BlocklistSource(
+            _field(_EntryName(), table["name"], "name"),
+            _field(_Path(), table["file"], "file"),
+            _field(_Choice("hosts", "domains"), table.get("format", "hosts"), "format"),
+            _field(_Choice("nxdomain", "nodata", "null"), table.get("answer", "null"), "answer"),
+        )
+
+    def render(self, value: BlocklistSource) -> dict[str, object]:
+        return value._asdict()
+
+
 class _Networks(_Kind):
     expected = "a list of networks like 10.0.0.0/8"
 
@@ -760,6 +933,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("log_level", "log.level", _LEVELS, "log-level"),
     Setting("log_format", "log.format", _Choice("text", "json"), "log-format"),
     Setting("query_log", "log.query_log", _Bool(), "query-log"),
+    # Arrays of tables, at the top level of the file: [[zones]], [[views]], [[blocklists]].
+    Setting("local_zones", "zones", _Tables(_LocalZone()), "zone-file"),
+    Setting("views", "views", _Tables(_View())),
+    Setting("blocklists", "blocklists", _Tables(_Blocklist())),
 )
 
 # SDNS's top-level keys, accepted so an SDNS config file works unchanged.
@@ -769,7 +946,8 @@ CONFIG_ENV = "KDNS_CONFIG"
 
 _BY_FIELD = {s.field: s for s in SETTINGS}
 _BY_TOML = {s.toml: s for s in SETTINGS}
-_SECTIONS = tuple(dict.fromkeys(s.section for s in SETTINGS))
+_SECTIONS = tuple(dict.fromkeys(s.section for s in SETTINGS if "." in s.toml))
+_ARRAYS = tuple(s.toml for s in SETTINGS if "." not in s.toml)  # [[zones]], [[views]], ...
 
 
 # --- the layers ----------------------------------------------------------------------------
@@ -817,10 +995,49 @@ def _check_conflicts(values: Mapping[str, Any], origins: Mapping[str, str]) -> N
                 f"{zone} is already the cluster domain or an external zone; "
                 "gateway hostnames need a zone of their own",
             )
+    _check_local_zones(values, origins)
     if values.get("forward") is False:
         for field in ("upstreams", "forward_zones"):
             if values.get(field):
                 conflict("forward", field, "forwarding is off, so no upstream would be asked")
+
+
+def _check_local_zones(values: Mapping[str, Any], origins: Mapping[str, str]) -> None:
+    """[[zones]], [[views]] and [[blocklists]] against each other and the other zones."""
+    local = values.get("local_zones", ())
+    cluster_domain = values.get("cluster_domain", "cluster.local")
+    taken = {cluster_domain, *values.get("external_zones", ()), "in-addr.arpa", "ip6.arpa"}
+    forwarded = {zone for zone, _ in values.get("forward_zones", ())}
+    for index, zone in enumerate(local):
+        key = origins.get("local_zones", "zones")
+        if zone.name in taken:
+            raise ConfigError(
+                f"{key}[{index}].name",
+                f"{zone.name} is already the cluster domain, an external or a reverse zone",
+            )
+        if zone.name in forwarded:
+            raise ConfigError(
+                f"{key}[{index}].name",
+                f"{zone.name} is also in {origins['forward_zones']}: a zone is served or "
+                "forwarded, not both (forward a zone below it instead)",
+            )
+    # Zones a view may name: every zone kdns serves (gateway zones included).
+    served = taken | {zone.name for zone in local} | set(values.get("gateway_zones", ()))
+    lists = {blocklist.name for blocklist in values.get("blocklists", ())}
+    for index, view in enumerate(values.get("views", ())):
+        key = origins.get("views", "views")
+        for at, zone_name in enumerate(view.zones or ()):
+            if zone_name not in served:
+                raise ConfigError(
+                    f"{key}[{index}].zones[{at}]",
+                    f"{zone_name} is not a zone kdns serves (cluster domain, external, reverse, "
+                    "[[zones]] or gateway zones)",
+                )
+        for at, list_name in enumerate(view.blocklists):
+            if list_name not in lists:
+                raise ConfigError(
+                    f"{key}[{index}].blocklists[{at}]", f"no [[blocklists]] named {list_name!r}"
+                )
 
 
 # Kubernetes injects service-link variables into pods for a Service named "kdns" (or
@@ -884,6 +1101,10 @@ def _file_entries(doc: Mapping[str, Any]) -> list[tuple[str, str, object]]:
     for top, value in doc.items():
         if top in TOML_ALIASES:
             entries.append((top, TOML_ALIASES[top], value))
+        elif top in _ARRAYS:
+            if not isinstance(value, list):
+                raise ConfigError(top, f"expected an array of tables [[{top}]], got {_show(value)}")  # fmt: skip
+            entries.append((top, top, value))
         elif top in _SECTIONS:
             if not isinstance(value, dict):
                 raise ConfigError(top, f"expected a table [{top}], got {_show(value)}")
@@ -967,4 +1188,12 @@ def _render_toml(config: Config) -> str:
                 lines.append(f"# {setting.key} is not set (the built-in default applies)")
             else:
                 lines.append(f"{setting.key} = {_toml_value(value)}")
+    for array in _ARRAYS:  # after every [section]: a top-level key there would join the last
+        setting = _BY_TOML[array]
+        tables: list[dict[str, object]] = setting.kind.render(getattr(config, setting.field))  # type: ignore[assignment]
+        if not tables:
+            lines += ["", f"# no [[{array}]]"]
+        for table in tables:
+            lines += ["", f"[[{array}]]"]
+            lines += [f"{key} = {_toml_value(item)}" for key, item in table.items()]
     return "\n".join(lines) + "\n"

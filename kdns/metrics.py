@@ -731,3 +731,21 @@ def _skipped_values_family() -> Iterator[Family]:
     for (kind, field), count in sorted(SKIPPED.items()):
         family.add_metric([kind, field], count)
     yield family
+
+
+class BlockedQueries(Collector):
+    """kdns_blocked_queries_total{view,list}: queries a view's block list answered
+    (kdns.dns.views); the counts are the app's, carried across reloads."""
+
+    def __init__(self, counts: Callable[[], dict[tuple[str, str], int]]) -> None:
+        self.counts = counts
+
+    def collect(self) -> Iterator[Family]:
+        family = CounterMetricFamily(
+            "kdns_blocked_queries",
+            "Queries answered by a block list, by view and list",
+            labels=["view", "list"],
+        )
+        for (view, name), count in sorted(self.counts().items()):
+            family.add_metric([view, name], count)
+        yield family

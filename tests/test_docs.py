@@ -62,11 +62,13 @@ def config_rows() -> dict[str, list[str]]:
     """Table rows of docs/configuration.md whose first cell is a `section.key`: key -> cells."""
     rows: dict[str, list[str]] = {}
     for line in read(CONFIGURATION).splitlines():
-        match = re.match(r"\| `([a-z_]+\.[a-z0-9_]+)` \|", line)
+        # `section.key`, or `[[zones]]` for an array of tables (SETTINGS' toml "zones").
+        match = re.match(r"\| `([a-z_]+\.[a-z0-9_]+|\[\[[a-z_]+\]\])` \|", line)
         if match:
+            key = match[1].strip("[]")
             cells = [c.strip() for c in re.split(r"(?<!\\)\|", line)[1:-1]]
-            assert match[1] not in rows, f"{match[1]} documented twice"
-            rows[match[1]] = cells
+            assert key not in rows, f"{key} documented twice"
+            rows[key] = cells
     return rows
 
 

@@ -28,6 +28,7 @@ from typing import TypeVar
 from kdns.dns import names
 from kdns.dns.answer import Answer
 from kdns.dns.gateway import GatewaySettings, GatewayTable
+from kdns.dns.localzones import ZoneData
 from kdns.dns.records import (
     AAAA,
     ANY,
@@ -46,7 +47,7 @@ from kdns.dns.records import (
     rdata_txt,
     rrset,
 )
-from kdns.dns.zones import CLUSTER, EXTERNAL, GATEWAY, Zone, ZoneSet
+from kdns.dns.zones import CLUSTER, EXTERNAL, GATEWAY, LOCAL, Zone, ZoneSet
 from kdns.model import (
     GATEWAY_KINDS,
     EndpointSlice,
@@ -143,6 +144,12 @@ _QTYPES: dict[tuple[int, ...], tuple[int, ...]] = {}  # interned: few distinct t
 # Service names, port names and ClusterIP PTRs (what pods ask) are rendered eagerly.
 LAZY = 0xFFFF  # a reserved type number (RFC 6895), never a real record
 _LAZY_MARK = _ENTRY.pack(LAZY, 0)
+# Pseudo record type carrying a local zone name's TTLs (type, TTL pairs): part of the local
+# owner's contribution so a TTL-only edit re-renders the name; never served. Types from here
+# up are pseudo types.
+TTLS = 0xFFFE
+_TTL_PAIR = struct.Struct("!HI")
+WILDCARD = b"\x01*"  # the leftmost label of a wildcard name (RFC 4592)
 
 
 def _freeze(out: Contribution) -> dict[bytes, Frozen]:
@@ -163,6 +170,23 @@ def _thaw(frozen: Frozen) -> Iterator[tuple[int, bytes]]:
         pos += 4
         yield rtype, frozen[pos : pos + length]
         pos += length
+
+
+# Owner kinds whose names can never be wildcards (Services, pods, namespaces, zone apexes):
+# their changes skip the wildcard scan.
+_NO_WILDCARDS = frozenset(("svc", "pod", "ns", "zone"))
+
+
+def _wildcards_in(changed: Iterable[bytes]) -> Iterator[bytes]:
+    """Wildcard names among ``changed`` and their ancestors (``a.*.x`` makes ``*.x`` exist)."""
+    for name in changed:
+        if WILDCARD not in name:
+            continue
+        node = name
+        while node[0]:
+            if node.startswith(WILDCARD):
+                yield node
+            node = node[node[0] + 1 :]
 
 
 def _add(out: Contribution, name: bytes, rtype: int, rdata: bytes) -> None:
@@ -258,6 +282,19 @@ class Registry:
         self.watchers: list[Callable[[set[bytes], set[str], bool], None]] = []
         self._existence: list[bytes] = []  # empty non-terminals made or gone since last flush
         self._namespaces_moved = False  # a namespace started or stopped existing
+        # Local zones (kdns.dns.localzones): zone -> the local owner's contribution, and the
+        # TTL of each local RRset (name -> type -> TTL; every other name has ``ttl``).
+        self._local: dict[str, Contribution] = {}
+        self._local_ttls: dict[bytes, dict[int, int]] = {}
+        self._local_ttl_maps: dict[str, dict[bytes, dict[int, int]]] = {}  # per zone
+        # Wildcard names (RFC 4592) that exist, with records or as empty non-terminals: the
+        # resolver's closest-encloser walk runs only while there are any.
+        self.wildcards: set[bytes] = set()
+        # closest encloser -> names the resolver answered from the wildcard below it (kept in
+        # ``derived``): a name made or gone under that encloser may change those answers.
+        self._synth: dict[bytes, set[bytes]] = {}
+        self._synth_count = 0
+        self._synth_lost = False
         self._batch = 0
         self._glue: dict[bytes, Records] | None = None  # see flush()
         self._dns_version = names.to_wire("dns-version." + self.cluster.text)
@@ -280,13 +317,13 @@ class Registry:
         if not isinstance(entry, list):
             # One owner: its records are unique already (de-duplicated when rendered).
             for rtype, rdata in _thaw(self._frozen(entry, name)):
-                if rtype != LAZY:
+                if rtype < TTLS:  # not LAZY or TTLS
                     merged.setdefault(rtype, []).append(rdata)
             return merged
         seen: set[tuple[int, bytes]] = set()  # linear in the records, however many owners
         for owner in sorted(entry):  # history-independent order
             for rtype, rdata in _thaw(self._frozen(owner, name)):
-                if rtype == LAZY or (rtype, rdata) in seen:
+                if rtype >= TTLS or (rtype, rdata) in seen:
                     continue
                 seen.add((rtype, rdata))
                 merged.setdefault(rtype, []).append(rdata)
@@ -338,6 +375,38 @@ class Registry:
             derived.clear()
         derived[key] = answer
 
+    def synthesized(self, encloser: bytes, name: bytes) -> None:
+        """The resolver answered ``name`` from the wildcard below ``encloser`` (RFC 4592)."""
+        if self._synth_count >= MAX_DERIVED:
+            # Bounded: forget the index, and have the next change drop every derived answer
+            # (and cached reply) rather than miss one.
+            self._synth.clear()
+            self._synth_count = 0
+            self._synth_lost = True
+        names_here = self._synth.setdefault(encloser, set())
+        if name not in names_here:
+            names_here.add(name)
+            self._synth_count += 1
+
+    def _synthesized_under(self, changed: Iterable[bytes]) -> set[bytes]:
+        """Names answered from a wildcard whose closest encloser is a changed name or one of
+        its ancestors (a name made or gone there may change which node encloses them): they
+        are forgotten with the changed names. Drops those index entries."""
+        synth = self._synth
+        out: set[bytes] = set()
+        shortest = min(map(len, synth))
+        for name in changed:
+            node = name
+            while len(node) >= shortest:
+                found = synth.pop(node, None)
+                if found is not None:
+                    self._synth_count -= len(found)
+                    out |= found
+                    if not synth:
+                        return out
+                node = node[node[0] + 1 :] if node[0] else node[:0]
+        return out
+
     def _forget_derived(self, changed: Iterable[bytes], everything: bool) -> None:
         """Drop the derived answers a flush may have changed: every memoizable type of each
         changed name (records, dependents' glue, empty non-terminals made or gone), or all of
@@ -346,6 +415,8 @@ class Registry:
         if everything:
             self.derived_evictions += len(derived)
             derived.clear()
+            self._synth.clear()
+            self._synth_count = 0
             return
         pop = derived.pop
         for name in changed:
@@ -479,15 +550,57 @@ class Registry:
         """Re-render everything with a new TTL (config reload)."""
         self.ttl = ttl
         self.derived.clear()  # computed pod answers carry the TTL
+        self._synth.clear()
+        self._synth_count = 0
         for watcher in self.watchers:
             watcher(set(), {zone.text for zone in self.zones}, True)
         for zone in self.zones:
-            zone.set_ttl(ttl)
+            if zone.kind != LOCAL:  # a local zone's TTLs are its own
+                zone.set_ttl(ttl)
         with self.batch():
             # The apex SOA's MINIMUM is the TTL: re-render the zone owners too.
             self._dirty.update(("zone", "", zone.text) for zone in self.zones)
             for name in list(self._names):
                 self._render_name(name)
+
+    def set_local(self, data: ZoneData) -> None:
+        """Serve ``data`` (kdns.dns.localzones) as its local zone's records, replacing what
+        the zone held: only names whose records or TTLs differ are re-rendered."""
+        zone = self.zones.by_apex[names.to_wire(data.name)]
+        zone.set_authority(data.soa, data.own_ns)
+        out: Contribution = {}
+        for name, types in data.records.items():
+            out[name] = {rtype: dict.fromkeys(rdatas) for rtype, rdatas in types.items()}
+        ttls = {name: dict(by_type) for name, by_type in data.ttls.items()}
+        apex_ttls = ttls.setdefault(zone.apex, {})
+        apex_ttls[SOA] = zone.soa_ttl()
+        if not data.own_ns:
+            apex_ttls[NS] = zone.ttl  # the synthesized NS
+        for name, by_type in ttls.items():
+            # TTLs ride along as a pseudo record, so a TTL-only edit re-renders the name.
+            pairs = b"".join(_TTL_PAIR.pack(t, by_type[t]) for t in sorted(by_type))
+            out.setdefault(name, {})[TTLS] = {pairs: None}
+        self._local[zone.text] = out
+        self._local_ttl_maps[zone.text] = ttls
+        merged: dict[bytes, dict[int, int]] = {}
+        for zone_ttls in self._local_ttl_maps.values():
+            for name, by_type in zone_ttls.items():
+                merged.setdefault(name, {}).update(by_type)
+        self._local_ttls = merged
+        with self.batch():
+            self._dirty.add(("zone", "", zone.text))  # SOA fields, apex NS
+            self._dirty.add(("local", "", zone.text))
+
+    def local_zones(self) -> list[str]:
+        return list(self._local)
+
+    def ttl_of(self, name: bytes, rtype: int) -> int:
+        """The TTL ``name``'s ``rtype`` RRset is served with (zone transfers)."""
+        return self._ttl(name, rtype)
+
+    def has_records(self, name: bytes) -> bool:
+        """The name has records (not only an empty non-terminal)."""
+        return name in self._names
 
     def flush(self) -> None:
         """Render the answers of every owner changed since the last flush."""
@@ -496,6 +609,7 @@ class Registry:
         dirty_names: set[bytes] = set()
         touched: set[Zone] = set()
         bumped: set[str] = set()
+        wild: set[bytes] = set()  # wildcard names whose records or existence may have moved
         while self._dirty:
             owners, self._dirty = self._dirty, set()
             for owner in owners:
@@ -503,6 +617,8 @@ class Registry:
                 if changed:
                     self.shard_generation[shard_of(owner)] += 1
                     dirty_names.update(changed)
+                    if owner[0] not in _NO_WILDCARDS:
+                        wild.update(_wildcards_in(changed))
                     if owner[0] != "zone":
                         touched.update(z for z in map(self.zones.find, changed) if z is not None)
             # A zone whose data changed gets a new SOA serial, which re-renders its apex.
@@ -518,8 +634,22 @@ class Registry:
                 self._render_name(name)
         finally:
             self._glue = None
+        for name in wild:
+            if self.exists(name):
+                self.wildcards.add(name)
+            else:
+                self.wildcards.discard(name)
         affected = rendered.union(self._existence)
-        everything = self._namespaces_moved
+        # A wildcard made, changed or gone changes the answers of names nobody listed (every
+        # name it covers): drop every derived answer, as for a namespace. A name made or gone
+        # under the closest encloser of names answered from a wildcard drops exactly those.
+        everything = self._namespaces_moved or bool(wild) or self._synth_lost
+        if everything:
+            self._synth_lost = False
+            self._synth.clear()
+            self._synth_count = 0
+        elif self._synth:
+            affected |= self._synthesized_under(affected)
         if self.derived:
             self._forget_derived(affected, everything)
         self._existence.clear()
@@ -684,9 +814,13 @@ class Registry:
             return self._render_namespace(name)
         if kind == "gw":
             return self._render_hostname(name)
+        if kind == "local":
+            return self._local.get(name, {})
         return self._render_zone(self.zones.by_apex[names.to_wire(name)])
 
     def _render_zone(self, zone: Zone) -> Contribution:
+        if zone.kind == LOCAL:
+            return self._render_local_apex(zone)
         out: Contribution = {zone.ns_name: {}}
         _add(out, zone.apex, SOA, zone.soa_rdata)
         # CoreDNS (ns.go nsAddrs): the apex NS names the Service kdns is exposed through, its
@@ -703,6 +837,17 @@ class Registry:
         if zone.kind == CLUSTER:
             # Spec 2.2: dns-version.<zone> TXT carries the schema version.
             _add(out, self._dns_version, TXT, rdata_txt(DNS_SCHEMA_VERSION))
+        return out
+
+    @staticmethod
+    def _render_local_apex(zone: Zone) -> Contribution:
+        """A local zone's apex: its SOA (the data's, or synthesized), and the synthesized NS
+        ns.dns.<zone> unless the data has apex NS records (no ns.dns name is made: on a LAN
+        it would only shadow a wildcard)."""
+        out: Contribution = {}
+        _add(out, zone.apex, SOA, zone.soa_rdata)
+        if not zone.own_ns:
+            _add(out, zone.apex, NS, zone.ns_name)
         return out
 
     def _render_hostname(self, hostname: str) -> Contribution:
@@ -909,6 +1054,10 @@ class Registry:
         self._rendered[name] = _QTYPES.setdefault(key, key)
 
     def _ttl(self, name: bytes, rtype: int) -> int:
+        if self._local_ttls:
+            ttls = self._local_ttls.get(name)
+            if ttls is not None and rtype in ttls:
+                return ttls[rtype]
         if rtype == SOA:
             return min(self.ttl, 300)  # CoreDNS backend_lookup.go SOA()
         if rtype == TXT and name == self._dns_version:
@@ -969,7 +1118,7 @@ class Registry:
                 if rtype == CNAME:
                     # CoreDNS chases an in-zone ExternalName target: CNAME + the target's RRset.
                     if qtype in _ADDRESS_TYPES and qtype in found:
-                        answer.append(rrset(target, qtype, self.ttl, found[qtype]))
+                        answer.append(rrset(target, qtype, self._ttl(target, qtype), found[qtype]))  # fmt: skip
                     continue
                 # RFC 1035 3.3.9 / RFC 2782: addresses of NS and SRV targets as glue.
                 for glue_type in _ADDRESS_TYPES:
@@ -979,7 +1128,7 @@ class Registry:
                             room = 0  # full: no more glue
                             continue
                         room -= sum(10 + len(target) + len(rdata) for rdata in extra)
-                        additional.append(rrset(target, glue_type, self.ttl, extra))
+                        additional.append(rrset(target, glue_type, self._ttl(target, glue_type), extra))  # fmt: skip
         if targets:
             known = self._dep_targets.get(name, ())
             # ANY re-renders: never grow the index twice (and never quadratically).

@@ -1,8 +1,10 @@
 """The slow path: every question the pre-rendered answers dict did not hold.
 
-Decides, in order: not one of our zones (REFUSED until forwarding exists), not synced yet
-(SERVFAIL: never a cacheable NXDOMAIN before the first full list), a name that exists without the
-asked type (NODATA), a pod name computed from its label (``pods insecure``), else NXDOMAIN.
+Decides, in order: not one of our zones (REFUSED until forwarding exists), under a forward zone
+carved out of a local zone (forwarded), not synced yet (SERVFAIL: never a cacheable NXDOMAIN
+before the first full list; local zones answer at once), a name that exists without the asked
+type (NODATA), a pod name computed from its label (``pods insecure``), a wildcard (RFC 4592: the
+closest encloser's ``*`` child answers for names that do not exist), else NXDOMAIN.
 Negative answers carry the zone's SOA in authority (RFC 2308 3), its owner a pointer into the
 question, so they cost a few bytes of concatenation.
 """
@@ -16,6 +18,7 @@ from kdns.dns.records import (
     AXFR,
     CLASS_ANY,
     CLASS_IN,
+    CNAME,
     IXFR,
     NOERROR,
     NXDOMAIN,
@@ -23,15 +26,20 @@ from kdns.dns.records import (
     SERVFAIL,
     rdata_address,
 )
-from kdns.dns.registry import MEMO_TYPES, Registry, question_key
-from kdns.dns.zones import CLUSTER, REVERSE, Zone
+from kdns.dns.registry import MEMO_TYPES, WILDCARD, Registry, question_key
+from kdns.dns.zones import CLUSTER, EXTERNAL, LOCAL, REVERSE, Zone
 
 REFUSED_ANSWER = empty(REFUSED, False)
 
 
 class Resolver:
     def __init__(
-        self, registry: Registry, *, forward: bool = False, authoritative: bool = True
+        self,
+        registry: Registry,
+        *,
+        forward: bool = False,
+        authoritative: bool = True,
+        cuts: tuple[str, ...] = (),
     ) -> None:
         self.registry = registry
         # forward: names outside our zones (and unknown reverse names, CoreDNS's
@@ -45,6 +53,16 @@ class Resolver:
         self.misses = 0  # questions neither the answers dict nor the derived memo held
         self.derived = 0  # of those, answers derived and remembered (metrics)
         self._servfail = {zone.text: empty(SERVFAIL, False, zone.text) for zone in self.zones}
+        # forward.zones strictly inside a local or gateway zone (lan.home.example.com -> the
+        # router, inside home.example.com): their names without records of ours, wildcard
+        # matches included, are forwarded. Cluster, reverse and external zones keep theirs.
+        self._cuts = frozenset(
+            wire
+            for wire in map(names.to_wire, cuts)
+            if (zone := self.zones.find(wire)) is not None
+            and zone.kind not in (CLUSTER, REVERSE, EXTERNAL)
+            and wire != zone.apex
+        )
 
     def carry_counters(self, previous: Resolver) -> None:
         self.misses = previous.misses
@@ -62,13 +80,22 @@ class Resolver:
                 return hit
         elif qclass != CLASS_IN:
             return REFUSED_ANSWER  # CHAOS/HESIOD are not our zones
-        zone = self.zones.find(qname) if self.authoritative else None
+        zone = self.zones.find(qname)
+        if zone is not None and not self.authoritative and zone.kind != LOCAL:
+            zone = None  # forward-only and split modes serve their local zones only
         if zone is None:
             return FORWARD if self.forward else REFUSED_ANSWER
         if qtype in (AXFR, IXFR):
             return TRANSFER if qname == zone.apex else REFUSED_ANSWER
+        if self._cuts and self._under_cut(qname) and not registry.has_records(qname):
+            return FORWARD if self.forward else REFUSED_ANSWER
         if not registry.synced:
-            return self._servfail[zone.text]
+            if zone.kind != LOCAL or zone.apex in self.zones.gateway_apexes:
+                return self._servfail[zone.text]
+            # A local zone's data is all here from the start: answered (not remembered: the
+            # hot path's gated dict does not hold it yet).
+            hit = registry.answers.get(question_key(qname, qtype))
+            return hit if hit is not None else self._in_zone(qname, qtype, zone)
         answer = self._in_zone(qname, qtype, zone)
         if answer is not FORWARD and qclass == CLASS_IN and qtype in MEMO_TYPES:
             # Negative, computed and ANY answers are derived once per state of the registry:
@@ -86,6 +113,8 @@ class Resolver:
                     return registry.render_answer(qname, ANY, records)
             else:
                 answer = registry.materialize(qname, qtype)  # a lazy name's first query
+                if answer is None and zone.kind == LOCAL:
+                    answer = self._local_cname(qname, qtype)
                 if answer is not None:
                     return answer
             # NODATA. An ExternalName's CNAME is pre-rendered for A/AAAA/CNAME/ANY only;
@@ -95,9 +124,64 @@ class Resolver:
             pod = self._insecure_pod(qname, qtype, zone)
             if pod is not None:
                 return pod
+        if registry.wildcards:
+            synthesized = self._wildcard(qname, qtype, zone)
+            if synthesized is not None:
+                return synthesized
         if self.forward and zone.kind == REVERSE:
             return FORWARD  # CoreDNS default Corefile: fallthrough in-addr.arpa ip6.arpa
         return zone.negative(qname, NXDOMAIN)
+
+    def _under_cut(self, qname: bytes) -> bool:
+        cuts = self._cuts
+        pos = 0
+        end = len(qname) - 1
+        while pos < end:
+            if (qname[pos:] if pos else qname) in cuts:
+                return True
+            pos += qname[pos] + 1
+        return False
+
+    def _wildcard(self, qname: bytes, qtype: int, zone: Zone) -> Answer | None:
+        """RFC 4592 for a name that does not exist: find its closest encloser (the longest
+        existing ancestor, empty non-terminals included); when ``*.<encloser>`` exists, answer
+        its records with the question's name as owner (pre-rendered answers own their records
+        through a pointer to the question, so the wildcard's answer fits any name), NODATA
+        when it has no such type. A wildcard never covers names below an existing name."""
+        registry = self.registry
+        shortest = len(zone.apex)
+        node = qname
+        while True:
+            node = node[node[0] + 1 :]
+            if len(node) < shortest:
+                return None
+            if registry.exists(node):
+                break
+        source = WILDCARD + node
+        if source not in registry.wildcards:
+            return None
+        registry.synthesized(node, qname)  # a name made under ``node`` forgets this answer
+        if qtype == ANY:
+            records = registry.records(source)
+            if records:
+                return registry.render_answer(source, ANY, records)
+        else:
+            answer = registry.answers.get(question_key(source, qtype))
+            if answer is None:
+                answer = registry.materialize(source, qtype)
+            if answer is None and zone.kind == LOCAL:
+                answer = self._local_cname(source, qtype)
+            if answer is not None:
+                return answer
+        return zone.negative(qname, NOERROR)
+
+    def _local_cname(self, name: bytes, qtype: int) -> Answer | None:
+        """A local zone's CNAME answers every type (RFC 1034 3.6.2); only A/AAAA/CNAME are
+        pre-rendered (an ExternalName's CNAME answers those alone, kdns deliberate (6))."""
+        records = self.registry.records(name)
+        if CNAME not in records:
+            return None
+        return self.registry.render_answer(name, qtype, records)
 
     @staticmethod
     def negative(qname: bytes, zone: Zone, rcode: int) -> Answer:

@@ -48,7 +48,7 @@ from kdns.dns.records import (
     TXT,
 )
 from kdns.dns.registry import DNS_VERSION_TTL, Registry
-from kdns.dns.zones import Zone
+from kdns.dns.zones import LOCAL, Zone
 
 NOTAUTH = 9  # RFC 2136 / RFC 5936 2.2.1: not authoritative for the zone
 
@@ -117,6 +117,8 @@ def zone_rrsets(registry: Registry, zone: Zone) -> list[RRset]:
             if rtype == SOA:
                 continue  # sent first and last by the caller
             rr_ttl = DNS_VERSION_TTL if (rtype == TXT and name == dns_version) else ttl
+            if zone.kind == LOCAL:
+                rr_ttl = registry.ttl_of(name, rtype)  # a local zone's RRsets have their own
             out.append((name, rtype, rr_ttl, rdatas))
     return out
 
@@ -132,7 +134,7 @@ def zone_records(registry: Registry, zone: Zone) -> list[Record]:
 
 def soa_rrset(registry: Registry, zone: Zone) -> RRset:
     """The zone's SOA at its current serial, TTL min(ttl, 300) (CoreDNS backend_lookup.go)."""
-    return (zone.apex, SOA, min(registry.ttl, 300), [zone.soa_rdata])
+    return (zone.apex, SOA, registry.ttl_of(zone.apex, SOA), [zone.soa_rdata])
 
 
 def serial_of(zone: Zone) -> int:

@@ -7,7 +7,11 @@ Kinds, as CoreDNS's ``kubernetes cluster.local in-addr.arpa ip6.arpa`` + ``k8s_e
 - ``gateway``: ``[gateway] zones``, the hostnames of Gateway API routes, Ingresses and
   annotated LoadBalancer Services (kdns.dns.gateway). A gateway zone may share its apex with a
   zone of another kind (a local zone): one Zone object, several owners; ``gateway_apexes``
-  says which apexes take gateway hostnames.
+  says which apexes take gateway hostnames;
+- ``local``: ``[[zones]]`` / ``--zone-file``, records from the TOML or an RFC 1035 zone file
+  (kdns.dns.localzones), owned by ("local", "", zone); SOA/NS from that data when it has them
+  (``set_authority``), else synthesized like the others. Local zones are built before gateway
+  zones, so a gateway zone of the same name shares the local Zone.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ CLUSTER = "cluster"
 REVERSE = "reverse"
 EXTERNAL = "external"
 GATEWAY = "gateway"
+LOCAL = "local"
 
 # CoreDNS plugin/backend_lookup.go SOA(): refresh 7200, retry 1800, expire 86400,
 # minimum = the plugin's TTL; the record's own TTL is min(ttl, 300).
@@ -43,6 +48,8 @@ class Zone:
         "ttl",
         "ns_name",
         "soa_rdata",
+        "own_ns",
+        "_soa_fields",
         "_soa_tail",
         "_negatives",
     )
@@ -56,6 +63,11 @@ class Zone:
         self.ns_name = names.to_wire(("ns1.dns." if kind == EXTERNAL else "ns.dns.") + self.text)
         self.serial = int(time.time())
         self.soa_rdata = b""
+        # A local zone whose data has its own SOA/NS (kdns.dns.localzones): the SOA's fields
+        # (mname, rname, refresh, retry, expire, minimum, record TTL) and whether the apex NS
+        # comes from that data rather than being synthesized.
+        self.own_ns = False
+        self._soa_fields: tuple[bytes, bytes, int, int, int, int, int] | None = None
         self._soa_tail = b""
         # (rcode, SOA owner offset) -> the negative answer: one shared object per shape, not
         # per name (every NXDOMAIN for a name of the same length is the same bytes).
@@ -71,21 +83,51 @@ class Zone:
         self.ttl = ttl
         self._render_soa()
 
+    def set_authority(
+        self, soa: tuple[bytes, bytes, int, int, int, int, int, int] | None, own_ns: bool
+    ) -> None:
+        """A local zone's SOA from its data: (mname, rname, serial, refresh, retry, expire,
+        minimum, TTL), or None for the synthesized one; ``own_ns``: its data has apex NS.
+        The serial only moves up (a file's serial above ours is taken; kdns's own changes bump
+        it as for every zone)."""
+        self.own_ns = own_ns
+        if soa is None:
+            self._soa_fields = None
+        else:
+            mname, rname, serial, refresh, retry, expire, minimum, ttl = soa
+            self._soa_fields = (mname, rname, refresh, retry, expire, minimum, ttl)
+            if (serial - self.serial) & 0xFFFFFFFF < 0x80000000:  # RFC 1982: serial >= ours
+                self.serial = serial
+        self._render_soa()
+
+    def soa_ttl(self) -> int:
+        """The SOA record's TTL in answers (CoreDNS: min(ttl, 300); a zone file's own)."""
+        fields = self._soa_fields
+        return min(self.ttl, 300) if fields is None else fields[6]
+
     def _render_soa(self) -> None:
-        # k8s_external apex.go: hostmaster.dns.<zone>; kubernetes: hostmaster.<zone>.
-        prefix = "hostmaster.dns." if self.kind == EXTERNAL else "hostmaster."
-        hostmaster = names.to_wire(prefix + self.text)
-        self.soa_rdata = rdata_soa(
-            self.ns_name,
-            hostmaster,
-            self.serial,
-            SOA_REFRESH,
-            SOA_RETRY,
-            SOA_EXPIRE,
-            self.ttl,
-        )
+        fields = self._soa_fields
+        if fields is not None:
+            mname, rname, refresh, retry, expire, minimum, ttl = fields
+            self.soa_rdata = rdata_soa(mname, rname, self.serial, refresh, retry, expire, minimum)
+            # RFC 2308 3: a negative answer's SOA carries min(SOA TTL, MINIMUM).
+            negative_ttl = min(ttl, minimum)
+        else:
+            # k8s_external apex.go: hostmaster.dns.<zone>; kubernetes: hostmaster.<zone>.
+            prefix = "hostmaster.dns." if self.kind == EXTERNAL else "hostmaster."
+            hostmaster = names.to_wire(prefix + self.text)
+            self.soa_rdata = rdata_soa(
+                self.ns_name,
+                hostmaster,
+                self.serial,
+                SOA_REFRESH,
+                SOA_RETRY,
+                SOA_EXPIRE,
+                self.ttl,
+            )
+            negative_ttl = min(self.ttl, 300)
         # Everything of the SOA RR after its owner name, for negative answers.
-        self._soa_tail = rr(b"", SOA, min(self.ttl, 300), self.soa_rdata)
+        self._soa_tail = rr(b"", SOA, negative_ttl, self.soa_rdata)
         # Shared negative answers are refilled in place: whoever holds one (the resolver's
         # memo of derived answers) serves the new serial without being told.
         for (_, offset), answer in self._negatives.items():
@@ -137,10 +179,15 @@ class ZoneSet:
         ttl: int,
         *,
         gateway_zones: tuple[str, ...] = (),
+        local_zones: tuple[tuple[str, int], ...] = (),
     ) -> ZoneSet:
         zones = [Zone(cluster_domain, CLUSTER, ttl)]
         zones += [Zone(z, REVERSE, ttl) for z in ("in-addr.arpa", "ip6.arpa")]
         zones += [Zone(z, EXTERNAL, ttl) for z in external_zones]
+        # Local zones, (name, default TTL): before gateway zones, which join one of the same
+        # name (the config refuses a local zone named like the cluster domain or an external
+        # zone, so a Zone is never shadowed).
+        zones += [Zone(z, LOCAL, zone_ttl) for z, zone_ttl in local_zones]
         zone_set = cls(zones)
         zone_set.add_gateway_zones(gateway_zones, ttl)
         return zone_set

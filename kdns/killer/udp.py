@@ -23,7 +23,16 @@ import sys
 import time
 from typing import Any
 
-from kdns.killer.wirecache import E_HITS, E_META, E_NAME, E_REPLY, E_UNTIL, E_WATCH, WireCache
+from kdns.killer.wirecache import (
+    E_HITS,
+    E_META,
+    E_NAME,
+    E_REPLY,
+    E_UNTIL,
+    E_VIEW,
+    E_WATCH,
+    WireCache,
+)
 from kdns.server.meter import UDP4, UDP6
 from kdns.server.querylog import log_query
 from kdns.server.rrl import SEND, SLIP, slip_reply
@@ -180,7 +189,11 @@ class KillerUdp:
         recv, send, recv_u32 = batch.recv, batch.send, batch.recv_u32
         send_u32, send_u64, send_iov = batch.send_u32, batch.send_u64, batch.send_iov_u64
         channel = E_HITS + self.channel
-        guarded = self.responder.acl is not None or self.forward_allowed is not None
+        guarded = (
+            self.responder.acl is not None
+            or self.forward_allowed is not None
+            or self.responder.views is not None
+        )
         rrl = self.responder.rrl
         names_base = batch.names_base
         namelen = 28 if self.v6 else 16
@@ -249,15 +262,21 @@ class KillerUdp:
             return None
         forwarded = responder.zone == "."
         if responder.keep > now:
-            wire.insert(data, response, responder.keep, responder.zone, responder.qtype, forwarded)
+            entry = wire.insert(data, response, responder.keep, responder.zone, responder.qtype, forwarded)  # fmt: skip
+            views = responder.views
+            if entry is not None and views is not None:
+                entry[E_VIEW] = views.last  # the view this reply was made for
         if self.observe is not None:
             self.observe(self._client(batch, i, peer), data, response[3] & 0x0F, forwarded)
         return response
 
     def _may_hit(self, batch: _Batch | None, i: int, entry: list[Any], peer: Any = None) -> bool:
-        """ACL and forward.allow hold for cached replies too: a hit is served only to a client
-        the standard path would have given the same reply."""
+        """ACL, forward.allow and views hold for cached replies too: a hit is served only to a
+        client the standard path would have given the same reply (one of the same view)."""
         responder = self.responder
+        views = responder.views
+        if views is not None and views.view_of_packed(self._client(batch, i, peer)) is not entry[E_VIEW]:  # fmt: skip
+            return False
         if responder.acl is not None:
             if peer is None:
                 peer = self._peer(batch, i)
@@ -317,7 +336,11 @@ class KillerUdp:
     def _readable_plain(self) -> None:
         now = time.monotonic()
         get = self.wire.entries.get if not self._query_log else _nothing
-        guarded = self.responder.acl is not None or self.forward_allowed is not None
+        guarded = (
+            self.responder.acl is not None
+            or self.forward_allowed is not None
+            or self.responder.views is not None
+        )
         channel = E_HITS + self.channel
         for _ in range(SLOTS):
             try:

@@ -31,6 +31,7 @@ E_FOLDED = 6  # hits already summed into the meter, per channel (a list of 4)
 E_META = 7  # (qtype bytes, zone label, rcode, request size, response size) for the meter
 E_NAME = 8  # lowercased wire qname (for the ACL on hits and for invalidation)
 E_WATCH = 9  # True: the prefetcher wants to see hits on this entry (forwarded names)
+E_VIEW = 10  # the client view (kdns.dns.views) the reply was made for; set by the transport
 
 ENTRY_OVERHEAD = 400  # bytes of Python objects per entry beyond key and reply (measured)
 HIT_SECONDS = 2e-6  # nominal in-process time of a hit (not timed per query; see fold())
@@ -104,7 +105,7 @@ class WireCache:
             self._drop(oldest, self.entries.pop(oldest))
             self.evictions += 1
         meta = (qtype, zone, rcode, len(query), len(reply))
-        entry: list[Any] = [tail, until, 0, 0, 0, 0, [0, 0, 0, 0], meta, name, watch]
+        entry: list[Any] = [tail, until, 0, 0, 0, 0, [0, 0, 0, 0], meta, name, watch, None]
         self.entries[key] = entry
         self.bytes += size
         self.inserts += 1
@@ -128,6 +129,9 @@ class WireCache:
                 entry = entries.pop(key, None)
                 if entry is not None:
                     self._drop(key, entry, unindex=False)
+                    negative = self._negative.get(entry[E_META][1])
+                    if negative is not None:
+                        negative.discard(key)
                     self.invalidations += 1
         for zone in zones:
             for key in self._negative.pop(zone, ()):

@@ -124,6 +124,16 @@ class Filter(Protocol):
     def decide(self, client_ip: str, qname: bytes, qtype: int) -> str: ...
 
 
+class ClientViews(Protocol):
+    """Views by client network (kdns.dns.views.Views), seen from the hot path."""
+
+    last: Any  # the view of the client ``pick`` saw last (killer mode tags cached replies)
+
+    def pick(self, peer: Any, name: bytes, qtype: int) -> Answer | None: ...
+
+    def view_of_packed(self, packed: bytes) -> Any: ...
+
+
 class Query:
     """A parsed question, handed to the slower paths (forwarding, transfer)."""
 
@@ -178,7 +188,8 @@ class Responder:
 
     Optional parts, each None unless configured so the hot path pays nothing for them: the
     meter (metrics), the forwarder (names outside our zones), transfers (AXFR/IXFR over TCP),
-    the ACL. ``loadbalance`` rotates multi-address answers (CoreDNS loadbalance).
+    the ACL, views by client network (block lists, zones per view: one attribute test when
+    there are none). ``loadbalance`` rotates multi-address answers (CoreDNS loadbalance).
     """
 
     __slots__ = (
@@ -191,6 +202,7 @@ class Responder:
         "forwarder",
         "transfers",
         "acl",
+        "views",
         "forward_allow",
         "rrl",
         "loadbalance",
@@ -217,6 +229,7 @@ class Responder:
         self.forwarder: Forwarding | None = None
         self.transfers: Transfers | None = None
         self.acl: Filter | None = None
+        self.views: ClientViews | None = None  # [[views]]: kdns.dns.views.Views
         self.forward_allow: Callable[[str], bool] | None = None  # None: every client
         # Response rate limiting (kdns.server.rrl.Rrl), applied by the UDP transport to what
         # this returns; None (the default) costs the hot path one attribute test.
@@ -329,6 +342,10 @@ class Responder:
                     return None
                 return self.reply(data, qend, edns, tcp, FILTERED if action == FILTER else BLOCKED)
         key = name + data[pos + 1 : qend]
+        if self.views is not None:
+            special = self.views.pick(peer, name, (data[pos + 1] << 8) | data[pos + 2])
+            if special is not None:
+                return self._viewed(special, data, name, pos, qend, edns, channel, peer, replier)
         answer = self.answers.get(key)
         if answer is None:
             # Second lookup: answers derived before from the same registry state (NXDOMAIN
@@ -353,13 +370,38 @@ class Responder:
                         response = self.forwarder.handle(query, replier, peer)
                         return DEFERRED if response is None else response
         self.zone = answer.zone  # for the meter
-        self.keep = FOREVER
+        if answer.chase is not None and self.forwarder is not None:
+            # An ExternalName chased upstream: the reply depends on the client (forward.allow)
+            # and on upstream TTLs, so it is this reply's alone (never in the wire cache).
+            self.keep = 0.0
+        else:
+            self.keep = FOREVER
         if answer.chase is not None and self.forwarder is not None and self._may_forward(peer):
             qtype = (data[pos + 1] << 8) | data[pos + 2]
             query = Query(data, name, qtype, qend, edns, channel, self)
             response = self.forwarder.chase(query, answer, replier, peer)
             return DEFERRED if response is None else response
         return self.reply(data, qend, edns, tcp, answer)
+
+    def _viewed(self, special: Answer, data: bytes, name: bytes, pos: int, qend: int, edns: Edns | None, channel: int, peer: Any, replier: Replier | None) -> bytes | list[bytes] | None:  # fmt: skip
+        """The client's view decided: a block list's answer (never kept by killer mode's wire
+        cache: the lists change on their own), or ``FORWARD`` for a name of a zone the view
+        does not serve (forwarded when the client may forward, else REFUSED)."""
+        tcp = channel >= TCP4
+        if special is not FORWARD:
+            return self.reply(data, qend, edns, tcp, special)
+        qtype, qclass = struct.unpack_from("!HH", data, pos + 1)
+        if qtype in META_TYPES:
+            return self.reply(data, qend, edns, tcp, FORMERR_ANSWER)
+        if (
+            qclass not in (1, 255)
+            or qtype in (251, 252)  # IXFR, AXFR of a zone this client does not see
+            or self.forwarder is None
+            or not self._may_forward(peer)
+        ):
+            return self.reply(data, qend, edns, tcp, REFUSED_ANSWER)
+        response = self.forwarder.handle(Query(data, name, qtype, qend, edns, channel, self), replier, peer)  # fmt: skip
+        return DEFERRED if response is None else response
 
     def _may_forward(self, peer: Any) -> bool:
         """forward.allow: forwarding is offered to these client networks only (BIND's

@@ -1,0 +1,158 @@
+"""Views by client network (``[[views]]``): which zones answer and which block lists apply.
+
+The first view whose ``networks`` hold the client's address is the client's view; a client in
+no view sees every zone and no block list (pods: leave the pod CIDRs out of every view with
+block lists, or give them a view of their own listed first). For a client in a view:
+
+1. a name on one of the view's block lists (the name or a parent of it) gets that list's
+   answer: NXDOMAIN, NODATA, or 0.0.0.0 / :: for A / AAAA (NODATA for other types) -- before
+   anything else, as Pi-hole does;
+2. with ``zones`` set, a name whose most specific zone of kdns's is not listed is not served
+   from that zone to this client: it goes to forwarding when the client may use forwarding
+   (``forward.allow``), else REFUSED -- what a CoreDNS ``view`` server block without the zone
+   does (the query falls to the ``.`` block);
+3. otherwise the usual answers.
+
+``Views`` sits on the hot path only when views are configured (``Responder.views``); a
+client's view is found once per address (a bounded dict).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Sequence
+from typing import Any
+
+from kdns.dns import names
+from kdns.dns.answer import FORWARD, Answer
+from kdns.dns.blocklist import MASK, BlockList
+from kdns.dns.networks import Networks
+from kdns.dns.zones import ZoneSet
+
+_CACHE_MAX = 65536  # client addresses remembered (a flood of sources starts it over)
+_VERDICTS_MAX = 16384  # names whose block verdict a view remembers (then it starts over)
+_UNSEEN = object()
+
+BlockCounts = dict[tuple[str, str], int]  # (view, list) -> blocked queries
+
+
+class View:
+    __slots__ = ("name", "networks", "zones", "lists", "_keys", "_verdicts")
+
+    def __init__(
+        self,
+        name: str,
+        networks: Sequence[str],
+        zones: Sequence[str] | None,
+        lists: Sequence[BlockList],
+    ) -> None:
+        self.name = name
+        self.networks = Networks(networks)
+        # Apexes (wire) of the zones this view serves; None: every zone.
+        self.zones = None if zones is None else frozenset(names.to_wire(z) for z in zones)
+        self.lists = tuple(lists)
+        self._keys = {id(lst): (name, lst.name) for lst in self.lists}
+        # name -> verdict of the lists, for the names asked again and again (a LAN asks the
+        # same few thousand): one dict lookup instead of a hash and probe per label. A view
+        # is rebuilt when its lists change, so verdicts never outlive them.
+        self._verdicts: dict[bytes, BlockList | None] = {}
+
+    def blocked(self, name: bytes) -> BlockList | None:
+        """The first list holding ``name`` or one of its parents (walked from the name up)."""
+        verdicts = self._verdicts
+        found = verdicts.get(name, _UNSEEN)
+        if found is _UNSEEN:
+            found = self._lookup(name)
+            if len(verdicts) >= _VERDICTS_MAX:
+                verdicts.clear()
+            verdicts[name] = found
+        return found  # type: ignore[return-value]
+
+    def _lookup(self, name: bytes) -> BlockList | None:
+        lists = self.lists
+        pos = 0
+        end = len(name) - 1
+        while pos < end:
+            h = hash(name[pos:] if pos else name) & MASK
+            for blocklist in lists:
+                if blocklist.has_hash(h):
+                    return blocklist
+            pos += name[pos] + 1
+        return None
+
+    def __repr__(self) -> str:
+        return f"View({self.name!r}, {self.networks!r}, {len(self.lists)} lists)"
+
+
+class Views:
+    """The configured views, in order; what the responder asks per query."""
+
+    __slots__ = ("views", "zones", "counts", "last", "_by_ip", "_by_packed")
+
+    def __init__(self, views: Sequence[View], zones: ZoneSet, counts: BlockCounts) -> None:
+        self.views = tuple(views)
+        self.zones = zones
+        self.counts = counts  # shared across reloads: Prometheus counters never go back
+        # The view of the last client ``pick`` saw: killer mode tags the reply it caches.
+        self.last: View | None = None
+        self._by_ip: dict[str, View | None] = {}
+        self._by_packed: dict[bytes, View | None] = {}
+
+    def view_of(self, ip: str) -> View | None:
+        view = self._by_ip.get(ip, _UNSEEN)
+        if view is _UNSEEN:
+            view = self._match(ip)
+            if len(self._by_ip) >= _CACHE_MAX:
+                self._by_ip.clear()
+            self._by_ip[ip] = view
+        return view  # type: ignore[return-value]
+
+    def view_of_packed(self, packed: bytes) -> View | None:
+        """The view of a client given as its packed address (killer mode's batches)."""
+        view = self._by_packed.get(packed, _UNSEEN)
+        if view is _UNSEEN:
+            try:
+                ip = str(ipaddress.ip_address(packed))
+            except ValueError:
+                ip = ""
+            view = self._match(ip)
+            if len(self._by_packed) >= _CACHE_MAX:
+                self._by_packed.clear()
+            self._by_packed[packed] = view
+        return view  # type: ignore[return-value]
+
+    def _match(self, ip: str) -> View | None:
+        for view in self.views:
+            if view.networks.allowed(ip):
+                return view
+        return None
+
+    def pick(self, peer: Any, name: bytes, qtype: int) -> Answer | None:
+        """None: answer as usual. A block list's answer, or ``FORWARD`` for a name of a zone
+        this client's view does not serve."""
+        view = self.view_of(peer[0]) if peer else None
+        self.last = view
+        if view is None:
+            return None
+        if view.lists:
+            blocklist = view.blocked(name)
+            if blocklist is not None:
+                key = view._keys[id(blocklist)]
+                self.counts[key] = self.counts.get(key, 0) + 1
+                return blocklist.answer_for(qtype)
+        if view.zones is not None:
+            zone = self.zones.find(name)
+            if zone is not None and zone.apex not in view.zones:
+                return FORWARD
+        return None
+
+    def lists(self) -> list[BlockList]:
+        """Every list some view uses, once each."""
+        seen: dict[int, BlockList] = {}
+        for view in self.views:
+            for blocklist in view.lists:
+                seen.setdefault(id(blocklist), blocklist)
+        return list(seen.values())
+
+    def __repr__(self) -> str:
+        return f"Views({list(self.views)!r})"

@@ -1,0 +1,219 @@
+"""Views by client network and block lists (kdns.dns.views, kdns.dns.blocklist).
+
+Table cases ask the same names from a LAN address (in the ``lan`` view, with block lists and
+only the home zone) and from a pod address (in no view: every zone, no block list), through the
+real ``Responder`` on query bytes, the way the UDP and TCP servers call it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import dns.message
+import dns.rcode
+import dns.rdatatype
+import pytest
+
+from kdns.dns.blocklist import BlockList, wire_name
+from kdns.dns.localzones import from_records
+from kdns.dns.registry import Registry
+from kdns.dns.resolver import Resolver
+from kdns.dns.views import View, Views
+from kdns.dns.zones import ZoneSet
+from kdns.k8s.sources import load_objects
+from kdns.k8s.static import apply_all
+from kdns.server.wire import Responder
+
+FIXTURES = Path(__file__).parent / "fixtures"
+LAN = ("192.168.1.23", 40000)
+KIDS = ("192.168.1.77", 40000)
+POD = ("10.244.1.5", 40000)
+
+HOSTS = """\
+# StevenBlack-style hosts file
+127.0.0.1 localhost
+127.0.0.1 localhost.localdomain
+255.255.255.255 broadcasthost
+::1 localhost ip6-localhost ip6-loopback
+0.0.0.0 0.0.0.0
+
+0.0.0.0 ads.example.net  # trailing comment
+0.0.0.0 tracker.example.org metrics.example.org
+127.0.0.1 Telemetry.Example.COM.
+:: v6only.example.net
+not-a-hosts-line
+0.0.0.0 bad..name
+0.0.0.0 tracker.home.example.com
+"""
+DOMAINS = """\
+! adblock-style comment
+# plain comment
+games.example
+||social.example^
+*.video.example
+toolong-label-xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx.example
+"""
+
+
+@pytest.fixture(scope="module")
+def lists(tmp_path_factory: pytest.TempPathFactory) -> tuple[BlockList, BlockList]:
+    folder = tmp_path_factory.mktemp("lists")
+    (folder / "hosts").write_text(HOSTS)
+    (folder / "domains").write_text(DOMAINS)
+    ads = BlockList.load("ads", str(folder / "hosts"), "hosts", "null")
+    kids = BlockList.load("kids", str(folder / "domains"), "domains", "nxdomain")
+    return ads, kids
+
+
+def test_hosts_format(lists: tuple[BlockList, BlockList]) -> None:
+    ads, _ = lists
+    for name in ("ads.example.net", "tracker.example.org", "metrics.example.org",
+                 "telemetry.example.com", "v6only.example.net", "tracker.home.example.com"):  # fmt: skip
+        assert wire_name(name.encode()) in ads, name
+    for name in ("localhost", "localhost.localdomain", "broadcasthost", "ip6-localhost"):
+        assert wire_name(name.encode()) not in ads, name  # hosts-file headers never block
+    assert ads.entries == 6 and ads.skipped == 2  # not-a-hosts-line, bad..name
+
+
+def test_domains_format(lists: tuple[BlockList, BlockList]) -> None:
+    _, kids = lists
+    for name in ("games.example", "social.example", "video.example"):
+        assert wire_name(name.encode()) in kids, name
+    assert kids.entries == 3 and kids.skipped == 1  # the 64-byte label
+
+
+def test_memory_is_eight_bytes_a_name(tmp_path: Path) -> None:
+    path = tmp_path / "big"
+    path.write_text("".join(f"host{i}.ads{i % 97}.example\n" for i in range(20000)))
+    big = BlockList.load("big", str(path), "domains", "nxdomain")
+    assert big.entries == 20000
+    assert big.memory() == 8 * 20000 + 4 * 65537
+    assert list(big.hashes) == sorted(big.hashes)
+    assert wire_name(b"host19999.ads19999.example") not in big  # ads19999 % 97 != 19999
+    assert wire_name(b"host123.ads26.example") in big
+
+
+# --- the same names from a LAN address and from a pod address ----------------------------------
+
+
+@pytest.fixture(scope="module")
+def responder(lists: tuple[BlockList, BlockList]) -> Responder:
+    ads, kids = lists
+    zones = ZoneSet.build("cluster.local", (), 5, local_zones=(("home.example.com", 300),))
+    registry = Registry(zones, ttl=5)
+    apply_all(registry, load_objects([str(FIXTURES / "cluster.yaml")]))
+    registry.set_local(from_records("home.example.com", ["nas A 192.168.1.11", "* A 192.168.1.58"]))
+    registry.synced = True
+    resolver = Resolver(registry)
+    responder = Responder(registry.answers, resolver.resolve)
+    responder.derived = registry.derived
+    views = [
+        # Listed first, so a kid's device gets both lists; the LAN gets the ads list only.
+        View(
+            "kids",
+            ["192.168.1.64/26"],
+            ["home.example.com"],
+            [kids.as_list("kids", "nxdomain"), ads.as_list("ads", "nodata")],
+        ),  # fmt: skip
+        View("lan", ["192.168.1.0/24", "fd00::/64"], ["home.example.com"], [ads]),
+    ]
+    responder.views = Views(views, registry.zones, {})
+    return responder
+
+
+def ask(responder: Responder, peer: Any, qname: str, qtype: str = "A") -> tuple[str, list[str]]:
+    wire = responder.respond(dns.message.make_query(qname, qtype).to_wire(), peer=peer)
+    assert isinstance(wire, bytes)
+    reply = dns.message.from_wire(wire)
+    return dns.rcode.to_text(reply.rcode()), sorted(
+        f"{rrset.name} {rrset.ttl} {dns.rdatatype.to_text(rrset.rdtype)} {rdata}"
+        for rrset in reply.answer
+        for rdata in rrset
+    )
+
+
+CASES = [
+    # (id, client, qname, qtype, rcode, answer)
+    ("LAN: a listed name gets 0.0.0.0 (answer = null)", LAN, "ads.example.net.", "A", "NOERROR",
+     ["ads.example.net. 2 A 0.0.0.0"]),
+    ("LAN: AAAA gets ::", LAN, "ads.example.net.", "AAAA", "NOERROR", ["ads.example.net. 2 AAAA ::"]),
+    ("LAN: other types NODATA", LAN, "ads.example.net.", "TXT", "NOERROR", []),
+    ("LAN: subdomains of a listed name are blocked", LAN, "a.b.ads.example.net.", "A", "NOERROR",
+     ["a.b.ads.example.net. 2 A 0.0.0.0"]),
+    ("LAN: matching is on label boundaries", LAN, "badads.example.net.", "A", "REFUSED", []),
+    ("LAN: blocking comes before local data", LAN, "tracker.home.example.com.", "A", "NOERROR",
+     ["tracker.home.example.com. 2 A 0.0.0.0"]),
+    ("LAN: the case of the question is kept", LAN, "ADS.Example.NET.", "A", "NOERROR",
+     ["ADS.Example.NET. 2 A 0.0.0.0"]),
+    ("LAN: its zones answer", LAN, "nas.home.example.com.", "A", "NOERROR",
+     ["nas.home.example.com. 300 A 192.168.1.11"]),
+    ("LAN: cluster.local is not in the view: outside its zones (REFUSED, no forwarder)", LAN,
+     "kubernetes.default.svc.cluster.local.", "A", "REFUSED", []),
+    ("LAN over IPv6", ("fd00::23", 1, 0, 0), "ads.example.net.", "A", "NOERROR",
+     ["ads.example.net. 2 A 0.0.0.0"]),
+    ("LAN over IPv4-mapped IPv6", ("::ffff:192.168.1.23", 1, 0, 0), "ads.example.net.", "A",
+     "NOERROR", ["ads.example.net. 2 A 0.0.0.0"]),
+    ("kids: the first view that matches; its own list answers NXDOMAIN", KIDS, "games.example.",
+     "A", "NXDOMAIN", []),
+    ("kids: the shared list answers the kids' way (nodata)", KIDS, "ads.example.net.", "A",
+     "NOERROR", []),
+    ("pod: no view, the listed name is not blocked (outside our zones: REFUSED here)", POD,
+     "ads.example.net.", "A", "REFUSED", []),
+    ("pod: local data, no blocking", POD, "tracker.home.example.com.", "A", "NOERROR",
+     ["tracker.home.example.com. 300 A 192.168.1.58"]),
+    ("pod: cluster names", POD, "kubernetes.default.svc.cluster.local.", "A", "NOERROR",
+     ["kubernetes.default.svc.cluster.local. 5 A 10.0.0.1"]),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("client", "qname", "qtype", "rcode", "want"), [c[1:] for c in CASES],
+                         ids=[c[0] for c in CASES])  # fmt: skip
+def test_view_case(responder: Responder, client: Any, qname: str, qtype: str, rcode: str, want: list[str]) -> None:  # fmt: skip
+    assert ask(responder, client, qname, qtype) == (rcode, want)
+
+
+def test_blocked_queries_are_counted_per_view_and_list(responder: Responder) -> None:
+    views = responder.views
+    assert isinstance(views, Views)
+    before = dict(views.counts)
+    ask(responder, LAN, "metrics.example.org.")
+    ask(responder, KIDS, "social.example.")
+    ask(responder, POD, "metrics.example.org.")
+    after = views.counts
+    assert after[("lan", "ads")] == before.get(("lan", "ads"), 0) + 1
+    assert after[("kids", "kids")] == before.get(("kids", "kids"), 0) + 1
+
+
+def test_forwarding_for_zones_outside_the_view(responder: Responder) -> None:
+    """A zone not in the client's view goes where names outside kdns's zones go: to the
+    forwarder, when the client may forward."""
+    sent: list[bytes] = []
+
+    class Forwarder:
+        def handle(self, query: Any, replier: Any, peer: Any) -> bytes:
+            sent.append(query.name)
+            return query.error(2)
+
+        def chase(self, query: Any, answer: Any, replier: Any, peer: Any) -> bytes | None:
+            return None
+
+    responder.forwarder = Forwarder()
+    try:
+        assert ask(responder, LAN, "kubernetes.default.svc.cluster.local.")[0] == "SERVFAIL"
+        assert sent == [b"\nkubernetes\x07default\x03svc\x07cluster\x05local\x00"]
+        responder.forward_allow = lambda ip: False
+        assert ask(responder, LAN, "kubernetes.default.svc.cluster.local.")[0] == "REFUSED"
+    finally:
+        responder.forwarder = None
+        responder.forward_allow = None
+
+
+def test_view_cache_is_bounded() -> None:
+    views = Views([View("lan", ["192.168.0.0/16"], None, [])], ZoneSet.build("c.l", (), 5), {})
+    for i in range(70000):
+        views.view_of(f"10.{i >> 16}.{(i >> 8) & 255}.{i & 255}")
+    assert len(views._by_ip) <= 65536
+    assert views.view_of("192.168.3.4") is views.views[0]
+    assert views.view_of_packed(bytes((192, 168, 3, 4))) is views.views[0]
+    assert views.view_of_packed(bytes(16)) is None
