@@ -8,11 +8,12 @@ import asyncio
 import socket
 
 import dns.message
+import dns.query
 import dns.rcode
 import pytest
 
 from kdns.app import App
-from kdns.config import build_config
+from kdns.config import Config, build_config
 from kdns.dns import names
 from kdns.killer.markov import Prefetcher, Successors, shape_of
 from kdns.killer.wirecache import E_HITS, WireCache, qname_of
@@ -302,3 +303,120 @@ async def test_a_service_edit_is_never_answered_from_the_old_bytes(batched: bool
         await app.listeners.close_all()
     finally:
         killer_udp._LIBC = saved
+
+
+# ---------------------------------------------------------------- review findings
+
+
+def _config(**extra: object) -> Config:
+    flags: dict[str, object] = {"demo": True, "killer": True, "forward": False, "listen": ["127.0.0.1:0"], "metrics_listen": "off", "health_listen": "off", "ready_listen": "off"}  # fmt: skip
+    flags.update(extra)
+    return build_config(None, {}, flags)
+
+
+async def _started(config: Config) -> tuple[App, int]:
+    app = App(config)
+    await app.start_source()
+    listeners = await app.listeners.bind(config.listen[0])
+    return app, listeners[0].port
+
+
+async def _ask_from(port: int, name: str, source: str = "127.0.0.1") -> dns.message.Message:
+    loop = asyncio.get_running_loop()
+    q = dns.message.make_query(name, "A")
+    return await loop.run_in_executor(
+        None, lambda: dns.query.udp(q, "127.0.0.1", port=port, source=source, timeout=3)
+    )
+
+
+async def test_one_unsendable_reply_costs_only_itself() -> None:
+    """sendmmsg stops at the first message it cannot send (here a spoofed source port 0):
+    the other replies of the batch still go out."""
+    import struct
+
+    from kdns.killer import udp as killer_udp
+
+    if not killer_udp.batched():
+        pytest.skip("no recvmmsg/sendmmsg here")
+    try:
+        raw = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_UDP)
+    except PermissionError:
+        pytest.skip("needs CAP_NET_RAW to spoof a source port")
+    app, port = await _started(_config())
+    clients = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(5)]
+    wire = query("web.shop.svc.cluster.local")
+    try:
+        for client in clients:
+            client.bind(("127.0.0.1", 0))
+            client.settimeout(0.5)
+        clients[0].sendto(wire, ("127.0.0.1", port))
+        raw.sendto(struct.pack("!HHHH", 0, port, 8 + len(wire), 0) + wire, ("127.0.0.1", 0))
+        for client in clients[1:]:
+            client.sendto(wire, ("127.0.0.1", port))
+        await asyncio.sleep(0.3)  # one wake-up reads all six
+        answered = []
+        for index, client in enumerate(clients):
+            try:
+                client.recvfrom(4096)
+                answered.append(index)
+            except TimeoutError:
+                pass
+        assert answered == [0, 1, 2, 3, 4]
+    finally:
+        raw.close()
+        for client in clients:
+            client.close()
+        await app.listeners.close_all()
+
+
+async def test_a_reload_that_narrows_forward_allow_reaches_cached_replies() -> None:
+    import dataclasses
+
+    from tests.dnsupstream import DnsUpstream
+
+    with DnsUpstream({("www.example.org.", "A"): ["192.0.2.1"]}) as up:
+        config = _config(forward=True, upstreams=[up.upstream("udp")], forward_allow=["127.0.0.0/8"])  # fmt: skip
+        app, port = await _started(config)
+        try:
+            for _ in range(3):  # forwarded, then from the forward cache, then a wire-cache hit
+                assert (await _ask_from(port, "www.example.org")).answer
+            await app.apply(dataclasses.replace(config, forward_allow=("127.0.0.2/32",)), "test")
+            for _ in range(3):
+                await _ask_from(port, "www.example.org", "127.0.0.2")
+            refused = await _ask_from(port, "www.example.org", "127.0.0.1")
+            assert refused.rcode() == dns.rcode.REFUSED
+        finally:
+            await app.listeners.close_all()
+
+
+async def test_chased_externalname_replies_follow_forward_allow() -> None:
+    """An ExternalName's upstream addresses depend on whether the client may forward: such
+    replies are never cached, in either direction."""
+    from tests.dnsupstream import DnsUpstream
+
+    records = {("www.example.org.", "A"): ["192.0.2.1"], ("api.example.org.", "A"): ["192.0.2.9"]}
+    with DnsUpstream(records) as up:
+        config = _config(forward=True, upstreams=[up.upstream("udp")], forward_allow=["127.0.0.2/32"])  # fmt: skip
+        app, port = await _started(config)
+        try:
+            for name, target in (("ext", "www.example.org"), ("ext2", "api.example.org")):
+                app.registry.upsert(Service("shop", name, "ExternalName", (), False, target, (), (), (), False))  # fmt: skip
+            for _ in range(2):
+                await _ask_from(port, "ext.shop.svc.cluster.local", "127.0.0.2")
+            denied = await _ask_from(port, "ext.shop.svc.cluster.local", "127.0.0.1")
+            assert not any("192.0.2.1" in rr.to_text() for rr in denied.answer)
+            await _ask_from(port, "ext2.shop.svc.cluster.local", "127.0.0.1")
+            allowed = await _ask_from(port, "ext2.shop.svc.cluster.local", "127.0.0.2")
+            assert any("192.0.2.9" in rr.to_text() for rr in allowed.answer)
+        finally:
+            await app.listeners.close_all()
+
+
+def test_invalidated_entries_leave_the_negative_index() -> None:
+    cache = WireCache()
+    for i in range(50):
+        q = query(f"n{i}.example")
+        cache.insert(q, reply_for(q, 3, 0, 1), float("inf"), "example", b"\x00\x01")
+    cache.registry_changed({names.to_wire(f"n{i}.example") for i in range(50)}, set(), False)
+    assert len(cache) == 0 and cache.bytes == 0
+    assert not any(cache._negative.values())

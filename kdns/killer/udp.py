@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import ctypes
+import errno
 import logging
 import socket
 import sys
@@ -236,10 +237,22 @@ class KillerUdp:
             send_u32[out_count * 16 + 2] = namelen
             out_count += 1
         self.stats.udp_queries += count
-        if out_count:
-            sent = _LIBC.sendmmsg(self.fd, batch.send_ref, out_count, MSG_DONTWAIT)
-            if sent < out_count:
-                self.stats.udp_send_errors += out_count - max(sent, 0)
+        start = 0
+        while start < out_count:
+            # sendmmsg stops at the first message that fails (a spoofed source port 0, a
+            # destination a firewall rejects): skip that one and send the rest, so one bad
+            # datagram costs its own reply only. A full socket buffer drops what is left.
+            sent = _LIBC.sendmmsg(
+                self.fd, ctypes.byref(batch.send_hdrs, start * 64), out_count - start, MSG_DONTWAIT
+            )
+            if sent > 0:
+                start += sent
+                continue
+            if sent < 0 and ctypes.get_errno() in (errno.EAGAIN, errno.EWOULDBLOCK):
+                self.stats.udp_send_errors += out_count - start
+                return
+            self.stats.udp_send_errors += 1
+            start += 1
 
     def _miss(self, data: bytes, batch: _Batch | None, i: int, now: float, peer: Any = None) -> bytes | None:  # fmt: skip
         """The standard path for one query, its reply stored in the wire cache when it can be."""
@@ -325,8 +338,9 @@ class KillerUdp:
 
     def _client(self, batch: _Batch | None, i: int, peer: Any = None) -> bytes:
         """The client's address as bytes (who asked, for the prefetcher and forward.allow)."""
-        if batch is None:
-            return socket.inet_pton(socket.AF_INET6 if self.v6 else socket.AF_INET, peer[0])
+        if batch is None:  # a scoped IPv6 address ("fe80::1%eth0") loses its scope here
+            family = socket.AF_INET6 if self.v6 else socket.AF_INET
+            return socket.inet_pton(family, peer[0].split("%", 1)[0])
         at = i * NAME
         view = batch.name_view
         return view[at + 8 : at + 24].tobytes() if self.v6 else view[at + 4 : at + 8].tobytes()
@@ -351,26 +365,30 @@ class KillerUdp:
                 self.stats.udp_send_errors += 1  # ICMP errors surface here
                 continue
             self.stats.udp_queries += 1
-            entry = get(data[2:])
-            if (
-                entry is not None
-                and entry[E_UNTIL] > now
-                and (not guarded or self._may_hit(None, 0, entry, peer))
-            ):
-                reply = data[:2] + entry[E_REPLY]
-                entry[channel] += 1
-                if entry[E_WATCH] and self.observe is not None:
-                    self.observe(self._client(None, 0, peer), data, entry[E_META][2], True)
-            else:
-                answer = self._miss(data, None, 0, now, peer)
-                if answer is None:
-                    continue
-                reply = answer
-            if self.responder.rrl is not None:
-                limited = self._rate_limit(self.responder.rrl, reply, None, 0, now, peer)
-                if limited is None:
-                    continue
-                reply = limited
+            try:  # one bad datagram (or a bug) costs that datagram only
+                entry = get(data[2:])
+                if (
+                    entry is not None
+                    and entry[E_UNTIL] > now
+                    and (not guarded or self._may_hit(None, 0, entry, peer))
+                ):
+                    reply = data[:2] + entry[E_REPLY]
+                    entry[channel] += 1
+                    if entry[E_WATCH] and self.observe is not None:
+                        self.observe(self._client(None, 0, peer), data, entry[E_META][2], True)
+                else:
+                    answer = self._miss(data, None, 0, now, peer)
+                    if answer is None:
+                        continue
+                    reply = answer
+                if self.responder.rrl is not None:
+                    limited = self._rate_limit(self.responder.rrl, reply, None, 0, now, peer)
+                    if limited is None:
+                        continue
+                    reply = limited
+            except Exception:
+                self._internal_error()
+                continue
             self._send_alone(reply, peer)
 
     # ------------------------------------------------------------------ replier
