@@ -79,7 +79,7 @@ SHARDS = 64
 # keys per name; other types are computed per query (rare, and cheap).
 MEMO_TYPES = (A, NS, CNAME, SOA, PTR, 15, TXT, AAAA, SRV, 35, 43, 48, 64, 65, 257, ANY)
 MEMO_SUFFIXES = tuple(struct.pack("!HH", t, 1) for t in MEMO_TYPES)
-MAX_DERIVED = 32768
+MAX_DERIVED = 65536  # about 8.5 MiB when full (131 B per remembered question)
 DNS_SCHEMA_VERSION = "1.1.0"  # Kubernetes DNS-Based Service Discovery spec 2.2
 DNS_VERSION_TTL = 28800  # CoreDNS kubernetes.go: the dns-version TXT has a fixed TTL
 _QSUFFIX = struct.Struct("!HH")
