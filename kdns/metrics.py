@@ -524,6 +524,7 @@ MERGE: dict[str, Callable[[float, float], float]] = {
     "coredns_build_info": max,
     "process_start_time_seconds": min,  # when the pod's first process started
     "process_max_fds": max,  # a per-process limit
+    "kdns_killer_prefetch_precision": max,  # a ratio: the best worker's (used/(used+wasted) sums are exact)
     "kdns_memory_limit_bytes": max,  # the pod's (container's) limit, read by every process
 }
 _ADDITIVE = ("counter", "histogram", "summary")  # what a dead worker leaves behind
