@@ -6,7 +6,6 @@ GRPCRoutes, TLSRoutes, Ingresses and annotated LoadBalancer Services in home.exa
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,7 +14,6 @@ import dns.rcode
 import dns.rdatatype
 import pytest
 
-from kdns.config import ConfigError, build_config
 from tests.k8sapi import (
     CORE,
     GATEWAY_API,
@@ -149,24 +147,9 @@ def test_listener_hostname_and_section_name(api: K8sApi, kdns: Kdns) -> None:
     assert rcode(kdns, f"other.{ZONE}") == dns.rcode.NXDOMAIN
 
 
-def _local_zones_supported() -> bool:
-    """Feature check: does this kdns accept [[zones]] (local zones with records)?"""
-    with tempfile.NamedTemporaryFile("w", suffix=".toml", delete=False) as handle:
-        handle.write(f'[[zones]]\nname = "{ZONE}"\nrecords = ["* A {FALLBACK_IP}"]\n')
-    try:
-        build_config(handle.name, {})
-    except ConfigError:
-        return False
-    finally:
-        Path(handle.name).unlink()
-    return True
-
-
 def test_detached_route_falls_back_to_the_wildcard_record(api: K8sApi, tmp_path: Path) -> None:
     """A local zone of the same name holds `* A 192.168.1.58`: a route's name wins while it
     is attached (a more specific name always wins), then falls back to the wildcard."""
-    if not _local_zones_supported():
-        pytest.skip("[[zones]] (local zones) not supported by this kdns yet")
     toml = f'[[zones]]\nname = "{ZONE}"\nrecords = ["* A {FALLBACK_IP}"]\n'
     with start(api, tmp_path, toml=toml) as proc:
         eventually(lambda: proc.get("ready")[0] == 200)
