@@ -4,7 +4,6 @@ is not there. Each case runs the real ``kdns serve`` (tests/kdnsproc.py)."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 from pathlib import Path
 
@@ -72,14 +71,24 @@ def test_kubeconfig_is_a_directory(tmp_path: Path) -> None:
     )
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root reads files whatever their mode")
-def test_unreadable_kubeconfig(tmp_path: Path) -> None:
+def test_unreadable_kubeconfig(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """EACCES as a non-root kdns sees it (root, as in CI, reads any file whatever its mode,
+    so the refusal is made by the open() the check calls; ENOENT/EISDIR above run the real
+    process through the same check)."""
+    import errno
+
+    from kdns.k8s import client
+
     path = tmp_path / "config"
     path.write_text("apiVersion: v1\n")
-    path.chmod(0)
-    assert error_line(serve_with(path)) == (
-        f"kdns: kubeconfig {path}: cannot read: permission denied (EACCES)"
-    )
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise PermissionError(errno.EACCES, "Permission denied", str(path))
+
+    monkeypatch.setattr(client, "open", refuse, raising=False)
+    with pytest.raises(client.ClusterConfigError) as caught:
+        client.check_kubeconfig(str(path))
+    assert str(caught.value) == f"kubeconfig {path}: cannot read: permission denied (EACCES)"
 
 
 def test_kubeconfig_env_file_is_checked_the_same_way(tmp_path: Path) -> None:
