@@ -14,10 +14,10 @@ import time
 
 import dns.message
 
-from kdns.app import build_registry
 from kdns.config import build_config
 from kdns.dns.resolver import Resolver
 from kdns.k8s.static import StaticSource
+from kdns.parts import build_registry
 from kdns.server.meter import Meter
 from kdns.server.wire import Responder
 

@@ -22,27 +22,31 @@ from kdns import __version__
 from kdns.config import Config, ConfigError, format_hostport
 from kdns.dns.acl import Acl, parse_rules
 from kdns.dns.blocklist import BlockList, file_stamp
-from kdns.dns.cache import ResponseCache
-from kdns.dns.forward import ForwardGroup
-from kdns.dns.gateway import GatewaySettings
 from kdns.dns.localzones import LocalZoneError, ZoneData
 from kdns.dns.localzones import load as load_zone
 from kdns.dns.networks import Networks
 from kdns.dns.registry import Registry
-from kdns.dns.resolvconf import read_resolv_conf
 from kdns.dns.resolver import Resolver
 from kdns.dns.transfer import TransferPolicy, ZoneTransfers
 from kdns.dns.views import BlockCounts, View, Views
-from kdns.dns.zones import ZoneSet
-from kdns.k8s.client import ClusterConfigError, api_client, in_cluster
+from kdns.k8s.client import ClusterConfigError, api_client
 from kdns.k8s.sources import SourceError
 from kdns.k8s.static import StaticSource, copy_objects
 from kdns.logs import setup_logging
 from kdns.metrics import BlockedQueries, Metrics, parse_snapshot
 from kdns.metrics import Sources as MetricSources
 from kdns.metrics import fold as fold_snapshot
+from kdns.parts import (
+    StartupError,
+    build_forwarder,
+    build_registry,
+    build_rrl,
+    gateway_settings,
+    load_list,
+    load_local_zones,
+    zone_shape,
+)
 from kdns.server import workers
-from kdns.server.forwarding import Forwarder, Route, RoutePlanError, plan_routes
 from kdns.server.http import HttpEndpoints
 from kdns.server.listeners import DnsListeners, ListenError
 from kdns.server.meter import Meter
@@ -105,128 +109,6 @@ FORWARDING = (
     "tls_ca_file",
 )
 FORWARDING_PREFIXES = ("forward_", "cache")
-
-
-class StartupError(Exception):
-    """Cannot start; str() is the one line printed before exiting 1."""
-
-
-def build_rrl(config: Config) -> dict[str, Any] | None:
-    """Response rate limiting's settings (kdns.server.rrl.Rrl keywords), None when off."""
-    if not config.rrl:
-        return None
-    return {
-        "responses_per_second": config.rrl_responses_per_second,
-        "slip": config.rrl_slip,
-        "ipv4_prefix": config.rrl_ipv4_prefix,
-        "ipv6_prefix": config.rrl_ipv6_prefix,
-        "exempt": config.rrl_exempt,
-    }
-
-
-def gateway_settings(config: Config) -> GatewaySettings:
-    return GatewaySettings(
-        zones=config.gateway_zones,
-        gateways=config.gateways,
-        label=config.gateway_label or "",
-        annotation=config.gateway_annotation or "",
-        resources=config.gateway_resources,
-    )
-
-
-def load_local_zones(config: Config) -> dict[str, ZoneData]:
-    """Every [[zones]] entry's data (parsed zone file or TOML records); StartupError naming the
-    zone when one cannot be served."""
-    out = {}
-    for index, zone in enumerate(config.local_zones):
-        try:
-            out[zone.name] = load_zone(zone.name, zone.file, zone.records, zone.ttl)
-        except LocalZoneError as exc:
-            raise StartupError(f"zones[{index}] ({zone.name}): {exc}") from None
-    return out
-
-
-def build_registry(config: Config, local: dict[str, ZoneData] | None = None) -> Registry:
-    """The registry for ``config``, local zones filled from ``local`` (loaded when None)."""
-    zones = ZoneSet.build(
-        config.cluster_domain,
-        config.external_zones,
-        config.ttl,
-        gateway_zones=config.gateway_zones,
-        local_zones=tuple((zone.name, zone.ttl) for zone in config.local_zones),
-    )
-    registry = Registry(
-        zones,
-        ttl=config.ttl,
-        pods=config.pods,
-        endpoint_pod_names=config.endpoint_pod_names,
-        dns_service=config.dns_service,
-        gateway=gateway_settings(config),
-    )
-    if local is None:
-        local = load_local_zones(config)
-    for zone in config.local_zones:
-        data = local.get(zone.name)
-        if data is not None:
-            registry.set_local(data)
-    return registry
-
-
-def build_forwarder(config: Config) -> tuple[Forwarder | None, bool]:
-    """The forwarder for names outside our zones (None: --no-forward or nowhere to send) and
-    whether split (sidecar) mode is on. Raises StartupError for a plan that cannot work."""
-    if not config.forward:
-        return None, False
-    resolv = read_resolv_conf(config.resolv_conf)
-    try:
-        plan = plan_routes(
-            upstreams=config.upstreams,
-            forward_zones=config.forward_zones,
-            split=config.split,
-            in_pod=in_cluster(),
-            cluster_domain=config.cluster_domain,
-            cluster_domains=config.cluster_domains,
-            cluster_nameserver=config.cluster_nameserver,
-            resolv_nameservers=resolv.nameservers,
-            resolv_search=resolv.search,
-        )
-    except RoutePlanError as exc:
-        raise StartupError(f"forward: {exc}") from None
-    if not plan.routes:
-        log.warning("forwarding: no upstreams (none given, none in %s)", config.resolv_conf)
-        return None, plan.split
-    routes = [
-        Route(
-            zone,
-            ForwardGroup(
-                upstreams,
-                policy=config.forward_policy,
-                max_concurrent=config.forward_max_concurrent,
-                timeout=config.forward_timeout,
-                max_fails=config.forward_max_fails,
-                health_check=config.forward_health_check,
-                tls_ca_file=config.tls_ca_file,
-            ),
-        )
-        for zone, upstreams in plan.routes
-    ]
-    cache = None
-    if config.cache:
-        cache = ResponseCache(
-            success_capacity=config.cache_success,
-            denial_capacity=config.cache_denial,
-            success_ttl=config.cache_success_ttl,
-            denial_ttl=config.cache_denial_ttl,
-            min_ttl=config.cache_min_ttl,
-            min_denial_ttl=config.cache_min_ttl,
-            serve_stale=config.cache_serve_stale,
-            prefetch=config.cache_prefetch,
-        )
-    for route in routes:
-        log.info("forwarding %s to %s", route.zone, ", ".join(map(str, route.group.upstreams)))
-    if plan.split:
-        log.info("split mode: %s go to the cluster nameserver", ", ".join(plan.cluster_domains))
-    return Forwarder(routes, cache), plan.split
 
 
 class App:
@@ -626,7 +508,7 @@ class App:
         previous = self._zone_data
         if local_changed:
             self._zone_data = await self._reload_zone_data(new, why)
-        if any(f in REGISTRY_SHAPE for f in changed) or _zone_shape(new) != _zone_shape(old):
+        if any(f in REGISTRY_SHAPE for f in changed) or zone_shape(new) != zone_shape(old):
             self._swap_registry(new)
         else:
             if new.ttl != old.ttl:
@@ -742,7 +624,7 @@ class App:
         until its file appears or changes (a volume mounted late must not stop DNS)."""
         for file, fmt in self._used_lists(config):
             try:
-                self._lists[(file, fmt)] = _load_list(file, fmt)
+                self._lists[(file, fmt)] = load_list(file, fmt)
             except OSError as exc:
                 log.error("block list %s: cannot read: %s; its views answer without it until it can be read", file, exc.strerror or exc)  # fmt: skip
             self._list_stamps[(file, fmt)] = file_stamp(file)
@@ -755,7 +637,7 @@ class App:
             if key in self._lists:
                 continue
             try:
-                self._lists[key] = await asyncio.to_thread(_load_list, *key)
+                self._lists[key] = await asyncio.to_thread(load_list, *key)
             except OSError as exc:
                 log.error("reload (%s): block list %s unchanged: cannot read: %s", why, key[0], exc.strerror or exc)  # fmt: skip
                 self._list_stamps[key] = file_stamp(key[0])
@@ -816,7 +698,7 @@ class App:
                 continue
             self._list_stamps[key] = stamp
             try:
-                fresh = await asyncio.to_thread(_load_list, *key)
+                fresh = await asyncio.to_thread(load_list, *key)
             except OSError as exc:
                 log.error("block list %s (%s) unchanged: cannot read: %s", key[0], why, exc.strerror or exc)  # fmt: skip
                 continue
@@ -827,23 +709,6 @@ class App:
             self.responder.views = self._views(self.config)
             if self.killer is not None:  # replies cached before the lists moved
                 self.killer.wire.clear()
-
-
-def _load_list(file: str, fmt: str) -> BlockList:
-    blocklist = BlockList.load(file, file, fmt, "nxdomain")
-    log.info(
-        "block list %s: %d names (%d lines skipped), %.1f MiB",
-        file,
-        blocklist.entries,
-        blocklist.skipped,
-        blocklist.memory() / (1 << 20),
-    )
-    return blocklist
-
-
-def _zone_shape(config: Config) -> list[tuple[str, int]]:
-    """What of [[zones]] the ZoneSet is built from: names and default TTLs (SOA minimum)."""
-    return [(zone.name, zone.ttl) for zone in config.local_zones]
 
 
 def _run_loop(main: Coroutine[Any, Any, int]) -> int:

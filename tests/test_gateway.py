@@ -9,7 +9,6 @@ from typing import Any
 
 import pytest
 
-from kdns.app import build_registry
 from kdns.config import ConfigError, build_config
 from kdns.dns import names
 from kdns.dns.gateway import GatewaySettings, intersect, parse_filter
@@ -22,6 +21,7 @@ from kdns.k8s.objects import slim, slim_service
 from kdns.k8s.sources import load_objects
 from kdns.k8s.static import apply_all, copy_objects
 from kdns.model import EMPTY_META, Gateway, Listener, Meta, ParentRef, Route
+from kdns.parts import build_registry
 from tests.k8sapi import gateway, grpcroute, httproute, ingress, service, tlsroute
 
 ZONE = "home.example.com"

@@ -1,0 +1,163 @@
+"""The parts an App is built from, each from a Config: the registry (zones, local zones,
+Gateway settings), the forwarder (routes, upstream groups, cache), response rate limiting,
+block lists. Kept apart from the lifecycle (kdns.app) so what a setting builds is easy to find.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from kdns.config import Config
+from kdns.dns.blocklist import BlockList
+from kdns.dns.cache import ResponseCache
+from kdns.dns.forward import ForwardGroup
+from kdns.dns.gateway import GatewaySettings
+from kdns.dns.localzones import LocalZoneError, ZoneData
+from kdns.dns.localzones import load as load_zone
+from kdns.dns.registry import Registry
+from kdns.dns.resolvconf import read_resolv_conf
+from kdns.dns.zones import ZoneSet
+from kdns.k8s.client import in_cluster
+from kdns.server.forwarding import Forwarder, Route, RoutePlanError, plan_routes
+
+log = logging.getLogger("kdns")
+
+
+class StartupError(Exception):
+    """Cannot start; str() is the one line printed before exiting 1."""
+
+
+def build_rrl(config: Config) -> dict[str, Any] | None:
+    """Response rate limiting's settings (kdns.server.rrl.Rrl keywords), None when off."""
+    if not config.rrl:
+        return None
+    return {
+        "responses_per_second": config.rrl_responses_per_second,
+        "slip": config.rrl_slip,
+        "ipv4_prefix": config.rrl_ipv4_prefix,
+        "ipv6_prefix": config.rrl_ipv6_prefix,
+        "exempt": config.rrl_exempt,
+    }
+
+
+def gateway_settings(config: Config) -> GatewaySettings:
+    return GatewaySettings(
+        zones=config.gateway_zones,
+        gateways=config.gateways,
+        label=config.gateway_label or "",
+        annotation=config.gateway_annotation or "",
+        resources=config.gateway_resources,
+    )
+
+
+def load_local_zones(config: Config) -> dict[str, ZoneData]:
+    """Every [[zones]] entry's data (parsed zone file or TOML records); StartupError naming the
+    zone when one cannot be served."""
+    out = {}
+    for index, zone in enumerate(config.local_zones):
+        try:
+            out[zone.name] = load_zone(zone.name, zone.file, zone.records, zone.ttl)
+        except LocalZoneError as exc:
+            raise StartupError(f"zones[{index}] ({zone.name}): {exc}") from None
+    return out
+
+
+def build_registry(config: Config, local: dict[str, ZoneData] | None = None) -> Registry:
+    """The registry for ``config``, local zones filled from ``local`` (loaded when None)."""
+    zones = ZoneSet.build(
+        config.cluster_domain,
+        config.external_zones,
+        config.ttl,
+        gateway_zones=config.gateway_zones,
+        local_zones=tuple((zone.name, zone.ttl) for zone in config.local_zones),
+    )
+    registry = Registry(
+        zones,
+        ttl=config.ttl,
+        pods=config.pods,
+        endpoint_pod_names=config.endpoint_pod_names,
+        dns_service=config.dns_service,
+        gateway=gateway_settings(config),
+    )
+    if local is None:
+        local = load_local_zones(config)
+    for zone in config.local_zones:
+        data = local.get(zone.name)
+        if data is not None:
+            registry.set_local(data)
+    return registry
+
+
+def build_forwarder(config: Config) -> tuple[Forwarder | None, bool]:
+    """The forwarder for names outside our zones (None: --no-forward or nowhere to send) and
+    whether split (sidecar) mode is on. Raises StartupError for a plan that cannot work."""
+    if not config.forward:
+        return None, False
+    resolv = read_resolv_conf(config.resolv_conf)
+    try:
+        plan = plan_routes(
+            upstreams=config.upstreams,
+            forward_zones=config.forward_zones,
+            split=config.split,
+            in_pod=in_cluster(),
+            cluster_domain=config.cluster_domain,
+            cluster_domains=config.cluster_domains,
+            cluster_nameserver=config.cluster_nameserver,
+            resolv_nameservers=resolv.nameservers,
+            resolv_search=resolv.search,
+        )
+    except RoutePlanError as exc:
+        raise StartupError(f"forward: {exc}") from None
+    if not plan.routes:
+        log.warning("forwarding: no upstreams (none given, none in %s)", config.resolv_conf)
+        return None, plan.split
+    routes = [
+        Route(
+            zone,
+            ForwardGroup(
+                upstreams,
+                policy=config.forward_policy,
+                max_concurrent=config.forward_max_concurrent,
+                timeout=config.forward_timeout,
+                max_fails=config.forward_max_fails,
+                health_check=config.forward_health_check,
+                tls_ca_file=config.tls_ca_file,
+            ),
+        )
+        for zone, upstreams in plan.routes
+    ]
+    cache = None
+    if config.cache:
+        cache = ResponseCache(
+            success_capacity=config.cache_success,
+            denial_capacity=config.cache_denial,
+            success_ttl=config.cache_success_ttl,
+            denial_ttl=config.cache_denial_ttl,
+            min_ttl=config.cache_min_ttl,
+            min_denial_ttl=config.cache_min_ttl,
+            serve_stale=config.cache_serve_stale,
+            prefetch=config.cache_prefetch,
+        )
+    for route in routes:
+        log.info("forwarding %s to %s", route.zone, ", ".join(map(str, route.group.upstreams)))
+    if plan.split:
+        log.info("split mode: %s go to the cluster nameserver", ", ".join(plan.cluster_domains))
+    return Forwarder(routes, cache), plan.split
+
+
+def load_list(file: str, fmt: str) -> BlockList:
+    blocklist = BlockList.load(file, file, fmt, "nxdomain")
+    log.info(
+        "block list %s: %d names (%d lines skipped), %.1f MiB",
+        file,
+        blocklist.entries,
+        blocklist.skipped,
+        blocklist.memory() / (1 << 20),
+    )
+    return blocklist
+
+
+def zone_shape(config: Config) -> list[tuple[str, int]]:
+    """What of [[zones]] the ZoneSet is built from: names and default TTLs (SOA minimum)."""
+    return [(zone.name, zone.ttl) for zone in config.local_zones]
