@@ -60,6 +60,7 @@ from kdns.config.syntax import (
     parse_hostport,
     parse_upstream,
     toml_string,
+    toml_value,
 )
 from kdns.dns.networks import PRIVATE  # plain data: forward.allow's default
 from kdns.model import GATEWAY_RESOURCES  # plain data: gateway.resources' default
@@ -76,6 +77,7 @@ __all__ = [
     "parse_hostport",
     "parse_upstream",
     "toml_string",
+    "toml_value",
 ]
 
 
@@ -527,20 +529,6 @@ def _flag_layer(flags: Mapping[str, Any], origins: dict[str, str]) -> dict[str, 
 # --- rendering -------------------------------------------------------------------------------
 
 
-def _toml_value(value: object) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return repr(value)  # finite by validation; Python's repr is valid TOML
-    if isinstance(value, str):
-        return toml_string(value)
-    if isinstance(value, list | tuple):
-        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
-    if isinstance(value, dict):  # an inline table (ACL rules)
-        return "{" + ", ".join(f"{k} = {_toml_value(v)}" for k, v in value.items()) + "}"
-    raise TypeError(f"cannot render {value!r} as TOML")
-
-
 def _render_toml(config: Config) -> str:
     lines = ["# kdns effective configuration"]
     if config.config_file:
@@ -554,7 +542,7 @@ def _render_toml(config: Config) -> str:
             if value is None:  # TOML has no null: leave the key out, which means the default
                 lines.append(f"# {setting.key} is not set (the built-in default applies)")
             else:
-                lines.append(f"{setting.key} = {_toml_value(value)}")
+                lines.append(f"{setting.key} = {toml_value(value)}")
     for array in _ARRAYS:  # after every [section]: a top-level key there would join the last
         setting = _BY_TOML[array]
         tables: list[dict[str, object]] = setting.kind.render(getattr(config, setting.field))  # type: ignore[assignment]
@@ -562,5 +550,5 @@ def _render_toml(config: Config) -> str:
             lines += ["", f"# no [[{array}]]"]
         for table in tables:
             lines += ["", f"[[{array}]]"]
-            lines += [f"{key} = {_toml_value(item)}" for key, item in table.items()]
+            lines += [f"{key} = {toml_value(item)}" for key, item in table.items()]
     return "\n".join(lines) + "\n"
