@@ -33,9 +33,10 @@ from kdns.k8s.client import ClusterConfigError, api_client
 from kdns.k8s.sources import SourceError
 from kdns.k8s.static import StaticSource, copy_objects
 from kdns.logs import setup_logging
-from kdns.metrics import BlockedQueries, Metrics, parse_snapshot
+from kdns.metrics import BlockedQueries, Metrics
 from kdns.metrics import Sources as MetricSources
-from kdns.metrics import fold as fold_snapshot
+from kdns.metrics.pod import fold as fold_snapshot
+from kdns.metrics.pod import parse_snapshot
 from kdns.parts import (
     StartupError,
     build_forwarder,

@@ -20,7 +20,7 @@ import dns.query
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from kdns import metrics
+from kdns.metrics import pod as metrics
 from kdns.server.workers import auto_workers, cgroup_cpus
 from tests.kdnsproc import LOOPBACK, Kdns
 
