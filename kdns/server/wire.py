@@ -370,18 +370,17 @@ class Responder:
                         response = self.forwarder.handle(query, replier, peer)
                         return DEFERRED if response is None else response
         self.zone = answer.zone  # for the meter
-        if answer.chase is not None and self.forwarder is not None:
-            # An ExternalName chased upstream: the reply depends on the client (forward.allow)
-            # and on upstream TTLs, so it is this reply's alone (never in the wire cache).
-            self.keep = 0.0
-        else:
+        if answer.chase is None or self.forwarder is None:
             self.keep = FOREVER
-        if answer.chase is not None and self.forwarder is not None and self._may_forward(peer):
-            qtype = (data[pos + 1] << 8) | data[pos + 2]
-            query = Query(data, name, qtype, qend, edns, channel, self)
-            response = self.forwarder.chase(query, answer, replier, peer)
-            return DEFERRED if response is None else response
-        return self.reply(data, qend, edns, tcp, answer)
+            return self.reply(data, qend, edns, tcp, answer)
+        # An ExternalName chased upstream: the reply depends on the client (forward.allow) and
+        # on upstream TTLs, so it is this reply's alone (never in the wire cache).
+        if not self._may_forward(peer):
+            return self.reply(data, qend, edns, tcp, answer)
+        qtype = (data[pos + 1] << 8) | data[pos + 2]
+        query = Query(data, name, qtype, qend, edns, channel, self)
+        response = self.forwarder.chase(query, answer, replier, peer)
+        return DEFERRED if response is None else response
 
     def _viewed(self, special: Answer, data: bytes, name: bytes, pos: int, qend: int, edns: Edns | None, channel: int, peer: Any, replier: Replier | None) -> bytes | list[bytes] | None:  # fmt: skip
         """The client's view decided: a block list's answer (never kept by killer mode's wire
