@@ -7,8 +7,10 @@ harness reads those lines, so parallel runs never fight over a port.
 from __future__ import annotations
 
 import os
+import random
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -207,3 +209,21 @@ def rrset_texts(message: dns.message.Message, section: str = "answer") -> list[s
         for line in rrset.to_text().splitlines():
             out.append(line)
     return sorted(out)
+
+
+def fixed_port() -> int:
+    """A port free for both UDP and TCP on loopback, below the ephemeral range, for tests that
+    must name kdns's port in advance (a reload, --workers): no client socket of a test running
+    beside us can take it between the probe and kdns's bind."""
+    rng = random.Random()
+    for _ in range(200):
+        port = rng.randrange(20000, 32000)
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
+                try:
+                    udp.bind((LOOPBACK, port))
+                    tcp.bind((LOOPBACK, port))
+                except OSError:
+                    continue
+                return port
+    raise RuntimeError("no free port between 20000 and 32000")

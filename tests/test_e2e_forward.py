@@ -23,7 +23,7 @@ import dns.zone
 import pytest
 
 from tests.dnsupstream import DnsUpstream
-from tests.kdnsproc import FIXTURES, LOOPBACK, Kdns
+from tests.kdnsproc import FIXTURES, LOOPBACK, Kdns, fixed_port
 
 CLUSTER = str(FIXTURES / "cluster.yaml")
 PUBLIC = {
@@ -187,16 +187,10 @@ def test_split_mode_without_secure_upstream_refuses_to_start(tmp_path: Path) -> 
     assert "split mode needs --upstream" in result.stderr
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-        probe.bind((LOOPBACK, 0))
-        return int(probe.getsockname()[1])
-
-
 def test_forwarding_loop_is_detected_and_refused() -> None:
     """CoreDNS loop: an upstream that sends queries back to kdns (here: kdns itself) is found
     by a probe at start; kdns refuses to forward into it and says so."""
-    port = _free_port()
+    port = fixed_port()
     with Kdns("--objects", CLUSTER, "--upstream", f"{LOOPBACK}:{port}", listen=False,
               env={"KDNS_LISTEN": f"{LOOPBACK}:{port}"}) as proc:  # fmt: skip
         deadline = time.monotonic() + 5

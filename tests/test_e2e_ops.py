@@ -21,7 +21,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
-from tests.kdnsproc import LOOPBACK, Kdns, run_kdns
+from tests.kdnsproc import LOOPBACK, Kdns, fixed_port, run_kdns
 
 DEMO_NAME = "web.shop.svc.cluster.local"
 METRIC_NAME = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
@@ -228,15 +228,9 @@ def test_broken_config_on_reload_keeps_the_old_one(tmp_path: Path) -> None:
         eventually(lambda: ttl_of(proc) == 9)
 
 
-def _free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-        probe.bind((LOOPBACK, 0))
-        return int(probe.getsockname()[1])
-
-
 def test_reload_rebinds_listeners_without_gap(tmp_path: Path) -> None:
     """A new listen address is bound before the old one closes; a kept one never stops."""
-    first, second = _free_udp_port(), _free_udp_port()
+    first, second = fixed_port(), fixed_port()
     both = f'"{LOOPBACK}:{first}", "{LOOPBACK}:{second}"'
     config = _config(tmp_path / "kdns.toml", 5, f'listen = ["{LOOPBACK}:{first}"]')
     with Kdns("-c", str(config), listen=False) as proc:
@@ -334,7 +328,7 @@ def _children(pid: int) -> list[int]:
 
 def test_workers_share_the_port_and_stop_together() -> None:
     """--workers N: N processes answer on one port (SO_REUSEPORT); SIGTERM stops them all."""
-    port = _free_udp_port()
+    port = fixed_port()
     with Kdns(
         "--demo", "--workers", "2", listen=False, env={"KDNS_LISTEN": f"{LOOPBACK}:{port}"}
     ) as proc:

@@ -39,7 +39,6 @@ import math
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import threading
@@ -63,7 +62,7 @@ import chart  # noqa: E402
 
 from tests.dnsupstream import DnsUpstream
 from tests.k8sapi import K8sApi, endpointslice, namespace, pod, service
-from tests.kdnsproc import LOOPBACK, Kdns
+from tests.kdnsproc import LOOPBACK, Kdns, fixed_port
 from tests.test_manifests import MANIFESTS, load_yaml, render_kustomization
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -403,13 +402,6 @@ def _missing_prometheus(what: str) -> None:
     pytest.fail(f"{what} is not installed: run .ci/run as root, or apt-get install prometheus")
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((LOOPBACK, 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 class Prometheus:
     def __init__(self, url: str) -> None:
         self.url = url
@@ -558,7 +550,7 @@ def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prometheus]
             stop = threading.Event()
             sender = threading.Thread(target=_traffic, args=(kdns, api, upstream, stop))
             sender.start()
-            port = _free_port()
+            port = fixed_port()
             log = (tmp / "prometheus.log").open("w")
             proc = subprocess.Popen(
                 [

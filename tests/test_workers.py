@@ -8,7 +8,6 @@ the same one.
 from __future__ import annotations
 
 import os
-import random
 import signal
 import socket
 import time
@@ -22,29 +21,12 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from kdns.metrics import pod as metrics
 from kdns.server.workers import auto_workers, cgroup_cpus
-from tests.kdnsproc import LOOPBACK, Kdns
+from tests.kdnsproc import LOOPBACK, Kdns, fixed_port
 
 DEMO_NAME = "web.shop.svc.cluster.local"
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def _free_port() -> int:
-    """A port free for both UDP and TCP on loopback, below the ephemeral range (so no client
-    socket of a test running next to us takes it between here and kdns's bind)."""
-    rng = random.Random()
-    for _ in range(200):
-        port = rng.randrange(20000, 32000)
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
-                try:
-                    udp.bind((LOOPBACK, port))
-                    tcp.bind((LOOPBACK, port))
-                except OSError:
-                    continue
-                return port
-    raise RuntimeError("no free port")
 
 
 def _parent(pid: int) -> int:
@@ -114,7 +96,7 @@ def _total(families: dict[str, list], family: str, sample: str) -> float:  # typ
 
 @pytest.fixture
 def workers2() -> Iterator[Kdns]:
-    port = _free_port()
+    port = fixed_port()
     with Kdns(
         "--demo", "--workers", "2", listen=False, env={"KDNS_LISTEN": f"{LOOPBACK}:{port}"}
     ) as proc:
@@ -190,7 +172,7 @@ def test_metrics_count_every_query_of_every_worker_exactly(workers2: Kdns) -> No
 def test_sigkill_of_the_first_process_takes_every_worker_down() -> None:
     """An OOM kill of the first process: the port stops answering within 2 s and no kdns
     process is left (PR_SET_PDEATHSIG: the spawner dies with it, the workers with the spawner)."""
-    port = _free_port()
+    port = fixed_port()
     with Kdns(
         "--demo", "--workers", "2", listen=False, env={"KDNS_LISTEN": f"{LOOPBACK}:{port}"}
     ) as proc:
@@ -207,7 +189,7 @@ def test_sigkill_of_the_first_process_takes_every_worker_down() -> None:
 
 
 def test_a_killed_worker_is_replaced_and_counted() -> None:
-    port = _free_port()
+    port = fixed_port()
     with Kdns(
         "--demo", "--workers", "2", listen=False, env={"KDNS_LISTEN": f"{LOOPBACK}:{port}"}
     ) as proc:
@@ -297,7 +279,7 @@ def test_workers_auto_starts_one_process_per_cpu_here() -> None:
     """End to end: "auto" is accepted by the flag and resolved at start (this machine has no
     CFS quota; its affinity decides)."""
     expected = auto_workers(cgroup_cpus(), len(os.sched_getaffinity(0)))
-    port = _free_port()
+    port = fixed_port()
     with Kdns(
         "--demo", "--workers", "auto", listen=False, env={"KDNS_LISTEN": f"{LOOPBACK}:{port}"}
     ) as proc:
