@@ -16,9 +16,7 @@ from kdns.app import App
 from kdns.config import Config, build_config
 from kdns.dns import names
 from kdns.killer.markov import Prefetcher, Successors, shape_of
-from kdns.killer.wirecache import E_HITS, WireCache, qname_of
 from kdns.model import Service
-from kdns.server.meter import UDP4, Meter
 
 
 def query(name: str, rdtype: str = "A", qid: int = 7) -> bytes:
@@ -37,82 +35,7 @@ def reply_for(wire: bytes, rcode: int = 0, answers: int = 1, authority: int = 0)
 # ---------------------------------------------------------------- wire cache
 
 
-def test_qname_of_lowercases_and_rejects_garbage() -> None:
-    assert qname_of(query("WeB.Example")[2:]) == names.to_wire("web.example")
-    assert qname_of(b"\x00" * 10 + b"\x40abc") == b""
-
-
-def test_hit_needs_the_same_bytes_after_the_id() -> None:
-    cache = WireCache()
-    q = query("web.example")
-    cache.insert(q, reply_for(q), float("inf"), "example", b"\x00\x01")
-    other_id = query("web.example", qid=99)
-    assert cache.entries.get(other_id[2:]) is not None  # the ID is not part of the key
-    assert cache.entries.get(query("WEB.example")[2:]) is None  # the case is
-
-
-def test_errors_are_never_cached() -> None:
-    cache = WireCache()
-    q = query("web.example")
-    for rcode in (dns.rcode.SERVFAIL, dns.rcode.REFUSED, dns.rcode.FORMERR):
-        assert cache.insert(q, reply_for(q, rcode), float("inf"), "example", b"\x00\x01") is None
-    assert len(cache) == 0
-
-
-def test_bounded_by_entries_and_by_bytes() -> None:
-    cache = WireCache(max_entries=10, max_bytes=1 << 30)
-    for i in range(25):
-        q = query(f"n{i}.example")
-        cache.insert(q, reply_for(q), float("inf"), "example", b"\x00\x01")
-    assert len(cache) == 10 and cache.evictions == 15
-    assert cache.entries.get(query("n24.example")[2:]) is not None  # newest kept (FIFO)
-    small = WireCache(max_entries=1000, max_bytes=5000)
-    for i in range(100):
-        q = query(f"n{i}.example")
-        small.insert(q, reply_for(q), float("inf"), "example", b"\x00\x01")
-    assert small.bytes <= 5000 and len(small) < 100
-
-
-def test_invalidation_is_exact() -> None:
-    """A registry change drops the changed names' entries and, when a zone's serial moved,
-    its negative answers (they carry the SOA), and nothing else."""
-    cache = WireCache()
-    keep = query("keep.example")
-    gone = query("gone.example")
-    gone_aaaa = query("gone.example", "AAAA")
-    negative = query("missing.example")
-    forwarded = query("www.public.test")
-    cache.insert(keep, reply_for(keep), float("inf"), "example", b"\x00\x01")
-    cache.insert(gone, reply_for(gone), float("inf"), "example", b"\x00\x01")
-    cache.insert(gone_aaaa, reply_for(gone_aaaa), float("inf"), "example", b"\x00\x1c")
-    cache.insert(negative, reply_for(negative, 3, 0, 1), float("inf"), "example", b"\x00\x01")
-    cache.insert(forwarded, reply_for(forwarded), 1e12, ".", b"\x00\x01")
-    cache.registry_changed({names.to_wire("gone.example")}, set(), False)
-    assert set(cache.entries) == {keep[2:], negative[2:], forwarded[2:]}
-    cache.registry_changed(set(), {"example"}, False)
-    assert set(cache.entries) == {keep[2:], forwarded[2:]}
-    cache.registry_changed(set(), set(), True)
-    assert set(cache.entries) == {forwarded[2:]}  # forwarded answers follow their own TTLs
-    assert cache.invalidations == 4
-
-
-def test_hits_are_summed_into_the_meter_exactly() -> None:
-    meter = Meter()
-    cache = WireCache(max_entries=2)
-    cache.attach(meter)
-    q = query("web.example")
-    entry = cache.insert(q, reply_for(q), float("inf"), "example", b"\x00\x01")
-    assert entry is not None
-    entry[E_HITS + UDP4] += 41
-    assert sum(t.count for t in meter.totals().values()) == 41
-    entry[E_HITS + UDP4] += 1
-    assert sum(t.count for t in meter.totals().values()) == 42  # folded once, never twice
-    for i in range(3):  # evicts the entry: its last hits are folded as it leaves
-        other = query(f"x{i}.example")
-        cache.insert(other, reply_for(other), float("inf"), "example", b"\x00\x01")
-    entry[E_HITS + UDP4] += 0
-    assert sum(t.count for t in meter.totals().values()) == 42
-    assert cache.counters()["hits"] == 42
+# The wire cache on its own: tests/test_wirecache.py.
 
 
 # ---------------------------------------------------------------- Markov model
@@ -410,13 +333,3 @@ async def test_chased_externalname_replies_follow_forward_allow() -> None:
             assert any("192.0.2.9" in rr.to_text() for rr in allowed.answer)
         finally:
             await app.listeners.close_all()
-
-
-def test_invalidated_entries_leave_the_negative_index() -> None:
-    cache = WireCache()
-    for i in range(50):
-        q = query(f"n{i}.example")
-        cache.insert(q, reply_for(q, 3, 0, 1), float("inf"), "example", b"\x00\x01")
-    cache.registry_changed({names.to_wire(f"n{i}.example") for i in range(50)}, set(), False)
-    assert len(cache) == 0 and cache.bytes == 0
-    assert not any(cache._negative.values())

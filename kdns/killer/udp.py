@@ -19,13 +19,16 @@ import asyncio
 import ctypes
 import errno
 import logging
+import mmap
 import socket
 import sys
 import time
+from time import perf_counter
 from typing import Any
 
 from kdns.killer.wirecache import (
-    E_HITS,
+    E_AT,
+    E_EPOCH,
     E_META,
     E_NAME,
     E_REPLY,
@@ -33,6 +36,8 @@ from kdns.killer.wirecache import (
     E_VIEW,
     E_WATCH,
     WireCache,
+    cookie_key,
+    without_options,
 )
 from kdns.server.meter import UDP4, UDP6
 from kdns.server.querylog import log_query
@@ -43,7 +48,11 @@ from kdns.server.wire import ALLOW, DEFERRED, Query, Responder
 log = logging.getLogger("kdns.killer")
 
 SLOTS = 64  # datagrams per system call
-SLOT = 4096  # bytes per datagram buffer (queries are far smaller; larger replies go alone)
+# Bytes per receive slot: any datagram (a UDP payload is at most 65,507 bytes), so the batched
+# path takes every query the standard path takes. The receive area is an anonymous mapping:
+# pages are backed only once the kernel writes into them (a page or two per slot in use).
+RECV_SLOT = 65536
+SLOT = 4096  # bytes per reply slot (replies larger than this are sent alone)
 NAME = 28  # bytes per address buffer (sockaddr_in6)
 MSG_DONTWAIT = 0x40
 
@@ -88,7 +97,8 @@ class _Batch:
     """The C buffers of one socket: SLOTS receive and send slots sharing address buffers."""
 
     def __init__(self) -> None:
-        self.recv_buf = ctypes.create_string_buffer(SLOTS * SLOT)
+        self.recv_map = mmap.mmap(-1, SLOTS * RECV_SLOT)
+        self.recv_buf = (ctypes.c_char * (SLOTS * RECV_SLOT)).from_buffer(self.recv_map)
         self.send_buf = ctypes.create_string_buffer(SLOTS * SLOT)
         self.names = ctypes.create_string_buffer(SLOTS * NAME)
         self.recv_iov = (_IoVec * SLOTS)()
@@ -99,8 +109,8 @@ class _Batch:
         send_base = ctypes.addressof(self.send_buf)
         self.names_base = ctypes.addressof(self.names)
         for i in range(SLOTS):
-            self.recv_iov[i].base = recv_base + i * SLOT
-            self.recv_iov[i].len = SLOT
+            self.recv_iov[i].base = recv_base + i * RECV_SLOT
+            self.recv_iov[i].len = RECV_SLOT
             self.send_iov[i].base = send_base + i * SLOT
             hdr = self.recv_hdrs[i].hdr
             hdr.name = self.names_base + i * NAME
@@ -185,11 +195,11 @@ class KillerUdp:
                 return
 
     def _answer_batch(self, batch: _Batch, count: int) -> None:
+        started = perf_counter()
         now = time.monotonic()
-        get = self.wire.entries.get if not self._query_log else _nothing
+        lookup = self._lookup if not self._query_log else _nothing
         recv, send, recv_u32 = batch.recv, batch.send, batch.recv_u32
         send_u32, send_u64, send_iov = batch.send_u32, batch.send_u64, batch.send_iov_u64
-        channel = E_HITS + self.channel
         guarded = (
             self.responder.acl is not None
             or self.forward_allowed is not None
@@ -199,18 +209,20 @@ class KillerUdp:
         names_base = batch.names_base
         namelen = 28 if self.v6 else 16
         out_count = 0
+        hits: list[list[Any]] = []
         for i in range(count):
-            start = i * SLOT
+            start = i * RECV_SLOT
             data = recv[start : start + recv_u32[i * 16 + 14]].tobytes()
             try:  # one bad datagram (or a bug) costs that datagram only, never the batch
-                entry = get(data[2:])
+                entry = lookup(data)
                 if (
                     entry is not None
                     and entry[E_UNTIL] > now
+                    and entry[E_EPOCH][0] == entry[E_AT]
                     and (not guarded or self._may_hit(batch, i, entry))
                 ):
                     reply = data[:2] + entry[E_REPLY]
-                    entry[channel] += 1
+                    hits.append(entry)
                     if entry[E_WATCH] and self.observe is not None:
                         self.observe(self._client(batch, i), data, entry[E_META][2], True)
                 else:
@@ -250,9 +262,23 @@ class KillerUdp:
                 continue
             if sent < 0 and ctypes.get_errno() in (errno.EAGAIN, errno.EWOULDBLOCK):
                 self.stats.udp_send_errors += out_count - start
-                return
+                break
             self.stats.udp_send_errors += 1
             start += 1
+        if hits:
+            # Each hit took what its batch took from read to send: what the client saw of us.
+            self.wire.record_hits(hits, self.channel, perf_counter() - started)
+
+    def _lookup(self, data: bytes) -> list[Any] | None:
+        """The wire-cache entry for a query: by its own bytes, else (when it carries EDNS
+        options, which never change a reply) by its bytes without them."""
+        entries = self.wire.entries
+        entry = entries.get(data[2:])
+        if entry is None and data[11:12] not in (b"\x00", b""):
+            key = cookie_key(data) or without_options(data)
+            if key is not None:
+                entry = entries.get(key)
+        return entry
 
     def _miss(self, data: bytes, batch: _Batch | None, i: int, now: float, peer: Any = None) -> bytes | None:  # fmt: skip
         """The standard path for one query, its reply stored in the wire cache when it can be."""
@@ -349,31 +375,33 @@ class KillerUdp:
 
     def _readable_plain(self) -> None:
         now = time.monotonic()
-        get = self.wire.entries.get if not self._query_log else _nothing
+        lookup = self._lookup if not self._query_log else _nothing
         guarded = (
             self.responder.acl is not None
             or self.forward_allowed is not None
             or self.responder.views is not None
         )
-        channel = E_HITS + self.channel
         for _ in range(SLOTS):
             try:
-                data, peer = self.sock.recvfrom(SLOT)
+                data, peer = self.sock.recvfrom(RECV_SLOT)
             except (BlockingIOError, InterruptedError):
                 return
             except OSError:
                 self.stats.udp_send_errors += 1  # ICMP errors surface here
                 continue
+            started = perf_counter()
             self.stats.udp_queries += 1
+            hit = None
             try:  # one bad datagram (or a bug) costs that datagram only
-                entry = get(data[2:])
+                entry = lookup(data)
                 if (
                     entry is not None
                     and entry[E_UNTIL] > now
+                    and entry[E_EPOCH][0] == entry[E_AT]
                     and (not guarded or self._may_hit(None, 0, entry, peer))
                 ):
                     reply = data[:2] + entry[E_REPLY]
-                    entry[channel] += 1
+                    hit = entry
                     if entry[E_WATCH] and self.observe is not None:
                         self.observe(self._client(None, 0, peer), data, entry[E_META][2], True)
                 else:
@@ -390,6 +418,8 @@ class KillerUdp:
                 self._internal_error()
                 continue
             self._send_alone(reply, peer)
+            if hit is not None:
+                self.wire.record_hits([hit], self.channel, perf_counter() - started)
 
     # ------------------------------------------------------------------ replier
 
@@ -415,8 +445,8 @@ class KillerUdp:
             log.exception("internal error answering a UDP query (%d so far)", self.stats.errors)
 
 
-def _nothing(key: bytes) -> None:
-    """The wire cache's get while every query must be logged: always a miss."""
+def _nothing(data: bytes) -> None:
+    """The wire-cache lookup while every query must be logged: always a miss."""
     return None
 
 

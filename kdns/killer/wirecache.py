@@ -1,40 +1,61 @@
-"""Killer mode's wire cache: raw query bytes (after the ID) -> the reply bytes (after the ID).
+"""Killer mode's wire cache: query bytes (after the ID, EDNS options left out) -> the reply bytes
+(after the ID).
 
-A hit is one dict lookup, one comparison and one concatenation: no parsing, no lowercasing,
-no DNS library. The key is everything the client sent after its ID (flags, counts, the question
-in its own letter case, the OPT record), so the same bytes always deserve the same reply bytes,
-for as long as the state they came from holds:
+A hit is one dict lookup, two comparisons and one concatenation: no parsing, no lowercasing, no
+DNS library. The key is what the client sent after its ID (flags, counts, the question in its
+own letter case, the OPT record) *without* the OPT record's options: kdns acts on no EDNS option
+(COOKIE, PADDING, keepalive, client subnet, NSID and unknown ones are read past and never change
+a reply, in either mode), so a query carrying a DNS COOKIE (as ``dig`` and current resolvers
+send) hits the entry the same query without options made. The same key always deserves the same
+reply bytes, for as long as the state they came from holds. The invalidation story, one input
+at a time:
 
 - registry answers (positive, NXDOMAIN, NODATA, computed pod names, ANY) hold until a registry
-  flush says their name changed (``Registry.watchers``); negative answers also until their
-  zone's SOA serial moves (their authority section carries it);
-- forwarded and chased answers hold until the forward cache's next countdown second (TTLs are
-  re-rendered at most once a second per entry, never longer than what remains).
+  flush names them (``Registry.watchers`` -> ``registry_changed``); a flush that says
+  "everything" (a namespace or wildcard came or went, a config reload) drops every entry;
+- replies with an authority section (negative answers carry the zone's SOA and its serial) also
+  hold only while their zone's epoch is the one they were made in: a serial move bumps the
+  epoch, one integer, so a zone with 45,000 cached negative answers is invalidated in O(1) and
+  the stale entries are replaced when next asked (or evicted);
+- forwarded and chased answers hold until the forward cache's next countdown second, and are
+  indexed by name too, so a name that becomes ours (a PTR for an address kdns now serves) drops
+  them at once.
 
-An entry is a list, for speed: see the E_* indices. Hits are counted per entry and channel on
-the hit path (one integer add) and summed into the meter when metrics are scraped, so the
-request/response counters stay exact without per-query accounting. Eviction is FIFO by
-insertion (the dict's own order), done on insertion only: the hit path never pays for it.
+Bounds: ``max_entries`` and ``max_bytes`` (each entry's bytes counted as allocated, measured in
+tests/test_killer.py), FIFO eviction in O(1) (a deque of entries in insertion order, never a
+scan of the dict), and at most ``MAX_VARIANTS`` keys per name, so a client that varies flags,
+buffer sizes or letter case cannot crowd out other names.
+
+An entry is a list, for speed: see the E_* indices. Hits are counted per batch by the transport
+and recorded with their real duration (the batch's time from read to send) into the meter rows
+the entry points at: exact counts and honest latency without per-query label work.
 """
 
 from __future__ import annotations
 
+from collections import deque
 from typing import Any
 
-from kdns.server.meter import Meter
+from kdns.server.meter import FAST_DURATION, Meter
 
 # Entry layout.
 E_REPLY = 0  # reply bytes after the ID
 E_UNTIL = 1  # monotonic deadline (inf for registry answers)
-E_HITS = 2  # hits per channel: E_HITS + channel (UDP4, UDP6, TCP4, TCP6)
-E_FOLDED = 6  # hits already summed into the meter, per channel (a list of 4)
-E_META = 7  # (qtype bytes, zone label, rcode, request size, response size) for the meter
-E_NAME = 8  # lowercased wire qname (for the ACL on hits and for invalidation)
-E_WATCH = 9  # True: the prefetcher wants to see hits on this entry (forwarded names)
-E_VIEW = 10  # the client view (kdns.dns.views) the reply was made for; set by the transport
+E_EPOCH = 2  # the zone's epoch cell (a list of one int) for replies with authority, else FIXED
+E_AT = 3  # the epoch the reply was made in: served only while E_EPOCH[0] == E_AT
+E_META = 4  # (qtype bytes, zone label, rcode, request size, response size) for the meter
+E_NAME = 5  # lowercased wire qname (for the ACL on hits and for invalidation)
+E_WATCH = 6  # True: the prefetcher wants to see hits on this entry (forwarded names)
+E_VIEW = 7  # the client view (kdns.dns.views) the reply was made for; set by the transport
+E_KEY = 8  # the entry's own key (eviction finds it from the FIFO)
+E_ROWS = 9  # meter rows, per UDP channel (E_ROWS + channel): found on the first hit
 
-ENTRY_OVERHEAD = 400  # bytes of Python objects per entry beyond key and reply (measured)
-HIT_SECONDS = 2e-6  # nominal in-process time of a hit (not timed per query; see fold())
+# What one entry costs beyond its key, reply and name bytes: the list (11 slots), the meta
+# tuple, the dict slot, the per-name index and the FIFO slot. Measured with tracemalloc in
+# tests/test_killer.py::test_byte_accounting_matches_what_is_allocated.
+ENTRY_OVERHEAD = 560
+MAX_VARIANTS = 16  # keys per name (types, flags, buffer sizes, letter cases)
+FIXED = [0]  # the epoch cell of entries no serial move can change
 
 
 def qname_of(key: bytes) -> bytes:
@@ -51,19 +72,65 @@ def qname_of(key: bytes) -> bytes:
     return b""
 
 
+def without_options(query: bytes) -> bytes | None:
+    """The cache key of a query (a whole message) whose only extra record is an OPT record
+    with options: the bytes after the ID with the options left out (RDLENGTH 0). None when the
+    query has no options to leave out, or is not that shape (its key is then its own bytes), or
+    its options do not parse (RFC 6891 6.1.2: the standard path answers FORMERR)."""
+    if query[6:12] != b"\x00\x00\x00\x00\x00\x01":
+        return None
+    pos = 12
+    end = len(query)
+    while pos < end:
+        length = query[pos]
+        if length == 0:
+            break
+        if length > 63:
+            return None
+        pos += length + 1
+    opt = pos + 5  # past the root label, qtype and qclass
+    if opt + 11 >= end or query[opt : opt + 3] != b"\x00\x00\x29":
+        return None
+    rdlength = (query[opt + 9] << 8) | query[opt + 10]
+    if opt + 11 + rdlength != end:
+        return None
+    at = opt + 11
+    while at < end:
+        if at + 4 > end:
+            return None
+        at += 4 + ((query[at + 2] << 8) | query[at + 3])
+    if at != end:
+        return None
+    return query[2 : opt + 9] + b"\x00\x00"
+
+
+def cookie_key(query: bytes) -> bytes | None:
+    """The cache key of the commonest query with options, found without walking it: an OPT
+    record whose RDATA is one client COOKIE (RFC 7873 4.1: code 10, 8 bytes), sent last.
+
+    Safe without a walk: an entry under the returned key was made from a query that ends in a
+    record with RDLENGTH 0 (keys are stored without options); this query is that one with the
+    same 12 bytes of RDATA added, which the standard path reads past (a COOKIE option is never
+    acted on), so it deserves the same reply."""
+    if query[-12:-8] == b"\x00\x0a\x00\x08" and query[-14:-12] == b"\x00\x0c":
+        return query[2:-14] + b"\x00\x00"
+    return None
+
+
 class WireCache:
     def __init__(self, max_entries: int = 50_000, max_bytes: int = 32 << 20) -> None:
         self.entries: dict[bytes, list[Any]] = {}
         self.max_entries = max_entries
         self.max_bytes = max_bytes
         self.bytes = 0
-        self._by_name: dict[bytes, list[bytes]] = {}  # qname -> keys of registry answers
-        self._negative: dict[str, set[bytes]] = {}  # zone -> keys of answers carrying its SOA
+        self._fifo: deque[list[Any]] = deque()  # entries in insertion order (some gone)
+        self._by_name: dict[bytes, list[bytes]] = {}  # qname -> keys of its entries
+        self._epochs: dict[str, list[int]] = {}  # zone -> its epoch cell (bumped on serial moves)
         self.inserts = 0
+        self.hits = 0  # counted by the transport, per batch
         self.misses = 0  # counted by the transport on its slow path
         self.evictions = 0
         self.invalidations = 0
-        self.hits_gone = 0  # hits of entries no longer held
         self._meter: Meter | None = None
 
     def __len__(self) -> int:
@@ -82,45 +149,67 @@ class WireCache:
     ) -> list[Any] | None:
         """Remember ``reply`` for ``query`` (both whole messages) until ``until``.
 
-        ``zone`` is the zone that answered ("." for forwarded names): registry answers are
-        indexed by name so a registry change finds them; replies without answers but with an
-        authority section (NXDOMAIN, NODATA) are also indexed by zone for SOA serial moves.
+        ``zone`` is the zone that answered ("." for forwarded names). Every entry is indexed by
+        name (a registry change names what it changed); replies with an authority section also
+        follow their zone's epoch (serial moves).
         """
         rcode = reply[3] & 0x0F
         if rcode not in (0, 3) or len(query) < 17:
             return None  # errors and refusals are one-offs: never cached
-        key = query[2:]
+        key = without_options(query) if query[11] else None
+        if key is None:
+            key = query[2:]
         name = qname_of(key)
         if not name:
             return None
-        old = self.entries.pop(key, None)
+        entries = self.entries
+        old = entries.pop(key, None)
         if old is not None:
+            if old[E_EPOCH][0] != old[E_AT]:
+                self.invalidations += 1  # a stale reply (its zone's serial moved) replaced
             self._drop(key, old)
         tail = reply[2:]
-        size = len(key) + len(tail) + ENTRY_OVERHEAD
-        while self.entries and (
-            len(self.entries) >= self.max_entries or self.bytes + size > self.max_bytes
-        ):
-            oldest = next(iter(self.entries))
-            self._drop(oldest, self.entries.pop(oldest))
-            self.evictions += 1
+        size = len(key) + len(tail) + len(name) + ENTRY_OVERHEAD
+        variants = self._by_name.get(name)
+        if variants is not None and len(variants) >= MAX_VARIANTS:
+            self._evict(variants[0])
+        while entries and (len(entries) >= self.max_entries or self.bytes + size > self.max_bytes):
+            self._evict_oldest()
+        if zone != "." and reply[8:10] != b"\x00\x00":
+            epoch = self._epochs.get(zone)
+            if epoch is None:
+                epoch = self._epochs[zone] = [0]
+        else:
+            epoch = FIXED
         meta = (qtype, zone, rcode, len(query), len(reply))
-        entry: list[Any] = [tail, until, 0, 0, 0, 0, [0, 0, 0, 0], meta, name, watch, None]
-        self.entries[key] = entry
+        entry: list[Any] = [tail, until, epoch, epoch[0], meta, name, watch, None, key, None, None]
+        entries[key] = entry
+        self._fifo.append(entry)
         self.bytes += size
         self.inserts += 1
-        if zone != ".":
-            self._by_name.setdefault(name, []).append(key)
-            if reply[6:8] == b"\x00\x00" and reply[8:10] != b"\x00\x00":
-                self._negative.setdefault(zone, set()).add(key)
+        self._by_name.setdefault(name, []).append(key)
         return entry
+
+    def _evict_oldest(self) -> None:
+        fifo, entries = self._fifo, self.entries
+        while fifo:
+            entry = fifo.popleft()
+            if entries.get(entry[E_KEY]) is entry:
+                self._evict(entry[E_KEY])
+                return
+
+    def _evict(self, key: bytes) -> None:
+        entry = self.entries.pop(key)
+        self._drop(key, entry)
+        self.evictions += 1
 
     # ------------------------------------------------------------------ invalidation
 
     def registry_changed(self, names: set[bytes], zones: set[str], everything: bool) -> None:
-        """Registry.watchers callback: drop exactly the entries the flush may have changed."""
+        """Registry.watchers callback: drop exactly the entries the flush may have changed,
+        before the next datagram is read (the flush runs on the loop that reads them)."""
         if everything:
-            self.clear_zones()
+            self.clear()
             return
         entries = self.entries
         by_name = self._by_name
@@ -129,88 +218,73 @@ class WireCache:
                 entry = entries.pop(key, None)
                 if entry is not None:
                     self._drop(key, entry, unindex=False)
-                    negative = self._negative.get(entry[E_META][1])
-                    if negative is not None:
-                        negative.discard(key)
                     self.invalidations += 1
         for zone in zones:
-            for key in self._negative.pop(zone, ()):
-                entry = entries.pop(key, None)
-                if entry is not None:
-                    self._drop(key, entry)
-                    self.invalidations += 1
-
-    def clear_zones(self) -> None:
-        """Drop every registry answer (forwarded ones stay: they follow their own TTLs)."""
-        for keys in list(self._by_name.values()):
-            for key in keys:
-                entry = self.entries.pop(key, None)
-                if entry is not None:
-                    self._drop(key, entry, unindex=False)
-                    self.invalidations += 1
-        self._by_name.clear()
-        self._negative.clear()
+            epoch = self._epochs.get(zone)
+            if epoch is not None:
+                epoch[0] += 1
 
     def clear(self) -> None:
-        for key in list(self.entries):
-            self._drop(key, self.entries.pop(key), unindex=False)
-            self.invalidations += 1
+        """Drop every entry (a reload, or a change whose reach nobody listed)."""
+        self.invalidations += len(self.entries)
+        self.entries.clear()
+        self._fifo.clear()
         self._by_name.clear()
-        self._negative.clear()
+        for epoch in self._epochs.values():
+            epoch[0] += 1  # entries still held by a running batch are stale too
+        self.bytes = 0
 
     def _drop(self, key: bytes, entry: list[Any], unindex: bool = True) -> None:
-        """Account for an entry leaving: its bytes, its unsummed hits, its indexes."""
-        self.bytes -= len(key) + len(entry[E_REPLY]) + ENTRY_OVERHEAD
-        self.hits_gone += entry[2] + entry[3] + entry[4] + entry[5]
-        if self._meter is not None:
-            self._fold_entry(self._meter, entry)
+        """Account for an entry leaving: its bytes and its place in the name index. (Its FIFO
+        slot goes when eviction reaches it; the deque is compacted when they pile up.)"""
+        self.bytes -= len(key) + len(entry[E_REPLY]) + len(entry[E_NAME]) + ENTRY_OVERHEAD
         if unindex:
-            zone = entry[E_META][1]
-            if zone != ".":
-                keys = self._by_name.get(entry[E_NAME])
-                if keys is not None:
-                    try:
-                        keys.remove(key)
-                    except ValueError:
-                        pass
-                    if not keys:
-                        del self._by_name[entry[E_NAME]]
-                negative = self._negative.get(zone)
-                if negative is not None:
-                    negative.discard(key)
+            keys = self._by_name.get(entry[E_NAME])
+            if keys is not None:
+                try:
+                    keys.remove(key)
+                except ValueError:
+                    pass
+                if not keys:
+                    del self._by_name[entry[E_NAME]]
+        fifo = self._fifo
+        if len(fifo) > 2 * len(self.entries) + 1024:
+            entries = self.entries
+            self._fifo = deque(e for e in fifo if entries.get(e[E_KEY]) is e)
 
     # ------------------------------------------------------------------ metrics
 
     def attach(self, meter: Meter | None) -> None:
-        """Sum hits into ``meter`` (at scrape time, and for entries as they leave)."""
+        """Record hits into ``meter``'s rows (exact counts, real durations)."""
         self._meter = meter
-        if meter is not None:
-            meter.folders.append(self.fold)
 
-    def fold(self, meter: Meter) -> None:
-        """Add every entry's new hits to the meter's rows: exact request/response counts and
-        sizes; durations land in the first bucket with a nominal ``HIT_SECONDS`` each (a hit
-        is not timed, and takes microseconds)."""
-        for entry in list(self.entries.values()):
-            self._fold_entry(meter, entry)
-
-    def _fold_entry(self, meter: Meter, entry: list[Any]) -> None:
-        folded = entry[E_FOLDED]
-        qtype, zone, rcode, request, response = entry[E_META]
-        for channel in range(4):
-            new = entry[E_HITS + channel] - folded[channel]
-            if new:
-                folded[channel] += new
-                meter.absorb(channel, qtype, zone, rcode, request, response, new, new * HIT_SECONDS)
+    def record_hits(self, hits: list[list[Any]], channel: int, seconds: float) -> None:
+        """``hits`` (entries) were answered on ``channel`` (UDP4 or UDP6), each taking
+        ``seconds`` from the read of its batch to the send of its reply."""
+        self.hits += len(hits)
+        meter = self._meter
+        if meter is None:
+            return
+        slot = E_ROWS + channel
+        fast = seconds <= FAST_DURATION
+        for entry in hits:
+            row = entry[slot]
+            if row is None:
+                qtype, zone, rcode, request, response = entry[E_META]
+                key = (channel, qtype, zone, rcode, request, response)
+                row = meter.rows.get(key) or meter.new_row(*key)
+                entry[slot] = row
+            row[0] += seconds
+            if fast:
+                row[1] += 1
+            else:
+                meter.slow(row, seconds)
 
     def counters(self) -> dict[str, int]:
-        hits = 0
-        for entry in self.entries.values():
-            hits += entry[2] + entry[3] + entry[4] + entry[5]
         return {
             "entries": len(self.entries),
             "bytes": self.bytes,
-            "hits": hits + self.hits_gone,
+            "hits": self.hits,
             "misses": self.misses,
             "inserts": self.inserts,
             "evictions": self.evictions,

@@ -266,13 +266,15 @@ class _Collector(Collector):
     def _cache_numbers(self) -> dict[str, tuple[int, int, int, int]]:
         """cache -> (entries, hits, misses, evictions)."""
         registry, resolver = self.sources.registry(), self.sources.resolver()
-        queries = self.sources.stats.udp_queries + self.sources.stats.tcp_queries
+        stats = self.sources.stats
         numbers = {
-            # The pre-rendered answers: a hit is answered from the dict; a miss goes to the resolver.
+            # The pre-rendered answers: a hit is a query answered from the dict (counted where
+            # it happens: never a malformed, refused or forwarded query); a miss is one that
+            # went on to the derived memo or the resolver.
             "answers": (
                 len(registry.answers),
-                max(0, queries - resolver.misses - self.sources.stats.derived_hits),
-                resolver.misses + self.sources.stats.derived_hits,
+                stats.answer_hits,
+                resolver.misses + stats.derived_hits,
                 0,
             ),
             # Answers derived from the registry (negative answers, computed pod names, ANY),

@@ -13,6 +13,7 @@ class Stats:
         "udp_send_errors",
         "errors",
         "derived_hits",
+        "answer_hits",
         "rrl_dropped",
         "rrl_slipped",
         "tcp_write_timeouts",
@@ -28,6 +29,7 @@ class Stats:
         self.udp_send_errors = 0
         self.errors = 0  # internal errors (bugs), never malformed input
         self.derived_hits = 0  # answered from the registry's derived memo (negative answers)
+        self.answer_hits = 0  # answered from the registry's pre-rendered answers
         self.rrl_dropped = 0  # UDP responses not sent (response rate limiting)
         self.rrl_slipped = 0  # ... sent truncated instead (RRL slip)
         self.tcp_write_timeouts = 0  # TCP clients that did not read their answers in time

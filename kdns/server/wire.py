@@ -347,7 +347,9 @@ class Responder:
             if special is not None:
                 return self._viewed(special, data, name, pos, qend, edns, channel, peer, replier)
         answer = self.answers.get(key)
-        if answer is None:
+        if answer is not None:
+            self.stats.answer_hits += 1
+        else:
             # Second lookup: answers derived before from the same registry state (NXDOMAIN
             # and NODATA of search-path walks, computed pod names), as cheap as a positive.
             answer = self.derived.get(key)
