@@ -42,6 +42,7 @@ def run(
     seconds: float,
     *,
     edns: bool = False,
+    option: str | None = None,
     rate: float | None = None,
     verbose: bool = False,
 ) -> Run:
@@ -51,6 +52,8 @@ def run(
                              "-t", str(TIMEOUT)]  # fmt: skip
     if edns:
         cmd.append("-e")
+    if option is not None:  # an EDNS option on every query ("code:hex value")
+        cmd += ["-E", option]
     if rate is not None:
         cmd += ["-Q", str(max(1, int(rate)))]
     if verbose:

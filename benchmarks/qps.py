@@ -10,6 +10,7 @@ by kdns with ``kdns serve --objects FILE``. Mixes (--mixes):
 
   plain     (a) cluster names: A, AAAA, SRV, PTR
   edns      (b) the same, EDNS on every query (dnsperf -e)
+  cookie    (b2) the same, EDNS with one client COOKIE option on every query (dnsperf -E)
   nxdomain  (c) 90% NXDOMAIN ndots:5 walk names over 21,000 distinct names, 10% existing
   trace     (d) pods walking their search list to external names through a loopback upstream
                 that adds 20 ms and answers with TTL 10 s (benchmarks/trace_replay.py); kdns only
@@ -69,18 +70,23 @@ def start(server: str, objects: Path, zone_files: dict[str, Path], tmp: Path) ->
 
 
 def measure(
-    dnsperf_bin: str, srv: servers.Server, datafile: str, seconds: float, edns: bool
-) -> dict[str, Any]:
+    dnsperf_bin: str, srv: servers.Server, datafile: str, seconds: float, edns: bool,
+    option: str | None = None,
+) -> dict[str, Any]:  # fmt: skip
     """Max qps (and CPU per query), then 50% of it (latency, lost) and 90% (lost)."""
-    dnsperf.run(dnsperf_bin, srv.port, datafile, 1, edns=edns)  # warm-up, not counted
+    dnsperf.run(
+        dnsperf_bin, srv.port, datafile, 1, edns=edns, option=option
+    )  # warm-up, not counted
     cpu0 = srv.cpu_seconds()
-    top = dnsperf.run(dnsperf_bin, srv.port, datafile, seconds, edns=edns)
+    top = dnsperf.run(dnsperf_bin, srv.port, datafile, seconds, edns=edns, option=option)
     cpu = srv.cpu_seconds() - cpu0
     drops0 = servers.udp_rcvbuf_errors()
-    half = dnsperf.run(dnsperf_bin, srv.port, datafile, seconds, edns=edns, rate=top.qps / 2,
+    half = dnsperf.run(dnsperf_bin, srv.port, datafile, seconds, edns=edns, option=option, rate=top.qps / 2,
                        verbose=True)  # fmt: skip
     drops50 = servers.udp_rcvbuf_errors()
-    ninety = dnsperf.run(dnsperf_bin, srv.port, datafile, seconds, edns=edns, rate=top.qps * 0.9)
+    ninety = dnsperf.run(
+        dnsperf_bin, srv.port, datafile, seconds, edns=edns, option=option, rate=top.qps * 0.9
+    )
     drops90 = servers.udp_rcvbuf_errors()
     return {
         "qps": top.qps,
@@ -162,7 +168,7 @@ def main() -> None:
     )
     parser.add_argument("--seconds", type=float, default=8, help="per dnsperf run (default 8)")
     parser.add_argument("--mixes", default=",".join(workload.MIXES),
-                        help="comma-separated: plain,edns,nxdomain,trace")  # fmt: skip
+                        help="comma-separated: plain,edns,cookie,nxdomain,trace")  # fmt: skip
     parser.add_argument("--servers", default=",".join(ALL_SERVERS),
                         help=f"comma-separated from {','.join(ALL_SERVERS + EXTRA_SERVERS)}")  # fmt: skip
     parser.add_argument("--trace-seconds", type=float, default=90, help="mix (d) length")
@@ -218,7 +224,7 @@ def main() -> None:
             "plain": workload.write_queries(workload.plain_queries(cluster), tmp / "plain.txt"),
             "nxdomain": workload.write_queries(workload.nxdomain_queries(cluster), tmp / "nx.txt"),
         }
-        files["edns"] = files["plain"]
+        files["edns"] = files["cookie"] = files["plain"]
         zone_files: dict[str, Path] = {}
         if "nsd" in chosen and set(mixes) - {"trace"}:
             print("transferring the zones from kdns for NSD ...", file=sys.stderr)
@@ -232,7 +238,8 @@ def main() -> None:
                 try:
                     with start(server, objects, zone_files, tmp) as srv:
                         rows[server] = measure(dnsperf_bin, srv, str(files[mix]), args.seconds,
-                                               mix in workload.EDNS_MIXES)  # fmt: skip
+                                               mix in workload.EDNS_MIXES,
+                                               workload.OPTION_MIXES.get(mix))  # fmt: skip
                 except Exception as err:  # one broken server must not lose the others' numbers
                     rows[server] = {"error": _one_line(err)}
             report.print_mix(mix, rows)

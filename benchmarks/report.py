@@ -25,6 +25,7 @@ LABELS = {
 MIX_TITLES = {
     "plain": "(a) plain cluster names: A, AAAA, SRV, PTR",
     "edns": "(b) the same with EDNS (dnsperf -e)",
+    "cookie": "(b2) the same with EDNS and a client COOKIE on every query (dnsperf -e -E 10:...)",
     "nxdomain": "(c) search-path mix: 90% NXDOMAIN walk names, 10% existing",
     "trace": "(d) trace replay: ndots:5 walks to external names via a 20 ms upstream, TTL 10 s",
 }
@@ -120,6 +121,11 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
             ratio = mine / nsd if mine is not None and nsd else None
             add(issue, f"{LABELS[server]} qps >= {floor}x NSD on {mix}", ratio,
                 None if ratio is None else ratio >= floor, _f(ratio, ".2f") + "x")  # fmt: skip
+    killer_edns, killer_cookie = qps("edns", KILLER), qps("cookie", KILLER)
+    if killer_edns and killer_cookie is not None:
+        ratio = killer_cookie / killer_edns
+        add("killer", f"{LABELS[KILLER]}: qps with cookies within 5% of without (EDNS)", ratio,
+            ratio >= 0.95, f"{ratio:.2f}x")  # fmt: skip
     for mix in ("edns", "nxdomain"):
         mine, plain = qps(mix, STANDARD), qps("plain", STANDARD)
         if mine is not None and plain:

@@ -29,8 +29,12 @@ ENDPOINTS = 3400
 EXTERNAL_NAME = 20  # Services of type ExternalName
 HEADLESS = 180  # headless Services, 5 endpoints each (900); the rest spread over ClusterIPs
 
-MIXES = ("plain", "edns", "nxdomain", "trace")
-EDNS_MIXES = {"edns"}  # sent with dnsperf -e
+MIXES = ("plain", "edns", "cookie", "nxdomain", "trace")
+EDNS_MIXES = {"edns", "cookie"}  # sent with dnsperf -e
+# Sent with one client COOKIE option (RFC 7873 4.1) on every query, as a resolver that keeps its
+# client cookie per server does (dnsperf -E code:hex-value).
+COOKIE_OPTION = "10:0123456789abcdef"
+OPTION_MIXES = {"cookie": COOKIE_OPTION}
 
 JSON = dict[str, Any]
 

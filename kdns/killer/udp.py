@@ -36,7 +36,6 @@ from kdns.killer.wirecache import (
     E_VIEW,
     E_WATCH,
     WireCache,
-    cookie_key,
     without_options,
 )
 from kdns.server.meter import UDP4, UDP6
@@ -270,12 +269,15 @@ class KillerUdp:
             self.wire.record_hits(hits, self.channel, perf_counter() - started)
 
     def _lookup(self, data: bytes) -> list[Any] | None:
-        """The wire-cache entry for a query: by its own bytes, else (when it carries EDNS
-        options, which never change a reply) by its bytes without them."""
+        """The wire-cache entry for a query: by its bytes without EDNS options (they never
+        change a reply; a query with options is never stored under its own bytes), the common
+        one-cookie shape found without a walk."""
         entries = self.wire.entries
+        if data[-12:-8] == b"\x00\x0a\x00\x08" and data[-14:-12] == b"\x00\x0c":
+            return entries.get(data[2:-14] + b"\x00\x00")  # wirecache.cookie_key, inlined
         entry = entries.get(data[2:])
         if entry is None and data[11:12] not in (b"\x00", b""):
-            key = cookie_key(data) or without_options(data)
+            key = without_options(data)
             if key is not None:
                 entry = entries.get(key)
         return entry
