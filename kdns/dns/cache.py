@@ -25,6 +25,18 @@ Flags are served as the upstream sent them (QR, AA, RD, RA, AD, CD, RCODE); the 
 what depends on the client's query (RD, and AD/CD per RFC 6840 5.7-5.9) and truncates to the
 client's UDP payload size.
 
+When TTLs start: an upstream states its TTLs at the moment it answers, which kdns cannot see;
+it can only bound it. The forwarder passes ``put`` the time the question left for upstream
+(``now=``), which is before the answer was made, so the countdown starts no later than the
+TTL's true start and a served TTL never exceeds the true remaining time rounded up to the
+second: ``TTL - floor(now - asked)`` = ceil(TTL - (now - asked)) >= ceil(true remaining).
+(Counting from the answer's arrival, or from when the event loop got round to ``put``, would
+overstate by the upstream's latency plus the loop's delay: enough to cross a second.) A reply
+rendered for one second is current until ``_Entry.tick``, the end of that second, which is what
+``last_tick`` tells killer mode's wire cache. Two exceptions, both configured: a TTL below
+``min_ttl`` keeps its entry for ``min_ttl`` seconds, served with TTL 0 once its own TTL has run
+out (never with a TTL above what remains), and serve-stale answers carry ``stale_ttl``.
+
 Keys are ``cache_key(question, do, cd)``: the lowercased wire question (the registry's
 ``question_key`` format) plus one byte when the query had DO and/or CD set, so DNSSEC and
 checking-disabled answers are separate entries (CoreDNS keys on DO the same way).
@@ -374,7 +386,10 @@ class ResponseCache:
     # ------------------------------------------------------------------ write side
 
     def put(self, key: bytes, response: bytes, now: float | None = None) -> bool:
-        """Store an upstream response under ``key``; False when it is not cacheable."""
+        """Store an upstream response under ``key``; False when it is not cacheable.
+
+        ``now``: when the question was sent upstream (the clock's reading; default: now), the
+        instant its TTLs count down from (see "When TTLs start" above)."""
         try:
             parsed = parse(response)
         except ValueError:  # Malformed, or names.BadName from the name walkers

@@ -141,17 +141,23 @@ class Forwarder:
                 + b"\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00"
                 + target_question
             )
+            asked = self._asked()
             try:
                 upstream = await route.group.query(wire)
             except ForwardError:
                 query.deliver(replier, cname_only, peer)
                 return
             if self.cache is not None:
-                self.cache.put(key, upstream)
+                self.cache.put(key, upstream, asked)
             query.deliver(replier, self._fit(query, _append_answers(cname_only, upstream)), peer)
 
         self._spawn(look_up())
         return None
+
+    def _asked(self) -> float:
+        """The cache's clock as a question leaves for upstream: what a cached answer's TTLs
+        count down from (see ``kdns.dns.cache``, "When TTLs start")."""
+        return self.cache.clock() if self.cache is not None else 0.0
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.get_running_loop().create_task(coro)
@@ -171,6 +177,7 @@ class Forwarder:
                 return
         self.stats.forwarded += 1
         self.stats.by_zone[route.zone] = self.stats.by_zone.get(route.zone, 0) + 1
+        asked = self._asked()
         try:
             response = await route.group.query(query.data)
         except Overloaded:
@@ -191,7 +198,7 @@ class Forwarder:
                 response = query.error(SERVFAIL)
         else:
             if self.cache is not None:
-                self.cache.put(key, response)
+                self.cache.put(key, response, asked)
         query.deliver(replier, self._fit(query, response), peer)
 
     def _prefetch(self, query: Query, key: bytes) -> None:
@@ -202,8 +209,9 @@ class Forwarder:
         cache = self.cache
 
         async def refresh() -> None:
+            asked = cache.clock()
             try:
-                cache.put(key, await route.group.query(query.data))
+                cache.put(key, await route.group.query(query.data), asked)
             except (ForwardError, Overloaded):
                 pass
 
@@ -241,9 +249,10 @@ class Forwarder:
         async def fetch() -> None:
             response = None
             until = 0.0  # nothing cached: the prefetch failed or the answer was not cacheable
+            asked = cache.clock()
             try:
                 response = await route.group.query(wire)
-                if cache.put(key, response):
+                if cache.put(key, response, asked):
                     until = cache.expires(key)
             except (ForwardError, Overloaded):
                 pass
