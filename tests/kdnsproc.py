@@ -227,3 +227,48 @@ def fixed_port() -> int:
                     continue
                 return port
     raise RuntimeError("no free port between 20000 and 32000")
+
+
+def udp_blast(
+    port: int, queries: list[bytes], *, chunk: int = 128, timeout: float = 5.0, tries: int = 4
+) -> tuple[list[bytes | None], int]:
+    """Send ``queries`` to kdns on loopback from one UDP socket, ``chunk`` datagrams at a time
+    without waiting for replies (so the server reads them in batches), then collect the replies.
+
+    Each query's first two bytes (its ID) are replaced by its index; the rest is sent exactly as
+    given. Queries left unanswered (a full socket buffer on either side) are sent again, the
+    same bytes, up to ``tries`` times. Returns the replies by index (None: never answered) and
+    how many datagrams had to be sent again."""
+    if len(queries) > 65536:
+        raise ValueError("at most 65536 queries (one ID each)")
+    replies: list[bytes | None] = [None] * len(queries)
+    resent = 0
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
+        sock.connect((LOOPBACK, port))
+        pending = list(range(len(queries)))
+        for attempt in range(tries):
+            if attempt:
+                resent += len(pending)
+            for start in range(0, len(pending), chunk):
+                part = pending[start : start + chunk]
+                for i in part:
+                    sock.send(i.to_bytes(2, "big") + queries[i][2:])
+                waiting = set(part)
+                deadline = time.monotonic() + timeout
+                while waiting and time.monotonic() < deadline:
+                    sock.settimeout(max(0.01, deadline - time.monotonic()))
+                    try:
+                        data = sock.recv(65535)
+                    except (TimeoutError, ConnectionRefusedError):
+                        continue
+                    if len(data) < 2:
+                        continue
+                    i = int.from_bytes(data[:2], "big")
+                    if i < len(queries) and replies[i] is None:
+                        replies[i] = data
+                        waiting.discard(i)
+            pending = [i for i in pending if replies[i] is None]
+            if not pending:
+                break
+    return replies, resent
