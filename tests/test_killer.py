@@ -100,6 +100,7 @@ def make_prefetcher(clock: FakeClock, expiry: dict[bytes, float] | None = None) 
         fetch=fetch,
         expiry=lambda name, qtype: expiries.get(name, 0.0),
         upstream_queries=lambda: 1000,
+        search_domains=(names.to_wire("corp.internal"),),  # the node's, from resolv.conf
         clock=clock,
     )
     return prefetcher, rendered, fetched

@@ -16,9 +16,12 @@ from typing import Any
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from kdns.dns import names
+from kdns.dns.acl import ALLOW
 from kdns.dns.registry import Registry
+from kdns.dns.resolvconf import read_resolv_conf
 from kdns.dns.resolver import Resolver
-from kdns.killer.markov import Prefetcher
+from kdns.killer.markov import Prefetcher, valid_name
 from kdns.killer.udp import KillerUdp, batched
 from kdns.killer.wirecache import WireCache
 from kdns.server.forwarding import Forwarder
@@ -81,6 +84,9 @@ class Killer:
                 fetch=self._fetch,
                 expiry=self._expiry,
                 upstream_queries=self._upstream_queries,
+                admits=self._admits,
+                allows=self._allows,
+                search_domains=_search_domains(),
                 threshold=self.settings.threshold,
                 share=self.settings.share,
                 concurrency=self.settings.concurrency,
@@ -152,10 +158,61 @@ class Killer:
     def _upstream_queries(self) -> int:
         return self.forwarder.upstream_queries() if self.forwarder is not None else 0
 
+    def _admits(self, client: bytes) -> bool:
+        """Whether the prefetcher may learn from this client and prefetch for it: what the
+        standard path would do for it is what the prefetcher assumes. So forward.allow admits
+        it (a client that may not forward could otherwise steer upstream queries), and it is
+        in no view, or in one that changes nothing (no block lists, every zone): a view's
+        block list answers names before forwarding and its zone list sends our names
+        upstream, which a prefetch made for the default path would get wrong. Read at every
+        call: a reload or a block list swap changes them without telling the prefetcher."""
+        responder = self.responder
+        allow = responder.forward_allow
+        if allow is not None:
+            ip = _ip(client)
+            if ip is None or not allow(ip):
+                return False
+        views = responder.views
+        if views is not None:
+            view = views.view_of_packed(client)
+            if view is not None and (view.lists or view.zones is not None):
+                return False
+        return True
+
+    def _allows(self, client: bytes, name: bytes, qtype: int) -> bool:
+        """The ACL lets this client ask this name (what it would be answered, not REFUSED)."""
+        acl = self.responder.acl
+        if acl is None:
+            return True
+        ip = _ip(client)
+        return ip is not None and acl.decide(ip, name, qtype) == ALLOW
+
     # ------------------------------------------------------------------ metrics
 
     def collector(self) -> Collector:
         return _KillerCollector(self)
+
+
+def _ip(client: bytes) -> str | None:
+    """A packed client address as text (the form forward.allow and the ACL take)."""
+    try:
+        return socket.inet_ntop(socket.AF_INET6 if len(client) == 16 else socket.AF_INET, client)
+    except (OSError, ValueError):
+        return None
+
+
+def _search_domains() -> tuple[bytes, ...]:
+    """The host's resolv.conf search domains (wire): the node domains kubelet appends to each
+    pod's search path, the one walk step that is not a suffix of the step before."""
+    found = []
+    for domain in read_resolv_conf().search:
+        try:
+            wire = names.to_wire(domain)
+        except ValueError:
+            continue
+        if valid_name(wire):
+            found.append(wire)
+    return tuple(found)
 
 
 class _KillerCollector(Collector):
@@ -187,7 +244,8 @@ class _KillerCollector(Collector):
         outcomes = CounterMetricFamily(
             "kdns_killer_prefetch",
             "Prefetches by outcome: issued (sent upstream), used (a client asked before it "
-            "expired), wasted (expired unasked), skipped (over the concurrency or share limit)",
+            "expired), wasted (expired unasked), skipped (over the concurrency or share limit, "
+            "or the client's own budget)",
             labels=["outcome"],
         )
         for outcome in ("issued", "used", "wasted", "skipped"):
@@ -205,9 +263,20 @@ class _KillerCollector(Collector):
         )
         observed = CounterMetricFamily(
             "kdns_killer_observations",
-            "Queries seen by the prefetcher: learned from, or dropped over its per-tick budget",
+            "Queries seen by the prefetcher: learned from, dropped over its per-tick budget, "
+            "or ignored (not answered, or a client forward.allow or a view keeps out)",
             labels=["outcome"],
         )
         observed.add_metric(["learned"], numbers["observed"])
         observed.add_metric(["dropped"], numbers["dropped"])
+        observed.add_metric(["ignored"], numbers["ignored"])
         yield observed
+        entries = GaugeMetricFamily(
+            "kdns_killer_prefetch_entries",
+            "Entries in the prefetcher's tables (each bounded): names, shapes, clients, "
+            "periods (repeating names), schedule (refreshes), pending (prefetched answers)",
+            labels=["table"],
+        )
+        for table in ("names", "shapes", "clients", "periods", "schedule", "pending"):
+            entries.add_metric([table], numbers[table])
+        yield entries
