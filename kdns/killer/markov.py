@@ -313,8 +313,13 @@ class Prefetcher:
     # ------------------------------------------------------------------ observing
 
     def observe(self, client: bytes, query: bytes, rcode: int, forwarded: bool) -> None:
-        """What a transport calls per query it wants learned (cheap: one append)."""
-        self.seen.append((client, query, rcode, forwarded))
+        """What a transport calls per query it wants learned (cheap: one append). Bounded:
+        past what one tick takes (a stalled loop, a flood), observations are only counted."""
+        seen = self.seen
+        if len(seen) < self.per_tick:
+            seen.append((client, query, rcode, forwarded))
+        else:
+            self.dropped += 1
 
     def run(self) -> None:
         """One tick: learn from what was seen, refresh what is due."""
