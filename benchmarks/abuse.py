@@ -10,22 +10,49 @@ latency during the attack, wrong answers it got, kdns's RSS before/after; then t
 packets, crashes (kdns gone), internal errors (kdns_internal_errors_total), RSS growth.
 Targets (the issue): good-client p99 < 5 ms during every attack on an idle machine; 0 crashes;
 RSS growth < 1 MB per million fuzz packets.
+
+Killer mode beside standard mode (issue 17, "Proof"), in one run:
+
+    .venv/bin/python benchmarks/abuse.py --killer            # about 13 minutes
+    .venv/bin/python benchmarks/abuse.py --killer --quick    # about 2 minutes
+    .venv/bin/python benchmarks/abuse.py --killer --minutes 3
+
+Both as real ``kdns serve`` processes (pinned to CPU 0), each forwarding to its own loopback
+upstream started here (a process answering every name with a TTL-3600 A record and counting
+the queries it gets), phases in this order:
+
+  (a) upstream queries per client query: 400 q/s of <random>.example.test for 20 s (8 s with
+      --quick); then taught walks: a client (127.0.0.2) asks 60 search walks
+      (X.prod.svc.cluster.local, X.svc..., X.cluster.local, X.evil.example, X) and name pairs,
+      then sends in-zone NXDOMAINs of new names at 200 q/s (standard mode: none go upstream);
+  (b) RSS (VmRSS) after --minutes (10; 30 s with --quick) of random names at 1,500 q/s;
+  (c) a miss flood of random names: dnsperf at full speed (installed with apt-get when root;
+      else a Python sender, said so), answered q/s and answered/sent;
+  (d) 40,000 distinct NXDOMAIN names of cluster.local cached, then an unrelated Service edit
+      through the objects file: the worst latency of a probe (127.0.0.3) asking every 10 ms,
+      from the write until the edit is served and a second more.
+
+Prints standard | killer | ratio and writes benchmarks/results/abuse.json. Loopback only.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import random
 import re
+import shutil
 import socket
 import struct
+import subprocess
 import sys
 import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import dns.message
 import dns.rcode
@@ -463,6 +490,515 @@ def _sync(sock: socket.socket, port: int, qid: int) -> None:
     raise SystemExit("kdns stopped answering during the fuzz")
 
 
+# --- killer beside standard (issue 17, Proof) ----------------------------------------------------
+#
+# `--killer`: both modes as real `kdns serve` processes (pinned to CPU 0, as benchmarks/qps.py
+# runs them), each forwarding to its own loopback upstream (a process of its own on the client
+# CPU that answers every name with a TTL-3600 A record and counts what it receives). Phases, in
+# this order on the same two processes: (a) upstream queries per client query, (b) RSS under
+# random names, (c) a miss flood, (d) a probe during a zone flush.
+
+KILLER_RESULTS = ROOT / "benchmarks" / "results" / "abuse.json"
+MODES = ("standard", "killer")
+TEACHER = "127.0.0.2"  # the client that teaches walks, then sends in-zone NXDOMAINs
+PROBE = "127.0.0.3"  # the latency probe of phase (d)
+RANDOM_RATE = 400  # q/s of <random>.example.test in phase (a)
+RSS_RATE = 1500  # q/s of random names in phase (b) (the issue's measurement)
+FLUSH_NAMES = 40_000  # distinct NXDOMAIN names cached before the unrelated edit (d)
+SERVICES = 50  # Services per namespace in the compare objects file
+UPSTREAM_TTL = 3600
+
+
+def _random_label(rng: random.Random, size: int = 12) -> str:
+    return "".join(rng.choices("abcdefghijklmnopqrstuvwxyz0123456789", k=size))
+
+
+def compare_manifests(edit: int = 0) -> list[dict]:
+    """Two namespaces of SERVICES Services each; ``edit`` moves one Service's address only
+    (the unrelated edit of phase (d))."""
+    docs: list[dict] = []
+    for ns in ("default", "prod"):
+        docs.append({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
+        for i in range(SERVICES):
+            docs.append(
+                {
+                    "apiVersion": "v1",
+                    "kind": "Service",
+                    "metadata": {"name": f"svc-{i}", "namespace": ns},
+                    "spec": {
+                        "clusterIP": f"10.96.{1 + (ns == 'prod')}.{1 + i}",
+                        "ports": [{"name": "http", "port": 80}],
+                    },
+                }
+            )
+    docs.append(
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": "edit-me", "namespace": "prod"},
+            "spec": {"clusterIP": f"10.96.9.{1 + edit % 250}", "ports": [{"port": 80}]},
+        }
+    )
+    return docs
+
+
+def _upstream_answer(q: bytes) -> bytes | None:
+    """Every name: one A record with TTL 3600 (other types: NODATA with an SOA), raw bytes."""
+    n = len(q)
+    if n < 17 or q[2] & 0x80 or q[4:6] != b"\x00\x01":
+        return None
+    pos = 12
+    while pos < n and q[pos]:
+        pos += q[pos] + 1
+    qend = pos + 5
+    if qend > n:
+        return None
+    ttl = struct.pack("!I", UPSTREAM_TTL)
+    head = q[:2] + bytes((0x80 | (q[2] & 0x01), 0x80))
+    if q[pos + 1 : pos + 3] == b"\x00\x01":
+        return (head + b"\x00\x01\x00\x01\x00\x00\x00\x00" + q[12:qend]
+                + b"\xc0\x0c\x00\x01\x00\x01" + ttl + b"\x00\x04\xc0\x00\x02\x01")  # fmt: skip
+    soa = b"\x00\x00" + struct.pack("!IIIII", 1, 7200, 1800, 86400, UPSTREAM_TTL)
+    return (head + b"\x00\x01\x00\x00\x00\x01\x00\x00" + q[12:qend]
+            + b"\x00\x00\x06\x00\x01" + ttl + struct.pack("!H", len(soa)) + soa)  # fmt: skip
+
+
+def _upstream_main(ready: Any, count: Any) -> None:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
+    sock.bind((LOOPBACK, 0))
+    ready.send(sock.getsockname()[1])
+    while True:
+        data, peer = sock.recvfrom(65535)
+        count.value += 1
+        reply = _upstream_answer(data)
+        if reply is not None:
+            sock.sendto(reply, peer)
+
+
+class CountingUpstream:
+    """The loopback upstream of one kdns: a process answering every name (TTL 3600), with the
+    number of queries it received in shared memory."""
+
+    def __init__(self) -> None:
+        import multiprocessing
+
+        ctx = multiprocessing.get_context("fork")
+        self.count = ctx.Value("q", 0, lock=False)
+        parent, child = ctx.Pipe()
+        self.proc = ctx.Process(target=_upstream_main, args=(child, self.count), daemon=True)
+        self.proc.start()
+        self.port = int(parent.recv())
+
+    @property
+    def queries(self) -> int:
+        return int(self.count.value)
+
+    def close(self) -> None:
+        self.proc.terminate()
+        self.proc.join(5)
+
+
+def _sender(source: str) -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+    sock.bind((source, 0))
+    sock.setblocking(False)
+    return sock
+
+
+def paced(port: int, names: Iterator[str], rate: float, seconds: float,
+          source: str = LOOPBACK) -> tuple[int, int]:  # fmt: skip
+    """Send one A query per name at ``rate`` per second for ``seconds`` (replies drained, then
+    one more second for late ones); (sent, answered)."""
+    sock = _sender(source)
+    sent = answered = 0
+    started = time.monotonic()
+    qid = 0
+    while time.monotonic() - started < seconds:
+        due = int((time.monotonic() - started) * rate)
+        while sent < due:
+            qid = (qid + 1) & 0xFFFF
+            try:
+                sock.sendto(query(next(names), qid=qid), (LOOPBACK, port))
+            except BlockingIOError:
+                break
+            sent += 1
+        answered += _drain_count(sock)
+        time.sleep(0.001)
+    end = time.monotonic() + 1.0
+    while time.monotonic() < end and answered < sent:
+        answered += _drain_count(sock)
+        time.sleep(0.005)
+    sock.close()
+    return sent, answered
+
+
+def _drain_count(sock: socket.socket) -> int:
+    got = 0
+    try:
+        while sock.recv(65535):
+            got += 1
+    except BlockingIOError:
+        pass
+    return got
+
+
+def windowed(port: int, names: list[str], source: str = LOOPBACK, window: int = 256) -> int:
+    """Send every name with at most ``window`` queries unanswered, so none is lost to a full
+    receive buffer (a window that gets no reply for 0.5 s is written off); the number
+    answered."""
+    sock = _sender(source)
+    sent = answered = lost = 0
+    last = time.monotonic()
+    while sent < len(names) or (answered + lost < sent and time.monotonic() - last < 0.5):
+        while sent < len(names) and sent - answered - lost < window:
+            sock.sendto(query(names[sent], qid=sent & 0xFFFF), (LOOPBACK, port))
+            sent += 1
+        got = _drain_count(sock)
+        now = time.monotonic()
+        if got:
+            answered += got
+            last = now
+        elif now - last > 0.5:
+            lost = sent - answered
+            last = now
+        else:
+            time.sleep(0.0002)
+    sock.close()
+    return answered
+
+
+def ask(port: int, name: str, source: str, timeout: float = 1.0) -> bytes | None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind((source, 0))
+        sock.settimeout(timeout)
+        wire = query(name, qid=random.getrandbits(16))
+        sock.sendto(wire, (LOOPBACK, port))
+        try:
+            while True:
+                data = sock.recv(65535)
+                if data[:2] == wire[:2]:
+                    return data
+        except TimeoutError:
+            return None
+
+
+def both(work: Callable[[str], Any]) -> dict[str, Any]:
+    """Run ``work(mode)`` for both modes at once (phases light enough to share the machine)."""
+    out: dict[str, Any] = {}
+    threads = [threading.Thread(target=lambda m=m: out.__setitem__(m, work(m))) for m in MODES]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return out
+
+
+def phase_random(server: Any, upstream: CountingUpstream, seconds: float, seed: int) -> dict:
+    rng = random.Random(seed)
+    names = (f"{_random_label(rng)}.example.test" for _ in iter(int, 1))
+    before = upstream.queries
+    sent, answered = paced(server.port, names, RANDOM_RATE, seconds)
+    time.sleep(1.0)  # prefetches caused by the last queries
+    up = upstream.queries - before
+    return {"client": sent, "answered": answered, "upstream": up, "per_query": up / max(sent, 1)}
+
+
+def phase_taught(server: Any, upstream: CountingUpstream, seconds: float, seed: int) -> dict:
+    """Teach search walks and name pairs from TEACHER (each query waits for its reply, so the
+    order is the model's), then send in-zone NXDOMAINs of new names from the same client:
+    standard mode sends none of them upstream."""
+    rng = random.Random(seed)
+    port = server.port
+    for i in range(60):
+        stem = _random_label(rng, 8)
+        walk = [f"{stem}.prod.svc.cluster.local", f"{stem}.svc.cluster.local",
+                f"{stem}.cluster.local", f"{stem}.evil.example", stem]  # fmt: skip
+        for name in walk:
+            ask(port, name, TEACHER)
+        ask(port, "teach.prod.svc.cluster.local", TEACHER)  # name -> name pairs
+        ask(port, f"leak-{i % 8}.evil.example", TEACHER)
+    time.sleep(1.0)  # the prefetcher processes observations on a timer
+    names = (f"{_random_label(rng, 10)}.prod.svc.cluster.local" for _ in iter(int, 1))
+    before = upstream.queries
+    sent, answered = paced(port, names, 200, seconds, source=TEACHER)
+    time.sleep(1.5)
+    up = upstream.queries - before
+    return {"client": sent, "answered": answered, "upstream": up, "per_query": up / max(sent, 1)}
+
+
+def phase_rss(server: Any, seconds: float, seed: int, every: float) -> dict:
+    rng = random.Random(seed)
+    names = (f"{_random_label(rng)}.example.test" for _ in iter(int, 1))
+    series = [(0.0, server.rss_kib())]
+    started = time.monotonic()
+    sent = answered = 0
+    while time.monotonic() - started < seconds:
+        chunk = min(every, seconds - (time.monotonic() - started))
+        s, a = paced(server.port, names, RSS_RATE, chunk)
+        sent, answered = sent + s, answered + a
+        series.append((round(time.monotonic() - started, 1), server.rss_kib()))
+    return {"client": sent, "answered": answered, "rss_kib": series[-1][1],
+            "rss_start_kib": series[0][1], "series": series}  # fmt: skip
+
+
+def phase_flood(server: Any, datafile: Path, names: list[str], seconds: float, tool: str | None) -> dict:  # fmt: skip
+    """Random names as fast as the client can: dnsperf at full speed (as qps.py's max run),
+    else a Python sender with a window of queries in flight."""
+    if tool is not None:
+        sys.path.insert(0, str(ROOT / "benchmarks"))
+        import dnsperf  # noqa: PLC0415
+
+        run = dnsperf.run(tool, server.port, str(datafile), seconds)
+        return {"tool": "dnsperf", "sent": run.sent, "answered": run.completed, "qps": run.qps}
+    sock = _sender(LOOPBACK)
+    sent = answered = lost = 0
+    started = last = time.monotonic()
+    while (now := time.monotonic()) - started < seconds:
+        while sent - answered - lost < 500:
+            wire = query(names[sent % len(names)], qid=sent & 0xFFFF)
+            sock.sendto(wire, (LOOPBACK, server.port))
+            sent += 1
+        got = _drain_count(sock)
+        if got:
+            answered += got
+            last = now
+        elif now - last > 0.2:
+            lost = sent - answered  # the window went unanswered: written off, go on
+            last = now
+        else:
+            time.sleep(0.0002)
+    answered += _drain_count(sock)
+    sock.close()
+    return {"tool": "python", "sent": sent, "answered": answered,
+            "qps": answered / (time.monotonic() - started)}  # fmt: skip
+
+
+class Probe(threading.Thread):
+    """One query every 10 ms from PROBE; (send time, latency) of each, 1 s for a lost one."""
+
+    def __init__(self, port: int, name: str) -> None:
+        super().__init__(daemon=True)
+        self.port, self.name = port, name
+        self.samples: list[tuple[float, float]] = []
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sock.bind((PROBE, 0))
+        sock.settimeout(1.0)
+        qid = 0
+        while not self.stop.is_set():
+            qid = (qid + 1) & 0xFFFF
+            wire = query(self.name, qid=qid)
+            started = time.monotonic()
+            sock.sendto(wire, (LOOPBACK, self.port))
+            try:
+                while sock.recv(65535)[:2] != wire[:2]:
+                    pass
+                latency = time.monotonic() - started
+            except TimeoutError:
+                latency = 1.0
+            self.samples.append((started, latency))
+            time.sleep(max(0.0, 0.010 - latency))
+        sock.close()
+
+
+def _address_of(reply: bytes | None) -> str | None:
+    if reply is None:
+        return None
+    message = dns.message.from_wire(reply)
+    return message.answer[0][0].to_text() if message.answer else None
+
+
+def phase_flush(server: Any, objects: Path, seed: int) -> dict:
+    """FLUSH_NAMES distinct NXDOMAIN names of cluster.local cached, then an unrelated Service
+    edit through the objects file: the worst latency of a probe asking every 10 ms, from the
+    write until the edit is served and a second more."""
+    rng = random.Random(seed)
+    names = [f"nx{i}-{_random_label(rng, 6)}.default.svc.cluster.local" for i in range(FLUSH_NAMES)]
+    filled = windowed(server.port, names)
+    probe = Probe(server.port, "svc-1.default.svc.cluster.local")
+    probe.start()
+    time.sleep(0.5)
+    before = _address_of(ask(server.port, "edit-me.prod.svc.cluster.local", TEACHER))
+    edited = objects.with_suffix(".new")
+    edited.write_text(yaml.safe_dump_all(compare_manifests(edit=seed)))
+    written = time.monotonic()
+    os.replace(edited, objects)  # one step: the poll never reads half a file
+    seen = None
+    while time.monotonic() - written < 20:
+        now = _address_of(ask(server.port, "edit-me.prod.svc.cluster.local", TEACHER))
+        if now is not None and now != before:
+            seen = time.monotonic()
+            break
+        time.sleep(0.05)
+    time.sleep(1.0)
+    probe.stop.set()
+    probe.join()
+    end = (seen or time.monotonic()) + 1.0
+    idle = [lat for at, lat in probe.samples if at < written]
+    during = sorted(lat for at, lat in probe.samples if written <= at <= end)
+    p99_during = during[min(len(during) - 1, int(len(during) * 0.99))] if during else None
+    return {
+        "filled": filled,
+        "edit_applied_after_s": round(seen - written, 2) if seen else None,
+        "probes": len(during),
+        "worst_ms": max(during) * 1000 if during else None,
+        "p99_ms": p99_during * 1000 if p99_during is not None else None,
+        "idle_worst_ms": max(idle) * 1000 if idle else None,
+    }
+
+
+def _dnsperf() -> str | None:
+    """dnsperf's path: installed with apt-get when missing and root; else None, said why."""
+    path = shutil.which("dnsperf")
+    if path:
+        return path
+    if os.geteuid() == 0 and shutil.which("apt-get"):
+        print("dnsperf missing: installing the Debian package dnsperf", file=sys.stderr)
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        subprocess.run(["apt-get", "update", "-qq"], check=False, env=env)
+        subprocess.run(["apt-get", "install", "-y", "-qq", "dnsperf"], check=False, env=env)
+        path = shutil.which("dnsperf")
+        if path:
+            return path
+    print("dnsperf not found (Debian: apt-get install dnsperf, as root): the miss flood is "
+          "sent by a Python sender instead, which tops out below what kdns can answer",
+          file=sys.stderr)  # fmt: skip
+    return None
+
+
+def _ratio(standard: float | None, killer: float | None) -> str:
+    if standard is None or killer is None:
+        return "-"
+    if standard == 0:
+        return "=" if killer == 0 else "inf"
+    return f"{killer / standard:.2f}"
+
+
+def _cell(value: float | None, digits: int) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def killer_table(results: dict) -> list[tuple[str, float | None, float | None, int]]:
+    p = results["phases"]
+
+    def pick(phase: str, key: str, scale: float = 1.0) -> tuple[float | None, float | None]:
+        row = p.get(phase, {})
+        values = []
+        for mode in MODES:
+            value = row.get(mode, {}).get(key)
+            values.append(None if value is None else value * scale)
+        return values[0], values[1]
+
+    minutes = results["settings"]["rss_seconds"] / 60
+    rows = [
+        ("upstream/client q, random subdomains", *pick("random", "per_query"), 2),
+        ("upstream/client q, taught walks (in-zone NX)", *pick("taught", "per_query"), 2),
+        (f"RSS MiB after {minutes:g} min random names", *pick("rss", "rss_kib", 1 / 1024), 1),
+        ("RSS MiB at the start of it", *pick("rss", "rss_start_kib", 1 / 1024), 1),
+        ("miss flood: answered q/s", *pick("flood", "qps"), 0),
+        ("miss flood: answered/sent %", *pick("flood", "answered_pct"), 1),
+        ("zone flush: worst probe ms", *pick("flush", "worst_ms"), 1),
+        ("zone flush: p99 probe ms", *pick("flush", "p99_ms"), 1),
+        ("zone flush: edit served after s", *pick("flush", "edit_applied_after_s"), 2),
+    ]
+    return rows
+
+
+def print_killer_table(results: dict) -> None:
+    print(f"\n{'':46} {'standard':>10} {'killer':>10} {'ratio':>7}")
+    for label, standard, killer, digits in killer_table(results):
+        print(f"{label:46} {_cell(standard, digits):>10} {_cell(killer, digits):>10} "
+              f"{_ratio(standard, killer):>7}")  # fmt: skip
+
+
+def killer_main(args: argparse.Namespace) -> None:
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import servers  # noqa: PLC0415
+
+    quick = args.quick
+    random_s = 8.0 if quick else 20.0
+    taught_s = 5.0 if quick else 15.0
+    rss_s = 30.0 if quick else args.minutes * 60
+    flood_s = 3.0 if quick else 10.0
+    if servers.pin(servers.CLIENT_CPU):  # clients and upstreams here, kdns on the server CPU
+        os.sched_setaffinity(0, {servers.CLIENT_CPU})
+    workdir = Path(tempfile.mkdtemp(prefix="kdns-abuse-killer-"))
+    objects = {mode: workdir / f"{mode}.yaml" for mode in MODES}  # one each: (d) edits them
+    for path in objects.values():
+        path.write_text(yaml.safe_dump_all(compare_manifests()))
+    rng = random.Random(17)
+    flood_names = [f"{_random_label(rng)}.flood.test" for _ in range(200_000 if quick else 600_000)]
+    datafile = workdir / "flood.txt"
+    datafile.write_text("".join(f"{name} A\n" for name in flood_names))
+    tool = _dnsperf()
+    results: dict[str, Any] = {
+        "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "settings": {
+            "quick": quick,
+            "random_seconds": random_s,
+            "random_rate": RANDOM_RATE,
+            "taught_seconds": taught_s,
+            "rss_seconds": rss_s,
+            "rss_rate": RSS_RATE,
+            "flood_seconds": flood_s,
+            "flood_tool": "dnsperf" if tool else "python",
+            "flush_names": FLUSH_NAMES,
+            "upstream_ttl": UPSTREAM_TTL,
+            "cpus": os.cpu_count(),
+        },  # fmt: skip
+        "phases": {},
+    }
+    upstreams = {mode: CountingUpstream() for mode in MODES}
+    kdns: dict[str, Any] = {}
+    try:
+        for mode in MODES:
+            extra = ["--killer"] if mode == "killer" else []
+            kdns[mode] = servers.Kdns(f"kdns {mode}", objects[mode], "--upstream",
+                                      f"{LOOPBACK}:{upstreams[mode].port}", "--metrics-listen",
+                                      f"{LOOPBACK}:0", *extra)  # fmt: skip
+        phases = results["phases"]
+        print(f"(a) random subdomains, {RANDOM_RATE} q/s for {random_s:g} s ...", file=sys.stderr)
+        phases["random"] = both(lambda m: phase_random(kdns[m], upstreams[m], random_s, 1))
+        print(f"(a) taught walks, then in-zone NXDOMAINs for {taught_s:g} s ...", file=sys.stderr)
+        phases["taught"] = both(lambda m: phase_taught(kdns[m], upstreams[m], taught_s, 2))
+        print(f"(b) random names, {RSS_RATE} q/s for {rss_s:g} s ...", file=sys.stderr)
+        every = 5.0 if quick else 30.0
+        phases["rss"] = both(lambda m: phase_rss(kdns[m], rss_s, 3, every))
+        phases["flood"] = {}
+        for mode in MODES:
+            print(f"(c) miss flood, {mode}, {flood_s:g} s ...", file=sys.stderr)
+            row = phase_flood(kdns[mode], datafile, flood_names, flood_s, tool)
+            row["answered_pct"] = 100 * row["answered"] / max(row["sent"], 1)
+            phases["flood"][mode] = row
+        phases["flush"] = {}
+        for mode in MODES:
+            print(f"(d) zone flush, {mode}: {FLUSH_NAMES} NXDOMAINs, then an edit ...",
+                  file=sys.stderr)  # fmt: skip
+            phases["flush"][mode] = phase_flush(kdns[mode], objects[mode], 4 + MODES.index(mode))
+        for mode in MODES:
+            if kdns[mode].proc.poll() is not None:
+                print(f"kdns {mode} died", file=sys.stderr)
+    finally:
+        for server in kdns.values():
+            server.stop()
+        for upstream in upstreams.values():
+            upstream.close()
+        shutil.rmtree(workdir, ignore_errors=True)
+    print_killer_table(results)
+    results["table"] = [
+        {"metric": label, "standard": s, "killer": k, "ratio": _ratio(s, k)}
+        for label, s, k, _ in killer_table(results)
+    ]
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"\nkdns serve pinned to CPU 0, clients and upstreams to CPU 1 (when there are two); "
+          f"loopback only. Results: {args.json}")  # fmt: skip
+
+
 # --- main ----------------------------------------------------------------------------------------
 
 
@@ -470,7 +1006,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", help="comma-separated attacks: " + ",".join(ATTACKS))
     parser.add_argument("--fuzz", type=int, default=1_000_000, help="fuzz packets (0: none)")
+    parser.add_argument("--killer", action="store_true",
+                        help="killer mode beside standard mode (issue 17) instead of the attacks")  # fmt: skip
+    parser.add_argument("--quick", action="store_true",
+                        help="with --killer: 30 s of random names, shorter phases")  # fmt: skip
+    parser.add_argument("--minutes", type=float, default=10.0,
+                        help="with --killer: minutes of random names before RSS is read")  # fmt: skip
+    parser.add_argument("--json", type=Path, default=KILLER_RESULTS,
+                        help="with --killer: where to write the results")  # fmt: skip
     args = parser.parse_args()
+    if args.killer:
+        killer_main(args)
+        return
     chosen = list(ATTACKS) if not args.only else args.only.split(",")
     workdir = Path(tempfile.mkdtemp(prefix="kdns-abuse-"))
     objects = workdir / "cluster.yaml"

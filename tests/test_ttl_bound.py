@@ -182,7 +182,9 @@ def test_served_ttls_never_exceed_the_true_remaining_time(mode: str) -> None:
         # The cache was used and counted down (not one fetch per query, not frozen).
         assert len(served) >= min(ttl, 5), (name, sorted(served))
         fetches = len(up.made.get(name, ()))
-        assert 1 <= fetches <= len(mine) // 10, (name, fetches, len(mine))
+        # (Standard mode asks again for each query that arrives while a fetch is on its way:
+        # a burst at expiry costs a dozen.)
+        assert 1 <= fetches <= len(mine) // 4, (name, fetches, len(mine))
         # Every phase of the second was probed: a reply held past its second would be caught.
         phases = {
             int(((s.sent - (up.made_before(name, s.received) or 0.0)) % 1.0) * 10) for s in mine
