@@ -226,6 +226,7 @@ class KillerUdp:
                         self.observe(self._client(batch, i), data, entry[E_META][2], True)
                 else:
                     answer = self._miss(data, batch, i, now)
+                    now = time.monotonic()  # misses take the time: later hits check deadlines anew
                     if answer is None:
                         continue
                     reply = answer
@@ -376,7 +377,6 @@ class KillerUdp:
     # ------------------------------------------------------------------ without recvmmsg
 
     def _readable_plain(self) -> None:
-        now = time.monotonic()
         lookup = self._lookup if not self._query_log else _nothing
         guarded = (
             self.responder.acl is not None
@@ -392,6 +392,7 @@ class KillerUdp:
                 self.stats.udp_send_errors += 1  # ICMP errors surface here
                 continue
             started = perf_counter()
+            now = time.monotonic()
             self.stats.udp_queries += 1
             hit = None
             try:  # one bad datagram (or a bug) costs that datagram only
