@@ -171,6 +171,11 @@ class App:
         self.seat: Seat | None = None  # --workers: this process is a worker
         self._config_digest = self._file_digest()
         self._tasks: list[asyncio.Task[None]] = []
+        # Held by whatever swaps new state in across awaits: a config reload, a zone file or
+        # block list refresh, an objects-file reload (StaticSource.lock). One at a time, so a
+        # registry rebuild never happens while the objects file is half applied into the old
+        # registry (the rest of that edit would be lost), and two reloads never interleave.
+        self._reload_lock = asyncio.Lock()
 
     def _killer(self, config: Config) -> Killer | None:
         """Killer mode (--killer): the wire cache in front of UDP, and the prefetcher."""
@@ -303,6 +308,7 @@ class App:
 
     def _start_static(self, source: StaticSource) -> None:
         self.source = source
+        source.lock = self._reload_lock  # its reloads and registry rebuilds take turns
         source.load()
         source.start()
 
@@ -476,19 +482,38 @@ class App:
         if self.reload_config is None:
             log.warning("reload (%s) ignored: started without a reloadable configuration", why)
             return
-        self._config_digest = self._file_digest()
-        try:
-            new = self.reload_config()
-        except ConfigError as exc:
-            log.error("reload (%s) rejected, keeping the running config: %s", why, exc)
-            return
-        try:
-            await self.apply(new, why)
-            await self.refresh_data_files(why)  # zone files and block lists, when they moved
-        except Exception:
-            log.exception("reload (%s) failed part-way; what was applied stays", why)
+        async with self._reload_lock:
+            self._config_digest = self._file_digest()
+            try:
+                new = self.reload_config()
+            except ConfigError as exc:
+                log.error("reload (%s) rejected, keeping the running config: %s", why, exc)
+                return
+            try:
+                await self._apply(new, why)
+                await self._refresh_data_files(why)  # zone files and block lists that moved
+            except Exception:
+                log.exception("reload (%s) failed part-way; what was applied stays", why)
 
     async def apply(self, new: Config, why: str) -> None:
+        """Run on ``new`` (a reloaded config), after any reload or objects-file apply under
+        way has finished."""
+        async with self._reload_lock:
+            await self._apply(new, why)
+
+    def _answers_changed(self) -> None:
+        """Something standard mode answers from, other than the registry's data, was just
+        swapped in: the forwarder, the resolver, a rebuilt registry, views and block lists, the
+        ACL, forward.allow, any config setting. Killer mode's cached replies may all differ:
+        they are dropped (and the killer rewired to the parts now in use) in the same step of
+        the event loop as the swap, so no datagram read after it is answered from them.
+
+        The registry's own data (cluster objects, local zone records and SOA, the TTL, serial
+        moves) needs no call: each flush tells ``Registry.watchers`` exactly what changed."""
+        if self.killer is not None:
+            self.killer.attach(self.registry, self.resolver, self.forwarder)
+
+    async def _apply(self, new: Config, why: str) -> None:
         old = self.config
         changed = [f for f in old.__dataclass_fields__ if getattr(old, f) != getattr(new, f)]
         if not changed:
@@ -501,32 +526,36 @@ class App:
             )
             new = new.__class__(**{**{f: getattr(new, f) for f in new.__dataclass_fields__},
                                    **{f: getattr(old, f) for f in kept}})  # fmt: skip
-        if any(f.startswith(FORWARDING_PREFIXES) or f in FORWARDING for f in changed):
-            await self._swap_forwarder(new, why)
+        # First what takes time (files read in threads): nothing served changes yet.
         if new.blocklists != old.blocklists or new.views != old.views:
             await self._load_blocklists(new, why)
         local_changed = new.local_zones != old.local_zones
         previous = self._zone_data
-        if local_changed:
-            self._zone_data = await self._reload_zone_data(new, why)
-        if any(f in REGISTRY_SHAPE for f in changed) or zone_shape(new) != zone_shape(old):
-            self._swap_registry(new)
-        else:
-            if new.ttl != old.ttl:
-                self.registry.set_ttl(new.ttl)
-            if local_changed:  # the same zones, other data: re-render what differs
-                for name, data in self._zone_data.items():
-                    if data != previous.get(name):
-                        self.registry.set_local(data)
-        if new.log_level != old.log_level or new.log_format != old.log_format:
-            setup_logging(new.log_level, new.log_format)
-        self.listeners.set_query_log(new.query_log)
-        self._configure_responder(new)
-        self.responder.set_udp_size(new.udp_size)
-        if self.killer is not None:  # cached replies may carry any of the above
-            self.killer.attach(self.registry, self.resolver, self.forwarder)
-        self._configure_tcp(new)
-        self.config = new
+        zone_data = await self._reload_zone_data(new, why) if local_changed else previous
+        # Then every swap in one step of the event loop, ending with the killer told: no
+        # await from here to _answers_changed(), so no datagram is read in between.
+        try:
+            if any(f.startswith(FORWARDING_PREFIXES) or f in FORWARDING for f in changed):
+                self._swap_forwarder(new, why)
+            self._zone_data = zone_data
+            if any(f in REGISTRY_SHAPE for f in changed) or zone_shape(new) != zone_shape(old):
+                self._swap_registry(new)
+            else:
+                if new.ttl != old.ttl:
+                    self.registry.set_ttl(new.ttl)
+                if local_changed:  # the same zones, other data: re-render what differs
+                    for name, data in zone_data.items():
+                        if data != previous.get(name):
+                            self.registry.set_local(data)
+            if new.log_level != old.log_level or new.log_format != old.log_format:
+                setup_logging(new.log_level, new.log_format)
+            self.listeners.set_query_log(new.query_log)
+            self._configure_responder(new)
+            self.responder.set_udp_size(new.udp_size)
+            self._configure_tcp(new)
+            self.config = new
+        finally:  # even a swap that failed part-way: what was swapped in is what is served
+            self._answers_changed()
         set_freebind(new.freebind)  # for addresses bound from now on
         if new.listen != old.listen:
             try:
@@ -563,7 +592,7 @@ class App:
             "reloaded (%s): %s", why, ", ".join(f for f in changed if f not in kept) or "nothing"
         )
 
-    async def _swap_forwarder(self, config: Config, why: str) -> None:
+    def _swap_forwarder(self, config: Config, why: str) -> None:
         try:
             forwarder, split = build_forwarder(config)
         except StartupError as exc:
@@ -675,6 +704,11 @@ class App:
                     log.exception("reloading zone files or block lists failed")
 
     async def refresh_data_files(self, why: str) -> None:
+        """Re-read the zone files and block lists whose files moved, one reload at a time."""
+        async with self._reload_lock:
+            await self._refresh_data_files(why)
+
+    async def _refresh_data_files(self, why: str) -> None:
         for zone in self.config.local_zones:
             if zone.file is None:
                 continue
@@ -690,7 +724,7 @@ class App:
             if data == self._zone_data.get(zone.name) or zone not in self.config.local_zones:
                 continue
             self._zone_data[zone.name] = data
-            self.registry.set_local(data)
+            self.registry.set_local(data)  # its flush tells the watchers what moved
             log.info("zone %s reloaded (%s): %d records", zone.name, why, len(data))
         moved = False
         for key in self._used_lists(self.config):
@@ -708,8 +742,7 @@ class App:
                 moved = True
         if moved:
             self.responder.views = self._views(self.config)
-            if self.killer is not None:  # replies cached before the lists moved
-                self.killer.wire.clear()
+            self._answers_changed()  # replies cached before the lists moved
 
 
 def _run_loop(main: Coroutine[Any, Any, int]) -> int:

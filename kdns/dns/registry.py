@@ -228,8 +228,9 @@ class Registry(OwnerRendering):
         self.derived: dict[bytes, Answer] = {}
         self.derived_evictions = 0
         # Told after each flush that changed answers: (names whose answers may differ, zones
-        # whose SOA serial moved, everything-changed flag). Caches of rendered bytes (killer
-        # mode's wire cache) drop exactly those entries before the next query is read.
+        # whose SOA moved: serial, fields or TTL, so every negative answer of the zone
+        # differs; everything-changed flag). Caches of rendered bytes (killer mode's wire
+        # cache) drop exactly those entries before the next query is read.
         self.watchers: list[Callable[[set[bytes], set[str], bool], None]] = []
         self._existence: list[bytes] = []  # empty non-terminals made or gone since last flush
         self._namespaces_moved = False  # a namespace started or stopped existing
@@ -578,6 +579,13 @@ class Registry(OwnerRendering):
                 bumped.add(zone.text)
                 self._dirty.add(("zone", "", zone.text))
             touched = set()
+        # Every zone whose negative answers' SOA moved (its serial above, or a local zone's
+        # SOA fields from its data, or a TTL reload): refilled in place for the resolver,
+        # reported to the watchers, whose copies of those replies carry the old SOA.
+        for zone in self.zones:
+            if zone.soa_moved:
+                zone.soa_moved = False
+                bumped.add(zone.text)
         rendered = self._with_dependents(dirty_names)
         self._glue = {}  # records of additional-section targets, shared by this flush's names
         try:

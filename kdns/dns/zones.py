@@ -52,6 +52,7 @@ class Zone:
         "_soa_fields",
         "_soa_tail",
         "_negatives",
+        "soa_moved",
     )
 
     def __init__(self, text: str, kind: str, ttl: int) -> None:
@@ -72,6 +73,9 @@ class Zone:
         # (rcode, SOA owner offset) -> the negative answer: one shared object per shape, not
         # per name (every NXDOMAIN for a name of the same length is the same bytes).
         self._negatives: dict[tuple[int, int], Answer] = {}
+        # The SOA record negative answers carry changed since the registry last looked (set
+        # here, read and reset by ``Registry.flush``, which tells its watchers the zone moved).
+        self.soa_moved = False
         self._render_soa()
 
     def bump(self) -> None:
@@ -127,9 +131,16 @@ class Zone:
             )
             negative_ttl = min(self.ttl, 300)
         # Everything of the SOA RR after its owner name, for negative answers.
-        self._soa_tail = rr(b"", SOA, negative_ttl, self.soa_rdata)
+        tail = rr(b"", SOA, negative_ttl, self.soa_rdata)
+        if tail == self._soa_tail:
+            return
+        self._soa_tail = tail
         # Shared negative answers are refilled in place: whoever holds one (the resolver's
-        # memo of derived answers) serves the new serial without being told.
+        # memo of derived answers) serves the new SOA without being told. Copies of their
+        # bytes (killer mode's wire cache) cannot see that: ``soa_moved`` has the registry's
+        # next flush report the zone to its watchers (a serial move, a new MINIMUM or SOA
+        # TTL from a zone file, a TTL reload), so they drop the zone's negative replies.
+        self.soa_moved = True
         for (_, offset), answer in self._negatives.items():
             answer.refill(self._negative_sections(offset))
 

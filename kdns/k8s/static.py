@@ -14,6 +14,11 @@ written, and the newer content is considered the same way. "Less" counts objects
 ports: a file cut short mid-write can parse with every object and fewer endpoints. Reloads are applied one object at a time, yielding to the event loop every few
 milliseconds, so a large manifest does not stop DNS while it is rendered (each object is swapped
 in whole: a query never sees half a Service).
+
+An apply holds ``lock`` (the app's reload lock): a config reload that rebuilds the registry
+waits for it to finish, so it never swaps the registry out while the file is half applied into
+the old one. Should the registry be swapped anyway (``set_registry`` by someone not holding the
+lock), the file is applied again to the new one: a reload never loses part of an edit.
 """
 
 from __future__ import annotations
@@ -125,6 +130,7 @@ class StaticSource:
         self._weight = 0  # size of the last good read (see _weight)
         self._digest = b""
         self._task: asyncio.Task[None] | None = None
+        self.lock: asyncio.Lock | None = None  # taken around each reload's apply (see above)
 
     def set_registry(self, registry: Registry) -> None:
         self.registry = registry
@@ -210,7 +216,13 @@ class StaticSource:
             return False  # the rewrite ended where it started
         self._digest = digest
         self._weight = _weight(objects)
-        with _frozen_gc():
-            await apply_gradually(self.registry, objects)
+        async with self.lock or contextlib.nullcontext():
+            while True:
+                target = self.registry
+                with _frozen_gc():
+                    await apply_gradually(target, objects)
+                if self.registry is target:
+                    break
+                log.info("the registry was rebuilt during the manifest reload: applying again")
         log.info("manifests changed: reloaded %d objects", len(objects))
         return True
