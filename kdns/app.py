@@ -162,6 +162,9 @@ class App:
         self.metrics = Metrics(sources, config.metrics_compat, self._worker_counts)
         self.metrics.collectors.register(BlockedQueries(lambda: self.blocked_counts))
         self.killer = self._killer(config)
+        if self.killer is not None:
+            wire = self.killer.wire
+            sources.wire_hits = lambda: wire.hits
         self.http = HttpEndpoints(self.not_ready, self.render_metrics)
         self.source: StaticSource | None = None
         self.cluster: ClusterSource | None = None
@@ -191,6 +194,7 @@ class App:
                 threshold=config.killer_prefetch_threshold,
                 share=config.killer_prefetch_share,
                 concurrency=config.killer_prefetch_concurrency,
+                resolv_conf=config.resolv_conf,
             ),
             self.responder,
             self.stats,

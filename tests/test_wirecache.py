@@ -317,7 +317,7 @@ async def test_cookie_padding_and_ecs_queries_hit(transport: bool) -> None:
 async def test_malformed_refused_and_formerr_are_never_hits(transport: bool) -> None:
     """Issue 17: the answer-cache hit count was total queries minus misses, so 100 malformed
     packets added 100 hits (and fed coredns_cache_hits_total)."""
-    app, port = await _started(_config())
+    app, port = await _started(_config(metrics_compat="coredns"))
     loop = asyncio.get_running_loop()
     try:
         stats = app.stats
@@ -336,6 +336,12 @@ async def test_malformed_refused_and_formerr_are_never_hits(transport: bool) -> 
         await loop.run_in_executor(None, _exchange, port, good[:1])
         await loop.run_in_executor(None, _exchange, port, good[1:])
         assert stats.answer_hits - before[0] == 1 and app.killer.wire.hits - before[1] == 4
+        # coredns_cache_hits_total: every answer served from a cache (dict or wire), no more.
+        body, _ = await app.render_metrics()
+        (line,) = [
+            x for x in body.decode().splitlines() if x.startswith("coredns_cache_hits_total")
+        ]
+        assert float(line.split()[-1]) == stats.answer_hits + app.killer.wire.hits
     finally:
         await app.listeners.close_all()
 

@@ -40,6 +40,7 @@ class Settings:
     threshold: float = 0.4
     share: float = 0.5
     concurrency: int = 16
+    resolv_conf: str = "/etc/resolv.conf"  # its search domains: the walk steps not suffixes
 
 
 class Killer:
@@ -86,7 +87,7 @@ class Killer:
                 upstream_queries=self._upstream_queries,
                 admits=self._admits,
                 allows=self._allows,
-                search_domains=_search_domains(),
+                search_domains=_search_domains(self.settings.resolv_conf),
                 threshold=self.settings.threshold,
                 share=self.settings.share,
                 concurrency=self.settings.concurrency,
@@ -201,11 +202,11 @@ def _ip(client: bytes) -> str | None:
         return None
 
 
-def _search_domains() -> tuple[bytes, ...]:
+def _search_domains(resolv_conf: str) -> tuple[bytes, ...]:
     """The host's resolv.conf search domains (wire): the node domains kubelet appends to each
     pod's search path, the one walk step that is not a suffix of the step before."""
     found = []
-    for domain in read_resolv_conf().search:
+    for domain in read_resolv_conf(resolv_conf).search:
         try:
             wire = names.to_wire(domain)
         except ValueError:

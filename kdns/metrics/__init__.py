@@ -72,6 +72,8 @@ class Sources:
     cluster: Callable[[], ClusterSource | None]
     server: str  # CoreDNS's server label, e.g. "dns://:53"
     forwarder: Callable[[], Forwarder | None] = lambda: None
+    # Answers served from killer mode's wire cache (they never reach the answers dict).
+    wire_hits: Callable[[], int] = lambda: 0
 
 
 def _zone_label(zone: str) -> str:
@@ -378,7 +380,8 @@ class _Collector(Collector):
             "The count of cache hits.",
             labels=["server", "type", "zones", "view"],
         )
-        hit_family.add_metric([server, "success", ".", ""], hits)
+        # Every answer served from a cache: the pre-rendered answers and killer's wire cache.
+        hit_family.add_metric([server, "success", ".", ""], hits + self.sources.wire_hits())
         yield hit_family
         miss_family = CounterMetricFamily(
             "coredns_cache_misses", "The count of cache misses.", labels=["server", "zones", "view"]
