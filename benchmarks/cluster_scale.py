@@ -1,30 +1,36 @@
-"""kdns's footprint and start through the real watch path, from an idle demo to 110k objects.
+"""kdns's footprint and start through the real watch path, from an idle demo to 160,000 API objects.
 
 Each cluster is built in the Kubernetes API test server (tests/k8sapi.py: the real list/watch
 HTTP protocol) and served by a real `kdns serve --kubeconfig ...` process. Reported:
 
 - `import kdns.app`: resident memory and time right after the import (a fresh interpreter);
 - the demo (`kdns serve --demo`): resident memory when idle, time to the first answer;
-- per cluster: time from process start to the first full sync (/ready 200) and to the first
-  successful DNS answer for a Service name, resident memory after sync, and memory per object
-  above the same kdns started on an empty cluster (objects = Services + EndpointSlices +
-  endpoints + Pods);
-- at 110k objects, the longest time a query waited while a 410 relist of everything ran (a UDP
-  client on loopback asks every millisecond and records the worst round trip), next to the
-  same client's worst round trip on an idle server; then the resident memory after that relist
-  and the peak (VmHWM) from the start through the relist, what a memory limit must cover.
+- per cluster, in stages on the same API server (each stage a fresh kdns that lists
+  everything loaded so far): Services alone, then their EndpointSlices, then Pods. Each stage
+  reports the time from process start to the first full sync (/ready 200) and to the first
+  answer, and its resident memory after sync; the difference between stages, divided by what
+  the stage added, is the cost of one Service, one endpoint (its share of the EndpointSlice
+  included) and one Pod. Per API object (Services + EndpointSlices + Pods) is reported too;
+  endpoints are not API objects;
+- on the large cluster, the longest time a query waited while a 410 relist of everything ran
+  (a UDP client on loopback asks every millisecond and records the worst round trip; a query
+  with no reply within 2 s is counted as timed out and as a wait of at least 2 s, never left
+  out), next to the same client's worst round trip on an idle server; then the resident memory
+  after that relist and the peak (VmHWM) from the start through the relist, what a memory
+  limit must cover.
 
 Clusters: `1050` is 1,050 Services (30 namespaces, 3,400 endpoints, a fifth of the Services
 headless; pods not watched, the default `--pods insecure`), the size kube-dns published its
-memory for; `110k` is 5,000 Services, 50,000 endpoints and 50,000 Pods under `--pods verified`.
+memory for; `large` is 10,000 Services, 100,000 endpoints and 50,000 Pods under
+`--pods verified` (160,000 API objects and 100,000 endpoints).
 
     .venv/bin/python benchmarks/cluster_scale.py                    # everything, once
     .venv/bin/python benchmarks/cluster_scale.py --only 1050 --repeat 3
     .venv/bin/python benchmarks/cluster_scale.py --only custom --services 500 --endpoints 5000 --pods 5000
 
 Targets (issue "Standard mode", Footprint): RSS after sync with 1,050 Services <= 50 MiB; demo
-idle <= 40 MB; <= 1 KB per object at 110k objects; first answer <= 1 s on an idle machine;
-(issue "Live cluster") relist stall < 100 ms. Memory is reported in MiB (VmRSS / 1024 KiB).
+idle <= 40 MB; first answer <= 1 s on an idle machine; (issue "Live cluster") relist stall
+< 100 ms with no query timed out. Memory is reported in MiB (VmRSS / 1024 KiB).
 """
 
 from __future__ import annotations
@@ -66,25 +72,28 @@ class Shape:
     relist: bool
 
     @property
-    def objects(self) -> int:
-        # Services + their EndpointSlices + endpoints + Pods (namespaces are not counted).
-        return self.services * 2 + self.endpoints + self.pods
+    def api_objects(self) -> int:
+        """Services + their EndpointSlices (one each) + Pods; namespaces are not counted."""
+        return self.services * 2 + self.pods
 
 
 SHAPES = {
     "1050": Shape("1,050 Services", 1050, 3400, 0, 30, "insecure", relist=False),
-    "110k": Shape("110k objects", 5000, 50000, 50000, 50, "verified", relist=True),
+    "large": Shape("large cluster", 10000, 100000, 50000, 50, "verified", relist=True),
 }
 
 
-def build(shape: Shape) -> list[dict]:
-    objects: list[dict] = [namespace(f"ns{i}") for i in range(shape.namespaces)]
+def build(shape: Shape) -> tuple[list[dict], list[dict], list[dict]]:
+    """The cluster as three stages: namespaces and Services, EndpointSlices, Pods."""
+    services_: list[dict] = [namespace(f"ns{i}") for i in range(shape.namespaces)]
+    slices: list[dict] = []
+    pods: list[dict] = []
     services, endpoints = shape.services, shape.endpoints
     for s in range(services):
         ns = f"ns{s % shape.namespaces}"
         headless = s % 5 == 0  # a fifth headless, like StatefulSets
         ip = f"10.{96 + s // 65536}.{(s // 256) % 256}.{s % 256}"
-        objects.append(
+        services_.append(
             service(ns, f"svc{s}", None if headless else ip, [("http", 80)], headless=headless)
         )
         # endpoints spread evenly: the first (endpoints % services) Services get one more
@@ -94,16 +103,29 @@ def build(shape: Shape) -> list[dict]:
             addresses.append(
                 (f"10.{128 + n // 65536}.{(n // 256) % 256}.{n % 256}", True, None, f"pod{n}")
             )
-        objects.append(endpointslice(ns, f"svc{s}-x", f"svc{s}", addresses, [("http", 8080)]))
+        slices.append(endpointslice(ns, f"svc{s}-x", f"svc{s}", addresses, [("http", 8080)]))
     for p in range(shape.pods):
-        objects.append(
+        pods.append(
             pod(
                 f"ns{p % shape.namespaces}",
                 f"pod{p}",
                 f"10.{128 + p // 65536}.{(p // 256) % 256}.{p % 256}",
             )
         )
-    return objects
+    return services_, slices, pods
+
+
+def per_kind(shape: Shape, empty: int, after: dict[str, int]) -> dict[str, float]:
+    """Bytes per Service, per endpoint (its EndpointSlice's share included), per Pod and per
+    API object, from the resident KiB of an empty kdns and after each stage."""
+    out = {"Service": (after["services"] - empty) * 1024 / shape.services}
+    out["endpoint"] = (after["slices"] - after["services"]) * 1024 / max(shape.endpoints, 1)
+    last = after["slices"]
+    if shape.pods:
+        out["Pod"] = (after["pods"] - after["slices"]) * 1024 / shape.pods
+        last = after["pods"]
+    out["API object"] = (last - empty) * 1024 / shape.api_objects
+    return out
 
 
 def rss_kib(pid: int, field: str = "VmRSS") -> int:
@@ -164,18 +186,19 @@ def start(*args: str) -> Start:
 class Prober(threading.Thread):
     """Asks one name every millisecond over UDP; keeps the worst round trip."""
 
-    def __init__(self, port: int, name: str) -> None:
+    def __init__(self, port: int, name: str, timeout: float = 2.0) -> None:
         super().__init__(daemon=True)
         self.port = port
+        self.timeout = timeout
         self.query = dns.message.make_query(name, "A").to_wire()
         self.worst = 0.0
-        self.lost = 0
+        self.lost = 0  # no reply within the timeout: each counted as a wait of the timeout
         self.sent = 0
         self.stop = threading.Event()
 
     def run(self) -> None:
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-            sock.settimeout(2.0)
+            sock.settimeout(self.timeout)
             qid = 0
             while not self.stop.is_set():
                 qid = (qid + 1) & 0xFFFF
@@ -189,16 +212,23 @@ class Prober(threading.Thread):
                         if reply[:2] == wire[:2]:
                             break
                 except TimeoutError:
+                    # A probe that timed out waited at least the timeout: it is the worst wait,
+                    # never left out.
                     self.lost += 1
+                    self.worst = max(self.worst, self.timeout)
                     continue
                 self.worst = max(self.worst, time.perf_counter() - started)
                 time.sleep(0.001)
 
 
 def probe(
-    port: int, name: str, seconds: float | None = None, until: threading.Event | None = None
+    port: int,
+    name: str,
+    seconds: float | None = None,
+    until: threading.Event | None = None,
+    timeout: float = 2.0,
 ) -> Prober:
-    prober = Prober(port, name)
+    prober = Prober(port, name, timeout)
     prober.start()
     if seconds is not None:
         time.sleep(seconds)
@@ -269,9 +299,9 @@ def measure_demo(report: Report) -> None:
         report.add("demo: first answer (process start -> answer)", run.answered, "s", "<= 1 s")
 
 
-def measure_cluster(report: Report, shape: Shape, kubeconfig: str, api: K8sApi,
-                    empty_rss: int, relist: bool) -> None:  # fmt: skip
-    name = shape.name
+def measure_stage(report: Report, shape: Shape, stage: str, kubeconfig: str) -> int:
+    """One kdns on everything loaded so far: sync, first answer, RSS after sync (KiB)."""
+    name = f"{shape.name}, {stage}"
     args = ("--kubeconfig", kubeconfig, "--pods", shape.pods_mode, "--startup-timeout", "600")
     run = start(*args)
     with run.proc as proc:
@@ -279,16 +309,21 @@ def measure_cluster(report: Report, shape: Shape, kubeconfig: str, api: K8sApi,
         assert run.synced is not None and run.answered is not None
         report.add(f"{name}: first sync (process start -> /ready 200)", run.synced, "s")
         report.add(f"{name}: first answer (process start -> answer)", run.answered, "s",
-                   "<= 1 s" if shape.objects < 10000 else "")  # fmt: skip
+                   "<= 1 s" if shape.api_objects < 10000 else "")  # fmt: skip
         time.sleep(1)
         rss = rss_kib(proc.proc.pid)  # type: ignore[union-attr]
         report.add(f"{name}: resident memory after sync", rss / 1024, "MiB",
-                   "<= 50 MiB" if shape.services == 1050 else "")  # fmt: skip
-        report.add(f"{name}: memory per object above an empty kdns",
-                   (rss - empty_rss) * 1024 / shape.objects, "B",
-                   "<= 1024 B" if shape.objects >= 100000 else "")  # fmt: skip
-        if not relist:
-            return
+                   "<= 50 MiB" if shape.services == 1050 and stage != "Services" else "")  # fmt: skip
+        return rss
+
+
+def measure_relist(report: Report, shape: Shape, kubeconfig: str, api: K8sApi) -> None:
+    name = shape.name
+    args = ("--kubeconfig", kubeconfig, "--pods", shape.pods_mode, "--startup-timeout", "600")
+    run = start(*args)
+    with run.proc as proc:
+        run.wait(PROBE_NAME)
+        time.sleep(1)
         idle = probe(proc.port, PROBE_NAME, seconds=2)
         # Relist everything: compact the log and cut every watch -> 410 -> LIST all kinds.
         lists_before = api.count("list")
@@ -308,13 +343,15 @@ def measure_cluster(report: Report, shape: Shape, kubeconfig: str, api: K8sApi,
         threading.Thread(target=trigger, daemon=True).start()
         stalled = probe(proc.port, PROBE_NAME, until=done)
         report.add(f"{name}: worst query wait, idle (baseline)", idle.worst * 1000, "ms")
-        report.add(f"{name}: worst query wait during a full relist", stalled.worst * 1000, "ms",
-                   "< 100 ms")  # fmt: skip
+        report.add(f"{name}: worst query wait during a full relist (timeouts count as 2 s)",
+                   stalled.worst * 1000, "ms", "< 100 ms")  # fmt: skip
+        report.add(f"{name}: queries timed out (no reply in 2 s) during the relist",
+                   stalled.lost, "", "0")  # fmt: skip
         pid = proc.proc.pid  # type: ignore[union-attr]
         report.add(f"{name}: resident memory after the relist", rss_kib(pid) / 1024, "MiB")
         report.add(f"{name}: peak resident memory (VmHWM, start to relist)",
                    rss_kib(pid, "VmHWM") / 1024, "MiB")  # fmt: skip
-        print(f"  ({stalled.sent} queries, {stalled.lost} lost, "
+        print(f"  ({stalled.sent} queries, {stalled.lost} timed out, "
               f"{api.count('list') - lists_before} LISTs)")  # fmt: skip
 
 
@@ -333,7 +370,9 @@ def main() -> None:
     parser.add_argument("--only", choices=["import", "demo", *SHAPES, "custom"], action="append",
                         help="run only these parts (repeatable); default: all but custom")  # fmt: skip
     parser.add_argument("--repeat", type=int, default=1, help="runs of each part (ranges shown)")
-    parser.add_argument("--no-relist", action="store_true", help="skip the 110k relist stall")
+    parser.add_argument(
+        "--no-relist", action="store_true", help="skip the large cluster's relist stall"
+    )
     parser.add_argument("--services", type=int, default=500, help="custom cluster")
     parser.add_argument("--endpoints", type=int, default=5000, help="custom cluster")
     parser.add_argument("--pods", type=int, default=5000, help="custom cluster (verified mode)")
@@ -354,17 +393,27 @@ def main() -> None:
         shape = shapes[key]
         print(f"{shape.name}: building {shape.services} Services, {shape.endpoints} endpoints, "
               f"{shape.pods} pods ...", flush=True)  # fmt: skip
-        objects = build(shape)
-        with tempfile.TemporaryDirectory() as tmp, K8sApi(bookmark_interval=5.0) as api:
-            kubeconfig = str(api.kubeconfig(Path(tmp) / "kubeconfig"))
-            # Baseline memory: the same kdns with an empty cluster (the API's default objects).
-            empty_rss = empty_baseline(kubeconfig, shape.pods_mode)
-            report.add(f"{shape.name}: resident memory, empty cluster", empty_rss / 1024, "MiB")
-            api.load(objects)
-            del objects
-            for run in range(args.repeat):
-                relist = shape.relist and not args.no_relist and run == args.repeat - 1
-                measure_cluster(report, shape, kubeconfig, api, empty_rss, relist)
+        stages = dict(zip(("services", "slices", "pods"), build(shape), strict=True))
+        if not shape.pods:
+            del stages["pods"]
+        for run in range(args.repeat):
+            # A fresh API server each run, loaded one stage at a time.
+            with tempfile.TemporaryDirectory() as tmp, K8sApi(bookmark_interval=5.0) as api:
+                kubeconfig = str(api.kubeconfig(Path(tmp) / "kubeconfig"))
+                # Baseline memory: the same kdns with an empty cluster (the API's own objects).
+                empty_rss = empty_baseline(kubeconfig, shape.pods_mode)
+                report.add(f"{shape.name}: resident memory, empty cluster", empty_rss / 1024,
+                           "MiB")  # fmt: skip
+                after: dict[str, int] = {}
+                for stage, objects in stages.items():
+                    api.load(objects)
+                    label = {"services": "Services", "slices": "+ EndpointSlices",
+                             "pods": "+ Pods"}[stage]  # fmt: skip
+                    after[stage] = measure_stage(report, shape, label, kubeconfig)
+                for kind, value in per_kind(shape, empty_rss, after).items():
+                    report.add(f"{shape.name}: memory per {kind} above an empty kdns", value, "B")
+                if shape.relist and not args.no_relist and run == args.repeat - 1:
+                    measure_relist(report, shape, kubeconfig, api)
     report.print()
     sys.stdout.flush()
     os._exit(0)
