@@ -309,6 +309,33 @@ def test_promtool_check_rules() -> None:
     assert f"SUCCESS: {len(alert_rules())} rules found" in result.stdout
 
 
+RULE_TESTS = MONITORING / "kdns-rules.test.yaml"
+
+
+def test_every_alert_fires_and_stays_quiet_under_promtool_test_rules() -> None:
+    """Requirement (issue 22 item 4): each alert has a `promtool test rules` case that fires on
+    synthetic series and one that stays quiet, and promtool passes them all."""
+    (doc,) = load_yaml(RULE_TESTS)
+    assert doc["rule_files"] == [RULES.name]
+    fires: set[str] = set()
+    quiet: set[str] = set()
+    for test in doc["tests"]:
+        for check in test["alert_rule_test"]:
+            (fires if check["exp_alerts"] else quiet).add(check["alertname"])
+    names = {rule["alert"] for rule in alert_rules()}
+    assert fires == names, f"alerts without a firing case: {names - fires}"
+    assert quiet == names, f"alerts without a quiet case: {names - quiet}"
+    result = subprocess.run(
+        [promtool(), "test", "rules", RULE_TESTS.name],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=MONITORING,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "SUCCESS" in result.stdout
+
+
 # --- the Prometheus Operator objects against their CRD schemas ---------------------------------
 
 
