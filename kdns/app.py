@@ -201,7 +201,7 @@ class App:
             self.meter,
         )
         killer.attach(self.registry, self.resolver, self.forwarder)
-        self.listeners.udp_endpoint = killer.udp_endpoint
+        self.listeners.udp_front = killer.udp_front
         self.metrics.collectors.register(killer.collector())
         return killer
 

@@ -277,13 +277,13 @@ def _exchange(port: int, wires: list[bytes], timeout: float = 5.0) -> list[bytes
 
 @pytest.fixture(params=[True, False], ids=["batched", "recvfrom"])
 def transport(request: pytest.FixtureRequest) -> Any:
-    from kdns.killer import udp as killer_udp
+    from kdns.server import udp as killer_udp
 
-    saved = killer_udp._LIBC
+    saved = killer_udp.LIBC
     if not request.param:
-        killer_udp._LIBC = None
+        killer_udp.LIBC = None
     yield request.param
-    killer_udp._LIBC = saved
+    killer_udp.LIBC = saved
 
 
 async def test_cookie_padding_and_ecs_queries_hit(transport: bool) -> None:

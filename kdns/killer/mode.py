@@ -21,12 +21,13 @@ from kdns.dns.acl import ALLOW
 from kdns.dns.registry import Registry
 from kdns.dns.resolvconf import read_resolv_conf
 from kdns.dns.resolver import Resolver
+from kdns.killer.front import WireFront
 from kdns.killer.markov import Prefetcher, valid_name
-from kdns.killer.udp import KillerUdp, batched
 from kdns.killer.wirecache import WireCache
 from kdns.server.forwarding import Forwarder
 from kdns.server.meter import Meter
 from kdns.server.stats import Stats
+from kdns.server.udp import UdpServer
 from kdns.server.wire import Responder
 
 log = logging.getLogger("kdns.killer")
@@ -61,7 +62,7 @@ class Killer:
         self.forwarder: Forwarder | None = None
         self.prefetcher: Prefetcher | None = None
         self.forward_allowed: Callable[[str], bool] | None = None
-        self.transports: list[KillerUdp] = []
+        self.fronts: list[WireFront] = []
         self._timer: asyncio.TimerHandle | None = None
 
     # ------------------------------------------------------------------ wiring
@@ -75,9 +76,9 @@ class Killer:
         registry.watchers.append(self.wire.registry_changed)
         self.wire.clear()
         self.forward_allowed = self.responder.forward_allow
-        for transport in self.transports:
-            transport.forward_allowed = self.forward_allowed
-            transport._allowed.clear()  # decisions of the old forward.allow
+        for front in self.fronts:
+            front.forward_allowed = self.forward_allowed
+            front.allowed.clear()  # decisions of the old forward.allow
         if self.prefetcher is None and self.settings.prefetch:
             self.prefetcher = Prefetcher(
                 is_ours=self._is_ours,
@@ -95,22 +96,19 @@ class Killer:
         if forwarder is not None and self.prefetcher is not None:
             forwarder.on_prefetched = self.prefetcher.fetched
 
-    def udp_endpoint(self, sock: socket.socket) -> tuple[KillerUdp, KillerUdp]:
-        """DnsListeners' hook: serve this UDP socket in killer mode (transport, protocol)."""
+    def udp_front(self, udp: UdpServer) -> WireFront:
+        """DnsListeners' hook: the wire cache in front of this UDP socket's standard path."""
         observe = self.prefetcher.observe if self.prefetcher is not None else None
-        transport = KillerUdp(
-            sock, self.wire, self.responder, self.stats, observe, self.forward_allowed
-        )
-        self.transports = [t for t in self.transports if not t.is_closing()] + [transport]
-        return transport, transport
+        front = WireFront(udp, self.wire, observe, self.forward_allowed)
+        self.fronts = [f for f in self.fronts if not f.udp.is_closing()] + [front]
+        return front
 
     def start(self) -> None:
         log.info(
-            "killer mode: wire cache (%d entries, %d MiB)%s, UDP %s",
+            "killer mode: wire cache (%d entries, %d MiB)%s",
             self.settings.cache_entries,
             self.settings.cache_bytes >> 20,
             ", Markov prefetcher" if self.prefetcher is not None else "",
-            "batched with recvmmsg/sendmmsg" if batched() else "one datagram per call",
         )
         if self.prefetcher is not None:
             self._schedule()

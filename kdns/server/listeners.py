@@ -14,16 +14,14 @@ from __future__ import annotations
 import asyncio
 import errno
 import logging
-import socket
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 from kdns.config import format_hostport
 from kdns.server.sockets import TCP, UDP, Address, ListenError, bind_address, overlaps
 from kdns.server.stats import Stats
 from kdns.server.tcp import TcpServer
-from kdns.server.udp import UdpProtocol
+from kdns.server.udp import Front, UdpServer
 from kdns.server.wire import Responder
 
 __all__ = ["DnsListeners", "ListenError", "Listener"]
@@ -33,8 +31,7 @@ log = logging.getLogger("kdns")
 
 @dataclass
 class Listener:
-    udp: asyncio.DatagramTransport | Any  # Any: killer mode's transport (close, is_closing)
-    protocol: UdpProtocol | Any  # Any: killer mode's (query_log)
+    udp: UdpServer
     tcp: asyncio.Server
     host: str  # the concrete address: "0.0.0.0", "::", "127.0.0.1", ...
     port: int  # the bound port (differs from the asked one when that was 0)
@@ -54,9 +51,8 @@ class DnsListeners:
         self.reuse_port = reuse_port
         self.query_log = False
         self.bound: dict[Address, list[Listener]] = {}  # configured address -> its sockets
-        # Killer mode serves UDP sockets itself (kdns.killer.udp): given the bound socket, it
-        # returns (transport, protocol), each with close() / query_log like asyncio's pair.
-        self.udp_endpoint: Callable[[socket.socket], tuple[Any, Any]] | None = None
+        # Killer mode puts its wire cache in front of each UDP socket's standard path.
+        self.udp_front: Callable[[UdpServer], Front] | None = None
 
     async def bind(self, address: Address) -> list[Listener]:
         """Listen on a configured address; raises ``ListenError`` (nothing left bound)."""
@@ -67,13 +63,9 @@ class DnsListeners:
             while groups:
                 group = groups.pop(0)
                 try:
-                    if self.udp_endpoint is not None:
-                        udp, protocol = self.udp_endpoint(group.sockets[UDP])
-                    else:
-                        udp, protocol = await loop.create_datagram_endpoint(
-                            lambda: UdpProtocol(self.responder, self.stats),
-                            sock=group.sockets[UDP],
-                        )
+                    udp = UdpServer(group.sockets[UDP], self.responder, self.stats)
+                    if self.udp_front is not None:
+                        udp.front = self.udp_front(udp)
                 except BaseException:
                     group.close()
                     raise
@@ -85,8 +77,8 @@ class DnsListeners:
                     udp.close()
                     group.sockets[TCP].close()
                     raise
-                protocol.query_log = self.query_log
-                listeners.append(Listener(udp, protocol, tcp, group.host, group.port))
+                udp.query_log = self.query_log
+                listeners.append(Listener(udp, tcp, group.host, group.port))
         except BaseException:
             for group in groups:
                 group.close()
@@ -135,7 +127,7 @@ class DnsListeners:
         self.tcp.query_log = on
         for listeners in self.bound.values():
             for listener in listeners:
-                listener.protocol.query_log = on
+                listener.udp.query_log = on
 
     def _close(self, address: Address) -> None:
         for listener in self.bound.pop(address):

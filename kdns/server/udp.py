@@ -1,19 +1,34 @@
-"""DNS over UDP: one synchronous call per datagram.
+"""DNS over UDP, in batches, for both modes: one loop reads, answers and sends.
 
-``datagram_received`` never creates a task, logs, or builds label dicts: a pre-rendered hit is a
-dict lookup and a few byte concatenations (DESIGN.md, hot path rules). A bug that raises is
-counted and swallowed so one bad packet cannot take the listener down.
+On Linux the socket is read with recvmmsg(2) and answered with sendmmsg(2) (kdns.server.mmsg):
+one system call for up to 64 datagrams each way, where a datagram at a time (asyncio's
+``datagram_received``) spends most of a Python server's time in system calls and callbacks.
+Elsewhere the same loop reads with non-blocking recvfrom, one datagram per call.
+
+Each datagram meets, in order: the ``front`` (killer mode's wire cache, when on: a hit is the
+client's ID + stored reply bytes), then the standard path (``Responder.respond``: pre-rendered
+answers, the resolver, forwarding), then RRL; replies of a batch leave together. Nothing here
+creates a task, logs or builds label dicts per query (docs/architecture.md, the hot path). One
+bad datagram, or a bug that raises, costs that datagram only: it is counted and the batch goes
+on.
+
+The socket is registered with the event loop as a plain reader (no asyncio transport), so the
+loop's other work (TCP, HTTP, watches, forwarding) runs between batches.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ctypes
+import errno
 import logging
 import socket
 import time
-from typing import Any
+from time import perf_counter
+from typing import Any, Protocol
 
 from kdns.server.meter import UDP4, UDP6
+from kdns.server.mmsg import LIBC, MSG_DONTWAIT, NAME, RECV_SLOT, SLOT, SLOTS, Batch
 from kdns.server.querylog import log_query
 from kdns.server.rrl import SEND, SLIP, slip_reply
 from kdns.server.stats import Stats
@@ -21,67 +36,222 @@ from kdns.server.wire import DEFERRED, Query, Responder
 
 log = logging.getLogger("kdns.udp")
 
+WAKE_BATCHES = 16  # full batches per wake-up at most: let the loop's other work breathe
 
-class UdpProtocol(asyncio.DatagramProtocol):
-    def __init__(self, responder: Responder, stats: Stats) -> None:
+
+class Front(Protocol):
+    """What sits in front of the standard path (killer mode's wire cache), per socket."""
+
+    def hit(self, data: bytes, now: float, batch: Batch | None, i: int, peer: Any) -> bytes | None:
+        """The whole reply for ``data`` when the front holds it (a hit), else None."""
+
+    def store(self, data: bytes, response: Any, now: float, batch: Batch | None, i: int, peer: Any) -> None:  # fmt: skip
+        """What the standard path answered (bytes, DEFERRED or None), to keep or learn from."""
+
+    def done(self, seconds: float) -> None:
+        """The replies of a batch left, ``seconds`` after it was read (its hits took that)."""
+
+
+class UdpServer:
+    """One UDP socket: reads, answers (front, then the standard path) and replies in batches;
+    also the replier of forwarded answers that arrive later."""
+
+    def __init__(self, sock: socket.socket, responder: Responder, stats: Stats) -> None:
+        sock.setblocking(False)
+        self.sock = sock
+        self.fd = sock.fileno()
+        self.v6 = sock.family == socket.AF_INET6
+        self.channel = UDP6 if self.v6 else UDP4
         self.responder = responder
         self.stats = stats
-        self.transport: asyncio.DatagramTransport | None = None
-        self.query_log = False  # flipped live on reload
-        self.channel = UDP4
+        self.front: Front | None = None
+        self.query_log = False  # flipped live on reload; every query then takes the logged path
+        self._closed = False
+        self._batch = Batch() if LIBC is not None else None
+        asyncio.get_running_loop().add_reader(self.fd, self._readable)
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
-        sock = transport.get_extra_info("socket")
-        self.channel = UDP6 if sock is not None and sock.family == socket.AF_INET6 else UDP4
+    # Listener interface (kdns.server.listeners): close(), is_closing() and query_log.
 
-    def datagram_received(self, data: bytes, addr: Any) -> None:
-        started = time.perf_counter() if self.query_log else 0.0
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            asyncio.get_running_loop().remove_reader(self.fd)
+            self.sock.close()
+
+    def is_closing(self) -> bool:
+        return self._closed
+
+    # ------------------------------------------------------------------ the hot path
+
+    def _readable(self) -> None:
+        batch = self._batch
+        if batch is None:
+            self._readable_plain()
+            return
+        for _ in range(WAKE_BATCHES):
+            count = LIBC.recvmmsg(self.fd, batch.recv_ref, SLOTS, MSG_DONTWAIT, None)
+            if count <= 0:
+                return
+            self._answer_batch(batch, count)
+            if count < SLOTS:
+                return
+
+    def _answer_batch(self, batch: Batch, count: int) -> None:
+        started = perf_counter()
+        front = self.front
+        hit = front.hit if front is not None and not self.query_log else None
+        now = time.monotonic() if front is not None else 0.0
+        rrl = self.responder.rrl
+        recv, send, recv_u32 = batch.recv, batch.send, batch.recv_u32
+        send_u32, send_u64, send_iov = batch.send_u32, batch.send_u64, batch.send_iov_u64
+        names_base = batch.names_base
+        namelen = 28 if self.v6 else 16
+        out_count = 0
+        for i in range(count):
+            start = i * RECV_SLOT
+            data = recv[start : start + recv_u32[i * 16 + 14]].tobytes()
+            try:  # one bad datagram (or a bug) costs that datagram only, never the batch
+                reply = hit(data, now, batch, i, None) if hit is not None else None
+                if reply is None:
+                    reply = self._answer(data, now, batch, i, None)
+                    if front is not None:
+                        now = time.monotonic()  # misses take the time: later hits check anew
+                    if reply is None:
+                        continue
+                if rrl is not None:
+                    reply = self._rate_limit(rrl, reply, batch.peer(i, self.v6))
+                    if reply is None:
+                        continue
+            except Exception:
+                self._internal_error()
+                continue
+            size = len(reply)
+            if size > SLOT:
+                self._send_alone(reply, batch.peer(i, self.v6))
+                continue
+            at = out_count * SLOT
+            send[at : at + size] = reply
+            send_iov[out_count * 2 + 1] = size
+            send_u64[out_count * 8] = names_base + i * NAME
+            send_u32[out_count * 16 + 2] = namelen
+            out_count += 1
+        self.stats.udp_queries += count
+        start = 0
+        while start < out_count:
+            # sendmmsg stops at the first message that fails (a spoofed source port 0, a
+            # destination a firewall rejects): skip that one and send the rest, so one bad
+            # datagram costs its own reply only. A full socket buffer drops what is left.
+            sent = LIBC.sendmmsg(
+                self.fd, ctypes.byref(batch.send_hdrs, start * 64), out_count - start, MSG_DONTWAIT
+            )
+            if sent > 0:
+                start += sent
+                continue
+            if sent < 0 and ctypes.get_errno() in (errno.EAGAIN, errno.EWOULDBLOCK):
+                self.stats.udp_send_errors += out_count - start
+                break
+            self.stats.udp_send_errors += 1
+            start += 1
+        if front is not None:
+            front.done(perf_counter() - started)
+
+    def _answer(self, data: bytes, now: float, batch: Batch | None, i: int, peer: Any) -> bytes | None:  # fmt: skip
+        """The standard path for one query: the reply to send now, or None (dropped, or
+        DEFERRED: a forwarded answer that ``send_reply`` sends when it comes)."""
+        if peer is None:
+            peer = batch.peer(i, self.v6)  # type: ignore[union-attr]
+        started = perf_counter() if self.query_log else 0.0
         try:
-            response = self.responder.respond(data, self.channel, addr, self)
+            response = self.responder.respond(data, self.channel, peer, self)
         except Exception:
             self._internal_error()
-            return
-        self.stats.udp_queries += 1
-        if type(response) is bytes:
-            # Never several messages over UDP (zone transfers are TCP only); DEFERRED (a
-            # forwarded query) is sent, counted and logged by send_reply later.
-            if self.responder.rrl is not None:
-                response = self._rate_limit(response, addr)
-                if response is None:
-                    return
-            self.transport.sendto(response, addr)  # type: ignore[union-attr]
+            return None
         if started and response is not DEFERRED:
-            log_query("udp", addr, data, response, time.perf_counter() - started)  # type: ignore[arg-type]
+            log_query("udp", peer, data, response, perf_counter() - started)  # type: ignore[arg-type]
+        if self.front is not None:
+            self.front.store(data, response, now, batch, i, peer)
+        # Never several messages over UDP (zone transfers are TCP only).
+        return response if type(response) is bytes else None
 
-    def _rate_limit(self, response: bytes, addr: Any) -> bytes | None:
-        """RRL (kdns.server.rrl): the response, its truncated slip, or None (dropped)."""
-        action = self.responder.rrl.check(addr[0], response, time.monotonic())
+    def _rate_limit(self, rrl: Any, reply: bytes, peer: Any) -> bytes | None:
+        """RRL (kdns.server.rrl) holds for every reply, front hits included: the reply, its
+        truncated slip, or None (dropped)."""
+        action = rrl.check(peer[0], reply, time.monotonic())
         if action == SEND:
-            return response
+            return reply
         if action == SLIP:
             self.stats.rrl_slipped += 1
-            return slip_reply(response)
+            return slip_reply(reply)
         self.stats.rrl_dropped += 1
         return None
+
+    # ------------------------------------------------------------------ without recvmmsg
+
+    def _readable_plain(self) -> None:
+        front = self.front
+        rrl = self.responder.rrl
+        for _ in range(SLOTS):
+            try:
+                data, peer = self.sock.recvfrom(RECV_SLOT)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                self.stats.udp_send_errors += 1  # ICMP errors surface here
+                continue
+            started = perf_counter()
+            now = time.monotonic() if front is not None else 0.0
+            self.stats.udp_queries += 1
+            try:  # one bad datagram (or a bug) costs that datagram only
+                reply = None
+                if front is not None and not self.query_log:
+                    reply = front.hit(data, now, None, 0, peer)
+                if reply is None:
+                    reply = self._answer(data, now, None, 0, peer)
+                    if reply is None:
+                        continue
+                if rrl is not None:
+                    reply = self._rate_limit(rrl, reply, peer)
+                    if reply is None:
+                        continue
+            except Exception:
+                self._internal_error()
+                continue
+            self._send_alone(reply, peer)
+            if front is not None:
+                front.done(perf_counter() - started)
+
+    # ------------------------------------------------------------------ addresses
+
+    def client(self, batch: Batch | None, i: int, peer: Any) -> bytes:
+        """Who sent datagram ``i`` (or ``peer``), as packed address bytes."""
+        if batch is None:  # a scoped IPv6 address ("fe80::1%eth0") loses its scope here
+            family = socket.AF_INET6 if self.v6 else socket.AF_INET
+            return socket.inet_pton(family, peer[0].split("%", 1)[0])
+        return batch.client(i, self.v6)
+
+    def peer(self, batch: Batch | None, i: int, peer: Any) -> Any:
+        """Who sent datagram ``i`` (or ``peer``), as an address tuple."""
+        return peer if peer is not None else batch.peer(i, self.v6)  # type: ignore[union-attr]
+
+    # ------------------------------------------------------------------ replier
+
+    def _send_alone(self, reply: bytes, peer: Any) -> None:
+        try:
+            self.sock.sendto(reply, peer)
+        except OSError:
+            self.stats.udp_send_errors += 1
+
+    def send_reply(self, response: bytes, peer: Any, query: Query | None = None) -> None:
+        """A forwarded answer arriving later (kdns.server.forwarding)."""
+        if not self._closed:
+            rrl = self.responder.rrl
+            limited = response if rrl is None else self._rate_limit(rrl, response, peer)
+            if limited is not None:
+                self._send_alone(limited, peer)
+        if self.query_log and query is not None:
+            log_query("udp", peer, query.data, response, perf_counter() - query.started)
 
     def _internal_error(self) -> None:
         self.stats.errors += 1
         if self.stats.errors < 10 or self.stats.errors % 10000 == 0:
             log.exception("internal error answering a UDP query (%d so far)", self.stats.errors)
-
-    def send_reply(self, response: bytes, peer: Any, query: Query | None = None) -> None:
-        """A forwarded answer arriving later (kdns.server.forwarding)."""
-        if self.transport is not None and not self.transport.is_closing():
-            if self.responder.rrl is not None:
-                limited = self._rate_limit(response, peer)
-                if limited is None:
-                    return
-                response = limited
-            self.transport.sendto(response, peer)
-        if self.query_log and query is not None:
-            log_query("udp", peer, query.data, response, time.perf_counter() - query.started)
-
-    def error_received(self, exc: Exception) -> None:
-        # ICMP port unreachable from a client that went away: nothing to do.
-        self.stats.udp_send_errors += 1

@@ -1,0 +1,121 @@
+"""Killer mode in front of one UDP socket's standard path (kdns.server.udp.Front).
+
+``hit``: the wire cache asked first, by the query's bytes after its ID without EDNS options (one
+dict lookup; a one-cookie query finds its key without a walk); a live entry (before its deadline,
+in its zone's epoch) that the standard path would give this client too (ACL, forward.allow,
+view) is the client's ID + the stored reply. ``store``: what the standard path answered, kept
+when it can be and shown to the prefetcher. ``done``: the batch's hits are recorded with the
+time the batch took from read to send.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from kdns.killer.wirecache import (
+    E_AT,
+    E_EPOCH,
+    E_META,
+    E_NAME,
+    E_REPLY,
+    E_UNTIL,
+    E_VIEW,
+    E_WATCH,
+    WireCache,
+    without_options,
+)
+from kdns.server.mmsg import Batch
+from kdns.server.udp import UdpServer
+from kdns.server.wire import ALLOW, DEFERRED
+
+Observe = Callable[[bytes, bytes, int, bool], None]  # Prefetcher.observe
+
+
+class WireFront:
+    def __init__(
+        self,
+        udp: UdpServer,
+        wire: WireCache,
+        observe: Observe | None,
+        forward_allowed: Callable[[str], bool] | None,
+    ) -> None:
+        self.udp = udp
+        self.wire = wire
+        self.responder = udp.responder
+        self.channel = udp.channel
+        self.observe = observe
+        self.forward_allowed = forward_allowed  # client ip -> bool, or None (everyone)
+        self.allowed: dict[bytes, bool] = {}  # forward.allow decisions by packed address
+        self._hits: list[list[Any]] = []
+
+    def hit(self, data: bytes, now: float, batch: Batch | None, i: int, peer: Any) -> bytes | None:
+        entries = self.wire.entries
+        if data[-12:-8] == b"\x00\x0a\x00\x08" and data[-14:-12] == b"\x00\x0c":
+            entry = entries.get(data[2:-14] + b"\x00\x00")  # wirecache.cookie_key, inlined
+        else:
+            entry = entries.get(data[2:])
+            if entry is None and data[11:12] not in (b"\x00", b""):
+                key = without_options(data)  # options other than one cookie: walk
+                if key is not None:
+                    entry = entries.get(key)
+        if entry is None or entry[E_UNTIL] <= now or entry[E_EPOCH][0] != entry[E_AT]:
+            return None
+        responder = self.responder
+        if (
+            responder.acl is not None
+            or self.forward_allowed is not None
+            or responder.views is not None
+        ) and not self._may_hit(batch, i, peer, entry):
+            return None
+        self._hits.append(entry)
+        if entry[E_WATCH] and self.observe is not None:
+            self.observe(self.udp.client(batch, i, peer), data, entry[E_META][2], True)
+        return data[:2] + entry[E_REPLY]
+
+    def store(self, data: bytes, response: Any, now: float, batch: Batch | None, i: int, peer: Any) -> None:  # fmt: skip
+        wire = self.wire
+        wire.misses += 1
+        observe = self.observe
+        if type(response) is not bytes:
+            if response is DEFERRED and observe is not None:
+                observe(self.udp.client(batch, i, peer), data, -1, True)
+            return
+        responder = self.responder
+        forwarded = responder.zone == "."
+        if responder.keep > now:
+            entry = wire.insert(data, response, responder.keep, responder.zone, responder.qtype, forwarded)  # fmt: skip
+            views = responder.views
+            if entry is not None and views is not None:
+                entry[E_VIEW] = views.last  # the view this reply was made for
+        if observe is not None:
+            observe(self.udp.client(batch, i, peer), data, response[3] & 0x0F, forwarded)
+
+    def done(self, seconds: float) -> None:
+        hits = self._hits
+        if hits:
+            self._hits = []
+            self.wire.record_hits(hits, self.channel, seconds)
+
+    def _may_hit(self, batch: Batch | None, i: int, peer: Any, entry: list[Any]) -> bool:
+        """ACL, forward.allow and views hold for cached replies too: a hit is served only to a
+        client the standard path would have given the same reply (one of the same view)."""
+        responder = self.responder
+        views = responder.views
+        client = self.udp.client(batch, i, peer)
+        if views is not None and views.view_of_packed(client) is not entry[E_VIEW]:
+            return False
+        if responder.acl is not None:
+            qtype = entry[E_META][0]
+            ip = self.udp.peer(batch, i, peer)[0]
+            if responder.acl.decide(ip, entry[E_NAME], (qtype[0] << 8) | qtype[1]) != ALLOW:
+                return False
+        if entry[E_META][1] == "." and self.forward_allowed is not None:
+            allowed = self.allowed.get(client)
+            if allowed is None:
+                if len(self.allowed) > 65536:
+                    self.allowed.clear()
+                ip = self.udp.peer(batch, i, peer)[0]
+                allowed = self.allowed[client] = bool(self.forward_allowed(ip))
+            return allowed
+        return True
