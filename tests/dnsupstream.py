@@ -8,7 +8,8 @@ a test can assert exactly what reached it (leak tests), and it has knobs for fai
     truncate_udp   answer UDP with TC set and an empty answer (the client must retry over TCP)
     drop           read queries and never answer (the client times out)
     servfail       answer SERVFAIL
-    delay          seconds to wait before each answer; ``delays`` per lowercase name
+    delay          seconds to wait before each answer; ``delays`` per lowercase name; HOLD
+                   (infinite) holds the answer until ``release`` (a threading.Event) is set
     refuse_tcp     accept TCP/TLS connections and abort them at once
     spoof          before each UDP answer send one with a wrong ID and one with a wrong question
 
@@ -55,6 +56,7 @@ T = TypeVar("T")
 _HOOK_TIMEOUT = 10.0
 
 Records = Mapping[tuple[str, str], Sequence[str]]  # (name, TYPE) -> rdata texts
+HOLD = float("inf")  # a delay that holds the answer until DnsUpstream.release is set
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,7 +84,7 @@ class _Udp(asyncio.DatagramProtocol):
             self._answer(data, addr)
 
     async def _answer_later(self, data: bytes, addr: Any, delay: float) -> None:
-        await asyncio.sleep(delay)
+        await self.server._wait(delay)
         self._answer(data, addr)
 
     def _answer(self, data: bytes, addr: Any) -> None:
@@ -126,6 +128,8 @@ class DnsUpstream:
         self.servfail = False
         self.delay = 0.0
         self.delays: dict[str, float] = {}
+        self.release = threading.Event()  # ends every HOLD delay
+        self.held = 0  # answers that started a HOLD delay
         self.refuse_tcp = False
         self.spoof = False
         # what happened
@@ -314,10 +318,18 @@ class DnsUpstream:
     ) -> None:
         delay = self._delay_for(data)
         if delay:
-            await asyncio.sleep(delay)
+            await self._wait(delay)
         reply = self._respond(data, transport)
         if reply is not None and not writer.transport.is_closing():
             writer.write(len(reply).to_bytes(2, "big") + reply)
+
+    async def _wait(self, delay: float) -> None:
+        if delay != HOLD:
+            await asyncio.sleep(delay)
+            return
+        self.held += 1
+        while not self.release.is_set():
+            await asyncio.sleep(0.005)
 
     def _delay_for(self, data: bytes) -> float:
         if self.delays:

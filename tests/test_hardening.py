@@ -560,7 +560,7 @@ def test_a_client_that_never_reads_costs_the_others_nothing(
         hog = _connect(server.port)
         hog.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
         hog.setblocking(False)
-        sent = 0
+        sent = answered = 0
         worst = 0.0
         deadline = time.monotonic() + 4
         while time.monotonic() < deadline:
@@ -573,8 +573,12 @@ def test_a_client_that_never_reads_costs_the_others_nothing(
             started = time.perf_counter()
             reply = server.query("web.default.svc.cluster.local")
             worst = max(worst, time.perf_counter() - started)
-            assert reply.answer
-        assert worst < 0.5, f"UDP answer took {worst:.3f}s while a TCP client did not read"
+            assert reply.answer  # every UDP query answered within the client's 3 s
+            answered += 1
+        # Generous bounds (a loaded runner passes them); before the fix the UDP client waited
+        # behind every pipelined answer. Latency itself is a benchmark's business.
+        assert answered >= 10, f"{answered} UDP answers while a TCP client did not read"
+        assert worst < 2.0, f"UDP answer took {worst:.3f}s while a TCP client did not read"
         assert _closed(hog, timeout=6)
         status, text = server.get("metrics")
         assert "kdns_tcp_write_timeouts_total 1.0" in text
@@ -591,7 +595,7 @@ def test_rrl_on_the_wire(manifests: Path, tmp_path: Path, mode: tuple[str, ...])
         wire = dns.message.make_query("web.default.svc.cluster.local", "A").to_wire()
         answered = truncated = 0
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-            sock.settimeout(0.3)
+            sock.settimeout(2.0)  # the end of the replies: 2 s of silence
             for _ in range(30):
                 sock.sendto(wire, (LOOPBACK, server.port))
             while True:
