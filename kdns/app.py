@@ -23,7 +23,6 @@ from kdns.config import Config, ConfigError, format_hostport
 from kdns.dns.acl import Acl, parse_rules
 from kdns.dns.blocklist import BlockList, file_stamp
 from kdns.dns.localzones import LocalZoneError, ZoneData
-from kdns.dns.localzones import load as load_zone
 from kdns.dns.networks import Networks
 from kdns.dns.registry import Registry
 from kdns.dns.resolver import Resolver
@@ -42,8 +41,10 @@ from kdns.parts import (
     build_forwarder,
     build_registry,
     build_rrl,
+    fallthrough_zones,
     gateway_settings,
     load_list,
+    load_local_zone,
     load_local_zones,
     zone_shape,
 )
@@ -89,6 +90,13 @@ GATEWAY_SETTINGS = (
     "gateway_label",
     "gateway_annotation",
     "gateway_resources",
+    "gateway_classes",
+    "ingress_classes",
+    "gateway_require_accepted",
+    "gateway_fallthrough",
+    "gateway_ttl",
+    "gateway_nameserver",
+    "gateway_nameserver_addresses",
 )
 # Settings baked into the registry's rendered answers: a change re-renders into a new registry.
 REGISTRY_SHAPE = (
@@ -212,6 +220,7 @@ class App:
             forward=self.forwarder is not None,
             authoritative=not (self.split or self.forward_only),
             cuts=tuple(zone for zone, _ in config.forward_zones),
+            fallthrough=fallthrough_zones(config),
         )
         previous = getattr(self, "resolver", None)
         if previous is not None:  # Prometheus counters never go backwards across a reload
@@ -277,12 +286,15 @@ class App:
         elif config.objects:
             self._start_static(StaticSource(self.registry, paths=config.objects))
         elif not config.kubernetes_enabled:
-            if self.forwarder is None:
+            if self.forwarder is None and not config.local_zones:
                 raise StartupError(
                     "nothing to serve: kubernetes.enabled is false, no --demo or --objects, "
                     "and no forwarding (--no-forward, or no upstreams)"
                 )
-            log.info("kubernetes.enabled is false: forwarding only, no cluster zones")
+            log.info(
+                "kubernetes.enabled is false: %s, no cluster zones",
+                "forwarding only" if self.forwarder is not None else "local zones only",
+            )
             self.registry.synced = True  # nothing to wait for: /ready is 200 at once
         else:
             found = await api_client(config.kubeconfig)
@@ -687,7 +699,7 @@ class App:
         out = {}
         for zone in config.local_zones:
             try:
-                out[zone.name] = await asyncio.to_thread(load_zone, zone.name, zone.file, zone.records, zone.ttl)  # fmt: skip
+                out[zone.name] = await asyncio.to_thread(load_local_zone, zone)
             except LocalZoneError as exc:
                 log.error("reload (%s): zone %s unchanged: %s", why, zone.name, exc)
                 out[zone.name] = self._zone_data.get(zone.name) or ZoneData(zone.name)
@@ -721,7 +733,7 @@ class App:
                 continue
             self._zone_stamps[zone.name] = stamp
             try:
-                data = await asyncio.to_thread(load_zone, zone.name, zone.file, (), zone.ttl)
+                data = await asyncio.to_thread(load_local_zone, zone)
             except LocalZoneError as exc:
                 log.error("zone %s (%s) unchanged: %s", zone.name, why, exc)
                 continue

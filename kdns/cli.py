@@ -77,6 +77,10 @@ _HELP: Mapping[str, tuple[str | None, str]] = {  # field -> (metavar, help)
         "ZONE=PATH",
         "serve ZONE from an RFC 1035 zone file (repeatable; [[zones]] in the TOML file)",
     ),
+    "hosts_files": (
+        "ZONE=PATH",
+        'serve ZONE\'s names from a hosts file (repeatable; [[zones]] format = "hosts")',
+    ),
     "metrics_compat": ("MODE", "none|coredns: also export CoreDNS's metric names (default none)"),
 }
 

@@ -31,6 +31,20 @@ class Meta(NamedTuple):
 EMPTY_META = Meta((), ())
 
 
+class Hints(NamedTuple):
+    """What an object's DNS annotations say (external-dns's ``external-dns.alpha.kubernetes.io/``
+    ``hostname``, ``internal-hostname``, ``target``, ``ttl``; k8s_gateway's ``coredns.io/hostname``;
+    ``kdns.io/hostname``). The shared ``EMPTY_HINTS`` for an object without any."""
+
+    hostnames: tuple[str, ...] = ()  # the hostname annotations, lowercased
+    internal: tuple[str, ...] = ()  # internal-hostname: a Service's ClusterIP(s)
+    targets: tuple[str, ...] = ()  # target: IPs (A/AAAA) or one hostname (CNAME)
+    ttl: int = -1  # ttl in seconds; -1: unset
+
+
+EMPTY_HINTS = Hints()
+
+
 class Service(NamedTuple):
     namespace: str
     name: str
@@ -47,6 +61,10 @@ class Service(NamedTuple):
     # the gateway filters read. The shared empty tuple / EMPTY_META for every other Service.
     hostnames: tuple[str, ...] = ()
     meta: Meta | None = None
+    # status.loadBalancer.ingress[].hostname (a CNAME when there is no IP), and the other DNS
+    # annotations (internal-hostname, target, ttl): set only for annotated Services.
+    lb_hostnames: tuple[str, ...] = ()
+    hints: Hints | None = None
 
     @property
     def kind(self) -> str:
@@ -103,6 +121,10 @@ class Pod(NamedTuple):
 
 class Namespace(NamedTuple):
     name: str
+    # metadata.labels, sorted (key, value) pairs: what a Gateway listener's
+    # ``allowedRoutes.namespaces.selector`` matches (kubernetes.io/metadata.name included: the
+    # API server sets it, and manifests get it at ingest).
+    labels: tuple[tuple[str, str], ...] = ()
 
     @property
     def kind(self) -> str:
@@ -116,10 +138,19 @@ class Namespace(NamedTuple):
 # --- Gateway zones (served only when [gateway] zones are configured) ---------------------------
 
 
+# A label selector as (key, operator, values) requirements; matchLabels become "In" with one value.
+Selector = tuple[tuple[str, str, tuple[str, ...]], ...]
+
+
 class Listener(NamedTuple):
     name: str
     hostname: str  # spec.listeners[].hostname, lowercased; "" when unset (any hostname)
     namespaces: str  # allowedRoutes.namespaces.from: "Same" (the default), "All", "Selector"
+    port: int = 0  # spec.listeners[].port
+    protocol: str = ""  # HTTP | HTTPS | TLS | TCP | UDP | a domain-prefixed custom protocol
+    # allowedRoutes.kinds as "group/Kind" (group defaulted); empty: the protocol's kinds.
+    kinds: tuple[str, ...] = ()
+    selector: Selector | None = None  # allowedRoutes.namespaces.selector (from: Selector)
 
 
 class Gateway(NamedTuple):
@@ -130,6 +161,12 @@ class Gateway(NamedTuple):
     addresses: tuple[str, ...]  # status.addresses of type IPAddress (the default type)
     hostnames: tuple[str, ...]  # status.addresses of type Hostname (a CNAME target)
     listeners: tuple[Listener, ...]
+    gateway_class: str = ""  # spec.gatewayClassName
+    # spec.allowedListeners.namespaces.from: which ListenerSets may attach ("None", the
+    # default, "Same", "All", "Selector") and its selector.
+    allowed_listeners: str = "None"
+    listeners_selector: Selector | None = None
+    hints: Hints = EMPTY_HINTS
 
     @property
     def kind(self) -> str:
@@ -140,21 +177,63 @@ class Gateway(NamedTuple):
         return (self.namespace, self.name)
 
 
+class ListenerSet(NamedTuple):
+    """gateway.networking.k8s.io ListenerSet (standard since Gateway API 1.5): more listeners
+    for a parent Gateway, which routes name as their parent; they answer the Gateway's
+    addresses."""
+
+    namespace: str
+    name: str
+    gateway: tuple[str, str]  # spec.parentRef (namespace defaulted to the ListenerSet's)
+    listeners: tuple[Listener, ...]
+
+    @property
+    def kind(self) -> str:
+        return "ListenerSet"
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.namespace, self.name)
+
+
+class GatewayClass(NamedTuple):
+    """gateway.networking.k8s.io GatewayClass: which controller runs its Gateways (the one
+    whose ``status.parents`` entries of a route count)."""
+
+    name: str
+    controller: str  # spec.controllerName
+
+    @property
+    def kind(self) -> str:
+        return "GatewayClass"
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return ("", self.name)
+
+
 class ParentRef(NamedTuple):
     namespace: str  # defaulted to the route's own namespace
     name: str
     section: str  # sectionName: one listener; "" for every listener
+    port: int = 0  # port: listeners on that port only; 0 for every port
+    kind: str = "Gateway"  # "Gateway" | "ListenerSet"
 
 
 class Route(NamedTuple):
-    """HTTPRoute, GRPCRoute or TLSRoute: the hostnames a Gateway serves for it."""
+    """HTTPRoute, GRPCRoute, TLSRoute, TCPRoute or UDPRoute: the hostnames a Gateway serves
+    for it."""
 
-    kind: str  # "HTTPRoute" | "GRPCRoute" | "TLSRoute"
+    kind: str
     namespace: str
     name: str
     hostnames: tuple[str, ...]  # spec.hostnames, lowercased; may start with "*."
-    parents: tuple[ParentRef, ...]  # spec.parentRefs to Gateways (other kinds dropped)
+    parents: tuple[ParentRef, ...]  # spec.parentRefs to Gateways and ListenerSets
     meta: Meta
+    # status.parents entries that say Accepted=True for the route's current generation:
+    # (parent, controllerName).
+    accepted: tuple[tuple[ParentRef, str], ...] = ()
+    hints: Hints = EMPTY_HINTS
 
     @property
     def key(self) -> tuple[str, str]:
@@ -170,6 +249,9 @@ class Ingress(NamedTuple):
     lb_ips: tuple[str, ...]  # status.loadBalancer.ingress[].ip
     lb_hostnames: tuple[str, ...]  # status.loadBalancer.ingress[].hostname (CNAME)
     meta: Meta
+    # spec.ingressClassName, else the kubernetes.io/ingress.class annotation; "" when neither.
+    ingress_class: str = ""
+    hints: Hints = EMPTY_HINTS
 
     @property
     def kind(self) -> str:
@@ -180,10 +262,20 @@ class Ingress(NamedTuple):
         return (self.namespace, self.name)
 
 
-KubeObject = Service | EndpointSlice | Pod | Namespace | Gateway | Route | Ingress
-ROUTE_KINDS: tuple[str, ...] = ("HTTPRoute", "GRPCRoute", "TLSRoute")
-GATEWAY_KINDS: tuple[str, ...] = ("Gateway", *ROUTE_KINDS, "Ingress")
+KubeObject = (
+    Service
+    | EndpointSlice
+    | Pod
+    | Namespace
+    | GatewayClass
+    | Gateway
+    | ListenerSet
+    | Route
+    | Ingress
+)
+ROUTE_KINDS: tuple[str, ...] = ("HTTPRoute", "GRPCRoute", "TLSRoute", "TCPRoute", "UDPRoute")
+GATEWAY_KINDS: tuple[str, ...] = ("GatewayClass", "Gateway", "ListenerSet", *ROUTE_KINDS, "Ingress")
 KINDS: tuple[str, ...] = ("Service", "EndpointSlice", "Pod", "Namespace", *GATEWAY_KINDS)
 # The kinds that publish hostnames in gateway zones ([gateway] resources), in the order that
 # decides a conflict (kdns.dns.gateway).
-GATEWAY_RESOURCES: tuple[str, ...] = (*ROUTE_KINDS, "Ingress", "Service")
+GATEWAY_RESOURCES: tuple[str, ...] = (*ROUTE_KINDS, "Gateway", "Ingress", "Service")

@@ -9,11 +9,12 @@ import logging
 from typing import Any
 
 from kdns.config import Config
+from kdns.config.syntax import LocalZoneSource
 from kdns.dns.blocklist import BlockList
 from kdns.dns.cache import ResponseCache
 from kdns.dns.forward import ForwardGroup
 from kdns.dns.gateway import GatewaySettings
-from kdns.dns.localzones import LocalZoneError, ZoneData
+from kdns.dns.localzones import LocalZoneError, ZoneData, load_hosts
 from kdns.dns.localzones import load as load_zone
 from kdns.dns.registry import Registry
 from kdns.dns.resolvconf import read_resolv_conf
@@ -48,7 +49,31 @@ def gateway_settings(config: Config) -> GatewaySettings:
         label=config.gateway_label or "",
         annotation=config.gateway_annotation or "",
         resources=config.gateway_resources,
+        gateway_classes=config.gateway_classes,
+        ingress_classes=config.ingress_classes,
+        require_accepted=config.gateway_require_accepted,
+        fallthrough=config.gateway_fallthrough,
+        ttl=config.gateway_ttl,
+        nameserver=config.gateway_nameserver or "",
+        nameserver_addresses=config.gateway_nameserver_addresses,
     )
+
+
+def fallthrough_zones(config: Config) -> tuple[str, ...]:
+    """Zones whose names without records are forwarded ([gateway] fallthrough, [[zones]]
+    fallthrough) instead of answered NXDOMAIN."""
+    zones = [zone.name for zone in config.local_zones if zone.fallthrough]
+    if config.gateway_fallthrough:
+        zones += config.gateway_zones
+    return tuple(dict.fromkeys(zones))
+
+
+def load_local_zone(zone: LocalZoneSource) -> ZoneData:
+    """One [[zones]] entry's data: a zone file, a hosts file (format = "hosts") or TOML
+    records; raises LocalZoneError."""
+    if zone.format == "hosts" and zone.file is not None:
+        return load_hosts(zone.name, zone.file, zone.ttl)
+    return load_zone(zone.name, zone.file, zone.records, zone.ttl)
 
 
 def load_local_zones(config: Config) -> dict[str, ZoneData]:
@@ -57,7 +82,7 @@ def load_local_zones(config: Config) -> dict[str, ZoneData]:
     out = {}
     for index, zone in enumerate(config.local_zones):
         try:
-            out[zone.name] = load_zone(zone.name, zone.file, zone.records, zone.ttl)
+            out[zone.name] = load_local_zone(zone)
         except LocalZoneError as exc:
             raise StartupError(f"zones[{index}] ({zone.name}): {exc}") from None
     return out

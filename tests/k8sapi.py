@@ -75,13 +75,17 @@ __all__ = [
     "Resource",
     "endpointslice",
     "gateway",
+    "gatewayclass",
     "grpcroute",
     "httproute",
     "ingress",
+    "listenerset",
     "namespace",
     "pod",
     "resource_for",
     "service",
+    "route_status",
+    "tcproute",
     "tlsroute",
 ]
 
@@ -125,16 +129,31 @@ RESOURCES: dict[str, Resource] = {
         Resource("pods", "Pod", "v1"),
         Resource("namespaces", "Namespace", "v1", namespaced=False),
         Resource("endpointslices", "EndpointSlice", "discovery.k8s.io/v1"),
+        Resource(
+            "gatewayclasses", "GatewayClass", "gateway.networking.k8s.io/v1", namespaced=False
+        ),  # fmt: skip
         Resource("gateways", "Gateway", "gateway.networking.k8s.io/v1"),
+        Resource("listenersets", "ListenerSet", "gateway.networking.k8s.io/v1"),
         Resource("httproutes", "HTTPRoute", "gateway.networking.k8s.io/v1"),
         Resource("grpcroutes", "GRPCRoute", "gateway.networking.k8s.io/v1"),
         Resource("tlsroutes", "TLSRoute", "gateway.networking.k8s.io/v1alpha2"),
+        Resource("tcproutes", "TCPRoute", "gateway.networking.k8s.io/v1alpha2"),
+        Resource("udproutes", "UDPRoute", "gateway.networking.k8s.io/v1alpha2"),
         Resource("ingresses", "Ingress", "networking.k8s.io/v1"),
     )
 }
 # Installed by default: the four resources every cluster has that kdns always watches.
 CORE = ("services", "pods", "namespaces", "endpointslices")
-GATEWAY_API = ("gateways", "httproutes", "grpcroutes", "tlsroutes")
+GATEWAY_API = (
+    "gatewayclasses",
+    "gateways",
+    "listenersets",
+    "httproutes",
+    "grpcroutes",
+    "tlsroutes",
+    "tcproutes",
+    "udproutes",
+)
 INGRESS = ("ingresses",)
 _BY_NAME: dict[str, Resource] = {
     **RESOURCES,
@@ -1442,15 +1461,27 @@ def pod(
 
 # (name, hostname or None[, allowedRoutes namespaces "from"]) or just a listener name.
 ListenerSpec = str | tuple[Any, ...]
+# A listener's port when the spec does not give one.
+_PORTS = {"HTTP": 80, "HTTPS": 443, "TLS": 443, "TCP": 1883, "UDP": 53}
+# The controller the route helpers write status.parents entries as (GatewayClass "eg" runs it).
+CONTROLLER = "gateway.envoyproxy.io/gatewayclass-controller"
 
 
 def _listener(spec: ListenerSpec) -> JSON:
+    """ "name" or (name, hostname, allowedRoutes from, protocol, port, kinds): HTTPS on 443
+    from All namespaces unless given."""
     fields = (spec,) if isinstance(spec, str) else tuple(spec)
-    name, hostname, allowed = fields + (None,) * (3 - len(fields))
-    listener: JSON = {"name": name, "port": 443, "protocol": "HTTPS"}
+    name, hostname, allowed, protocol, port, kinds = fields + (None,) * (6 - len(fields))
+    protocol = protocol or "HTTPS"
+    listener: JSON = {"name": name, "port": port or _PORTS.get(protocol, 443), "protocol": protocol}
     if hostname:
         listener["hostname"] = hostname
-    listener["allowedRoutes"] = {"namespaces": {"from": allowed or "All"}}
+    if isinstance(allowed, Mapping):  # {"from": "Selector", "selector": {...}}
+        listener["allowedRoutes"] = {"namespaces": dict(allowed)}
+    else:
+        listener["allowedRoutes"] = {"namespaces": {"from": allowed or "All"}}
+    if kinds:
+        listener["allowedRoutes"]["kinds"] = [{"kind": kind} for kind in kinds]
     return listener
 
 
@@ -1463,31 +1494,108 @@ def gateway(
     hostnames: Sequence[str] = (),
     gateway_class: str = "eg",
     labels: Mapping[str, str] | None = None,
+    annotations: Mapping[str, str] | None = None,
+    allowed_listeners: str | None = None,
 ) -> JSON:
     """A gateway.networking.k8s.io/v1 Gateway with status.addresses (IPs, then Hostname
     entries). Listeners allow routes from every namespace unless the spec says otherwise."""
     status_addresses = [{"type": "IPAddress", "value": ip} for ip in addresses]
     status_addresses += [{"type": "Hostname", "value": h} for h in hostnames]
+    metadata = _metadata(ns, name, labels)
+    if annotations:
+        metadata["annotations"] = dict(annotations)
+    spec: JSON = {"gatewayClassName": gateway_class, "listeners": [_listener(x) for x in listeners]}
+    if allowed_listeners:
+        spec["allowedListeners"] = {"namespaces": {"from": allowed_listeners}}
     return {
         "kind": "Gateway",
         "apiVersion": "gateway.networking.k8s.io/v1",
-        "metadata": _metadata(ns, name, labels),
-        "spec": {"gatewayClassName": gateway_class, "listeners": [_listener(x) for x in listeners]},
+        "metadata": metadata,
+        "spec": spec,
         "status": {"addresses": status_addresses},
     }
 
 
-# "name", ("ns", "name") or ("ns", "name", "sectionName")
-ParentSpec = str | tuple[str, ...]
+def gatewayclass(name: str = "eg", controller: str = CONTROLLER) -> JSON:
+    return {
+        "kind": "GatewayClass",
+        "apiVersion": "gateway.networking.k8s.io/v1",
+        "metadata": _metadata(None, name, None),
+        "spec": {"controllerName": controller},
+    }
+
+
+def listenerset(
+    ns: str, name: str, parent: tuple[str, str], listeners: Iterable[ListenerSpec]
+) -> JSON:
+    """A gateway.networking.k8s.io/v1 ListenerSet (Gateway API 1.5) of ``parent`` (ns, name)."""
+    return {
+        "kind": "ListenerSet",
+        "apiVersion": "gateway.networking.k8s.io/v1",
+        "metadata": _metadata(ns, name, None),
+        "spec": {
+            "parentRef": {"namespace": parent[0], "name": parent[1]},
+            "listeners": [_listener(x) for x in listeners],
+        },
+    }
+
+
+# "name", ("ns", "name"), ("ns", "name", "sectionName") or ("ns", "name", "sectionName", port);
+# a dict is used as the parentRef itself.
+ParentSpec = str | tuple[Any, ...] | Mapping[str, Any]
 
 
 def _parent(spec: ParentSpec) -> JSON:
+    if isinstance(spec, Mapping):
+        return dict(spec)
     if isinstance(spec, str):
         return {"name": spec}
     ref: JSON = {"namespace": spec[0], "name": spec[1]}
-    if len(spec) > 2:
+    if len(spec) > 2 and spec[2]:
         ref["sectionName"] = spec[2]
+    if len(spec) > 3 and spec[3]:
+        ref["port"] = spec[3]
     return ref
+
+
+def route_status(
+    parents: Iterable[ParentSpec],
+    *,
+    accepted: bool = True,
+    generation: int = 1,
+    controller: str = CONTROLLER,
+) -> JSON:
+    """status.parents as a Gateway controller writes it: one entry per parent, Accepted and
+    ResolvedRefs conditions observed at ``generation``."""
+    status = "True" if accepted else "False"
+    reason = "Accepted" if accepted else "NotAllowedByListeners"
+    return {
+        "parents": [
+            {
+                "parentRef": _parent(p),
+                "controllerName": controller,
+                "conditions": [
+                    {
+                        "type": "Accepted",
+                        "status": status,
+                        "reason": reason,
+                        "observedGeneration": generation,
+                        "message": "",
+                        "lastTransitionTime": "2026-01-01T00:00:00Z",
+                    },
+                    {
+                        "type": "ResolvedRefs",
+                        "status": "True",
+                        "reason": "ResolvedRefs",
+                        "observedGeneration": generation,
+                        "message": "",
+                        "lastTransitionTime": "2026-01-01T00:00:00Z",
+                    },
+                ],
+            }  # fmt: skip
+            for p in parents
+        ]
+    }
 
 
 def _route(
@@ -1499,14 +1607,22 @@ def _route(
     parents: Iterable[ParentSpec],
     labels: Mapping[str, str] | None,
     annotations: Mapping[str, str] | None,
+    accepted: bool | None = True,
 ) -> JSON:
+    """A route, with status.parents saying each parent accepted it (``accepted=False``: each
+    rejected it; None: no status, as from a controller that never writes one)."""
+    parents = list(parents)
     metadata = _metadata(ns, name, labels)
+    metadata["generation"] = 1
     if annotations:
         metadata["annotations"] = dict(annotations)
     spec: JSON = {"parentRefs": [_parent(p) for p in parents]}
     if hostnames:
         spec["hostnames"] = list(hostnames)
-    return {"kind": kind, "apiVersion": api_version, "metadata": metadata, "spec": spec}
+    route: JSON = {"kind": kind, "apiVersion": api_version, "metadata": metadata, "spec": spec}
+    if accepted is not None:
+        route["status"] = route_status(parents, accepted=accepted)
+    return route
 
 
 def httproute(
@@ -1517,29 +1633,58 @@ def httproute(
     *,
     labels: Mapping[str, str] | None = None,
     annotations: Mapping[str, str] | None = None,
+    accepted: bool | None = True,
 ) -> JSON:
     route = _route(
         "HTTPRoute", "gateway.networking.k8s.io/v1", ns, name, hostnames, parents, labels,
-        annotations,
+        annotations, accepted,
     )  # fmt: skip
     route["spec"]["rules"] = [{"backendRefs": [{"name": name, "port": 80}]}]
     return route
 
 
 def grpcroute(
-    ns: str, name: str, hostnames: Sequence[str] = (), parents: Iterable[ParentSpec] = ()
+    ns: str,
+    name: str,
+    hostnames: Sequence[str] = (),
+    parents: Iterable[ParentSpec] = (),
+    *,
+    accepted: bool | None = True,
 ) -> JSON:
     return _route(
-        "GRPCRoute", "gateway.networking.k8s.io/v1", ns, name, hostnames, parents, None, None
-    )
+        "GRPCRoute", "gateway.networking.k8s.io/v1", ns, name, hostnames, parents, None, None,
+        accepted,
+    )  # fmt: skip
 
 
 def tlsroute(
-    ns: str, name: str, hostnames: Sequence[str] = (), parents: Iterable[ParentSpec] = ()
+    ns: str,
+    name: str,
+    hostnames: Sequence[str] = (),
+    parents: Iterable[ParentSpec] = (),
+    *,
+    accepted: bool | None = True,
 ) -> JSON:
     return _route(
-        "TLSRoute", "gateway.networking.k8s.io/v1alpha2", ns, name, hostnames, parents, None, None
-    )
+        "TLSRoute", "gateway.networking.k8s.io/v1alpha2", ns, name, hostnames, parents, None,
+        None, accepted,
+    )  # fmt: skip
+
+
+def tcproute(
+    ns: str,
+    name: str,
+    parents: Iterable[ParentSpec] = (),
+    *,
+    annotations: Mapping[str, str] | None = None,
+    kind: str = "TCPRoute",
+    accepted: bool | None = True,
+) -> JSON:
+    """A TCPRoute (``kind="UDPRoute"``: a UDPRoute): no hostnames of its own."""
+    return _route(
+        kind, "gateway.networking.k8s.io/v1alpha2", ns, name, (), parents, None, annotations,
+        accepted,
+    )  # fmt: skip
 
 
 def ingress(
@@ -1550,6 +1695,8 @@ def ingress(
     lb_hostnames: Sequence[str] = (),
     *,
     labels: Mapping[str, str] | None = None,
+    ingress_class: str = "nginx",
+    annotations: Mapping[str, str] | None = None,
 ) -> JSON:
     """A networking.k8s.io/v1 Ingress, one rule per host, with its load balancer status."""
     entries: list[JSON] = [{"ip": ip} for ip in lb_ips]
@@ -1558,9 +1705,12 @@ def ingress(
     return {
         "kind": "Ingress",
         "apiVersion": "networking.k8s.io/v1",
-        "metadata": _metadata(ns, name, labels),
+        "metadata": {
+            **_metadata(ns, name, labels),
+            **({"annotations": dict(annotations)} if annotations else {}),
+        },
         "spec": {
-            "ingressClassName": "nginx",
+            "ingressClassName": ingress_class,
             "rules": [
                 {
                     "host": host,

@@ -20,11 +20,15 @@ from tests.k8sapi import (
     INGRESS,
     K8sApi,
     gateway,
+    gatewayclass,
     grpcroute,
     httproute,
     ingress,
+    listenerset,
     namespace,
+    route_status,
     service,
+    tcproute,
     tlsroute,
 )
 from tests.kdnsproc import Kdns
@@ -43,7 +47,13 @@ def base_objects() -> list[dict[str, Any]]:
         namespace("default"),
         namespace("infra"),
         namespace("apps"),
-        gateway("infra", "internal", [INTERNAL_IP], [("https", f"*.{ZONE}")]),
+        gateway(
+            "infra",
+            "internal",
+            [INTERNAL_IP],
+            # TLS passthrough for MQTT: a TLSRoute attaches to a TLS listener (GEP-2643).
+            [("https", f"*.{ZONE}"), ("mqtt", f"*.{ZONE}", "All", "TLS", 8883)],
+        ),
         gateway("infra", "external", [EXTERNAL_IP], [("https", f"*.{ZONE}")]),
         httproute("apps", "grafana", [GRAFANA], [("infra", "internal")]),
         httproute("apps", "blog", [f"blog.{ZONE}"], [("infra", "external")]),
@@ -91,7 +101,7 @@ def test_route_hostnames_answer_their_gateways_address(kdns: Kdns) -> None:
     assert a_records(kdns, GRAFANA) == [INTERNAL_IP]
     assert a_records(kdns, f"blog.{ZONE}") == [EXTERNAL_IP]
     assert a_records(kdns, f"grpc.{ZONE}") == [INTERNAL_IP]  # GRPCRoute (v1)
-    assert a_records(kdns, f"mqtt.{ZONE}") == [INTERNAL_IP]  # TLSRoute (v1alpha2)
+    assert a_records(kdns, f"mqtt.{ZONE}") == [INTERNAL_IP]  # TLSRoute (v1alpha2), TLS listener
     assert a_records(kdns, GRAFANA.upper()) == [INTERNAL_IP]  # case-insensitive
     assert rcode(kdns, f"nothing.{ZONE}") == dns.rcode.NXDOMAIN
     soa = kdns.query(f"nothing.{ZONE}", "A").authority
@@ -300,3 +310,106 @@ def test_gateway_kinds_are_not_watched_without_a_gateway_zone(api: K8sApi, tmp_p
     with Kdns("--kubeconfig", str(kubeconfig), "--lameduck", "0") as proc:
         eventually(lambda: proc.get("ready")[0] == 200)
         assert api.count("list", "httproutes") == api.count("list", "ingresses") == 0
+
+
+def test_attachment_rules_of_the_gateway_api(api: K8sApi, kdns: Kdns) -> None:
+    """Issue 20, "wrong today" 1-6 end to end: the API server serves Namespaces with labels and
+    routes with the status.parents their controller wrote; each case used to be answered
+    (or, for the wildcard, not) on main 6cf769f."""
+    api.add(gatewayclass("eg"))  # the class the helpers' route statuses are written by
+    api.add(namespace("lan-apps", labels={"dns": "lan"}))
+    api.add(namespace("guest", labels={"dns": "guest"}))
+    selector = {"from": "Selector", "selector": {"matchLabels": {"dns": "lan"}}}
+    api.add(
+        gateway(
+            "infra",
+            "rules",
+            ["192.168.1.250"],
+            [
+                ("web", f"*.{ZONE}", selector, "HTTP", 80),
+                ("tls", f"*.{ZONE}", "All", "TLS", 443),
+                ("grpc-only", f"*.{ZONE}", "All", "HTTPS", 8443, ["GRPCRoute"]),
+            ],
+        )
+    )
+    gw = ("infra", "rules")
+    ok = "192.168.1.250"
+    api.add(httproute("lan-apps", "in-selector", [f"sel.{ZONE}"], [(*gw, "web")]))
+    # 1. allowedRoutes.namespaces.from: Selector: a namespace the selector does not match.
+    api.add(httproute("guest", "outside-selector", [f"guest.{ZONE}"], [(*gw, "web")]))
+    # 2. route kind vs listener protocol: an HTTPRoute on the TLS listener, a TLSRoute on HTTP.
+    api.add(httproute("lan-apps", "http-on-tls", [f"h-on-t.{ZONE}"], [(*gw, "tls")]))
+    api.add(tlsroute("lan-apps", "tls-on-http", [f"t-on-h.{ZONE}"], [(*gw, "web")]))
+    api.add(tlsroute("lan-apps", "tls-on-tls", [f"t-on-t.{ZONE}"], [(*gw, "tls")]))
+    # 3. allowedRoutes.kinds: the grpc-only listener lists GRPCRoute alone.
+    api.add(httproute("lan-apps", "http-on-grpc", [f"h-on-g.{ZONE}"], [(*gw, "grpc-only")]))
+    api.add(grpcroute("lan-apps", "grpc-on-grpc", [f"g-on-g.{ZONE}"], [(*gw, "grpc-only")]))
+    # 4. parentRef.port: 8080 is no listener's port.
+    api.add(httproute("lan-apps", "port-8080", [f"p8080.{ZONE}"], [("infra", "rules", "", 8080)]))
+    api.add(httproute("lan-apps", "port-80", [f"p80.{ZONE}"], [("infra", "rules", "", 80)]))
+    # 5. status.parents: the Gateway rejected it.
+    api.add(httproute("lan-apps", "rejected", [f"rejected.{ZONE}"], [(*gw, "web")], accepted=False))
+    # 6. Gateway API wildcard below an existing name.
+    api.add(httproute("lan-apps", "wild", [f"*.apps.{ZONE}"], [(*gw, "web")]))
+    api.add(httproute("lan-apps", "deep", [f"deep.sub.apps.{ZONE}"], [(*gw, "web")]))
+    eventually(lambda: a_records(kdns, f"deep.sub.apps.{ZONE}") == [ok])
+    for name in ("sel", "t-on-t", "g-on-g", "p80", "other.sub.apps", "sub.apps", "x.apps"):
+        assert a_records(kdns, f"{name}.{ZONE}") == [ok], name
+    for name in ("guest", "h-on-t", "t-on-h", "h-on-g", "p8080", "rejected"):
+        assert rcode(kdns, f"{name}.{ZONE}") == dns.rcode.NXDOMAIN, name
+    # The namespace gets the label: its route attaches (Namespace watch -> re-render).
+    api.modify(namespace("guest", labels={"dns": "lan"}))
+    eventually(lambda: a_records(kdns, f"guest.{ZONE}") == [ok])
+    # A new generation the controller has not accepted yet: stale status, not published.
+    stale = httproute("lan-apps", "in-selector", [f"sel.{ZONE}"], [(*gw, "web")])
+    stale["metadata"]["generation"] = 2
+    api.modify(stale)
+    eventually(lambda: rcode(kdns, f"sel.{ZONE}") == dns.rcode.NXDOMAIN)
+    stale["status"] = route_status([(*gw, "web")], generation=2)
+    api.modify(stale)
+    eventually(lambda: a_records(kdns, f"sel.{ZONE}") == [ok])
+
+
+def test_tcp_routes_listener_sets_and_annotations(api: K8sApi, kdns: Kdns) -> None:
+    """external-dns annotation parity and ListenerSet parents, served by the API server."""
+    api.add(
+        gateway(
+            "infra",
+            "l4",
+            ["192.168.1.251"],
+            [("mqtt", None, "All", "TCP", 1883)],
+            annotations={"external-dns.alpha.kubernetes.io/hostname": f"broker.{ZONE}"},
+            allowed_listeners="All",
+        )
+    )
+    api.add(
+        tcproute(
+            "apps",
+            "mqtt",
+            [("infra", "l4", "mqtt")],
+            annotations={"external-dns.alpha.kubernetes.io/hostname": f"mqtt-tcp.{ZONE}"},
+        )
+    )
+    api.add(
+        listenerset(
+            "apps", "team", ("infra", "l4"), [("team", f"team.{ZONE}", "Same", "HTTP", 8080)]
+        )
+    )
+    api.add(httproute("apps", "team", [], [{"kind": "ListenerSet", "name": "team"}]))
+    api.add(
+        ingress(
+            "apps",
+            "annotated",
+            [f"ing.{ZONE}"],
+            ["192.168.1.230"],
+            annotations={
+                "external-dns.alpha.kubernetes.io/hostname": f"ing-extra.{ZONE}",
+                "external-dns.alpha.kubernetes.io/ttl": "1m",
+            },
+        )
+    )
+    eventually(lambda: a_records(kdns, f"team.{ZONE}") == ["192.168.1.251"])
+    assert a_records(kdns, f"broker.{ZONE}") == ["192.168.1.251"]  # the Gateway's annotation
+    assert a_records(kdns, f"mqtt-tcp.{ZONE}") == ["192.168.1.251"]  # a TCPRoute's annotation
+    assert a_records(kdns, f"ing-extra.{ZONE}") == ["192.168.1.230"]
+    assert kdns.query(f"ing.{ZONE}", "A").answer[0].ttl == 60

@@ -22,7 +22,20 @@ from kdns.k8s.sources import load_objects
 from kdns.k8s.static import apply_all, copy_objects
 from kdns.model import EMPTY_META, Gateway, Listener, Meta, ParentRef, Route
 from kdns.parts import build_registry
-from tests.k8sapi import gateway, grpcroute, httproute, ingress, service, tlsroute
+from tests.k8sapi import (
+    CONTROLLER,
+    gateway,
+    gatewayclass,
+    grpcroute,
+    httproute,
+    ingress,
+    listenerset,
+    namespace,
+    route_status,
+    service,
+    tcproute,
+    tlsroute,
+)
 
 ZONE = "home.example.com"
 
@@ -64,7 +77,11 @@ def test_slim_gateway() -> None:
         "eg",
         ("192.168.1.240", "fd00::1", "192.168.1.241"),
         ("lb.example.net",),
-        (Listener("https", f"*.{ZONE}", "All"), Listener("http", "", "Same")),
+        (
+            Listener("https", f"*.{ZONE}", "All", 443, "HTTPS"),
+            Listener("http", "", "Same", 443, "HTTPS"),
+        ),
+        "eg",
     )
 
 
@@ -87,6 +104,8 @@ def test_slim_routes() -> None:
         (f"web.{ZONE}",),
         (ParentRef("infra", "eg", "https"), ParentRef("apps", "local", "")),
         Meta((), (("team", "a"),)),
+        # status.parents: the entry for its one spec parent says Accepted=True, generation 1.
+        ((ParentRef("infra", "eg", "https"), CONTROLLER),),
     )
     assert slim(grpcroute("apps", "g", ["g.x.com"], ["eg"])).kind == "GRPCRoute"  # type: ignore[union-attr]
     assert slim(tlsroute("apps", "t", ["t.x.com"], ["eg"])).kind == "TLSRoute"  # type: ignore[union-attr]
@@ -341,3 +360,171 @@ def test_objects_flag_reads_gateway_documents(tmp_path: Any) -> None:
     )
     kinds = sorted(o.kind for o in load_objects([str(path)]))
     assert kinds == ["GRPCRoute", "Gateway", "HTTPRoute", "Ingress", "TLSRoute"]
+
+
+# --- issue 20: Gateway API attachment to the letter ------------------------------------------------
+# Each case was answered wrongly on main 6cf769f; the comment names the rule it encodes.
+
+
+def ask(reg: Registry, name: str, qtype: str = "A", **kwargs: Any) -> Any:
+    """The reply a client gets (dnspython message), through the hot path and the resolver."""
+    import dns.message
+
+    from kdns.server.wire import Responder
+
+    responder = Responder(reg.answers, Resolver(reg, **kwargs).resolve)
+    responder.derived = reg.derived
+    wire = responder.respond(dns.message.make_query(name, qtype).to_wire())
+    assert wire is not None
+    return dns.message.from_wire(wire)
+
+
+def ips(reg: Registry, name: str) -> list[str]:
+    return sorted(r.to_text() for rrset in ask(reg, name).answer for r in rrset)
+
+
+def test_allowed_routes_namespace_selector() -> None:
+    # Gateway API AllowedRoutes.namespaces: "Selector: Routes in namespaces selected by the
+    # selector may be attached"; a namespace the selector does not match is not (matchLabels
+    # and matchExpressions, metav1.LabelSelector). Wrong today 1: treated as All.
+    selector = {
+        "from": "Selector",
+        "selector": {
+            "matchLabels": {"dns": "lan"},
+            "matchExpressions": [{"key": "tier", "operator": "NotIn", "values": ["guest"]}],
+        },
+    }
+    reg = registry()
+    load(
+        reg,
+        namespace("lan", labels={"dns": "lan"}),
+        namespace("guest", labels={"dns": "lan", "tier": "guest"}),
+        namespace("plain"),
+        gateway("infra", "eg", ["192.168.1.1"], [("h", f"*.{ZONE}", selector)]),
+        httproute("lan", "r", [f"lan.{ZONE}"], [("infra", "eg")]),
+        httproute("guest", "r", [f"guest.{ZONE}"], [("infra", "eg")]),
+        httproute("plain", "r", [f"plain.{ZONE}"], [("infra", "eg")]),
+        httproute("unknown", "r", [f"unknown.{ZONE}"], [("infra", "eg")]),  # no Namespace
+    )
+    assert a(reg, f"lan.{ZONE}") == ["192.168.1.1"]
+    assert a(reg, f"guest.{ZONE}") == a(reg, f"plain.{ZONE}") == a(reg, f"unknown.{ZONE}") == []
+    # Relabelled: the routes of that namespace re-attach at once.
+    load(reg, namespace("plain", labels={"dns": "lan"}))
+    assert a(reg, f"plain.{ZONE}") == ["192.168.1.1"]
+    load(reg, namespace("lan"))
+    assert a(reg, f"lan.{ZONE}") == []
+    # kubernetes.io/metadata.name (set by the API server) selects one namespace by name.
+    by_name = {"from": "Selector", "selector": {"matchLabels": {"kubernetes.io/metadata.name": "unknown"}}}  # fmt: skip
+    load(reg, gateway("infra", "eg", ["192.168.1.1"], [("h", f"*.{ZONE}", by_name)]))
+    assert a(reg, f"unknown.{ZONE}") == ["192.168.1.1"] and a(reg, f"plain.{ZONE}") == []
+
+
+def test_route_kind_must_match_the_listener_protocol() -> None:
+    # Gateway API Listener.protocol / AllowedRoutes.kinds: "When unspecified or empty, the kinds
+    # of Routes selected are determined using the Listener protocol": HTTP/HTTPS carry
+    # HTTPRoute and GRPCRoute, TLS carries TLSRoute (GEP-2643), TCP TCPRoute. Wrong today 2.
+    reg = registry()
+    load(
+        reg,
+        gateway("infra", "l4", ["192.168.1.1"], [("tls", None, "All", "TLS"), ("tcp", None, "All", "TCP")]),  # fmt: skip
+        gateway("infra", "web", ["192.168.1.2"], [("http", None, "All", "HTTP")]),
+        httproute("apps", "h", [f"h.{ZONE}"], [("infra", "l4")]),
+        grpcroute("apps", "g", [f"g.{ZONE}"], [("infra", "l4")]),
+        tlsroute("apps", "t", [f"t.{ZONE}"], [("infra", "web")]),
+        tlsroute("apps", "t2", [f"t2.{ZONE}"], [("infra", "l4")]),
+        grpcroute("apps", "g2", [f"g2.{ZONE}"], [("infra", "web")]),
+    )
+    assert a(reg, f"h.{ZONE}") == a(reg, f"g.{ZONE}") == a(reg, f"t.{ZONE}") == []
+    assert a(reg, f"t2.{ZONE}") == ["192.168.1.1"]
+    assert a(reg, f"g2.{ZONE}") == ["192.168.1.2"]
+
+
+def test_allowed_routes_kinds() -> None:
+    # Gateway API AllowedRoutes.kinds: "Kinds specifies the groups and kinds of Routes that
+    # are allowed to bind to this Gateway Listener"; a kind the protocol cannot carry is
+    # invalid (InvalidRouteKinds). Wrong today 3: ignored.
+    reg = registry()
+    load(
+        reg,
+        gateway(
+            "infra",
+            "eg",
+            ["192.168.1.1"],
+            [("grpc", None, "All", "HTTPS", 443, ["GRPCRoute"]), ("bad", None, "All", "HTTP", 80, ["TLSRoute"])],  # fmt: skip
+        ),
+        httproute("apps", "h", [f"h.{ZONE}"], [("infra", "eg", "grpc")]),
+        grpcroute("apps", "g", [f"g.{ZONE}"], [("infra", "eg", "grpc")]),
+        tlsroute("apps", "t", [f"t.{ZONE}"], [("infra", "eg", "bad")]),
+    )
+    assert a(reg, f"h.{ZONE}") == a(reg, f"t.{ZONE}") == []
+    assert a(reg, f"g.{ZONE}") == ["192.168.1.1"]
+
+
+def test_parent_ref_port() -> None:
+    # Gateway API ParentReference.port: "the Route only attaches to Listeners on that port".
+    # Wrong today 4: ignored.
+    reg = registry()
+    load(
+        reg,
+        gateway("infra", "eg", ["192.168.1.1"], [("http", None, "All", "HTTP", 80)]),
+        httproute("apps", "r8080", [f"r8080.{ZONE}"], [("infra", "eg", "", 8080)]),
+        httproute("apps", "r80", [f"r80.{ZONE}"], [("infra", "eg", "", 80)]),
+        httproute("apps", "s", [f"s.{ZONE}"], [("infra", "eg", "http", 8080)]),
+    )
+    assert a(reg, f"r8080.{ZONE}") == a(reg, f"s.{ZONE}") == []
+    assert a(reg, f"r80.{ZONE}") == ["192.168.1.1"]
+
+
+def test_route_status_accepted_at_its_generation() -> None:
+    # external-dns (source/gateway.go gwRouteIsAccepted, since kubernetes-sigs/external-dns
+    # #5241): a route is published for a parent only when that parent's status.parents entry
+    # says Accepted=True with observedGeneration equal to the route's generation; the entry
+    # must come from the Gateway's controller (GatewayClass.spec.controllerName). Wrong
+    # today 5: rejected routes answered.
+    gw = gateway("infra", "eg", ["192.168.1.1"], [("h", f"*.{ZONE}")])
+    rejected = httproute("apps", "no", [f"no.{ZONE}"], [("infra", "eg")], accepted=False)
+    stale = httproute("apps", "stale", [f"stale.{ZONE}"], [("infra", "eg")])
+    stale["metadata"]["generation"] = 2  # observedGeneration 1: the controller lags
+    other = httproute("apps", "other", [f"other.{ZONE}"], [("infra", "eg")])
+    other["status"] = route_status([("infra", "eg")], controller="example.com/another")
+    no_status = httproute("apps", "none", [f"none.{ZONE}"], [("infra", "eg")], accepted=None)
+    moved = httproute("apps", "moved", [f"moved.{ZONE}"], [("infra", "eg")])
+    moved["status"] = route_status([("infra", "old")])  # accepted by its previous parent only
+    ok = httproute("apps", "ok", [f"ok.{ZONE}"], [("infra", "eg")])
+    objects = (gatewayclass("eg"), gw, rejected, stale, other, no_status, moved, ok)
+    reg = registry()
+    load(reg, *objects)
+    assert a(reg, f"ok.{ZONE}") == ["192.168.1.1"]
+    for name in ("no", "stale", "other", "none", "moved"):
+        assert a(reg, f"{name}.{ZONE}") == [], name
+    # Without the GatewayClass the controller is unknown: any controller's entry counts.
+    reg = registry()
+    load(reg, *objects[1:])
+    assert a(reg, f"other.{ZONE}") == ["192.168.1.1"] and a(reg, f"no.{ZONE}") == []
+    # require_accepted = false: the spec alone, for controllers that never write status.
+    reg = registry(require_accepted=False)
+    load(reg, *objects)
+    assert all(a(reg, f"{n}.{ZONE}") == ["192.168.1.1"] for n in ("no", "stale", "none", "ok"))
+
+
+def test_route_wildcards_match_at_any_depth() -> None:
+    # Gateway API HTTPRoute.spec.hostnames: "*.example.com" matches any name with one or more
+    # labels in front of the suffix; RFC 4592 would stop at sub.apps, an empty non-terminal
+    # made by deep.sub.apps. Wrong today 6: other.sub.apps got NXDOMAIN.
+    reg = registry()
+    load(
+        reg,
+        gateway("infra", "eg", ["192.168.1.1"], [("h", f"*.{ZONE}")]),
+        gateway("infra", "other", ["192.168.1.2"], [("h", f"*.{ZONE}")]),
+        httproute("apps", "wild", [f"*.apps.{ZONE}"], [("infra", "eg")]),
+        httproute("apps", "deep", [f"deep.sub.apps.{ZONE}"], [("infra", "other")]),
+        httproute("apps", "closer", [f"*.near.apps.{ZONE}"], [("infra", "other")]),
+    )
+
+    assert ips(reg, f"other.sub.apps.{ZONE}") == ["192.168.1.1"]
+    assert ips(reg, f"sub.apps.{ZONE}") == ["192.168.1.1"]  # an empty non-terminal: matched too
+    assert ips(reg, f"a.b.c.apps.{ZONE}") == ["192.168.1.1"]
+    assert ips(reg, f"deep.sub.apps.{ZONE}") == ["192.168.1.2"]  # the exact name wins
+    assert ips(reg, f"x.y.near.apps.{ZONE}") == ["192.168.1.2"]  # the more specific wildcard wins
+    reply = ask(reg, f"apps.{ZONE}")  # the suffix itself is not matched: NODATA
+    assert reply.rcode() == NOERROR and reply.answer == []

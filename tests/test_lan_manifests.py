@@ -67,10 +67,14 @@ def test_gateway_rbac_is_list_and_watch_on_exactly_the_gateway_resources() -> No
         assert sorted(rule["verbs"]) == ["list", "watch"], rule
         granted |= {(g, r) for g in rule["apiGroups"] for r in rule["resources"]}
     assert granted == {
+        ("gateway.networking.k8s.io", "gatewayclasses"),
         ("gateway.networking.k8s.io", "gateways"),
+        ("gateway.networking.k8s.io", "listenersets"),
         ("gateway.networking.k8s.io", "httproutes"),
         ("gateway.networking.k8s.io", "grpcroutes"),
         ("gateway.networking.k8s.io", "tlsroutes"),
+        ("gateway.networking.k8s.io", "tcproutes"),
+        ("gateway.networking.k8s.io", "udproutes"),
         ("networking.k8s.io", "ingresses"),
     }
     binding = one(objects, "ClusterRoleBinding", "system:kdns-gateway")

@@ -410,7 +410,10 @@ def test_slim_namespace() -> None:
         "status": {"phase": "Active"},
     }
     assert slim_namespace(raw) == Namespace("shop")
-    assert slim(raw) == Namespace("shop")
+    raw["metadata"]["labels"] = {"kubernetes.io/metadata.name": "shop", "lan": "yes"}
+    # Labels are kept: Gateway listeners select routes by their Namespace's labels.
+    assert slim_namespace(raw).labels == (("kubernetes.io/metadata.name", "shop"), ("lan", "yes"))
+    assert slim(raw) == slim_namespace(raw)
 
 
 @pytest.mark.parametrize(

@@ -27,11 +27,13 @@ from kdns.config.kinds import (
     _Blocklist,
     _Bool,
     _Choice,
+    _ClassName,
     _ForwardZone,
     _Fraction,
     _GatewayRef,
     _GatewayZone,
     _Int,
+    _IpAddress,
     _Kind,
     _List,
     _Listen,
@@ -47,6 +49,7 @@ from kdns.config.kinds import (
     _Upstream,
     _View,
     _Workers,
+    _Zone,
 )
 from kdns.config.syntax import (
     BlocklistSource,
@@ -159,11 +162,19 @@ class Config:
     gateway_label: str | None = None  # "key=value" or "key" on routes, Ingresses, Services
     gateway_annotation: str | None = None
     gateway_resources: tuple[str, ...] = GATEWAY_RESOURCES  # kinds that publish hostnames
+    gateway_classes: tuple[str, ...] = ()  # Gateways of these GatewayClasses only
+    ingress_classes: tuple[str, ...] = ()  # Ingresses of these IngressClasses only
+    gateway_require_accepted: bool = True  # a route's status must say its Gateway accepted it
+    gateway_fallthrough: bool = False  # unclaimed gateway-zone names go upstream
+    gateway_ttl: int | None = None  # gateway names' TTL (None: kubernetes.ttl)
+    gateway_nameserver: str | None = None  # the gateway zones' NS name (ns.dns.<zone>)
+    gateway_nameserver_addresses: tuple[str, ...] = ()  # its glue (default: dns_service's)
     # Local zones ([[zones]], --zone-file), views by client network ([[views]]) and the block
     # lists they apply ([[blocklists]]): TOML arrays of tables (kdns.dns.localzones, .views).
     local_zones: tuple[LocalZoneSource, ...] = ()
     views: tuple[ViewSource, ...] = ()
     blocklists: tuple[BlocklistSource, ...] = ()
+    hosts_files: tuple[LocalZoneSource, ...] = ()  # --hosts-file: folded into local_zones
     config_file: str | None = None
 
     def to_toml(self) -> str:
@@ -307,6 +318,13 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("gateway_label", "gateway.label", _MetaFilter()),
     Setting("gateway_annotation", "gateway.annotation", _MetaFilter()),
     Setting("gateway_resources", "gateway.resources", _List(_Resource(), empty_ok=False)),
+    Setting("gateway_classes", "gateway.gateway_classes", _List(_ClassName())),
+    Setting("ingress_classes", "gateway.ingress_classes", _List(_ClassName())),
+    Setting("gateway_require_accepted", "gateway.require_accepted", _Bool()),
+    Setting("gateway_fallthrough", "gateway.fallthrough", _Bool()),
+    Setting("gateway_ttl", "gateway.ttl", _Int(0, 86400)),
+    Setting("gateway_nameserver", "gateway.nameserver", _Zone()),
+    Setting("gateway_nameserver_addresses", "gateway.nameserver_addresses", _List(_IpAddress())),
     Setting("metrics_listen", "metrics.listen", _SERVICE, "metrics-listen"),
     Setting("metrics_compat", "metrics.compat", _Choice("none", "coredns"), "metrics-compat"),
     Setting("health_listen", "health.listen", _SERVICE, "health-listen"),
@@ -317,6 +335,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("query_log", "log.query_log", _Bool(), "query-log"),
     # Arrays of tables, at the top level of the file: [[zones]], [[views]], [[blocklists]].
     Setting("local_zones", "zones", _Tables(_LocalZone()), "zone-file"),
+    Setting("hosts_files", "hosts_files", _Tables(_LocalZone("hosts")), "hosts-file"),
     Setting("views", "views", _Tables(_View())),
     Setting("blocklists", "blocklists", _Tables(_Blocklist())),
 )
@@ -356,6 +375,11 @@ def build_config(
         values.update(_file_layer(_read_toml(file), origins))
     values.update(_env_layer(env, origins))
     values.update(_flag_layer(flags or {}, origins))
+    if values.get("hosts_files"):  # --hosts-file ZONE=PATH is a [[zones]] format = "hosts"
+        origins.setdefault("local_zones", origins["hosts_files"])
+        values["local_zones"] = _Tables(_LocalZone()).check(
+            [*values.get("local_zones", ()), *values.pop("hosts_files")]
+        )
     _check_conflicts(values, origins)
     return Config(**values, config_file=file)
 
@@ -377,11 +401,27 @@ def _check_conflicts(values: Mapping[str, Any], origins: Mapping[str, str]) -> N
                 f"{zone} is already the cluster domain or an external zone; "
                 "gateway hostnames need a zone of their own",
             )
+    # A forward zone named like a gateway zone names where the gateway zone's unclaimed names
+    # go ([gateway] fallthrough); without fallthrough it would never be asked.
+    local_fallthrough = {z.name for z in values.get("local_zones", ()) if z.fallthrough}
+    for zone, _ in values.get("forward_zones", ()):
+        if zone in values.get("gateway_zones", ()) and not values.get("gateway_fallthrough"):
+            if zone in local_fallthrough:
+                continue
+            raise ConfigError(
+                origins["forward_zones"],
+                f"{zone} is also a gateway zone, so it would never be forwarded: set [gateway] "
+                "fallthrough = true to send its unclaimed names there, or forward a zone below it",
+            )
     _check_local_zones(values, origins)
     if values.get("forward") is False:
         for field in ("upstreams", "forward_zones"):
             if values.get(field):
                 conflict("forward", field, "forwarding is off, so no upstream would be asked")
+
+
+def _gateway_fallthrough(values: Mapping[str, Any], zone: str) -> bool:
+    return bool(values.get("gateway_fallthrough")) and zone in values.get("gateway_zones", ())
 
 
 def _check_local_zones(values: Mapping[str, Any], origins: Mapping[str, str]) -> None:
@@ -397,11 +437,12 @@ def _check_local_zones(values: Mapping[str, Any], origins: Mapping[str, str]) ->
                 f"{key}[{index}].name",
                 f"{zone.name} is already the cluster domain, an external or a reverse zone",
             )
-        if zone.name in forwarded:
+        if zone.name in forwarded and not (zone.fallthrough or _gateway_fallthrough(values, zone.name)):  # fmt: skip
             raise ConfigError(
                 f"{key}[{index}].name",
                 f"{zone.name} is also in {origins['forward_zones']}: a zone is served or "
-                "forwarded, not both (forward a zone below it instead)",
+                "forwarded, not both (set fallthrough = true on the zone to send its names "
+                "without records there, or forward a zone below it)",
             )
     # Zones a view may name: every zone kdns serves (gateway zones included).
     served = taken | {zone.name for zone in local} | set(values.get("gateway_zones", ()))

@@ -19,6 +19,7 @@ from kdns.config.syntax import (
     _Invalid,
     _normalise_name,
     _normalise_upstream,
+    _normalise_zone,
     _show,
     format_hostport,
     parse_hostport,
@@ -201,7 +202,18 @@ class _ServiceRef(_Kind):
         return "/".join(parts)
 
 
-class _GatewayZone(_Name):
+class _Zone(_Name):
+    """A zone kdns serves or forwards: any label DNS allows (``_acme-challenge`` too)."""
+
+    expected = "a DNS name like home.example.com"
+
+    def check(self, value: object) -> str:
+        if not isinstance(value, str):
+            self.fail(value)
+        return _normalise_zone(value)
+
+
+class _GatewayZone(_Zone):
     """A gateway zone: ``"home.example.com"``, or a table ``{name = "home.example.com"}``
     (``[[gateway.zones]]``)."""
 
@@ -227,6 +239,29 @@ class _GatewayRef(_Kind):
         if parts[1] != "*" and not re.fullmatch(r"[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?", parts[1]):
             self.fail(value)
         return "/".join(parts)
+
+
+class _ClassName(_Kind):
+    """A GatewayClass or IngressClass name (a Kubernetes object name)."""
+
+    expected = "a class name like nginx-internal"
+
+    def check(self, value: object) -> str:
+        if not isinstance(value, str) or not re.fullmatch(
+            r"[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?", value.strip()
+        ):
+            self.fail(value)
+        return value.strip()
+
+
+class _IpAddress(_Kind):
+    expected = "an IP address"
+
+    def check(self, value: object) -> str:
+        try:
+            return str(ipaddress.ip_address(str(value).strip()))
+        except ValueError:
+            self.fail(value)
 
 
 class _MetaFilter(_Kind):
@@ -312,7 +347,7 @@ class _ForwardZone(_Kind):
             self.fail(value)
         if not isinstance(zone, str) or not isinstance(ups, list) or not ups:
             self.fail(value)
-        name = "." if zone.strip() == "." else _normalise_name(zone)
+        name = "." if zone.strip() == "." else _normalise_zone(zone)
         return name, tuple(_normalise_upstream(str(u)) for u in ups)
 
     def render(self, value: tuple[str, tuple[str, ...]]) -> str:
@@ -399,21 +434,34 @@ class _EntryName(_Kind):
 class _LocalZone(_Kind):
     """``ZONE=PATH`` (flags, env) or a table ``{name, file}`` / ``{name, records}`` (+ ``ttl``)."""
 
-    expected = "ZONE=PATH or a table {name, file or records, ttl}"
+    expected = "ZONE=PATH or a table {name, file or records, ttl, fallthrough, format}"
+
+    def __init__(self, file_format: str = "zone") -> None:
+        self.file_format = file_format  # of ZONE=PATH (--zone-file: zone, --hosts-file: hosts)
 
     def check(self, value: object) -> LocalZoneSource:
+        if isinstance(value, LocalZoneSource):
+            return value
         if isinstance(value, str):
             zone, eq, path = value.partition("=")
             if not eq or not path.strip():
                 self.fail(value)
-            return LocalZoneSource(_normalise_name(zone), path.strip(), (), LOCAL_ZONE_TTL)
-        table = _table(value, self, ("name",), ("file", "records", "ttl"))
-        name = _field(_Name(), table["name"], "name")
+            return LocalZoneSource(
+                _normalise_zone(zone), path.strip(), (), LOCAL_ZONE_TTL, False, self.file_format
+            )
+        optional = ("file", "records", "ttl", "fallthrough", "format")
+        table = _table(value, self, ("name",), optional)
+        name = _field(_Zone(), table["name"], "name")
         ttl = _field(_Int(0, 2_147_483_647), table.get("ttl", LOCAL_ZONE_TTL), "ttl")
+        fallthrough = _field(_Bool(), table.get("fallthrough", False), "fallthrough")
+        file_format = _field(_Choice("zone", "hosts"), table.get("format", "zone"), "format")
         if ("file" in table) == ("records" in table):
             raise _Invalid("expected either file (a zone file) or records (a list), not both or neither")  # fmt: skip
         if "file" in table:
-            return LocalZoneSource(name, _field(_Path(), table["file"], "file"), (), ttl)
+            path = _field(_Path(), table["file"], "file")
+            return LocalZoneSource(name, path, (), ttl, fallthrough, file_format)
+        if file_format != "zone":
+            raise _Invalid('format = "hosts" reads a file: give file, not records', ".format")
         records = table["records"]
         if not isinstance(records, list):
             raise _Invalid(f"expected a list of records like \"www 300 A 192.168.1.10\", got {_show(records)}", ".records")  # fmt: skip
@@ -424,7 +472,7 @@ class _LocalZone(_Kind):
         except LocalZoneError as exc:
             where = ".records" if exc.index is None else f".records[{exc.index}]"
             raise _Invalid(exc.problem, where) from None
-        return LocalZoneSource(name, None, tuple(records), ttl)
+        return LocalZoneSource(name, None, tuple(records), ttl, fallthrough)
 
     def render(self, value: LocalZoneSource) -> dict[str, object]:
         out: dict[str, object] = {"name": value.name}
@@ -433,6 +481,10 @@ class _LocalZone(_Kind):
         else:
             out["records"] = list(value.records)
         out["ttl"] = value.ttl
+        if value.fallthrough:
+            out["fallthrough"] = True
+        if value.format != "zone":
+            out["format"] = value.format
         return out
 
 
@@ -448,7 +500,7 @@ class _View(_Kind):
         return ViewSource(
             _field(_EntryName(), table["name"], "name"),
             networks,
-            None if zones is None else _field(_List(_Name()), zones, "zones"),
+            None if zones is None else _field(_List(_Zone()), zones, "zones"),
             _field(_List(_EntryName()), table.get("blocklists", []), "blocklists"),
         )
 

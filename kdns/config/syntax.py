@@ -94,6 +94,21 @@ def format_hostport(address: HostPort) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
+# Any label DNS carries (RFC 2181 11), as zone names hold them: letters, digits, '-' and '_'
+# anywhere (_acme-challenge, _tcp), nothing that needs escaping in a zone file.
+_ZONE_LABEL = re.compile(r"[a-z0-9_-]{1,63}")
+
+
+def _normalise_zone(text: str) -> str:
+    """A zone name (forward, local or gateway zone): like ``_normalise_name``, but labels may
+    hold '_' and start or end with '-' (``_acme-challenge.one.home.example.com``)."""
+    name = text.strip().lower().removesuffix(".")
+    labels = name.split(".")
+    if not name or len(name) > 253 or not all(_ZONE_LABEL.fullmatch(label) for label in labels):
+        raise _Invalid(f"expected a DNS name like home.example.com, got {_show(text)}")
+    return name
+
+
 def _normalise_name(text: str) -> str:
     """Lowercase, strip one trailing dot, check RFC 1123 labels; raises ``_Invalid``."""
     name = text.strip().lower().removesuffix(".")
@@ -110,6 +125,8 @@ class LocalZoneSource(NamedTuple):
     file: str | None
     records: tuple[str, ...]  # zone-file lines relative to the zone ("www 300 A 192.0.2.1")
     ttl: int  # records without a TTL (and no $TTL), the synthesized SOA's minimum
+    fallthrough: bool = False  # names without records go to the zone's upstreams
+    format: str = "zone"  # the file's format: "zone" (RFC 1035) or "hosts" (/etc/hosts)
 
 
 class ViewSource(NamedTuple):

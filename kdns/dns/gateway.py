@@ -1,31 +1,58 @@
-"""Gateway zones: the hostnames of Gateway API routes, Ingresses and annotated LoadBalancer
+"""Gateway zones: the hostnames of Gateway API routes, Ingresses and annotated Gateways and
 Services, answered with the addresses that serve them (what the k8s_gateway CoreDNS plugin and
 external-dns + a DNS server do, inside kdns).
 
 Who claims a hostname:
-- an HTTPRoute, GRPCRoute or TLSRoute, for each parent Gateway it is attached to
-  (``spec.parentRefs``; ``sectionName`` picks one listener): its ``spec.hostnames`` as the
-  listener's ``hostname`` narrows them (Gateway API hostname intersection), or the listener's
-  hostname when the route has none; a listener allowing only routes of its own namespace
-  (``allowedRoutes.namespaces.from: Same``, the default) ignores routes of others. The answer
-  is the Gateway's ``status.addresses`` (IPs as A/AAAA; a Hostname address as a CNAME when
-  there is no IP);
-- an Ingress: each ``spec.rules[].host``, answered with ``status.loadBalancer.ingress`` IPs (a
-  CNAME to the ingress hostname when there is no IP);
-- a LoadBalancer Service with the ``external-dns.alpha.kubernetes.io/hostname`` or
-  ``kdns.io/hostname`` annotation, answered with its ingress IPs.
+- an HTTPRoute, GRPCRoute, TLSRoute, TCPRoute or UDPRoute, for each parent it is attached to
+  (``spec.parentRefs``: a Gateway, or a ListenerSet the Gateway admits through
+  ``spec.allowedListeners``). A route is attached to a listener only when everything the
+  Gateway API says about attachment holds (gateway.networking.k8s.io/v1 Gateway and route
+  types):
 
-A hostname is served only inside a configured gateway zone. Wildcard hostnames
-(``*.apps.home.example.com``) are ordinary names here; the resolver applies RFC 4592 to them,
-so a more specific name always wins.
+  - ``sectionName`` names the listener and ``port`` its port, when set;
+  - the listener's protocol carries the route's kind, and ``allowedRoutes.kinds`` (when set)
+    lists it: HTTP/HTTPS take HTTPRoute and GRPCRoute, TLS takes TLSRoute (GEP-2643; TCPRoute
+    only when the listener lists it), TCP takes TCPRoute, UDP UDPRoute;
+  - ``allowedRoutes.namespaces.from``: ``Same`` (the default: the namespace of the Gateway,
+    or of the ListenerSet), ``All``, or ``Selector`` (the route's Namespace labels match the
+    label selector);
+  - the route's hostnames (``spec.hostnames`` plus its hostname annotation) intersect the
+    listener's ``hostname`` (the more specific of the two is published), or the listener's
+    hostname when the route has none; TCP and UDP listeners match no hostname, so a
+    TCPRoute/UDPRoute publishes its hostname annotation only;
+  - with ``require_accepted`` (the default), the route's ``status.parents`` entry for that
+    parent, written by the controller of the Gateway's GatewayClass, says ``Accepted=True``
+    at the route's current generation (external-dns since kubernetes-sigs/external-dns#5241);
+  - the Gateway's class is in ``gateway_classes`` when that filter is set.
+
+  The answer is the route's ``target`` annotation, else the Gateway's, else the Gateway's
+  ``status.addresses`` (IPs as A/AAAA; a Hostname address as a CNAME when there is no IP);
+- a Gateway's own hostname annotation (external-dns.alpha.kubernetes.io/hostname: the names
+  of its TCPRoutes and UDPRoutes, which have no hostnames of their own), answered like a route;
+- an Ingress of an allowed class (``ingress_classes``): each ``spec.rules[].host`` and its
+  hostname annotation, answered with its ``target`` annotation, else its
+  ``status.loadBalancer.ingress`` IPs (a CNAME to the ingress hostname when there is no IP);
+- a Service: a LoadBalancer's hostname annotations (external-dns's, k8s_gateway's
+  ``coredns.io/hostname``, ``kdns.io/hostname``) answered with its ``target`` annotation,
+  else its ingress IPs, else a CNAME to its ingress hostname; any Service's external-dns
+  ``internal-hostname`` answered with its ClusterIPs.
+
+A hostname is served only inside a configured gateway zone. Route wildcards
+(``*.apps.home.example.com``) follow the Gateway API rule, not RFC 4592: they match names any
+number of labels below their suffix, even below a name that exists (the resolver asks
+``wildcard_for``); a more specific name or wildcard always wins.
 
 Conflicts: claims that answer the same records agree (two routes behind one Gateway are the
 normal case). When they differ, one claim wins, deterministically: Gateway API routes before
-Ingresses before Services (HTTPRoute, GRPCRoute, TLSRoute, Ingress, Service), then by the
-claimant's namespace/name, then by the Gateway's namespace/name; the others are logged once.
+Gateways before Ingresses before Services (HTTPRoute, GRPCRoute, TLSRoute, TCPRoute, UDPRoute,
+Gateway, Ingress, Service), then by the claimant's namespace/name, then by the Gateway's
+namespace/name; the others are logged once.
+
+TTL: the winning claimant's ``ttl`` annotation, else ``[gateway] ttl``, else the zone's.
 
 Each hostname is one registry owner (``("gw", "", hostname)``): whatever changes (a route, a
-Gateway's address, a filter), only the hostnames whose claims moved are re-rendered.
+Gateway's address, a namespace's labels, a filter), only the hostnames whose claims moved are
+re-rendered.
 """
 
 from __future__ import annotations
@@ -38,24 +65,54 @@ from kdns.dns import names
 from kdns.dns.records import CNAME, rdata_address
 from kdns.dns.zones import ZoneSet
 from kdns.model import (
+    EMPTY_HINTS,
     EMPTY_META,
     GATEWAY_RESOURCES,
     ROUTE_KINDS,
     Gateway,
+    GatewayClass,
+    Hints,
     Ingress,
+    Listener,
+    ListenerSet,
     Meta,
+    ParentRef,
     Route,
+    Selector,
     Service,
 )
 
 log = logging.getLogger("kdns.gateway")
 
-Source = tuple[str, str, str]  # (kind, namespace, name) of a route, Ingress or Service
+Source = tuple[str, str, str]  # (kind, namespace, name) of a claimant
 GatewayKey = tuple[str, str]
 Records = dict[int, list[bytes]]
+GatewayObject = GatewayClass | Gateway | ListenerSet | Route | Ingress
 
 RESOURCES = GATEWAY_RESOURCES
 _RANK = {kind: rank for rank, kind in enumerate(RESOURCES)}
+GROUP = "gateway.networking.k8s.io"
+WILDCARD = b"\x01*"
+NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"
+# Listener protocol -> the route kinds it can carry (Gateway API Listener.protocol and
+# AllowedRoutes.kinds: "A RouteGroupKind MUST correspond to kinds of Routes that are compatible
+# with the application protocol specified in the Listener's Protocol field"), and the kinds it
+# takes when allowedRoutes.kinds is unset.
+COMPATIBLE: Mapping[str, frozenset[str]] = {
+    "HTTP": frozenset((f"{GROUP}/HTTPRoute", f"{GROUP}/GRPCRoute")),
+    "HTTPS": frozenset((f"{GROUP}/HTTPRoute", f"{GROUP}/GRPCRoute")),
+    "TLS": frozenset((f"{GROUP}/TLSRoute", f"{GROUP}/TCPRoute")),
+    "TCP": frozenset((f"{GROUP}/TCPRoute",)),
+    "UDP": frozenset((f"{GROUP}/UDPRoute",)),
+}
+DEFAULT_KINDS: Mapping[str, frozenset[str]] = {
+    **COMPATIBLE,
+    "TLS": frozenset((f"{GROUP}/TLSRoute",)),  # GEP-2643: a TLS listener's route is TLSRoute
+}
+# Protocols that match no hostname (Listener.hostname "is ignored for protocols that don't
+# require hostname based matching").
+_NO_HOSTNAME = frozenset(("TCP", "UDP"))
+_HOSTLESS_KINDS = frozenset(("TCPRoute", "UDPRoute"))
 # Conflicts already logged (hostname, claimants), per process: a reload's fresh registry or a
 # re-render does not log the same conflict again.
 _LOGGED: set[tuple[bytes, tuple[str, ...]]] = set()
@@ -82,6 +139,26 @@ def _matches(pairs: tuple[tuple[str, str], ...], wanted: tuple[str, str | None] 
     return any(k == key and (value is None or v == value) for k, v in pairs)
 
 
+def selector_matches(selector: Selector | None, labels: Mapping[str, str]) -> bool:
+    """metav1.LabelSelector semantics: every requirement holds (an empty selector selects
+    everything); None (no selector where one is required) selects nothing."""
+    if selector is None:
+        return False
+    for key, operator, values in selector:
+        present = key in labels
+        if operator == "In":
+            ok = present and labels[key] in values
+        elif operator == "NotIn":
+            ok = not present or labels[key] not in values
+        elif operator == "Exists":
+            ok = present
+        else:  # DoesNotExist
+            ok = not present
+        if not ok:
+            return False
+    return True
+
+
 class GatewaySettings(NamedTuple):
     """What ``[gateway]`` selects (kdns.config validates it)."""
 
@@ -90,6 +167,13 @@ class GatewaySettings(NamedTuple):
     label: str = ""  # "key=value" or "key": routes, Ingresses and Services must carry it
     annotation: str = ""  # the same, for an annotation
     resources: tuple[str, ...] = RESOURCES  # which kinds publish names
+    gateway_classes: tuple[str, ...] = ()  # spec.gatewayClassName of Gateways; empty: any
+    ingress_classes: tuple[str, ...] = ()  # an Ingress's class; empty: any
+    require_accepted: bool = True  # route status.parents must say Accepted=True
+    fallthrough: bool = False  # unclaimed names go to the zone's upstreams
+    ttl: int | None = None  # gateway names' TTL; None: kubernetes.ttl
+    nameserver: str = ""  # the gateway zones' NS name; "": ns.dns.<zone>
+    nameserver_addresses: tuple[str, ...] = ()  # its glue; (): the DNS Service's addresses
 
     def selects_gateway(self, namespace: str, name: str) -> bool:
         if not self.gateways:
@@ -107,7 +191,9 @@ class GatewaySettings(NamedTuple):
         if not self.zones:
             return []
         routes = [kind for kind in ROUTE_KINDS if kind in self.resources]
-        kinds = ["Gateway", *routes] if routes else []
+        kinds = []
+        if routes or "Gateway" in self.resources:
+            kinds = ["GatewayClass", "Gateway", "ListenerSet", *routes]
         if "Ingress" in self.resources:
             kinds.append("Ingress")
         return kinds
@@ -131,23 +217,54 @@ def intersect(route_host: str, listener_host: str) -> str | None:
     return None
 
 
-def route_hostnames(route: Route, gateway: Gateway, section: str) -> list[str]:
-    """The hostnames ``route`` has on ``gateway`` through the listener named ``section`` (every
-    listener when empty)."""
+def kind_allowed(kind: str, listener: Listener) -> bool:
+    """The listener takes routes of ``kind`` (Gateway API AllowedRoutes.kinds and protocol)."""
+    group_kind = f"{GROUP}/{kind}"
+    protocol = listener.protocol
+    if listener.kinds:
+        # Listed kinds the protocol cannot carry are invalid (InvalidRouteKinds); a custom
+        # (domain-prefixed) protocol takes what it lists.
+        compatible = COMPATIBLE.get(protocol)
+        return group_kind in listener.kinds and (compatible is None or group_kind in compatible)
+    if not protocol:  # hand-written manifests without a protocol: as before, any kind
+        return True
+    return group_kind in DEFAULT_KINDS.get(protocol, ())
+
+
+def route_hostnames(
+    route: Route,
+    listeners: Iterable[Listener],
+    parent: ParentRef,
+    namespace: str,
+    labels: Mapping[str, str],
+) -> list[str]:
+    """The hostnames ``route`` has through ``parent`` on ``listeners`` (of a Gateway or a
+    ListenerSet in ``namespace``); ``labels`` are the route's Namespace labels."""
     out: list[str] = []
-    for listener in gateway.listeners:
-        if section and listener.name != section:
+    own = route.hostnames + tuple(h for h in route.hints.hostnames if h not in route.hostnames)
+    for listener in listeners:
+        if parent.section and listener.name != parent.section:
             continue
-        if listener.namespaces == "Same" and route.namespace != gateway.namespace:
+        if parent.port and listener.port != parent.port:
             continue
-        if not listener.hostname:
-            found: Iterable[str] = route.hostnames
-        elif not route.hostnames:
+        if not kind_allowed(route.kind, listener):
+            continue
+        allowed = listener.namespaces
+        if allowed == "Same" and route.namespace != namespace:
+            continue
+        if allowed == "Selector" and not selector_matches(listener.selector, labels):
+            continue
+        if allowed not in ("Same", "All", "Selector"):
+            continue
+        found: Iterable[str]
+        if route.kind in _HOSTLESS_KINDS or listener.protocol in _NO_HOSTNAME:
+            found = route.hints.hostnames  # no hostname matching at L4: the annotation's
+        elif not listener.hostname:
+            found = own
+        elif not own:
             found = (listener.hostname,)
         else:
-            found = (
-                m for h in route.hostnames if (m := intersect(h, listener.hostname)) is not None
-            )
+            found = (m for h in own if (m := intersect(h, listener.hostname)) is not None)
         out.extend(h for h in found if h not in out)
     return out
 
@@ -156,6 +273,7 @@ class Claim(NamedTuple):
     order: tuple[int, str, str, str]  # rank, claimant "ns/name", via Gateway "ns/name"
     what: str  # "HTTPRoute apps/grafana via Gateway infra/internal", for the log
     answer: tuple[tuple[int, bytes], ...]  # (rtype, rdata), sorted
+    ttl: int  # -1: the zone's
 
 
 def _answer(ips: Iterable[str], hostnames: Iterable[str]) -> tuple[tuple[int, bytes], ...]:
@@ -168,6 +286,12 @@ def _answer(ips: Iterable[str], hostnames: Iterable[str]) -> tuple[tuple[int, by
         except ValueError:
             continue
     return ()
+
+
+def _target_answer(hints: Hints) -> tuple[tuple[int, bytes], ...]:
+    """external-dns's target annotation: its IPs, else a CNAME to its (first) hostname."""
+    ips = [t for t in hints.targets if ":" in t or t.replace(".", "").isdigit()]
+    return _answer(ips, [t for t in hints.targets if t not in ips])
 
 
 class GatewayTable:
@@ -185,12 +309,19 @@ class GatewayTable:
         self.apexes = zones.gateway_apexes
         self.enabled = bool(self.apexes)
         self.services = services
+        self.classes: dict[str, GatewayClass] = {}
         self.gateways: dict[GatewayKey, Gateway] = {}
+        self.listenersets: dict[GatewayKey, ListenerSet] = {}
         self.routes: dict[Source, Route] = {}
         self.ingresses: dict[tuple[str, str], Ingress] = {}
-        self.routes_of: dict[GatewayKey, set[Source]] = {}  # Gateway -> routes naming it
+        self.ns_labels: dict[str, tuple[tuple[str, str], ...]] = {}  # Namespace -> labels
+        # (parent kind, namespace, name) -> routes naming it; Gateway -> its ListenerSets.
+        self.routes_of: dict[Source, set[Source]] = {}
+        self.sets_of: dict[GatewayKey, set[GatewayKey]] = {}
         self.claims: dict[bytes, set[Source]] = {}  # hostname -> who claims it
         self.names_of: dict[Source, tuple[bytes, ...]] = {}  # the reverse
+        self.wildcards: set[bytes] = set()  # claimed wildcard names (Gateway API matching)
+        self.ttls: dict[bytes, int] = {}  # hostname -> its TTL, when not the zone's
 
     # --------------------------------------------------------------- objects
 
@@ -198,33 +329,65 @@ class GatewayTable:
         counts = {kind: 0 for kind in ROUTE_KINDS}
         for kind, _, _ in self.routes:
             counts[kind] += 1
-        return {"Gateway": len(self.gateways), **counts, "Ingress": len(self.ingresses)}
+        return {
+            "GatewayClass": len(self.classes),
+            "Gateway": len(self.gateways),
+            "ListenerSet": len(self.listenersets),
+            **counts,
+            "Ingress": len(self.ingresses),
+        }
 
-    def current(self, kind: str, key: tuple[str, str]) -> Gateway | Route | Ingress | None:
+    def current(self, kind: str, key: tuple[str, str]) -> GatewayObject | None:
+        if kind == "GatewayClass":
+            return self.classes.get(key[1])
         if kind == "Gateway":
             return self.gateways.get(key)
+        if kind == "ListenerSet":
+            return self.listenersets.get(key)
         if kind == "Ingress":
             return self.ingresses.get(key)
         return self.routes.get((kind, *key))
 
     def keys(self, kind: str) -> list[tuple[str, str]]:
+        if kind == "GatewayClass":
+            return [("", name) for name in self.classes]
         if kind == "Gateway":
             return list(self.gateways)
+        if kind == "ListenerSet":
+            return list(self.listenersets)
         if kind == "Ingress":
             return list(self.ingresses)
         return [(ns, name) for k, ns, name in self.routes if k == kind]
 
-    def objects(self) -> list[Gateway | Route | Ingress]:
-        return [*self.gateways.values(), *self.routes.values(), *self.ingresses.values()]
+    def objects(self) -> list[GatewayObject]:
+        return [
+            *self.classes.values(),
+            *self.gateways.values(),
+            *self.listenersets.values(),
+            *self.routes.values(),
+            *self.ingresses.values(),
+        ]
 
-    def upsert(self, obj: Gateway | Route | Ingress) -> set[bytes] | None:
+    def upsert(self, obj: GatewayObject) -> set[bytes] | None:
         """Store ``obj``; the hostnames whose claims may have changed, None when nothing
         DNS-visible changed."""
+        if isinstance(obj, GatewayClass):
+            if self.classes.get(obj.name) == obj:
+                return None
+            self.classes[obj.name] = obj
+            return self._refresh(self._of_class(obj.name))
         if isinstance(obj, Gateway):
             if self.gateways.get(obj.key) == obj:
                 return None
             self.gateways[obj.key] = obj
-            return self._refresh(self.routes_of.get(obj.key, ()))
+            return self._refresh(self._of_gateway(obj.key))
+        if isinstance(obj, ListenerSet):
+            old_set = self.listenersets.get(obj.key)
+            if old_set == obj:
+                return None
+            self._link_set(obj.key, old_set, obj)
+            self.listenersets[obj.key] = obj
+            return self._refresh(self.routes_of.get(("ListenerSet", *obj.key), ()))
         if isinstance(obj, Ingress):
             if self.ingresses.get(obj.key) == obj:
                 return None
@@ -239,10 +402,20 @@ class GatewayTable:
         return self._refresh((source,))
 
     def delete(self, kind: str, key: tuple[str, str]) -> set[bytes] | None:
+        if kind == "GatewayClass":
+            if self.classes.pop(key[1], None) is None:
+                return None
+            return self._refresh(self._of_class(key[1]))
         if kind == "Gateway":
             if self.gateways.pop(key, None) is None:
                 return None
-            return self._refresh(self.routes_of.get(key, ()))
+            return self._refresh(self._of_gateway(key))
+        if kind == "ListenerSet":
+            old_set = self.listenersets.pop(key, None)
+            if old_set is None:
+                return None
+            self._link_set(key, old_set, None)
+            return self._refresh(self.routes_of.get(("ListenerSet", *key), ()))
         if kind == "Ingress":
             if self.ingresses.pop(key, None) is None:
                 return None
@@ -254,25 +427,65 @@ class GatewayTable:
         self._link_route(source, old, None)
         return self._refresh((source,))
 
+    def namespace_changed(self, name: str, labels: tuple[tuple[str, str], ...] | None) -> set[bytes]:  # fmt: skip
+        """A Namespace's labels changed (None: it went away): routes in it, and routes of
+        ListenerSets in it, may attach differently (``from: Selector``)."""
+        if labels is None:
+            if self.ns_labels.pop(name, None) is None:
+                return set()
+        elif self.ns_labels.get(name) == labels:
+            return set()
+        else:
+            self.ns_labels[name] = labels
+        sources: set[Source] = {s for s in self.routes if s[1] == name}
+        for ns, set_name in self.listenersets:
+            if ns == name:
+                sources |= self.routes_of.get(("ListenerSet", ns, set_name), set())
+        return self._refresh(sources) if self.enabled else set()
+
     def service_changed(self, key: tuple[str, str]) -> set[bytes]:
         """A Service changed or went away (the registry's ``services`` already shows it)."""
         source = ("Service", *key)
         svc = self.services.get(key)
-        if source not in self.names_of and (svc is None or not svc.hostnames):
+        if source not in self.names_of and (svc is None or svc.meta is None):
             return set()  # the common case: a Service that never published a hostname
         return self._refresh((source,))
 
+    def _of_gateway(self, key: GatewayKey) -> set[Source]:
+        sources = set(self.routes_of.get(("Gateway", *key), ()))
+        for set_key in self.sets_of.get(key, ()):
+            sources |= self.routes_of.get(("ListenerSet", *set_key), set())
+        sources.add(("Gateway", *key))  # its hostname annotation
+        return sources
+
+    def _of_class(self, name: str) -> set[Source]:
+        sources: set[Source] = set()
+        for key, gateway in self.gateways.items():
+            if gateway.gateway_class == name:
+                sources |= self._of_gateway(key)
+        return sources
+
+    def _link_set(self, key: GatewayKey, old: ListenerSet | None, new: ListenerSet | None) -> None:
+        if old is not None:
+            members = self.sets_of.get(old.gateway)
+            if members is not None:
+                members.discard(key)
+                if not members:
+                    del self.sets_of[old.gateway]
+        if new is not None:
+            self.sets_of.setdefault(new.gateway, set()).add(key)
+
     def _link_route(self, source: Source, old: Route | None, new: Route | None) -> None:
-        before = {(p.namespace, p.name) for p in old.parents} if old else set()
-        after = {(p.namespace, p.name) for p in new.parents} if new else set()
-        for gateway in before - after:
-            routes = self.routes_of.get(gateway)
+        before = {(p.kind, p.namespace, p.name) for p in old.parents} if old else set()
+        after = {(p.kind, p.namespace, p.name) for p in new.parents} if new else set()
+        for parent in before - after:
+            routes = self.routes_of.get(parent)
             if routes is not None:
                 routes.discard(source)
                 if not routes:
-                    del self.routes_of[gateway]
-        for gateway in after - before:
-            self.routes_of.setdefault(gateway, set()).add(source)
+                    del self.routes_of[parent]
+        for parent in after - before:
+            self.routes_of.setdefault(parent, set()).add(source)
 
     # ---------------------------------------------------------------- claims
 
@@ -289,8 +502,11 @@ class GatewayTable:
                     claimants.discard(source)
                     if not claimants:
                         del self.claims[name]
+                        self.wildcards.discard(name)
             for name in new:
                 self.claims.setdefault(name, set()).add(source)
+                if name.startswith(WILDCARD):
+                    self.wildcards.add(name)
             # Every name the source claimed or claims: its records may have changed even when
             # the set of names did not (a Gateway's new address).
             changed.update(old)
@@ -307,6 +523,50 @@ class GatewayTable:
         zone = self.zones.find(wire)
         return wire if zone is not None and zone.apex in self.apexes else None
 
+    def _labels(self, namespace: str) -> dict[str, str]:
+        labels = dict(self.ns_labels.get(namespace, ()))
+        labels.setdefault(NAMESPACE_NAME_LABEL, namespace)  # what the API server sets
+        return labels
+
+    def _gateway_selected(self, gateway: Gateway) -> bool:
+        settings = self.settings
+        if settings.gateway_classes and gateway.gateway_class not in settings.gateway_classes:
+            return False
+        return settings.selects_gateway(gateway.namespace, gateway.name)
+
+    def _parent(self, parent: ParentRef) -> tuple[Gateway, tuple[Listener, ...], str] | None:
+        """The Gateway behind ``parent``, the listeners it offers and the namespace they
+        belong to; None when the parent is unknown or (a ListenerSet) not admitted."""
+        if parent.kind == "Gateway":
+            gateway = self.gateways.get((parent.namespace, parent.name))
+            return None if gateway is None else (gateway, gateway.listeners, gateway.namespace)
+        listener_set = self.listenersets.get((parent.namespace, parent.name))
+        if listener_set is None:
+            return None
+        gateway = self.gateways.get(listener_set.gateway)
+        if gateway is None:
+            return None
+        # Gateway.spec.allowedListeners (default: no ListenerSet may attach).
+        allowed = gateway.allowed_listeners
+        if allowed == "Same" and listener_set.namespace != gateway.namespace:
+            return None
+        if allowed == "Selector" and not selector_matches(
+            gateway.listeners_selector, self._labels(listener_set.namespace)
+        ):
+            return None
+        if allowed not in ("Same", "All", "Selector"):
+            return None
+        return gateway, listener_set.listeners, listener_set.namespace
+
+    def _accepted(self, route: Route, parent: ParentRef, gateway: Gateway) -> bool:
+        """The route's status says its parent accepted it, for the current generation, in an
+        entry written by the Gateway's controller (any, while its GatewayClass is unknown)."""
+        gateway_class = self.classes.get(gateway.gateway_class)
+        controller = gateway_class.controller if gateway_class is not None else None
+        return any(
+            ref == parent and (controller is None or by == controller) for ref, by in route.accepted
+        )
+
     def _claims_of(self, source: Source) -> dict[bytes, list[Claim]]:
         """hostname -> this source's claims on it (a route has one per Gateway)."""
         kind, namespace, name = source
@@ -317,41 +577,67 @@ class GatewayTable:
         rank = _RANK[kind]
         who = f"{namespace}/{name}"
 
-        def claim(hostname: str, via: str, answer: tuple[tuple[int, bytes], ...]) -> None:
+        def claim(hostname: str, via: str, answer: tuple[tuple[int, bytes], ...], ttl: int) -> None:  # fmt: skip
             wire = self._ours(hostname) if answer else None
             if wire is None:
                 return
             what = f"{kind} {who}" + (f" via Gateway {via}" if via else "")
-            out.setdefault(wire, []).append(Claim((rank, who, via, hostname), what, answer))
+            out.setdefault(wire, []).append(Claim((rank, who, via, hostname), what, answer, ttl))
 
         if kind in ROUTE_KINDS:
             route = self.routes.get(source)
             if route is None or not settings.selects(route.meta):
                 return out
+            labels = self._labels(route.namespace)
             for parent in route.parents:
-                if not settings.selects_gateway(parent.namespace, parent.name):
+                found = self._parent(parent)
+                if found is None:
                     continue
-                gateway = self.gateways.get((parent.namespace, parent.name))
-                if gateway is None:
+                gateway, listeners, owner_ns = found
+                if not self._gateway_selected(gateway):
                     continue
-                answer = _answer(gateway.addresses, gateway.hostnames)
+                if settings.require_accepted and not self._accepted(route, parent, gateway):
+                    continue
+                answer = (
+                    _target_answer(route.hints)
+                    or _target_answer(gateway.hints)
+                    or _answer(gateway.addresses, gateway.hostnames)
+                )
+                ttl = route.hints.ttl if route.hints.ttl >= 0 else gateway.hints.ttl
                 via = f"{gateway.namespace}/{gateway.name}"
-                for hostname in route_hostnames(route, gateway, parent.section):
-                    claim(hostname, via, answer)
+                for hostname in route_hostnames(route, listeners, parent, owner_ns, labels):
+                    claim(hostname, via, answer, ttl)
+        elif kind == "Gateway":
+            own = self.gateways.get((namespace, name))
+            if own is None or not own.hints.hostnames:
+                return out
+            if not self._gateway_selected(own):
+                return out
+            answer = _target_answer(own.hints) or _answer(own.addresses, own.hostnames)  # fmt: skip
+            for hostname in own.hints.hostnames:
+                claim(hostname, "", answer, own.hints.ttl)
         elif kind == "Ingress":
             ingress = self.ingresses.get((namespace, name))
             if ingress is None or not settings.selects(ingress.meta):
                 return out
-            answer = _answer(ingress.lb_ips, ingress.lb_hostnames)
-            for hostname in ingress.hosts:
-                claim(hostname, "", answer)
+            classes = settings.ingress_classes
+            if classes and ingress.ingress_class not in classes:
+                return out
+            hints = ingress.hints
+            answer = _target_answer(hints) or _answer(ingress.lb_ips, ingress.lb_hostnames)
+            for hostname in (*ingress.hosts, *hints.hostnames):
+                claim(hostname, "", answer, hints.ttl)
         else:
             svc = self.services.get((namespace, name))
-            if svc is None or not svc.hostnames or not settings.selects(svc.meta):
+            if svc is None or svc.meta is None or not settings.selects(svc.meta):
                 return out
-            answer = _answer(svc.lb_ips, ())
+            hints = svc.hints or EMPTY_HINTS
+            answer = _target_answer(hints) or _answer(svc.lb_ips, svc.lb_hostnames)
             for hostname in svc.hostnames:
-                claim(hostname, "", answer)
+                claim(hostname, "", answer, hints.ttl)
+            internal = _answer(svc.cluster_ips, ())
+            for hostname in hints.internal:
+                claim(hostname, "", internal, hints.ttl)
         return out
 
     # -------------------------------------------------------------- rendering
@@ -362,16 +648,33 @@ class GatewayTable:
         for source in self.claims.get(name, ()):
             claims.extend(self._claims_of(source).get(name, ()))
         if not claims:
+            self.ttls.pop(name, None)
             return {}
         claims.sort()
         winner = claims[0]
         losers = [c for c in claims[1:] if c.answer != winner.answer]
         if losers:
             self._log_conflict(name, winner, losers)
+        ttl = winner.ttl if winner.ttl >= 0 else self.settings.ttl
+        if ttl is None:
+            self.ttls.pop(name, None)
+        else:
+            self.ttls[name] = ttl
         records: Records = {}
         for rtype, rdata in winner.answer:
             records.setdefault(rtype, []).append(rdata)
         return records
+
+    def wildcard_for(self, name: bytes, apex: bytes) -> bytes | None:
+        """The most specific route wildcard matching ``name`` by the Gateway API rule (its
+        suffix, one label below or more), None when none does."""
+        node = name
+        while len(node) > len(apex):
+            node = node[node[0] + 1 :]
+            candidate = WILDCARD + node
+            if candidate in self.wildcards:
+                return candidate
+        return None
 
     def _log_conflict(self, name: bytes, winner: Claim, losers: list[Claim]) -> None:
         seen = (name, (winner.what, *(c.what for c in losers)))
@@ -382,7 +685,8 @@ class GatewayTable:
         _LOGGED.add(seen)
         log.warning(
             "gateway: %s is claimed with different addresses by %s; answering %s's "
-            "(set [gateway] gateways, label or annotation to pick one)",
+            "(set [gateway] gateway_classes, ingress_classes, gateways, label or annotation "
+            "to pick one)",
             names.to_text(name),
             ", ".join(c.what for c in [winner, *losers]),
             winner.what,

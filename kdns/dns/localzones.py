@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from kdns.dns import names
-from kdns.dns.records import CNAME, NS, SOA
+from kdns.dns.records import CNAME, NS, SOA, rdata_address
 
 # Types a local zone cannot serve correctly: DNSSEC records kdns does not sign or chain
 # (RRSIG, NSEC, NSEC3, NSEC3PARAM, DNSKEY, DS, CDS, CDNSKEY) and DNAME (no name rewriting).
@@ -186,3 +186,39 @@ def _absorb(data: ZoneData, zone: Any, name: str) -> None:
                 data.own_ns = True
             for rdata in rdataset:
                 data.add(owner, rtype, int(rdataset.ttl), rdata.to_wire(canonicalize=True))
+
+
+def load_hosts(name: str, path: str, ttl: int = DEFAULT_TTL) -> ZoneData:
+    """A hosts file (``/etc/hosts`` syntax, as CoreDNS's ``hosts`` plugin and Pi-hole's custom
+    lists read it): ``IP NAME [ALIAS...]`` per line, ``#`` comments. Each name gets an A or
+    AAAA record with the zone's ``ttl``; a name without a dot is relative to the zone, names
+    outside the zone are skipped (as CoreDNS's hosts plugin ignores names outside its zones).
+    A line that is not ``IP NAME...`` is an error naming the file and line."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            lines = handle.read().splitlines()
+    except OSError as exc:
+        raise LocalZoneError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise LocalZoneError(f"{path}: not UTF-8 text ({exc.reason})") from None
+    apex = names.to_wire(name)
+    data = ZoneData(name)
+    for number, line in enumerate(lines, 1):
+        fields = line.split("#", 1)[0].split()
+        if not fields:
+            continue
+        try:
+            rtype, packed = rdata_address(fields[0].split("%", 1)[0])
+        except ValueError:
+            raise LocalZoneError(f"{path}:{number}: {fields[0]!r} is not an IP address") from None
+        if len(fields) < 2:
+            raise LocalZoneError(f"{path}:{number}: expected 'IP NAME [ALIAS...]'")
+        for host in fields[1:]:
+            text = host.lower().rstrip(".")
+            try:
+                owner = names.to_wire(text if "." in text else f"{text}.{name}")
+            except ValueError:
+                raise LocalZoneError(f"{path}:{number}: {host!r} is not a DNS name") from None
+            if names.is_subdomain(owner, apex):
+                data.add(owner, rtype, ttl, packed)
+    return data

@@ -116,15 +116,22 @@ class OwnerRendering:
 
     def _render_zone(self, zone: Zone) -> Contribution:
         if zone.kind == LOCAL:
-            return self._render_local_apex(zone)
-        out: Contribution = {zone.ns_name: {}}
+            out = self._render_local_apex(zone)
+            if zone.apex in self.zones.gateway_apexes and not zone.own_ns:
+                self._gateway_nameserver(zone, out)
+            return out
+        if zone.kind == GATEWAY:
+            out = {}
+            _add(out, zone.apex, SOA, zone.soa_rdata)
+            self._gateway_nameserver(zone, out)
+            return out
+        out = {zone.ns_name: {}}
         _add(out, zone.apex, SOA, zone.soa_rdata)
         # CoreDNS (ns.go nsAddrs): the apex NS names the Service kdns is exposed through, its
         # ClusterIP as glue; ns.dns.<zone> when that Service is unknown. k8s_external zones
         # use ns1.dns.<zone>, glued to that Service's external IPs.
         dns_service = self.services.get(self.dns_service)
-        # Gateway zones are asked from the LAN, where a cluster name means nothing: ns.dns.<zone>.
-        in_cluster = zone.kind not in (EXTERNAL, GATEWAY)
+        in_cluster = zone.kind != EXTERNAL
         if in_cluster and dns_service is not None and dns_service.cluster_ips:
             ns_target = f"{dns_service.name}.{dns_service.namespace}.svc.{self.cluster.text}"
             _add(out, zone.apex, NS, names.to_wire(ns_target))
@@ -134,6 +141,25 @@ class OwnerRendering:
             # Spec 2.2: dns-version.<zone> TXT carries the schema version.
             _add(out, self._dns_version, TXT, rdata_txt(DNS_SCHEMA_VERSION))
         return out
+
+    def _gateway_nameserver(self, zone: Zone, out: Contribution) -> None:
+        """A gateway zone's apex NS and its glue, so the delegation a router or a parent zone
+        makes to kdns is not lame: the NS name ([gateway] nameserver, else ns.dns.<zone>)
+        answers [gateway] nameserver_addresses, else the DNS Service's LoadBalancer and
+        external IPs (where LAN clients reach kdns), with aa like every answer."""
+        settings = self.gateway.settings
+        target = names.to_wire(settings.nameserver) if settings.nameserver else zone.ns_name
+        out.get(zone.apex, {}).pop(NS, None)  # the synthesized one, replaced
+        _add(out, zone.apex, NS, target)
+        addresses = settings.nameserver_addresses
+        if not addresses:
+            dns_service = self.services.get(self.dns_service)
+            if dns_service is not None:
+                addresses = tuple(dict.fromkeys(dns_service.lb_ips + dns_service.external_ips))
+        if names.is_subdomain(target, zone.apex):  # glue only for a name of this zone
+            out.setdefault(target, {})
+            for ip in addresses:
+                _add(out, target, *rdata_address(ip))
 
     @staticmethod
     def _render_local_apex(zone: Zone) -> Contribution:

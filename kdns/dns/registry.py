@@ -49,8 +49,10 @@ from kdns.model import (
     GATEWAY_KINDS,
     EndpointSlice,
     Gateway,
+    GatewayClass,
     Ingress,
     KubeObject,
+    ListenerSet,
     Namespace,
     Pod,
     Route,
@@ -401,7 +403,7 @@ class Registry(OwnerRendering):
 
     def upsert(self, obj: KubeObject) -> bool:
         """Add or replace an object. False (and nothing re-rendered) when nothing DNS-visible changed."""
-        if isinstance(obj, Gateway | Route | Ingress):
+        if isinstance(obj, GatewayClass | Gateway | ListenerSet | Route | Ingress):
             return self._touch_hostnames(self.gateway.upsert(obj))
         if isinstance(obj, Service):
             changed = self._put(self.services, obj, obj.namespace)
@@ -427,11 +429,18 @@ class Registry(OwnerRendering):
                 self._pod_ips[owner] = obj.ips
                 self._touch(owner)
         elif isinstance(obj, Namespace):
+            # Its labels decide which Gateway listeners take its routes (from: Selector).
+            moved = self.gateway.namespace_changed(obj.name, obj.labels)
             changed = obj.name not in self.namespaces
             if changed:
                 self._namespaces_moved = True
                 self.namespaces.add(obj.name)
+                self._dirty.update(self._hostname_owners(moved))
                 self._touch(("ns", "", obj.name))
+            elif moved:
+                return self._touch_hostnames(moved)
+            else:
+                changed = False
         else:  # pragma: no cover - the type union is closed
             raise TypeError(f"not a kdns object: {obj!r}")
         return changed
@@ -461,6 +470,7 @@ class Registry(OwnerRendering):
                 return False
             self._namespaces_moved = True
             self.namespaces.discard(name)
+            self._dirty.update(self._hostname_owners(self.gateway.namespace_changed(name, None)))
             self._touch(("ns", "", name))
         else:
             raise ValueError(f"unknown kind {kind!r}")
@@ -493,7 +503,9 @@ class Registry(OwnerRendering):
             return None if ips is None else Pod(key[0], key[1], ips)
         if kind in GATEWAY_KINDS:
             return self.gateway.current(kind, key)
-        return Namespace(key[1]) if key[1] in self.namespaces else None
+        if key[1] not in self.namespaces:
+            return None
+        return Namespace(key[1], self.gateway.ns_labels.get(key[1], ()))
 
     def keys(self, kind: str) -> list[tuple[str, str]]:
         return self._keys_of(kind)
@@ -795,6 +807,10 @@ class Registry(OwnerRendering):
             ttls = self._local_ttls.get(name)
             if ttls is not None and rtype in ttls:
                 return ttls[rtype]
+        if self.gateway.ttls:  # [gateway] ttl, or a claimant's ttl annotation
+            ttl = self.gateway.ttls.get(name)
+            if ttl is not None and rtype != SOA:
+                return ttl
         if rtype == SOA:
             return min(self.ttl, 300)  # CoreDNS backend_lookup.go SOA()
         if rtype == TXT and name == self._dns_version:

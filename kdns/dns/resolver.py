@@ -40,6 +40,7 @@ class Resolver:
         forward: bool = False,
         authoritative: bool = True,
         cuts: tuple[str, ...] = (),
+        fallthrough: tuple[str, ...] = (),
     ) -> None:
         self.registry = registry
         # forward: names outside our zones (and unknown reverse names, CoreDNS's
@@ -62,6 +63,11 @@ class Resolver:
             if (zone := self.zones.find(wire)) is not None
             and zone.kind not in (CLUSTER, REVERSE, EXTERNAL)
             and wire != zone.apex
+        )
+        # Zones whose unclaimed names go upstream instead of NXDOMAIN (k8s_gateway's
+        # fallthrough, split-brain DNS: [gateway] fallthrough, [[zones]] fallthrough).
+        self._fallthrough = frozenset(
+            wire for wire in map(names.to_wire, fallthrough) if wire in self.zones.by_apex
         )
 
     def carry_counters(self, previous: Resolver) -> None:
@@ -117,6 +123,15 @@ class Resolver:
                     answer = self._local_cname(qname, qtype)
                 if answer is not None:
                     return answer
+            if not registry.has_records(qname) and qname != zone.apex:
+                # An empty non-terminal: a route wildcard above it still matches it (Gateway
+                # API hostnames match at any depth); else nobody claims it.
+                if registry.gateway.wildcards:
+                    synthesized = self._wildcard(qname, qtype, zone, gateway_only=True)
+                    if synthesized is not None:
+                        return synthesized
+                if self.forward and zone.apex in self._fallthrough:
+                    return FORWARD
             # NODATA. An ExternalName's CNAME is pre-rendered for A/AAAA/CNAME/ANY only;
             # other types get NODATA, as from CoreDNS.
             return zone.negative(qname, NOERROR)
@@ -128,8 +143,10 @@ class Resolver:
             synthesized = self._wildcard(qname, qtype, zone)
             if synthesized is not None:
                 return synthesized
-        if self.forward and zone.kind == REVERSE:
-            return FORWARD  # CoreDNS default Corefile: fallthrough in-addr.arpa ip6.arpa
+        if self.forward and (zone.kind == REVERSE or zone.apex in self._fallthrough):
+            # CoreDNS default Corefile: fallthrough in-addr.arpa ip6.arpa; a fallthrough
+            # zone's unclaimed names go to its upstreams (the forwarder routes them).
+            return FORWARD
         return zone.negative(qname, NXDOMAIN)
 
     def _under_cut(self, qname: bytes) -> bool:
@@ -142,24 +159,36 @@ class Resolver:
             pos += qname[pos] + 1
         return False
 
-    def _wildcard(self, qname: bytes, qtype: int, zone: Zone) -> Answer | None:
+    def _wildcard(
+        self, qname: bytes, qtype: int, zone: Zone, *, gateway_only: bool = False
+    ) -> Answer | None:
         """RFC 4592 for a name that does not exist: find its closest encloser (the longest
         existing ancestor, empty non-terminals included); when ``*.<encloser>`` exists, answer
         its records with the question's name as owner (pre-rendered answers own their records
         through a pointer to the question, so the wildcard's answer fits any name), NODATA
-        when it has no such type. A wildcard never covers names below an existing name."""
+        when it has no such type. A wildcard never covers names below an existing name --
+        except a route wildcard in a gateway zone, which matches by the Gateway API rule: any
+        name one label or more below its suffix (``*.apps`` covers ``other.sub.apps`` even when
+        ``deep.sub.apps`` makes ``sub.apps`` exist), the most specific one winning.
+        ``gateway_only``: ``qname`` exists without records; only route wildcards match it."""
         registry = self.registry
+        routes = registry.gateway.wildcards if zone.apex in self.zones.gateway_apexes else ()
         shortest = len(zone.apex)
         node = qname
+        encloser = gateway_only  # past the closest encloser: only route wildcards match
         while True:
             node = node[node[0] + 1 :]
             if len(node) < shortest:
                 return None
-            if registry.exists(node):
+            source = WILDCARD + node
+            if routes and source in routes:
                 break
-        source = WILDCARD + node
-        if source not in registry.wildcards:
-            return None
+            if not encloser and registry.exists(node):
+                if source in registry.wildcards:
+                    break
+                if not routes:
+                    return None
+                encloser = True
         registry.synthesized(node, qname)  # a name made under ``node`` forgets this answer
         if qtype == ANY:
             records = registry.records(source)

@@ -28,19 +28,24 @@ from socket import AF_INET, inet_ntop, inet_pton
 from typing import Any
 
 from kdns.model import (
+    EMPTY_HINTS,
     EMPTY_META,
     Endpoint,
     EndpointPort,
     EndpointSlice,
     Gateway,
+    GatewayClass,
+    Hints,
     Ingress,
     KubeObject,
     Listener,
+    ListenerSet,
     Meta,
     Namespace,
     ParentRef,
     Pod,
     Route,
+    Selector,
     Service,
     ServicePort,
 )
@@ -51,13 +56,17 @@ __all__ = [
     "slim",
     "slim_endpointslice",
     "slim_gateway",
+    "slim_gatewayclass",
     "slim_grpcroute",
     "slim_httproute",
     "slim_ingress",
+    "slim_listenerset",
     "slim_namespace",
     "slim_pod",
     "slim_service",
+    "slim_tcproute",
     "slim_tlsroute",
+    "slim_udproute",
     "slimmer_for",
 ]
 
@@ -235,22 +244,31 @@ def slim_service(raw: Raw) -> Service:
 
 
 def _service_hostnames(raw: Raw, svc_type: str, key: tuple[str, str]) -> dict[str, Any]:
-    """``hostnames`` and ``meta`` of a LoadBalancer Service annotated with hostnames (the
-    external-dns annotation, a comma-separated list, or kdns.io/hostname); nothing otherwise,
-    so every other Service shares the defaults."""
-    if svc_type != "LoadBalancer":
-        return {}
+    """``hostnames``, ``meta``, ``lb_hostnames`` and ``hints`` of a Service with DNS
+    annotations: a LoadBalancer's hostname annotations (external-dns's, a comma-separated list,
+    k8s_gateway's coredns.io/hostname, kdns.io/hostname), any Service's external-dns
+    internal-hostname (its ClusterIPs); nothing otherwise, so every other Service shares the
+    defaults."""
     annotations = (raw.get("metadata") or _EMPTY).get("annotations") or _EMPTY
-    values = [annotations.get(key_) for key_ in HOSTNAME_ANNOTATIONS]
-    hostnames = _hostnames(
-        [h for value in values if isinstance(value, str) for h in value.split(",")],
+    if not annotations:
+        return {}
+    hints = _hints(raw, "Service", key)
+    hostnames = hints.hostnames if svc_type == "LoadBalancer" else ()
+    if not hostnames and not hints.internal:
+        return {}
+    ingress = ((raw.get("status") or _EMPTY).get("loadBalancer") or _EMPTY).get("ingress") or ()
+    lb_hostnames = _hostnames(
+        [i.get("hostname") for i in ingress if isinstance(i, Mapping) and i.get("ip") is None],
         "Service",
         key,
-        "metadata.annotations[hostname]",
+        "status.loadBalancer.ingress[].hostname",
     )
-    if not hostnames:
-        return {}
-    return {"hostnames": hostnames, "meta": _meta_filters(raw)}
+    return {
+        "hostnames": hostnames,
+        "meta": _meta_filters(raw),
+        "lb_hostnames": lb_hostnames if svc_type == "LoadBalancer" else (),
+        "hints": hints,
+    }
 
 
 # --- EndpointSlice (discovery.k8s.io/v1) -----------------------------------------------------
@@ -330,16 +348,27 @@ def slim_pod(raw: Raw) -> Pod | None:
 
 
 def slim_namespace(raw: Raw) -> Namespace:
-    return Namespace(_meta(raw, "Namespace", namespaced=False)[1])
+    name = _meta(raw, "Namespace", namespaced=False)[1]
+    # Labels: what Gateway listeners' namespace selectors match (kdns.dns.gateway adds the
+    # kubernetes.io/metadata.name the API server sets, when a manifest lacks it).
+    labels = (raw.get("metadata") or _EMPTY).get("labels") or _EMPTY
+    return Namespace(name, tuple(sorted((str(k), str(v)) for k, v in labels.items())))
 
 
 # --- Gateway API and Ingress (gateway zones) --------------------------------------------------
 
-# Annotations a LoadBalancer Service names its hostnames with (external-dns's, then kdns's own).
-HOSTNAME_ANNOTATIONS = ("external-dns.alpha.kubernetes.io/hostname", "kdns.io/hostname")
 GATEWAY_GROUP = "gateway.networking.k8s.io"
+# external-dns's annotations (what a migration keeps), k8s_gateway's, then kdns's own.
+EXTERNAL_DNS = "external-dns.alpha.kubernetes.io/"
+HOSTNAME_ANNOTATIONS = (EXTERNAL_DNS + "hostname", "coredns.io/hostname", "kdns.io/hostname")
+INTERNAL_HOSTNAME = EXTERNAL_DNS + "internal-hostname"
+TARGET = EXTERNAL_DNS + "target"
+TTL = EXTERNAL_DNS + "ttl"
+INGRESS_CLASS_ANNOTATION = "kubernetes.io/ingress.class"
 _LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
 _MAX_ANNOTATION = 1024  # longer values (JSON blobs) are no filter anyone writes
+_DURATION = re.compile(r"(?:([0-9]+)h)?(?:([0-9]+)m)?(?:([0-9]+)s)?")
+_MAX_TTL = 2_147_483_647  # RFC 2181 8
 
 
 def _hostname(value: Any) -> str | None:
@@ -389,6 +418,57 @@ def _meta_filters(raw: Raw) -> Meta:
     )
 
 
+def _ttl(value: str) -> int | None:
+    """external-dns's ttl annotation: seconds ("60") or a Go duration of h/m/s ("1m30s")."""
+    text = value.strip()
+    if text.isdigit():
+        seconds = int(text)
+    else:
+        match = _DURATION.fullmatch(text)
+        if not text or match is None:
+            return None
+        h, m, s = (int(x or 0) for x in match.groups())
+        seconds = h * 3600 + m * 60 + s
+    return seconds if 0 < seconds <= _MAX_TTL else None
+
+
+def _hints(raw: Raw, kind: str, key: tuple[str, str]) -> Hints:
+    """The DNS annotations of an object (``EMPTY_HINTS`` when it has none)."""
+    annotations = (raw.get("metadata") or _EMPTY).get("annotations") or _EMPTY
+    if not annotations:
+        return EMPTY_HINTS
+
+    def listed(name: str) -> list[str]:
+        value = annotations.get(name)
+        return [part for part in value.split(",")] if isinstance(value, str) else []
+
+    field = "metadata.annotations"
+    hostnames = _hostnames(
+        [h for name in HOSTNAME_ANNOTATIONS for h in listed(name)], kind, key, f"{field}[hostname]"
+    )
+    internal = _hostnames(listed(INTERNAL_HOSTNAME), kind, key, f"{field}[internal-hostname]")
+    targets: list[str] = []
+    for part in listed(TARGET):
+        text = part.strip()
+        ip = normalize_ip(text)
+        name = ip or _hostname(text)
+        if name is None or name.startswith("*"):
+            if text:
+                skipped(kind, key, f"{field}[target]", text, "not an IP address or hostname")
+        elif name not in targets:
+            targets.append(name)
+    ttl = -1
+    value = annotations.get(TTL)
+    if isinstance(value, str):
+        parsed = _ttl(value)
+        if parsed is None:
+            skipped(kind, key, f"{field}[ttl]", value, "not a TTL (seconds, or like 1m30s)")
+        else:
+            ttl = min(parsed, 3600 * 24 * 7)
+    hints = Hints(hostnames, internal, tuple(targets), ttl)
+    return EMPTY_HINTS if hints == EMPTY_HINTS else hints
+
+
 def _status_addresses(raw: Raw, key: tuple[str, str]) -> tuple[tuple[str, ...], tuple[str, ...]]:
     ips: list[Any] = []
     names: list[Any] = []
@@ -407,38 +487,141 @@ def _status_addresses(raw: Raw, key: tuple[str, str]) -> tuple[tuple[str, ...], 
     )
 
 
+_OPERATORS = frozenset(("In", "NotIn", "Exists", "DoesNotExist"))
+
+
+def _selector(raw: Any) -> Selector:
+    """A metav1.LabelSelector as requirements. An operator the API would reject makes a
+    requirement nothing meets (a selector kdns cannot read selects nothing)."""
+    if not isinstance(raw, Mapping):
+        return ()
+    out: list[tuple[str, str, tuple[str, ...]]] = []
+    for key, value in sorted((raw.get("matchLabels") or _EMPTY).items()):
+        out.append((str(key), "In", (str(value),)))
+    for expr in raw.get("matchExpressions") or ():
+        if not isinstance(expr, Mapping):
+            continue
+        operator = str(expr.get("operator") or "")
+        values = tuple(sorted(str(v) for v in expr.get("values") or ()))
+        out.append((str(expr.get("key") or ""), operator if operator in _OPERATORS else "In", values if operator in _OPERATORS else ()))  # fmt: skip
+    return tuple(out)
+
+
+def _namespaces_from(raw: Any) -> tuple[str, Selector | None]:
+    """``namespaces: {from, selector}`` -> (from, selector when from is Selector)."""
+    raw = raw if isinstance(raw, Mapping) else _EMPTY
+    allowed = str(raw.get("from") or "Same")
+    return allowed, (_selector(raw.get("selector")) if allowed == "Selector" else None)
+
+
+def _listener(item: Mapping[str, Any]) -> Listener:
+    allowed = item.get("allowedRoutes") or _EMPTY
+    namespaces, selector = _namespaces_from(allowed.get("namespaces"))
+    kinds = tuple(
+        f"{k.get('group') or GATEWAY_GROUP}/{k.get('kind')}"
+        for k in allowed.get("kinds") or ()
+        if isinstance(k, Mapping) and k.get("kind")
+    )
+    port = item.get("port")
+    return Listener(
+        str(item.get("name") or ""),
+        _hostname(item.get("hostname")) or "",
+        namespaces,
+        port if isinstance(port, int) and not isinstance(port, bool) else 0,
+        str(item.get("protocol") or ""),
+        kinds,
+        selector,
+    )
+
+
+def _listeners(spec: Mapping[str, Any]) -> tuple[Listener, ...]:
+    return tuple(_listener(i) for i in spec.get("listeners") or () if isinstance(i, Mapping))
+
+
 def slim_gateway(raw: Raw) -> Gateway:
     namespace, name = _meta(raw, "Gateway")
     spec = raw.get("spec") or _EMPTY
-    listeners = []
-    for item in spec.get("listeners") or ():
-        if not isinstance(item, Mapping):
-            continue
-        hostname = _hostname(item.get("hostname")) or ""
-        allowed = ((item.get("allowedRoutes") or _EMPTY).get("namespaces") or _EMPTY).get("from")
-        listeners.append(Listener(str(item.get("name") or ""), hostname, allowed or "Same"))
     addresses, hostnames = _status_addresses(raw, (namespace, name))
-    return Gateway(namespace, name, addresses, hostnames, tuple(listeners))
+    allowed = spec.get("allowedListeners") or _EMPTY
+    from_, selector = _namespaces_from(allowed.get("namespaces") if allowed else {"from": "None"})
+    return Gateway(
+        namespace,
+        name,
+        addresses,
+        hostnames,
+        _listeners(spec),
+        str(spec.get("gatewayClassName") or ""),
+        from_ if allowed else "None",
+        selector,
+        _hints(raw, "Gateway", (namespace, name)),
+    )
+
+
+def slim_listenerset(raw: Raw) -> ListenerSet:
+    namespace, name = _meta(raw, "ListenerSet")
+    spec = raw.get("spec") or _EMPTY
+    ref = spec.get("parentRef") or _EMPTY
+    gateway = ("", "")
+    if (ref.get("group") or GATEWAY_GROUP) == GATEWAY_GROUP and (ref.get("kind") or "Gateway") == "Gateway":  # fmt: skip
+        gateway = (sys.intern(ref.get("namespace") or namespace), str(ref.get("name") or ""))
+    return ListenerSet(namespace, name, gateway, _listeners(spec))
+
+
+def slim_gatewayclass(raw: Raw) -> GatewayClass:
+    name = _meta(raw, "GatewayClass", namespaced=False)[1]
+    return GatewayClass(name, str((raw.get("spec") or _EMPTY).get("controllerName") or ""))
+
+
+_PARENT_KINDS = frozenset(("Gateway", "ListenerSet"))
+
+
+def _parent_ref(ref: Any, namespace: str) -> ParentRef | None:
+    """A route's parentRef to a Gateway or ListenerSet; None for other parents (a Service
+    parent, GAMMA mesh routing, publishes no hostname)."""
+    if not isinstance(ref, Mapping) or not ref.get("name"):
+        return None
+    kind = ref.get("kind") or "Gateway"
+    if (ref.get("group") or GATEWAY_GROUP) != GATEWAY_GROUP or kind not in _PARENT_KINDS:
+        return None
+    port = ref.get("port")
+    return ParentRef(
+        sys.intern(ref.get("namespace") or namespace),
+        str(ref["name"]),
+        str(ref.get("sectionName") or ""),
+        port if isinstance(port, int) and not isinstance(port, bool) else 0,
+        kind,
+    )
 
 
 def _parent_refs(raw_refs: Iterable[Any], namespace: str) -> tuple[ParentRef, ...]:
     out: list[ParentRef] = []
     for ref in raw_refs:
-        if not isinstance(ref, Mapping) or not ref.get("name"):
-            continue
-        # group/kind default to gateway.networking.k8s.io/Gateway; a Service parent (GAMMA,
-        # mesh routing) publishes no hostname.
-        if (ref.get("group") or GATEWAY_GROUP) != GATEWAY_GROUP:
-            continue
-        if (ref.get("kind") or "Gateway") != "Gateway":
-            continue
-        parent = ParentRef(
-            sys.intern(ref.get("namespace") or namespace),
-            str(ref["name"]),
-            str(ref.get("sectionName") or ""),
-        )
-        if parent not in out:
+        parent = _parent_ref(ref, namespace)
+        if parent is not None and parent not in out:
             out.append(parent)
+    return tuple(out)
+
+
+def _accepted(raw: Raw, namespace: str) -> tuple[tuple[ParentRef, str], ...]:
+    """The route's ``status.parents`` entries whose Accepted condition is True for the route's
+    current generation (external-dns since kubernetes-sigs/external-dns#5241: a condition
+    observed for an older generation is stale), with the controller that wrote each."""
+    generation = (raw.get("metadata") or _EMPTY).get("generation")
+    out: list[tuple[ParentRef, str]] = []
+    for entry in (raw.get("status") or _EMPTY).get("parents") or ():
+        if not isinstance(entry, Mapping):
+            continue
+        parent = _parent_ref(entry.get("parentRef"), namespace)
+        if parent is None:
+            continue
+        for cond in entry.get("conditions") or ():
+            if not isinstance(cond, Mapping) or cond.get("type") != "Accepted":
+                continue
+            observed = cond.get("observedGeneration")
+            current = generation is None or observed is None or observed == generation
+            if cond.get("status") == "True" and current:
+                out.append((parent, str(entry.get("controllerName") or "")))
+            break
     return tuple(out)
 
 
@@ -452,6 +635,8 @@ def _slim_route(raw: Raw, kind: str) -> Route:
         _hostnames(spec.get("hostnames") or (), kind, (namespace, name), "spec.hostnames"),
         _parent_refs(spec.get("parentRefs") or (), namespace),
         _meta_filters(raw),
+        _accepted(raw, namespace),
+        _hints(raw, kind, (namespace, name)),
     )
 
 
@@ -467,6 +652,14 @@ def slim_tlsroute(raw: Raw) -> Route:
     return _slim_route(raw, "TLSRoute")
 
 
+def slim_tcproute(raw: Raw) -> Route:
+    return _slim_route(raw, "TCPRoute")
+
+
+def slim_udproute(raw: Raw) -> Route:
+    return _slim_route(raw, "UDPRoute")
+
+
 def slim_ingress(raw: Raw) -> Ingress:
     namespace, name = _meta(raw, "Ingress")
     key = (namespace, name)
@@ -474,6 +667,8 @@ def slim_ingress(raw: Raw) -> Ingress:
     rules = [r for r in spec.get("rules") or () if isinstance(r, Mapping)]
     ingress = ((raw.get("status") or _EMPTY).get("loadBalancer") or _EMPTY).get("ingress") or ()
     entries = [i for i in ingress if isinstance(i, Mapping)]
+    annotations = (raw.get("metadata") or _EMPTY).get("annotations") or _EMPTY
+    ingress_class = spec.get("ingressClassName") or annotations.get(INGRESS_CLASS_ANNOTATION)
     return Ingress(
         namespace,
         name,
@@ -491,6 +686,8 @@ def slim_ingress(raw: Raw) -> Ingress:
             "status.loadBalancer.ingress[].hostname",
         ),
         _meta_filters(raw),
+        str(ingress_class) if isinstance(ingress_class, str) else "",
+        _hints(raw, "Ingress", key),
     )
 
 
@@ -505,10 +702,14 @@ SLIMMERS: dict[str, tuple[str, Slimmer]] = {
     "EndpointSlice": ("discovery.k8s.io", slim_endpointslice),
     "Pod": ("", slim_pod),
     "Namespace": ("", slim_namespace),
+    "GatewayClass": (GATEWAY_GROUP, slim_gatewayclass),
     "Gateway": (GATEWAY_GROUP, slim_gateway),
+    "ListenerSet": (GATEWAY_GROUP, slim_listenerset),
     "HTTPRoute": (GATEWAY_GROUP, slim_httproute),
     "GRPCRoute": (GATEWAY_GROUP, slim_grpcroute),
     "TLSRoute": (GATEWAY_GROUP, slim_tlsroute),
+    "TCPRoute": (GATEWAY_GROUP, slim_tcproute),
+    "UDPRoute": (GATEWAY_GROUP, slim_udproute),
     "Ingress": ("networking.k8s.io", slim_ingress),
 }
 

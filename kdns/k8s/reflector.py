@@ -40,13 +40,17 @@ from kdns.k8s.kube import ApiClient
 from kdns.k8s.objects import (
     slim_endpointslice,
     slim_gateway,
+    slim_gatewayclass,
     slim_grpcroute,
     slim_httproute,
     slim_ingress,
+    slim_listenerset,
     slim_namespace,
     slim_pod,
     slim_service,
+    slim_tcproute,
     slim_tlsroute,
+    slim_udproute,
 )
 from kdns.model import EndpointSlice, KubeObject
 
@@ -80,6 +84,8 @@ class Resource:
     rbac: str = ""  # where the RBAC rule for an optional resource lives, for the 403 message
 
 
+_GW = "/apis/gateway.networking.k8s.io"
+
 RESOURCES = {
     "Service": Resource("Service", "/api/v1/services", slim_service),
     "EndpointSlice": Resource(
@@ -97,10 +103,14 @@ RESOURCES = {
     **{
         kind: Resource(kind, path, slim, optional=True, rbac="manifests/gateway/")
         for kind, path, slim in (
-            ("Gateway", "/apis/gateway.networking.k8s.io/v1/gateways", slim_gateway),
-            ("HTTPRoute", "/apis/gateway.networking.k8s.io/v1/httproutes", slim_httproute),
-            ("GRPCRoute", "/apis/gateway.networking.k8s.io/v1/grpcroutes", slim_grpcroute),
-            ("TLSRoute", "/apis/gateway.networking.k8s.io/v1alpha2/tlsroutes", slim_tlsroute),
+            ("GatewayClass", f"{_GW}/v1/gatewayclasses", slim_gatewayclass),
+            ("Gateway", f"{_GW}/v1/gateways", slim_gateway),
+            ("ListenerSet", f"{_GW}/v1/listenersets", slim_listenerset),  # standard since 1.5
+            ("HTTPRoute", f"{_GW}/v1/httproutes", slim_httproute),
+            ("GRPCRoute", f"{_GW}/v1/grpcroutes", slim_grpcroute),
+            ("TLSRoute", f"{_GW}/v1alpha2/tlsroutes", slim_tlsroute),
+            ("TCPRoute", f"{_GW}/v1alpha2/tcproutes", slim_tcproute),
+            ("UDPRoute", f"{_GW}/v1alpha2/udproutes", slim_udproute),
             ("Ingress", "/apis/networking.k8s.io/v1/ingresses", slim_ingress),
         )
     },
