@@ -413,3 +413,12 @@ def test_tcp_routes_listener_sets_and_annotations(api: K8sApi, kdns: Kdns) -> No
     assert a_records(kdns, f"mqtt-tcp.{ZONE}") == ["192.168.1.251"]  # a TCPRoute's annotation
     assert a_records(kdns, f"ing-extra.{ZONE}") == ["192.168.1.230"]
     assert kdns.query(f"ing.{ZONE}", "A").answer[0].ttl == 60
+
+
+def test_registry_objects_metric_counts_gateway_kinds(kdns: Kdns) -> None:
+    # Issue 20 proof: kdns_registry_objects counts the Gateway API kinds and Ingresses too.
+    body = kdns.get("metrics")[1]
+    assert 'kdns_registry_objects{kind="HTTPRoute"} 2.0' in body
+    assert 'kdns_registry_objects{kind="Gateway"} 2.0' in body
+    assert 'kdns_registry_objects{kind="TLSRoute"} 1.0' in body
+    assert 'kdns_registry_objects{kind="ListenerSet"} 0.0' in body

@@ -114,3 +114,44 @@ def test_zone_file_and_block_list_edits_apply_live(lan: tuple[Kdns, Path, Path])
     zone.write_text("this is not a zone file\n")  # a broken edit keeps what was served
     eventually(lambda: "zone home.example.com (file changed) unchanged" in kdns.log)
     assert ask(kdns, "printer.home.example.com", LOOPBACK) == ("NOERROR", ["192.168.1.40"])
+
+
+def test_local_zones_alone_without_a_cluster_or_forwarding(tmp_path: Path) -> None:
+    # Issue 20, wrong today 10: kubernetes.enabled = false with [[zones]] and --no-forward
+    # refused to start ("nothing to serve") although local zones are something to serve.
+    config = tmp_path / "kdns.toml"
+    config.write_text(
+        '[kubernetes]\nenabled = false\n\n[[zones]]\nname = "home.example.com"\n'
+        'records = ["nas A 192.168.1.11"]\n'
+    )
+    with Kdns("--config", str(config), "--no-forward") as kdns:
+        assert ask(kdns, "nas.home.example.com", LOOPBACK) == ("NOERROR", ["192.168.1.11"])
+        assert ask(kdns, "example.net", LOOPBACK)[0] == "REFUSED"
+
+
+def test_split_brain_fallthrough_answers_dns01_from_the_public_zone(tmp_path: Path) -> None:
+    # k8s_gateway's fallthrough: a name of the LAN zone that nothing of kdns claims goes to the
+    # zone's upstreams (a [forward] zones entry of the same name), so cert-manager's DNS-01
+    # self-check of _acme-challenge.<host> TXT sees the public record; claimed names and the
+    # zone's own records stay kdns's.
+    from tests.dnsupstream import DnsUpstream
+
+    public = {
+        ("_acme-challenge.grafana.home.example.com.", "TXT"): ['"token-123"'],
+        ("blog.home.example.com.", "A"): ["203.0.113.80"],
+    }
+    with DnsUpstream(public) as upstream:
+        config = tmp_path / "kdns.toml"
+        config.write_text(
+            '[gateway]\nzones = ["home.example.com"]\nfallthrough = true\n\n'
+            f'[forward]\nzones = ["home.example.com={upstream.upstream()}"]\n\n'
+            '[[zones]]\nname = "home.example.com"\nrecords = ["nas A 192.168.1.11"]\n'
+        )
+        with Kdns("--demo", "--config", str(config)) as kdns:
+            txt = ask(kdns, "_acme-challenge.grafana.home.example.com", LOOPBACK, "TXT")
+            assert txt == ("NOERROR", ['"token-123"'])
+            assert ask(kdns, "blog.home.example.com", LOOPBACK) == ("NOERROR", ["203.0.113.80"])
+            assert ask(kdns, "grafana.home.example.com", LOOPBACK) == ("NOERROR", ["192.168.1.240"])  # fmt: skip
+            assert ask(kdns, "nas.home.example.com", LOOPBACK) == ("NOERROR", ["192.168.1.11"])
+            asked = upstream.names()
+            assert "grafana.home.example.com." not in asked and "nas.home.example.com." not in asked  # fmt: skip

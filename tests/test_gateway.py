@@ -29,7 +29,6 @@ from tests.k8sapi import (
     grpcroute,
     httproute,
     ingress,
-    listenerset,
     namespace,
     route_status,
     service,
@@ -426,7 +425,12 @@ def test_route_kind_must_match_the_listener_protocol() -> None:
     reg = registry()
     load(
         reg,
-        gateway("infra", "l4", ["192.168.1.1"], [("tls", None, "All", "TLS"), ("tcp", None, "All", "TCP")]),  # fmt: skip
+        gateway(
+            "infra",
+            "l4",
+            ["192.168.1.1"],
+            [("tls", None, "All", "TLS"), ("tcp", None, "All", "TCP")],
+        ),  # fmt: skip
         gateway("infra", "web", ["192.168.1.2"], [("http", None, "All", "HTTP")]),
         httproute("apps", "h", [f"h.{ZONE}"], [("infra", "l4")]),
         grpcroute("apps", "g", [f"g.{ZONE}"], [("infra", "l4")]),
@@ -450,7 +454,10 @@ def test_allowed_routes_kinds() -> None:
             "infra",
             "eg",
             ["192.168.1.1"],
-            [("grpc", None, "All", "HTTPS", 443, ["GRPCRoute"]), ("bad", None, "All", "HTTP", 80, ["TLSRoute"])],  # fmt: skip
+            [
+                ("grpc", None, "All", "HTTPS", 443, ["GRPCRoute"]),
+                ("bad", None, "All", "HTTP", 80, ["TLSRoute"]),
+            ],  # fmt: skip
         ),
         httproute("apps", "h", [f"h.{ZONE}"], [("infra", "eg", "grpc")]),
         grpcroute("apps", "g", [f"g.{ZONE}"], [("infra", "eg", "grpc")]),
@@ -528,3 +535,171 @@ def test_route_wildcards_match_at_any_depth() -> None:
     assert ips(reg, f"x.y.near.apps.{ZONE}") == ["192.168.1.2"]  # the more specific wildcard wins
     reply = ask(reg, f"apps.{ZONE}")  # the suffix itself is not matched: NODATA
     assert reply.rcode() == NOERROR and reply.answer == []
+
+
+def test_forward_zone_named_like_a_gateway_zone(tmp_path: Any) -> None:
+    # Wrong today 7: accepted, logged and never used. It now means k8s_gateway's fallthrough
+    # upstream for the zone, so it needs [gateway] fallthrough (one-line error otherwise).
+    path = tmp_path / "kdns.toml"
+    path.write_text(f'[gateway]\nzones = ["{ZONE}"]\n[forward]\nzones = ["{ZONE}=192.168.1.1"]\n')
+    with pytest.raises(ConfigError) as caught:
+        build_config(str(path), {})
+    assert str(caught.value).startswith("config: forward.zones: home.example.com is also a gateway zone")  # fmt: skip
+    path.write_text(
+        f'[gateway]\nzones = ["{ZONE}"]\nfallthrough = true\n[forward]\nzones = ["{ZONE}=192.168.1.1"]\n'  # fmt: skip
+    )
+    config = build_config(str(path), {})
+    assert config.forward_zones == ((ZONE, ("192.168.1.1",)),) and config.gateway_fallthrough
+    # The same for a [[zones]] entry: allowed once the zone falls through.
+    path.write_text(
+        f'[[zones]]\nname = "{ZONE}"\nrecords = ["nas A 192.168.1.11"]\nfallthrough = true\n'
+        f'[forward]\nzones = ["{ZONE}=192.168.1.1"]\n'
+    )
+    assert build_config(str(path), {}).local_zones[0].fallthrough
+
+
+def test_zone_names_take_underscores(tmp_path: Any) -> None:
+    # Wrong today 8: RFC 2181 11 ("any binary string" is a label); cert-manager's DNS-01 names
+    # _acme-challenge.<host>, and SRV owners start with _service._proto.
+    acme = f"_acme-challenge.one.{ZONE}"
+    config = build_config(
+        None,
+        {},
+        {
+            "forward_zones": [f"{acme}=192.168.1.1"],
+            "gateway_zones": [f"_tcp.lab.{ZONE}"],
+            "local_zones": [f"_sip._udp.{ZONE}=/dev/null"],
+        },
+    )
+    assert config.forward_zones == ((acme, ("192.168.1.1",)),)
+    assert config.gateway_zones == (f"_tcp.lab.{ZONE}",)
+    assert config.local_zones[0].name == f"_sip._udp.{ZONE}"
+    with pytest.raises(ConfigError):
+        build_config(None, {}, {"forward_zones": ["bad..name=192.168.1.1"]})
+
+
+def test_gateway_zone_answers_its_own_nameserver() -> None:
+    # Wrong today 9: the apex NS named ns.dns.<zone>, a name the zone did not have (a lame
+    # delegation, RFC 1912 2.8). It now answers with glue: [gateway] nameserver_addresses, else
+    # the DNS Service's LoadBalancer/external IPs; [gateway] nameserver renames it.
+    reg = registry(nameserver_addresses=("192.168.1.53",))
+    ns = ask(reg, ZONE, "NS")
+    assert [r.to_text() for rrset in ns.answer for r in rrset] == [f"ns.dns.{ZONE}."]
+    assert ips(reg, f"ns.dns.{ZONE}") == ["192.168.1.53"]
+    assert ask(reg, f"ns.dns.{ZONE}").flags & 0x0400  # aa
+    zones = ZoneSet.build("cluster.local", (), 5, gateway_zones=(ZONE,))
+    reg = Registry(zones, gateway=GatewaySettings(zones=(ZONE,), nameserver=f"dns.{ZONE}"))
+    reg.synced = True
+    load(
+        reg,
+        service(
+            "kube-system", "kube-dns", "10.96.0.10", type="LoadBalancer", lb_ips=["192.168.1.54"]
+        ),  # fmt: skip
+    )
+    assert [r.to_text() for rrset in ask(reg, ZONE, "NS").answer for r in rrset] == [f"dns.{ZONE}."]
+    assert ips(reg, f"dns.{ZONE}") == ["192.168.1.54"]
+
+
+def test_ingress_classes_pick_the_internal_controller() -> None:
+    # Wrong today 11: one host on an internal and an external IngressClass answered the
+    # external address for LAN clients (namespace/name order). [gateway] ingress_classes
+    # (k8s_gateway's ingressClasses, external-dns --ingress-class) keeps the internal one.
+    objects = (
+        ingress("a", "public", [f"wiki.{ZONE}"], ["203.0.113.5"], ingress_class="nginx-external"),
+        ingress("b", "lan", [f"wiki.{ZONE}"], ["192.168.1.5"], ingress_class="nginx-internal"),
+    )
+    reg = registry(ingress_classes=("nginx-internal",))
+    load(reg, *objects)
+    assert a(reg, f"wiki.{ZONE}") == ["192.168.1.5"]
+    by_annotation = ingress("c", "legacy", [f"old.{ZONE}"], ["192.168.1.6"], ingress_class="")
+    by_annotation["spec"].pop("ingressClassName")
+    by_annotation["metadata"]["annotations"] = {"kubernetes.io/ingress.class": "nginx-internal"}
+    load(reg, by_annotation)
+    assert a(reg, f"old.{ZONE}") == ["192.168.1.6"]
+    # gateway_classes does the same for Gateways (spec.gatewayClassName).
+    reg = registry(gateway_classes=("internal",))
+    load(
+        reg,
+        gateway("infra", "pub", ["203.0.113.1"], [("h", f"*.{ZONE}")], gateway_class="external"),
+        gateway("infra", "lan", ["192.168.1.1"], [("h", f"*.{ZONE}")], gateway_class="internal"),
+        httproute("apps", "r", [f"r.{ZONE}"], [("infra", "pub"), ("infra", "lan")]),
+    )
+    assert a(reg, f"r.{ZONE}") == ["192.168.1.1"]
+
+
+def test_fallthrough_forwards_unclaimed_names() -> None:
+    # k8s_gateway's `fallthrough` (split-brain DNS): names no route, Ingress, Service or record
+    # claims go to the zone's upstreams instead of NXDOMAIN; claimed names stay ours.
+    from kdns.dns.answer import FORWARD
+
+    reg = registry()
+    load(
+        reg,
+        gateway("infra", "eg", ["192.168.1.1"], [("h", f"*.{ZONE}")]),
+        httproute("apps", "g", [f"grafana.{ZONE}"], [("infra", "eg")]),
+    )
+    on = Resolver(reg, forward=True, fallthrough=(ZONE,))
+    off = Resolver(reg, forward=True)
+    acme = names.to_wire(f"_acme-challenge.grafana.{ZONE}")
+    assert on.resolve(acme, 16) is FORWARD  # DNS-01: the public TXT record
+    assert off.resolve(acme, 16).rcode == NXDOMAIN
+    assert on.resolve(names.to_wire(f"grafana.{ZONE}"), 16).rcode == NOERROR  # ours: NODATA
+    assert Resolver(reg, forward=False, fallthrough=(ZONE,)).resolve(acme, 16).rcode == NXDOMAIN
+
+
+def test_annotations_ttl_and_hostname_only_load_balancers() -> None:
+    # external-dns annotations on Ingresses, Services and Gateways; a LoadBalancer with only
+    # a hostname is a CNAME (as external-dns publishes it); [gateway] ttl, then the ttl
+    # annotation per object.
+    reg = registry(ttl=120)
+    load(
+        reg,
+        service(
+            "apps", "elb", "10.96.0.20", type="LoadBalancer",
+            annotations={"coredns.io/hostname": f"elb.{ZONE}"},
+        ),
+        service(
+            "apps", "db", "10.96.0.21",
+            annotations={"external-dns.alpha.kubernetes.io/internal-hostname": f"db.{ZONE}"},
+        ),
+        ingress(
+            "apps", "i", [f"i.{ZONE}"], ["192.168.1.7"],
+            annotations={
+                "external-dns.alpha.kubernetes.io/target": "192.168.1.8",
+                "external-dns.alpha.kubernetes.io/ttl": "30",
+            },
+        ),
+        gateway("infra", "eg", ["192.168.1.1"], [("h", f"*.{ZONE}")]),
+        httproute("apps", "r", [f"r.{ZONE}"], [("infra", "eg")]),
+    )  # fmt: skip
+    elb = slim(service("apps", "elb", "10.96.0.20", type="LoadBalancer", annotations={"coredns.io/hostname": f"elb.{ZONE}"}))  # fmt: skip
+    assert elb is not None
+    raw = service("apps", "elb", "10.96.0.20", type="LoadBalancer", annotations={"coredns.io/hostname": f"elb.{ZONE}"})  # fmt: skip
+    raw["status"] = {"loadBalancer": {"ingress": [{"hostname": "abc.elb.amazonaws.com"}]}}
+    load(reg, raw)
+    assert reg.records(names.to_wire(f"elb.{ZONE}")) == {CNAME: [names.to_wire("abc.elb.amazonaws.com")]}  # fmt: skip
+    assert ips(reg, f"db.{ZONE}") == ["10.96.0.21"]  # internal-hostname: the ClusterIP
+    assert ips(reg, f"i.{ZONE}") == ["192.168.1.8"]  # target overrides the status
+    assert ask(reg, f"i.{ZONE}").answer[0].ttl == 30
+    assert ask(reg, f"r.{ZONE}").answer[0].ttl == 120
+
+
+def test_hosts_file_zone(tmp_path: Any) -> None:
+    # CoreDNS `hosts` / Pi-hole custom lists: "IP NAME [ALIAS...]", names outside the zone
+    # skipped, bare names relative to the zone.
+    hosts = tmp_path / "hosts"
+    hosts.write_text(f"# LAN\n192.168.1.11 nas.{ZONE} files\nfd00::11 nas.{ZONE}\n10.0.0.1 other.example.org\n")  # fmt: skip
+    config = build_config(None, {}, {"hosts_files": [f"{ZONE}={hosts}"]})
+    assert config.local_zones[0].format == "hosts"
+    reg = build_registry(config)
+    reg.synced = True
+    assert a(reg, f"nas.{ZONE}") == ["192.168.1.11", "fd00::11"]
+    assert a(reg, f"files.{ZONE}") == ["192.168.1.11"]
+    assert not reg.exists(names.to_wire("other.example.org"))
+
+
+def test_registry_counts_gateway_kinds() -> None:
+    reg = registry()
+    load(reg, gatewayclass("eg"), gateway("infra", "eg", ["192.168.1.1"]), tcproute("a", "t"))
+    counts = reg.counts()
+    assert (counts["GatewayClass"], counts["Gateway"], counts["TCPRoute"]) == (1, 1, 1)

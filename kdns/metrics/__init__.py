@@ -43,6 +43,7 @@ from kdns.metrics.pod import (
     merge,
     snapshot,
 )
+from kdns.model import KINDS
 from kdns.server.forwarding import Forwarder
 from kdns.server.meter import (
     CHANNELS,
@@ -248,8 +249,8 @@ class _Collector(Collector):
         objects = GaugeMetricFamily(
             "kdns_registry_objects", "Cluster objects held, by kind", labels=["kind"]
         )
-        for kind in ("Service", "EndpointSlice", "Pod", "Namespace"):
-            objects.add_metric([kind], counts[kind])
+        for kind in KINDS:  # the Gateway API kinds and Ingress too (0 while not watched)
+            objects.add_metric([kind], counts.get(kind, 0))
         yield objects
         yield GaugeMetricFamily(
             "kdns_registry_names",
