@@ -412,6 +412,10 @@ def test_allowed_routes_namespace_selector() -> None:
     assert a(reg, f"plain.{ZONE}") == ["192.168.1.1"]
     load(reg, namespace("lan"))
     assert a(reg, f"lan.{ZONE}") == []
+    # A config reload re-renders into a fresh registry: the labels come along.
+    fresh = registry()
+    copy_objects(reg, fresh)
+    assert a(fresh, f"plain.{ZONE}") == ["192.168.1.1"] and a(fresh, f"lan.{ZONE}") == []
     # kubernetes.io/metadata.name (set by the API server) selects one namespace by name.
     by_name = {"from": "Selector", "selector": {"matchLabels": {"kubernetes.io/metadata.name": "unknown"}}}  # fmt: skip
     load(reg, gateway("infra", "eg", ["192.168.1.1"], [("h", f"*.{ZONE}", by_name)]))

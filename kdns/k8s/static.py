@@ -108,7 +108,9 @@ def copy_objects(source: Registry, target: Registry) -> None:
         *source.pods.values(),
         *source.gateway.objects(),
     ]
-    objects += [Namespace(name) for name in source.namespaces]
+    # With their labels: Gateway listeners' namespace selectors read them.
+    labels = source.gateway.ns_labels
+    objects += [Namespace(name, labels.get(name, ())) for name in source.namespaces]
     apply_all(target, objects)
 
 
