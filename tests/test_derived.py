@@ -11,6 +11,8 @@ import dns.flags
 import dns.message
 import dns.rcode
 import dns.rdatatype
+import dns.rrset
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -18,6 +20,7 @@ from kdns.dns import names
 from kdns.dns.registry import Registry
 from kdns.dns.resolver import Resolver
 from kdns.model import Endpoint, EndpointPort, EndpointSlice, Namespace, Service
+from kdns.server import wire as wire_module
 from kdns.server.wire import Responder
 from tests.test_registry import eps, headless, make, svc
 
@@ -180,14 +183,23 @@ def test_edns_on_negative_answers() -> None:
             assert reply.authority and reply.authority[0].rdtype == dns.rdatatype.SOA
 
 
-def test_edns_fast_path_matches_the_full_parse() -> None:
+def test_edns_fast_path_matches_the_full_parse(monkeypatch: pytest.MonkeyPatch) -> None:
     """The remembered option-less OPT gives the same reply as the first (parsed) one, and
-    a query with options (a cookie) is answered the same way."""
+    a query with options (a cookie) is answered the same way. The module's table of OPTs
+    seen is emptied first: an earlier test must not have put the fast path on both sides."""
     registry = make()
     registry.upsert(svc("web", "10.0.0.1"))
     r = responder(registry)
-    plain = wire("web.default.svc.cluster.local", edns=0)
-    assert r.respond(plain) == r.respond(plain)
+    plain = wire("web.default.svc.cluster.local", edns=0, do=True)
+    seen: dict[bytes, object] = {}
+    monkeypatch.setattr(wire_module, "_EDNS_SEEN", seen)
+    parsed = r.respond(plain)  # the full parse, which remembers the OPT
+    assert len(seen) == 1
+    fast = r.respond(plain)  # the fast path: one lookup in the table
+    assert isinstance(parsed, bytes) and fast == parsed
+    reply = dns.message.from_wire(parsed)
+    assert reply.edns == 0 and reply.ednsflags & dns.flags.DO
+    assert [r.to_text() for rrset in reply.answer for r in rrset] == ["10.0.0.1"]
     query = dns.message.make_query(
         "web.default.svc.cluster.local",
         "A",
@@ -235,12 +247,13 @@ QUESTIONS = (
 )
 
 Change = tuple[str, str, str, int, bool]  # op, namespace, service, address octet, headless
+Objects = dict[tuple[str, str, str], object]  # (kind, namespace, name) -> the object applied
 
 
 @st.composite
 def changes(draw: st.DrawFn) -> Change:
     return (
-        draw(st.sampled_from(("upsert", "delete", "slice", "unslice", "ns", "unns"))),
+        draw(st.sampled_from(("upsert", "delete", "slice", "unslice", "ns", "unns", "alias"))),
         draw(st.sampled_from(NAMESPACES)),
         draw(st.sampled_from(SERVICES)),
         draw(st.integers(1, 3)),
@@ -248,40 +261,135 @@ def changes(draw: st.DrawFn) -> Change:
     )
 
 
-def apply(registry: Registry, change: Change) -> None:
+def apply(registry: Registry, change: Change, objects: Objects) -> None:
+    """Apply one change to the registry and to ``objects`` (what a fresh registry is built
+    from)."""
     op, ns, name, octet, is_headless = change
     ip = f"10.0.0.{octet}"
-    if op == "upsert":
-        ports = (EndpointPort("p", "TCP", 80),)
-        del ports
-        registry.upsert(headless(name, ns) if is_headless else svc(name, ip, ns))
+    obj: object
+    if op in ("upsert", "alias"):
+        if op == "alias":
+            # An ExternalName whose target is another Service of ours: an in-zone CNAME whose
+            # answer carries the target's records, re-rendered when the target changes.
+            other = SERVICES[(SERVICES.index(name) + octet) % len(SERVICES)]
+            target = f"{other}.{ns if octet != 3 else NAMESPACES[1]}.svc.cluster.local"
+            obj = Service(ns, name, "ExternalName", (), False, target, (), (), (), False)
+        else:
+            obj = headless(name, ns) if is_headless else svc(name, ip, ns)
+        registry.upsert(obj)  # type: ignore[arg-type]
+        objects[("Service", ns, name)] = obj
     elif op == "delete":
         registry.delete("Service", (ns, name))
+        objects.pop(("Service", ns, name), None)
     elif op == "slice":
         endpoints = (Endpoint((ip,), "", not is_headless or octet != 3, ""),)
-        registry.upsert(
-            EndpointSlice(ns, f"{name}-s", name, "IPv4", (EndpointPort("p", "TCP", 80),), endpoints)
+        obj = EndpointSlice(
+            ns, f"{name}-s", name, "IPv4", (EndpointPort("p", "TCP", 80),), endpoints
         )
+        registry.upsert(obj)
+        objects[("EndpointSlice", ns, f"{name}-s")] = obj
     elif op == "unslice":
         registry.delete("EndpointSlice", (ns, f"{name}-s"))
+        objects.pop(("EndpointSlice", ns, f"{name}-s"), None)
     elif op == "ns":
-        registry.upsert(Namespace(ns))
+        obj = Namespace(ns)
+        registry.upsert(obj)
+        objects[("Namespace", "", ns)] = obj
     else:
         registry.delete("Namespace", ("", ns))
+        objects.pop(("Namespace", "", ns), None)
+
+
+def rebuilt(objects: Objects) -> Registry:
+    """A registry that never saw the history: the current objects, loaded once."""
+    registry = make()
+    for kind in ("Namespace", "Service", "EndpointSlice"):
+        for (k, _, _), obj in sorted(objects.items(), key=lambda item: item[0]):
+            if k == kind:
+                registry.upsert(obj)  # type: ignore[arg-type]
+    return registry
+
+
+def meaning(reply: bytes | None) -> tuple[object, ...]:
+    """What a reply says, whatever the order of its records and the zone's serial (a rebuilt
+    registry counts its own)."""
+    assert isinstance(reply, bytes)
+    message = dns.message.from_wire(reply)
+
+    def section(rrsets: list[dns.rrset.RRset]) -> list[tuple[str, int, list[str]]]:
+        out = []
+        for rrset in rrsets:
+            texts = []
+            for rdata in rrset:
+                if rdata.rdtype == dns.rdatatype.SOA:
+                    rdata = rdata.replace(serial=0)
+                texts.append(rdata.to_text())
+            out.append((rrset.name.to_text(), rrset.rdtype, sorted(texts)))
+        return sorted(out)
+
+    return (
+        message.rcode(),
+        message.flags,
+        section(message.answer),
+        section(message.authority),
+        section(message.additional),
+    )
 
 
 @settings(max_examples=60, deadline=None)
 @given(st.lists(changes(), min_size=1, max_size=12))
 def test_memo_never_differs_from_a_fresh_answer(steps: list[Change]) -> None:
     """Whatever the sequence of changes, every question answered through the memo is byte
-    for byte the answer computed from scratch (the memo is only ever a shortcut)."""
+    for byte the answer computed from scratch (the memo is only ever a shortcut), and says
+    what a registry built from the current objects alone says: dependents (glue, in-zone
+    CNAME targets, ANY) are re-rendered when what they point at changes."""
     registry = make()
+    objects: Objects = {}
     r = responder(registry)
     for change in steps:
-        apply(registry, change)
+        apply(registry, change, objects)
+        reference = responder(rebuilt(objects), memo=False)
         for name, rdtype in QUESTIONS:
             query = wire(name, rdtype)
-            assert r.respond(query) == fresh(registry, query), (change, name, rdtype)
+            got = r.respond(query)
+            assert got == fresh(registry, query), (change, name, rdtype)
+            assert meaning(got) == meaning(reference.respond(query)), (steps, name, rdtype)
+
+
+def test_dependents_follow_what_they_point_at() -> None:
+    """An in-zone CNAME's answer (the target's records chased in) and the apex NS glue are
+    re-rendered when the target changes or goes: each answer says what a registry built from
+    the current objects says."""
+    registry = make()
+    objects: Objects = {}
+    r = responder(registry)
+    questions = [
+        ("a.default.svc.cluster.local", "A"),
+        ("a.default.svc.cluster.local", "ANY"),
+        ("cluster.local", "NS"),
+    ]
+    steps: list[Change] = [
+        ("upsert", "default", "b", 1, False),
+        ("alias", "default", "a", 1, False),  # a -> b.default
+        ("upsert", "default", "b", 2, False),  # the target's address changes
+        ("upsert", "default", "b", 2, True),  # ... becomes headless without endpoints
+        ("slice", "default", "b", 3, False),  # ... gains an endpoint
+        ("delete", "default", "b", 1, False),  # ... goes
+    ]
+    for change in steps:
+        apply(registry, change, objects)
+        reference = responder(rebuilt(objects), memo=False)
+        for name, rdtype in questions:
+            got = r.respond(wire(name, rdtype))
+            assert meaning(got) == meaning(reference.respond(wire(name, rdtype))), (change, name)
+    dns_service = Service("kube-system", "kube-dns", "ClusterIP", ("10.96.0.10",), False, "", (), (), (), False)  # fmt: skip
+    for ip in ("10.96.0.10", "10.96.0.11"):
+        registry.upsert(dns_service._replace(cluster_ips=(ip,)))
+        objects[("Service", "kube-system", "kube-dns")] = dns_service._replace(cluster_ips=(ip,))
+        reference = responder(rebuilt(objects), memo=False)
+        for name, rdtype in questions:
+            got = r.respond(wire(name, rdtype))
+            assert meaning(got) == meaning(reference.respond(wire(name, rdtype))), (ip, name)
 
 
 def test_any_queries_do_not_grow_the_dependency_index() -> None:
