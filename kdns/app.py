@@ -299,13 +299,13 @@ class App:
         else:
             found = await api_client(config.kubeconfig)
             if found is None:
-                log.warning(
-                    "NO KUBERNETES CLUSTER FOUND (not in a pod, no --kubeconfig, no KUBECONFIG, "
-                    "no ~/.kube/config): SERVING THE BUILT-IN DEMO CLUSTER. Point kdns at a "
-                    "cluster with --kubeconfig FILE, or run it in a pod with a service account."
+                # Demo data only when asked for: a /ready 200 on made-up Services would hide
+                # a missing cluster.
+                raise StartupError(
+                    "no Kubernetes cluster found (not in a pod, no --kubeconfig, no KUBECONFIG, "
+                    "no ~/.kube/config): point kdns at one with --kubeconfig FILE, serve "
+                    "manifests with --objects PATH, or the built-in demo cluster with --demo"
                 )
-                self._start_static(StaticSource(self.registry, demo=True))
-                return
             from kdns.k8s.cluster import ClusterSource
 
             client, where = found

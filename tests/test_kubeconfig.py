@@ -97,3 +97,21 @@ def test_kubeconfig_env_file_is_checked_the_same_way(tmp_path: Path) -> None:
     path.write_text("apiVersion: v1\n\tkind: Config\n")
     line = error_line(serve_with("", KUBECONFIG=str(path), HOME=str(tmp_path)))
     assert line.startswith(f"kdns: kubeconfig {path}: YAML syntax error at line 2 column 1: ")
+
+
+def test_kubeconfig_env_naming_a_missing_file_is_an_error(tmp_path: Path) -> None:
+    """Requirement (issue 22 item 8): a $KUBECONFIG naming a file that does not exist is an
+    error, as --kubeconfig is, never the built-in demo cluster."""
+    path = tmp_path / "nope" / "config"
+    line = error_line(serve_with("", KUBECONFIG=str(path), HOME=str(tmp_path)))
+    assert line == f"kdns: kubeconfig {path}: cannot read: no such file or directory (ENOENT)"
+
+
+def test_no_cluster_anywhere_is_an_error_not_the_demo(tmp_path: Path) -> None:
+    """Requirement (issue 22 item 8): not in a pod, no --kubeconfig, no KUBECONFIG, no
+    ~/.kube/config: exit 1 naming --demo; demo data only when --demo asks for it."""
+    result = serve_with("", KUBECONFIG="", HOME=str(tmp_path))
+    line = error_line(result)
+    assert line.startswith("kdns: no Kubernetes cluster found"), line
+    assert "--demo" in line and "--kubeconfig" in line
+    assert "DEMO" not in result.stderr

@@ -1,6 +1,7 @@
 """Finding the API server: in-cluster service account, else --kubeconfig, else KUBECONFIG /
-~/.kube/config (the order client-go and kubectl use). None of them: the caller falls back to
-the demo cluster, loudly; inside a cluster it never does.
+~/.kube/config (the order client-go and kubectl use). A kubeconfig that is named (by
+--kubeconfig or $KUBECONFIG) and missing is an error; none of them at all is an error too
+(the caller says so): kdns serves demo data only when --demo asks for it.
 
 Importing this module costs nothing: kubernetes_asyncio (through ``kdns.k8s.kube``) is imported
 when a cluster connection is made, so ``--demo`` and ``--objects`` never load it.
@@ -32,11 +33,17 @@ def in_cluster() -> bool:
 
 
 def default_kubeconfig() -> str | None:
-    """The kubeconfig kubectl would use: the first file of $KUBECONFIG, else ~/.kube/config."""
+    """The kubeconfig kubectl would use: the first file of $KUBECONFIG, else ~/.kube/config.
+    A $KUBECONFIG none of whose files exists is an error (ClusterConfigError), never "no
+    cluster": whoever set it meant a cluster."""
     env = os.environ.get("KUBECONFIG", "")
-    for candidate in env.split(os.pathsep):
-        if candidate and Path(candidate).is_file():
+    named = [candidate for candidate in env.split(os.pathsep) if candidate]
+    for candidate in named:
+        if Path(candidate).is_file():
             return candidate
+    if named:
+        check_kubeconfig(named[0])  # the one-line reason: no such file, a directory, ...
+        raise ClusterConfigError(f"KUBECONFIG={env}: no such file")
     home = Path.home() / ".kube" / "config"
     return str(home) if home.is_file() else None
 
