@@ -159,12 +159,46 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
         if args.command == "check-config":
             config = build_config(args.file, environ)
             _warn_env(environ, config)
+            problem = check_loads(config)
+            if problem is not None:
+                print(f"kdns: {problem}", file=sys.stderr)
+                return 1
             print(config.to_toml(), end="")
             return 0
         return _serve(args, environ)
     except ConfigError as exc:
         print(f"kdns: {exc}", file=sys.stderr)
         return 1
+
+
+def check_loads(config: Config) -> str | None:
+    """Load what ``serve`` loads at start, serving nothing: local zone and hosts files, the
+    block lists views use, ``--objects`` manifests, a named kubeconfig and the forwarding
+    plan. The first problem as one line, or None. Stricter than ``serve`` in one place: a block
+    list that cannot be read is a problem here (``serve`` starts without it and logs)."""
+    from kdns.k8s.client import ClusterConfigError, check_kubeconfig
+    from kdns.k8s.sources import SourceError, load_objects
+    from kdns.parts import StartupError, build_forwarder, build_registry, load_list
+
+    try:
+        build_registry(config)  # loads every [[zones]] file (hosts files included)
+        build_forwarder(config)
+        used = {name for view in config.views for name in view.blocklists}
+        for index, spec in enumerate(config.blocklists):
+            if spec.name not in used or not spec.file:
+                continue
+            try:
+                load_list(spec.file, spec.format)
+            except OSError as exc:
+                reason = exc.strerror or str(exc)
+                return f"blocklists[{index}] ({spec.name}): cannot read {spec.file}: {reason}"
+        if config.objects:
+            load_objects(config.objects)
+        elif config.kubeconfig and not config.demo:
+            check_kubeconfig(config.kubeconfig)
+    except (StartupError, SourceError, ClusterConfigError) as exc:
+        return str(exc)
+    return None
 
 
 def _serve(args: argparse.Namespace, env: Mapping[str, str]) -> int:

@@ -375,3 +375,54 @@ def test_kubernetes_disabled_without_forwarding_has_nothing_to_serve(tmp_path):
         "kdns: nothing to serve: kubernetes.enabled is false, no --demo or --objects, and no "
         "forwarding (--no-forward, or no upstreams)"
     )
+
+
+# --- check-config loads what serve loads (issue 22 item 9) ------------------------------------
+
+
+def _checked(tmp_path, text, capsys):
+    path = tmp_path / "kdns.toml"
+    path.write_text(text)
+    code = main(["check-config", str(path)], env={})
+    return code, capsys.readouterr()
+
+
+def test_check_config_refuses_a_missing_zone_file(capsys, tmp_path):
+    missing = tmp_path / "gone.zone"
+    code, out = _checked(
+        tmp_path, f'[[zones]]\nname = "lab.example.com"\nfile = "{missing}"\n', capsys
+    )
+    assert code == 1 and out.out == ""
+    assert out.err.startswith("kdns: zones[0] (lab.example.com): ") and str(missing) in out.err
+
+
+def test_check_config_refuses_a_broken_zone_file(capsys, tmp_path):
+    zone = tmp_path / "lab.zone"
+    zone.write_text(
+        "$ORIGIN lab.example.com.\n@ 300 IN SOA ns hostmaster 1 2 3 4 5\nwww A not-an-ip\n"
+    )
+    code, out = _checked(
+        tmp_path, f'[[zones]]\nname = "lab.example.com"\nfile = "{zone}"\n', capsys
+    )
+    assert code == 1 and out.err.startswith("kdns: zones[0] (lab.example.com): ")
+
+
+def test_check_config_refuses_an_unreadable_block_list(capsys, tmp_path):
+    missing = tmp_path / "ads.hosts"
+    text = (
+        f'[[blocklists]]\nname = "ads"\nfile = "{missing}"\n'
+        '[[views]]\nname = "lan"\nnetworks = ["192.168.1.0/24"]\nblocklists = ["ads"]\n'
+    )
+    code, out = _checked(tmp_path, text, capsys)
+    assert code == 1
+    assert out.err.startswith(f"kdns: blocklists[0] (ads): cannot read {missing}: "), out.err
+    missing.write_text("0.0.0.0 ads.example.com\n")
+    code, out = _checked(tmp_path, text, capsys)
+    assert code == 0, out.err
+
+
+def test_check_config_loads_objects_files(capsys, tmp_path):
+    objects = tmp_path / "cluster.yaml"
+    objects.write_text("kind: Service\nmetadata: [\n")
+    code, out = _checked(tmp_path, f'[kubernetes]\nobjects = ["{objects}"]\n', capsys)
+    assert code == 1 and out.err.startswith(f"kdns: objects: {objects}"), out.err
