@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -423,7 +424,10 @@ def test_to_toml_round_trips(write_toml, config):
     text = config.to_toml()
     tomllib.loads(text)  # valid TOML on its own
     path = write_toml(text)
-    assert build_config(path) == dataclasses.replace(config, config_file=path)
+    # A relative path in a file names a file beside it (issue 22 item 11).
+    here = os.path.dirname(os.path.abspath(path))
+    objects = tuple(os.path.normpath(os.path.join(here, p)) for p in config.objects)
+    assert build_config(path) == dataclasses.replace(config, config_file=path, objects=objects)
 
 
 def test_to_toml_uses_canonical_keys_and_leaves_unset_out():
@@ -518,3 +522,52 @@ ENV_WARNINGS = [
 def test_env_warnings(env, warnings):
     assert env_warnings(env) == warnings
     build_config(None, env)  # never an error
+
+
+# --- zones from every layer; paths beside the file (issue 22 items 10, 11) --------------------
+
+
+def test_zone_file_flag_adds_to_the_files_zones(write_toml, tmp_path):
+    """--zone-file adds a zone to the file's [[zones]]; it does not replace them."""
+    path = write_toml('[[zones]]\nname = "home.example.com"\nrecords = ["nas A 192.0.2.1"]\n')
+    lab = str(tmp_path / "lab.zone")
+    config = build_config(path, {}, {"local_zones": [f"lab.example.com={lab}"]})
+    assert [(z.name, z.file) for z in config.local_zones] == [
+        ("home.example.com", None),
+        ("lab.example.com", lab),
+    ]
+    env = build_config(path, {"KDNS_ZONE_FILE": f"lab.example.com={lab}"})
+    assert [z.name for z in env.local_zones] == ["home.example.com", "lab.example.com"]
+
+
+def test_a_zone_defined_twice_is_one_line(write_toml, tmp_path):
+    path = write_toml('[[zones]]\nname = "home.example.com"\nrecords = ["nas A 192.0.2.1"]\n')
+    with pytest.raises(ConfigError) as caught:
+        build_config(path, {}, {"local_zones": [f"home.example.com={tmp_path / 'z'}"]})
+    assert str(caught.value) == (
+        "config: --zone-file: zone home.example.com is already defined by zones"
+    )
+    with pytest.raises(ConfigError, match="--hosts-file: zone home.example.com is already"):
+        build_config(path, {}, {"hosts_files": [f"home.example.com={tmp_path / 'h'}"]})
+
+
+def test_relative_paths_in_a_file_name_files_beside_it(tmp_path, monkeypatch):
+    """nginx, CoreDNS and systemd read a config file's relative paths against its directory,
+    not the working directory; flags and the environment keep the working directory's."""
+    folder = tmp_path / "etc" / "kdns"
+    folder.mkdir(parents=True)
+    path = folder / "kdns.toml"
+    path.write_text(
+        '[kubernetes]\nobjects = ["cluster.yaml", "/abs/other.yaml"]\nkubeconfig = "kc/config"\n'
+        '[forward]\nresolv_conf = "../resolv.conf"\n'
+        '[[zones]]\nname = "lab.example.com"\nfile = "zones/lab.zone"\n'
+        '[[blocklists]]\nname = "ads"\nfile = "lists/ads.hosts"\n'
+    )
+    monkeypatch.chdir(tmp_path)
+    config = build_config("etc/kdns/kdns.toml", {}, {"tls_ca_file": "ca.pem"})
+    assert config.objects == (str(folder / "cluster.yaml"), "/abs/other.yaml")
+    assert config.kubeconfig == str(folder / "kc" / "config")
+    assert config.resolv_conf == str(tmp_path / "etc" / "resolv.conf")
+    assert config.local_zones[0].file == str(folder / "zones" / "lab.zone")
+    assert config.blocklists[0].file == str(folder / "lists" / "ads.hosts")
+    assert config.tls_ca_file == "ca.pem"  # a flag: the working directory's

@@ -15,6 +15,7 @@ that parses to the same ``Config`` (``kdns check-config`` prints it).
 from __future__ import annotations
 
 import difflib
+import os
 import re
 import tomllib
 from collections.abc import Mapping
@@ -371,10 +372,26 @@ def build_config(
         file = env.get(CONFIG_ENV) or None
     values: dict[str, Any] = {}
     origins: dict[str, str] = {}  # field -> the key that set it last, for conflict messages
+    layers: list[tuple[dict[str, Any], dict[str, str]]] = []
     if file is not None:
-        values.update(_file_layer(_read_toml(file), origins))
-    values.update(_env_layer(env, origins))
-    values.update(_flag_layer(flags or {}, origins))
+        layer: dict[str, str] = {}
+        from_file = _file_layer(_read_toml(file), layer)
+        layers.append((_relative_to(os.path.dirname(os.path.abspath(file)), from_file), layer))
+    env_origins: dict[str, str] = {}
+    flag_origins: dict[str, str] = {}
+    layers.append((_env_layer(env, env_origins), env_origins))
+    layers.append((_flag_layer(flags or {}, flag_origins), flag_origins))
+    zones: list[tuple[str, str, Any]] = []  # (field, the key that gave it, zone), all layers
+    for layer_values, layer_origins in layers:
+        for field in _MERGED:
+            if field in layer_values:
+                key = layer_origins[field]
+                zones += [(field, key, zone) for zone in layer_values.pop(field)]
+                origins[field] = key
+        values.update(layer_values)
+        origins.update(layer_origins)
+    if zones:
+        values.update(_merge_zones(zones))
     if values.get("hosts_files"):  # --hosts-file ZONE=PATH is a [[zones]] format = "hosts"
         origins.setdefault("local_zones", origins["hosts_files"])
         values["local_zones"] = _Tables(_LocalZone()).check(
@@ -382,6 +399,45 @@ def build_config(
         )
     _check_conflicts(values, origins)
     return Config(**values, config_file=file)
+
+
+# [[zones]] of the file, KDNS_ZONE_FILE / KDNS_HOSTS_FILE and --zone-file / --hosts-file add up
+# (a flag adds a zone to the file's, it does not replace them); one zone given twice is an error.
+_MERGED = ("local_zones", "hosts_files")
+
+
+def _merge_zones(zones: list[tuple[str, str, Any]]) -> dict[str, Any]:
+    seen: dict[str, str] = {}
+    out: dict[str, list[Any]] = {field: [] for field in _MERGED}
+    for field, key, zone in zones:
+        if zone.name in seen:
+            raise ConfigError(key, f"zone {zone.name} is already defined by {seen[zone.name]}")
+        seen[zone.name] = key
+        out[field].append(zone)
+    return {field: tuple(items) for field, items in out.items() if items}
+
+
+def _relative_to(base: str, values: dict[str, Any]) -> dict[str, Any]:
+    """A config file's relative paths name files beside it (as nginx, CoreDNS and systemd
+    read theirs), whatever the working directory: every path setting and every table's
+    ``file`` is made absolute against the file's directory."""
+
+    def fix(path: str) -> str:
+        return path if os.path.isabs(path) else os.path.normpath(os.path.join(base, path))
+
+    out = dict(values)
+    for field, value in values.items():
+        kind = _BY_FIELD[field].kind
+        if isinstance(kind, _Path) and isinstance(value, str):
+            out[field] = fix(value)
+        elif isinstance(kind, _List) and isinstance(kind.item, _Path):
+            out[field] = tuple(fix(item) for item in value)
+        elif isinstance(value, tuple) and value and all(hasattr(v, "_replace") for v in value):
+            out[field] = tuple(
+                v._replace(file=fix(v.file)) if isinstance(getattr(v, "file", None), str) else v
+                for v in value
+            )
+    return out
 
 
 def _check_conflicts(values: Mapping[str, Any], origins: Mapping[str, str]) -> None:
