@@ -138,6 +138,28 @@ def _require_command(parser: argparse.ArgumentParser, argv: list[str]) -> None:
         parser.error(f"a command is required: did you mean `kdns serve {shlex.join(argv)}`?")
 
 
+def _unknown_flag(argv: list[str], unknown: list[str]) -> None:
+    """An unknown option is named, with the closest option of its command (``--lisen``: did
+    you mean ``--listen``?), in one line instead of the top-level usage. Exits 2."""
+    import difflib
+
+    command = next((word for word in argv if word in COMMANDS), None)
+    parser = build_parser()
+    sub = None
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction) and command is not None:
+            sub = action.choices.get(command)
+    target = sub or parser
+    options = [o for a in target._actions for o in a.option_strings if o.startswith("--")]
+    word = next((w for w in unknown if w.startswith("-")), unknown[0])
+    name = word.partition("=")[0]
+    close = difflib.get_close_matches(name, options, n=1, cutoff=0.6)
+    hint = f": did you mean {close[0]}?" if close else ""
+    what = f"unknown option {name}" if name.startswith("-") else f"unexpected argument {name!r}"
+    print(f"{target.prog}: error: {what}{hint} ({target.prog} --help lists them)", file=sys.stderr)
+    raise SystemExit(2)
+
+
 def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> int:
     """Run the command line; returns the exit status. ``env`` defaults to ``os.environ``."""
     args_list = list(sys.argv[1:] if argv is None else argv)
@@ -145,7 +167,9 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
     try:
         parser = build_parser()
         _require_command(parser, args_list)
-        args = parser.parse_args(args_list)
+        args, unknown = parser.parse_known_args(args_list)
+        if unknown:
+            _unknown_flag(args_list, unknown)
     except SystemExit as exc:  # argparse: --help/--version (0), usage errors (2)
         return exc.code if isinstance(exc.code, int) else 1
     try:

@@ -166,7 +166,11 @@ def test_bad_config_file_exits_1_with_one_line(served, capsys, tmp_path):
 )
 def test_usage_errors_keep_argparse_exit_2(served, capsys, argv):
     assert main(argv, env={}) == 2
-    assert "usage: kdns" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    if "--no-such-flag" in argv:  # one line naming it (issue 22 item 13)
+        assert "error: unknown option --no-such-flag" in err
+    else:
+        assert "usage: kdns" in err
     assert served == []
 
 
@@ -426,3 +430,21 @@ def test_check_config_loads_objects_files(capsys, tmp_path):
     objects.write_text("kind: Service\nmetadata: [\n")
     code, out = _checked(tmp_path, f'[kubernetes]\nobjects = ["{objects}"]\n', capsys)
     assert code == 1 and out.err.startswith(f"kdns: objects: {objects}"), out.err
+
+
+@pytest.mark.parametrize(
+    ("argv", "line"),
+    [
+        (["serve", "--lisen", "127.0.0.1:53"],
+         "kdns serve: error: unknown option --lisen: did you mean --listen? (kdns serve --help lists them)"),
+        (["serve", "--demo", "--kubconfig=x"],
+         "kdns serve: error: unknown option --kubconfig: did you mean --kubeconfig? (kdns serve --help lists them)"),
+        (["serve", "--zzzzzz"], "kdns serve: error: unknown option --zzzzzz (kdns serve --help lists them)"),
+        (["version", "extra"], "kdns version: error: unexpected argument 'extra' (kdns version --help lists them)"),
+    ],
+)  # fmt: skip
+def test_a_typod_flag_names_the_closest_one(capsys, argv, line):
+    """Issue 22 item 13: one line naming the closest option, not the top-level usage."""
+    assert main(argv, env={}) == 2
+    err = capsys.readouterr().err
+    assert err.strip().splitlines() == [line]
