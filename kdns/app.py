@@ -178,6 +178,7 @@ class App:
         self.cluster: ClusterSource | None = None
         self.stopping = asyncio.Event()
         self.lameduck = False
+        self.stop_signal: int | None = None  # the signal that started the shutdown
         self.pool: Pool | None = None  # --workers: the workers (in the first process)
         self.seat: Seat | None = None  # --workers: this process is a worker
         self._config_digest = self._file_digest()
@@ -376,6 +377,7 @@ class App:
                 log.warning("second %s: exiting now", signal.Signals(signum).name)
                 os._exit(1)
             log.info("%s received: shutting down", signal.Signals(signum).name)
+            self.stop_signal = signum
             self.stopping.set()
 
         def on_hup() -> None:
@@ -453,11 +455,22 @@ class App:
         log.info("stopped")
         return 0
 
+    def interactive_stop(self) -> bool:
+        """Stopped by SIGINT (Ctrl-C) with a terminal on stdin, or serving the demo."""
+        if self.stop_signal != signal.SIGINT:
+            return False
+        try:
+            tty = sys.stdin is not None and sys.stdin.isatty()
+        except (OSError, ValueError):
+            tty = False
+        return tty or self.config.demo
+
     async def shutdown(self) -> None:
         """Lameduck (CoreDNS health lameduck): keep answering while /ready fails, so the
         Service drops this endpoint before the sockets close; then stop accepting, let TCP
-        connections finish, and release everything."""
-        if self.config.lameduck > 0:
+        connections finish, and release everything. Ctrl-C on an interactive run (a terminal,
+        or --demo) skips the lameduck: nobody routes to it, and a restart must bind at once."""
+        if self.config.lameduck > 0 and not self.interactive_stop():
             self.lameduck = True
             log.info("lameduck for %.1fs: answering, /ready reports 503", self.config.lameduck)
             await asyncio.sleep(self.config.lameduck)

@@ -96,6 +96,7 @@ class Kdns:
     def __enter__(self) -> Kdns:
         self.proc = subprocess.Popen(
             kdns_command(*self.args),
+            stdin=subprocess.DEVNULL,  # never a terminal: Ctrl-C handling is not interactive
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             text=True,

@@ -21,7 +21,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
-from tests.kdnsproc import LOOPBACK, Kdns, fixed_port, run_kdns
+from tests.kdnsproc import LOOPBACK, ROOT, Kdns, fixed_port, run_kdns
 
 DEMO_NAME = "web.shop.svc.cluster.local"
 METRIC_NAME = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
@@ -344,3 +344,30 @@ def test_workers_share_the_port_and_stop_together() -> None:
             not Path(f"/proc/{pid}").exists()
             or "Z" in Path(f"/proc/{pid}/stat").read_text().split()[2]
         )
+
+
+def test_ctrl_c_on_the_demo_stops_at_once_and_a_restart_binds() -> None:
+    """Issue 22 item 14: Ctrl-C (SIGINT) on an interactive run (--demo, or a terminal) skips
+    the lameduck, so `make demo` stops at once and started again binds the same ports."""
+    port = fixed_port()
+    args = ("--demo", "--listen", f"{LOOPBACK}:{port}", "--lameduck", "60")
+    with Kdns(*args, listen=False) as first:
+        assert first.proc is not None
+        first.proc.send_signal(signal.SIGINT)
+        assert first.proc.wait(30) == 0  # not the 60 s lameduck
+        assert "lameduck" not in first.log
+    with Kdns(*args, listen=False) as second:  # the same port, at once
+        assert second.port == port and second.query(DEMO_NAME).answer
+
+
+def test_sigint_without_a_terminal_keeps_the_lameduck(tmp_path: Path) -> None:
+    """Not interactive (no terminal, not the demo): SIGINT drains like SIGTERM."""
+    objects = tmp_path / "cluster.yaml"
+    objects.write_text((ROOT / "kdns" / "k8s" / "demo.yaml").read_text())
+    with Kdns("--objects", str(objects), "--lameduck", "30") as proc:
+        assert proc.proc is not None
+        proc.proc.send_signal(signal.SIGINT)
+        eventually(lambda: proc.get("ready")[0] == 503, timeout=30)
+        assert proc.proc.poll() is None  # in its lameduck
+        proc.proc.send_signal(signal.SIGINT)  # a second one exits
+        proc.proc.wait(30)
