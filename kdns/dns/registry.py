@@ -72,8 +72,8 @@ _ENTRY = struct.Struct("!HH")
 SHARDS = 64
 # Derived answers are kept for these query types (class IN), so a change drops a bounded set of
 # keys per name; other types are computed per query (rare, and cheap).
-MEMO_TYPES = (A, NS, CNAME, SOA, PTR, 15, TXT, AAAA, SRV, 35, 43, 48, 64, 65, 257, ANY)
-MEMO_SUFFIXES = tuple(struct.pack("!HH", t, 1) for t in MEMO_TYPES)
+MEMO_TYPES = frozenset((A, NS, CNAME, SOA, PTR, 15, TXT, AAAA, SRV, 35, 43, 48, 64, 65, 257, ANY))
+MEMO_SUFFIXES = tuple(struct.pack("!HH", t, 1) for t in sorted(MEMO_TYPES))
 MAX_DERIVED = 65536  # about 8.5 MiB when full (131 B per remembered question)
 DNS_VERSION_TTL = 28800  # CoreDNS kubernetes.go: the dns-version TXT has a fixed TTL
 _QSUFFIX = struct.Struct("!HH")

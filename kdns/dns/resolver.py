@@ -74,8 +74,9 @@ class Resolver:
         self.misses = previous.misses
         self.derived = previous.derived
 
-    def resolve(self, qname: bytes, qtype: int, qclass: int = CLASS_IN) -> Answer:
-        """Answer a question; ``qname`` is the lowercased wire name."""
+    def resolve(self, qname: bytes, qtype: int, qclass: int = CLASS_IN, key: bytes = b"") -> Answer:
+        """Answer a question; ``qname`` is the lowercased wire name, ``key`` its question key
+        when the caller has it (the hot path does)."""
         self.misses += 1
         registry = self.registry
         if qclass == CLASS_ANY:
@@ -107,7 +108,7 @@ class Resolver:
             # Negative, computed and ANY answers are derived once per state of the registry:
             # the next asker of the same question is served by the hot path's second lookup.
             self.derived += 1
-            registry.remember(question_key(qname, qtype), answer)
+            registry.remember(key or question_key(qname, qtype), answer)
         return answer
 
     def _in_zone(self, qname: bytes, qtype: int, zone: Zone) -> Answer:

@@ -176,6 +176,7 @@ class ZoneSet:
 
     def __init__(self, zones: list[Zone]) -> None:
         self.by_apex: dict[bytes, Zone] = {z.apex: z for z in zones}
+        self._lengths = frozenset(map(len, self.by_apex))  # find() looks up these suffixes only
         # Apexes that take gateway hostnames (a gateway zone, or a zone of another kind with
         # the same apex that also serves them).
         self.gateway_apexes: frozenset[bytes] = frozenset(
@@ -211,6 +212,7 @@ class ZoneSet:
             zone = Zone(text, GATEWAY, ttl)
             self.by_apex.setdefault(zone.apex, zone)
             apexes.add(zone.apex)
+        self._lengths = frozenset(map(len, self.by_apex))
         self.gateway_apexes = frozenset(apexes)
 
     @property
@@ -223,12 +225,14 @@ class ZoneSet:
     def find(self, qname: bytes) -> Zone | None:
         """The most specific zone containing ``qname`` (longest suffix on a label boundary)."""
         by_apex = self.by_apex
+        lengths = self._lengths
+        size = len(qname)
         pos = 0
-        end = len(qname) - 1
-        while pos < end:
-            zone = by_apex.get(qname[pos:] if pos else qname)
-            if zone is not None:
-                return zone
+        while pos < size - 1:
+            if size - pos in lengths:  # a suffix no apex is as long as cannot be one
+                zone = by_apex.get(qname[pos:] if pos else qname)
+                if zone is not None:
+                    return zone
             pos += qname[pos] + 1
         return None
 

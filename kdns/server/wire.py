@@ -21,7 +21,7 @@ from kdns.dns.records import BADVERS, FORMERR, NOERROR, NOTIMP, OPT, REFUSED
 from kdns.server.meter import FAST_DURATION, TCP4, UDP4, Meter
 from kdns.server.stats import Stats
 
-Lookup = Callable[[bytes, int, int], Answer]
+Lookup = Callable[[bytes, int, int, bytes], Answer]  # name, qtype, qclass, question key
 
 MIN_UDP = 512  # RFC 1035 4.2.1 without EDNS
 MAX_TCP = 65535  # RFC 1035 4.2.2: two-byte length prefix
@@ -361,7 +361,7 @@ class Responder:
                     # RFC 6895 3.1: OPT, TKEY and TSIG are meta-types, never asked for; type 0
                     # is reserved. Such a question is malformed (as BIND and Knot answer).
                     return self.reply(data, qend, edns, tcp, FORMERR_ANSWER)
-                answer = self.resolve(name, qtype, qclass)
+                answer = self.resolve(name, qtype, qclass, key)
                 if answer is FORWARD or answer is TRANSFER:
                     query = Query(data, name, qtype, qend, edns, channel, self)
                     if answer is TRANSFER:
