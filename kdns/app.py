@@ -326,6 +326,7 @@ class App:
     def _start_static(self, source: StaticSource) -> None:
         self.source = source
         source.lock = self._reload_lock  # its reloads and registry rebuilds take turns
+        source.stats = self.stats  # empty reads kept out: kdns_objects_reloads_kept_total
         source.load()
         source.start()
 

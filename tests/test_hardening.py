@@ -37,6 +37,7 @@ from kdns.k8s.static import StaticSource
 from kdns.model import Endpoint, EndpointPort, EndpointSlice, Service, ServicePort
 from kdns.server.meter import TCP4, UDP4
 from kdns.server.rrl import DROP, SEND, SLIP, Rrl, slip_reply
+from kdns.server.stats import Stats
 from kdns.server.wire import Responder
 from tests.kdnsproc import LOOPBACK, Kdns
 
@@ -321,16 +322,25 @@ def test_a_rewrite_cut_short_with_fewer_endpoints_is_not_applied(tmp_path: Path)
     assert len(registry.slices[("default", "big-1")].endpoints) == 100
 
 
-def test_an_empty_file_that_stays_empty_is_applied(tmp_path: Path) -> None:
-    """Item 5: emptying the file on purpose still works, after the settle."""
+def test_an_empty_file_keeps_the_last_good_objects(tmp_path: Path) -> None:
+    """Issue 22 item 16: a file with no objects that stays empty (a failed `kubectl get >
+    file`) is logged and counted, and the last good objects keep being served; an empty set is
+    applied only from a file that says so, `kind: List` with `items: []`."""
     path = tmp_path / "objects.yaml"
     path.write_text(yaml.safe_dump_all(_services(3)))
     registry = make()
     source = StaticSource(registry, paths=(str(path),), settle=0.01)
+    source.stats = Stats()
     source.load()
     path.write_text("")
+    assert not asyncio.run(source.poll())
+    assert len(registry.services) == 3 and source.empty_kept == 1
+    assert source.stats.objects_kept == 1  # kdns_objects_reloads_kept_total
+    assert not asyncio.run(source.poll())  # unchanged since: not counted again
+    assert source.empty_kept == 1
+    path.write_text("apiVersion: v1\nkind: List\nitems: []\n")
     assert asyncio.run(source.poll())
-    assert not registry.services
+    assert not registry.services and source.empty_kept == 1
 
 
 # --- item 8: skipped values are logged once and counted ---------------------------------------

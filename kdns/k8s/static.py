@@ -15,6 +15,12 @@ ports: a file cut short mid-write can parse with every object and fewer endpoint
 milliseconds, so a large manifest does not stop DNS while it is rendered (each object is swapped
 in whole: a query never sees half a Service).
 
+A read with no objects at all is never applied: ``kubectl get ... > file`` that fails (no
+cluster, no credentials) leaves exactly an empty file, and applying it would empty the cluster.
+It is logged and counted (``kdns_objects_reloads_kept_total``) and the last good objects keep
+being served, unless the files say they are empty on purpose: a ``kind: List`` with
+``items: []`` (what ``kubectl get -o yaml`` prints for nothing).
+
 An apply holds ``lock`` (the app's reload lock): a config reload that rebuilds the registry
 waits for it to finish, so it never swaps the registry out while the file is half applied into
 the old one. Should the registry be swapped anyway (``set_registry`` by someone not holding the
@@ -36,6 +42,7 @@ from kdns.dns.registry import Registry
 from kdns.k8s.demo import demo_objects
 from kdns.k8s.sources import SourceError, load_objects, manifest_files
 from kdns.model import KINDS, EndpointSlice, KubeObject, Namespace, Service
+from kdns.server.stats import Stats
 
 log = logging.getLogger("kdns.sources")
 
@@ -70,6 +77,23 @@ async def apply_gradually(
             if clock() - started > budget:
                 await asyncio.sleep(0)
                 started = clock()
+
+
+def declares_empty(paths: tuple[str, ...]) -> bool:
+    """True when a manifest says "no objects" on purpose: a ``kind: List`` with ``items: []``
+    (kubectl's output for an empty result), as opposed to an empty or truncated file."""
+    import yaml
+
+    for path in manifest_files(paths):
+        try:
+            with open(path, "rb") as handle:
+                documents = list(yaml.safe_load_all(handle))
+        except (OSError, yaml.YAMLError):
+            continue
+        for doc in documents:
+            if isinstance(doc, dict) and doc.get("kind") == "List" and doc.get("items") == []:
+                return True
+    return False
 
 
 def _weight(objects: list[KubeObject]) -> int:
@@ -132,6 +156,8 @@ class StaticSource:
         self._weight = 0  # size of the last good read (see _weight)
         self._digest = b""
         self._task: asyncio.Task[None] | None = None
+        self.empty_kept = 0  # reloads that read no objects and kept the last good ones
+        self.stats: Stats | None = None  # counts them for /metrics too
         self.lock: asyncio.Lock | None = None  # taken around each reload's apply (see above)
 
     def set_registry(self, registry: Registry) -> None:
@@ -216,6 +242,19 @@ class StaticSource:
             return False
         if digest == self._digest:
             return False  # the rewrite ended where it started
+        if not objects and self._weight and not await asyncio.to_thread(declares_empty, self.paths):  # fmt: skip
+            # An empty file (a failed `kubectl get > file`) is not an empty cluster. Looked
+            # at again on the next change of the files.
+            self._digest = digest
+            self.empty_kept += 1
+            if self.stats is not None:
+                self.stats.objects_kept += 1
+            log.warning(
+                "manifests %s hold no objects: keeping the last good objects (write a "
+                "`kind: List` with `items: []` to serve an empty cluster)",
+                ", ".join(self.paths),
+            )
+            return False
         self._digest = digest
         self._weight = _weight(objects)
         async with self.lock or contextlib.nullcontext():

@@ -221,6 +221,26 @@ class _Collector(Collector):
             value=stats.tcp_write_timeouts,
         )
         yield CounterMetricFamily(
+            "kdns_objects_reloads_kept",
+            "--objects reloads that read no objects (an empty file) and kept the last good ones",
+            value=stats.objects_kept,
+        )
+        yield CounterMetricFamily(
+            "kdns_config_reloads_rejected",
+            "Config reloads refused whole: the running config stays as it was",
+            value=stats.config_reloads_rejected,
+        )
+        yield CounterMetricFamily(
+            "kdns_config_reloads_restart_needed",
+            "Config reloads that changed settings only a restart applies (not applied)",
+            value=stats.config_restart_needed,
+        )
+        yield CounterMetricFamily(
+            "kdns_worker_spawner_restarts",
+            "Worker spawner processes that died (OOM killer, ...) and were started again",
+            value=stats.spawner_restarts,
+        )
+        yield CounterMetricFamily(
             "kdns_tcp_connections_evicted",
             "Idle TCP connections closed to make room for a new one (tcp_max_connections)",
             value=stats.tcp_evicted,

@@ -18,6 +18,10 @@ class Stats:
         "rrl_slipped",
         "tcp_write_timeouts",
         "tcp_evicted",
+        "objects_kept",
+        "config_reloads_rejected",
+        "config_restart_needed",
+        "spawner_restarts",
     )
 
     def __init__(self) -> None:
@@ -34,6 +38,10 @@ class Stats:
         self.rrl_slipped = 0  # ... sent truncated instead (RRL slip)
         self.tcp_write_timeouts = 0  # TCP clients that did not read their answers in time
         self.tcp_evicted = 0  # idle TCP connections closed for a newcomer (limit reached)
+        self.objects_kept = 0  # --objects reloads that read no objects: last good ones kept
+        self.config_reloads_rejected = 0  # config reloads refused whole (the old one runs on)
+        self.config_restart_needed = 0  # reloads that changed settings only a restart applies
+        self.spawner_restarts = 0  # worker spawners that died and were started again
 
     def as_dict(self) -> dict[str, int]:
         return {name: getattr(self, name) for name in self.__slots__}
