@@ -179,6 +179,7 @@ class App:
         self.stopping = asyncio.Event()
         self.lameduck = False
         self.stop_signal: int | None = None  # the signal that started the shutdown
+        self.exit_code = 0  # 1 after the worker spawner died (the pod should restart)
         self.pool: Pool | None = None  # --workers: the workers (in the first process)
         self.seat: Seat | None = None  # --workers: this process is a worker
         self._config_digest = self._file_digest()
@@ -416,10 +417,18 @@ class App:
         others.append(self.metrics.process_snapshot(self.pool.spawner))
         return self.metrics.render(others)
 
+    def _spawner_lost(self, why: str) -> None:
+        """--workers: the spawner died (its workers with it). Count it, then stop (lameduck
+        first, /ready 503) and exit 1 so Kubernetes restarts the pod with every process."""
+        self.stats.spawner_restarts += 1
+        self.exit_code = 1
+        self.stopping.set()
+
     def _start_workers(self) -> None:
         self.metrics.process.share = self.pool is not None or self.seat is not None
         if self.pool is not None:
             self.pool.fold = fold_snapshot
+            self.pool.on_spawner_lost = self._spawner_lost
             self.pool.attach()
         if self.seat is not None:
             self._spawn(self.seat.serve(self.metrics.snapshot_bytes, self._parent_gone))
@@ -454,7 +463,7 @@ class App:
         await self.stopping.wait()
         await self.shutdown()
         log.info("stopped")
-        return 0
+        return self.exit_code
 
     def interactive_stop(self) -> bool:
         """Stopped by SIGINT (Ctrl-C) with a terminal on stdin, or serving the demo."""

@@ -322,3 +322,40 @@ def test_merge_sums_counters_and_keeps_copies_of_facts_single() -> None:
     retired = metrics.fold(None, second)
     assert [f[0] for f in retired] == ["kdns_dns_requests"]
     assert metrics.fold(retired, second)[0][4][0][2] == 8.0
+
+
+def test_a_killed_spawner_is_reaped_and_kdns_stops_to_be_restarted_whole() -> None:
+    """Issue 22 item 15: the OOM killer takes the spawner (and so its workers): it is reaped
+    (no zombie), logged, counted, and kdns stops (lameduck, then exit 1) so Kubernetes
+    restarts the pod with every process instead of it serving alone at reduced capacity."""
+    port = fixed_port()
+    with Kdns(
+        "--demo", "--workers", "2", "--lameduck", "1", listen=False,
+        env={"KDNS_LISTEN": f"{LOOPBACK}:{port}"},
+    ) as proc:  # fmt: skip
+        _eventually(lambda: proc.log.count("serving {") >= 2)
+        spawner, (worker,) = _worker_pids(proc)
+        assert proc.proc is not None
+        os.kill(spawner, signal.SIGKILL)
+        assert proc.proc.wait(60) == 1
+        assert f"the worker spawner (pid {spawner}) killed by SIGKILL" in proc.log
+        assert "stopping so the pod restarts" in proc.log
+    _eventually(lambda: not _alive(spawner) and not _alive(worker))
+
+
+def test_the_spawner_death_counter_is_exported() -> None:
+    from kdns.dns.resolver import Resolver
+    from kdns.metrics import Sources, _Collector
+    from kdns.server.stats import Stats
+    from tests.test_registry import make
+
+    stats = Stats()
+    stats.spawner_deaths = 1
+    registry = make()
+    resolver = Resolver(registry)
+    sources = Sources(stats, None, lambda: registry, lambda: resolver, lambda: None, "dns://:53")
+    found = {}
+    for family in _Collector(sources, False).collect():
+        if family.name.startswith("kdns_worker_spawner"):
+            found[family.name] = family.samples[0].value
+    assert found == {"kdns_worker_spawner_deaths": 1}

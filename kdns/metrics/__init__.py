@@ -236,9 +236,9 @@ class _Collector(Collector):
             value=stats.config_restart_needed,
         )
         yield CounterMetricFamily(
-            "kdns_worker_spawner_restarts",
-            "Worker spawner processes that died (OOM killer, ...) and were started again",
-            value=stats.spawner_restarts,
+            "kdns_worker_spawner_deaths",
+            "Worker spawner deaths (OOM killer, ...): kdns then stops so the pod restarts whole",
+            value=stats.spawner_deaths,
         )
         yield CounterMetricFamily(
             "kdns_tcp_connections_evicted",
@@ -500,21 +500,28 @@ def _forward_families(forwarder: Forwarder, prefix: str) -> Iterator[Family]:
         f"{prefix}_responses", "Upstream replies, by rcode", labels=["to", "rcode"]
     )
     rejects = broken = 0
+    # Several forward zones may send to the same upstream (a router for the LAN zone and its
+    # reverse zone): each route has its own Upstream object, but one address is one series
+    # (Prometheus rejects a scrape with duplicates), so their numbers are summed per ``to``.
+    by_to: dict[str, list[Any]] = {}
     for route in forwarder.routes.values():
         rejects += route.group.stats.overloaded
         broken += route.group.stats.all_down
         for upstream in route.group.upstreams:
-            label = [str(upstream)]
-            stats = upstream.stats
-            requests.add_metric(label, stats.requests)
-            for rcode, count in enumerate(stats.rcodes):
-                if count:
-                    responses.add_metric([str(upstream), _rcode_name(rcode)], count)
-            failures.add_metric(label, stats.failures)
-            health.add_metric(label, stats.health_check_failures)
-            up.add_metric(label, 0 if upstream.down else 1)
-            buckets = [float(c) for c in stats.latency_buckets]
-            _add_histogram(duration, label, LATENCY_BUCKETS, buckets, stats.latency_sum)
+            by_to.setdefault(str(upstream), []).append(upstream)
+    for to, same in by_to.items():
+        label = [to]
+        stats = [upstream.stats for upstream in same]
+        requests.add_metric(label, sum(s.requests for s in stats))
+        for rcode in range(max(len(s.rcodes) for s in stats)):
+            count = sum(s.rcodes[rcode] for s in stats if rcode < len(s.rcodes))
+            if count:
+                responses.add_metric([to, _rcode_name(rcode)], count)
+        failures.add_metric(label, sum(s.failures for s in stats))
+        health.add_metric(label, sum(s.health_check_failures for s in stats))
+        up.add_metric(label, 0 if any(upstream.down for upstream in same) else 1)
+        buckets = [float(sum(col)) for col in zip(*(s.latency_buckets for s in stats), strict=True)]
+        _add_histogram(duration, label, LATENCY_BUCKETS, buckets, sum(s.latency_sum for s in stats))
     yield from (requests, failures, health, up, duration, responses)
     yield CounterMetricFamily(
         f"{prefix}_max_concurrent_rejects", "Queries refused by max_concurrent", value=rejects
@@ -602,3 +609,44 @@ class BlockedQueries(Collector):
         for (view, name), count in sorted(self.counts().items()):
             family.add_metric([view, name], count)
         yield family
+
+
+class BlockListMetrics(Collector):
+    """Per configured block list or allowlist (its source's numbers): rules in use, lines
+    skipped by reason, downloads by result, the time of the last good load."""
+
+    def __init__(self, rows: Callable[[], list[tuple[str, Any]]]) -> None:
+        self.rows = rows  # (list name, kdns.dns.listfetch.Source)
+
+    def collect(self) -> Iterator[Family]:
+        entries = GaugeMetricFamily(
+            "kdns_blocklist_entries",
+            "Rules of a list in use (names, exceptions, patterns)",
+            labels=["list"],  # fmt: skip
+        )
+        skipped = GaugeMetricFamily(
+            "kdns_blocklist_skipped_rules",
+            "Lines of a list not used, by reason",
+            labels=["list", "reason"],  # fmt: skip
+        )
+        refresh = CounterMetricFamily(
+            "kdns_blocklist_refresh",
+            "Downloads of a URL list, by result",
+            labels=["list", "result"],  # fmt: skip
+        )
+        success = GaugeMetricFamily(
+            "kdns_blocklist_last_success_timestamp_seconds",
+            "When a list was last loaded from a good copy (0: never)",
+            labels=["list"],
+        )
+        for name, source in self.rows():
+            loaded = source.loaded
+            entries.add_metric([name], loaded.entries if loaded is not None else 0)
+            if loaded is not None:
+                for reason, count in sorted(loaded.skipped_by.items()):
+                    skipped.add_metric([name, reason], count)
+            if source.url is not None:
+                for result, count in sorted(source.results.items()):
+                    refresh.add_metric([name, result], count)
+            success.add_metric([name], source.last_success)
+        yield from (entries, skipped, refresh, success)

@@ -21,7 +21,7 @@ class Stats:
         "objects_kept",
         "config_reloads_rejected",
         "config_restart_needed",
-        "spawner_restarts",
+        "spawner_deaths",
     )
 
     def __init__(self) -> None:
@@ -41,7 +41,7 @@ class Stats:
         self.objects_kept = 0  # --objects reloads that read no objects: last good ones kept
         self.config_reloads_rejected = 0  # config reloads refused whole (the old one runs on)
         self.config_restart_needed = 0  # reloads that changed settings only a restart applies
-        self.spawner_restarts = 0  # worker spawners that died and were started again
+        self.spawner_deaths = 0  # the worker spawner died: kdns stops so the pod restarts
 
     def as_dict(self) -> dict[str, int]:
         return {name: getattr(self, name) for name in self.__slots__}

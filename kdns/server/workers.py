@@ -390,6 +390,11 @@ class Pool:
         self.retired: Snapshot = None  # counters of dead workers, folded by ``fold``
         self.fold: Callable[[Snapshot, Snapshot], Snapshot] = lambda old, new: old
         self.spawner_exit: int | None = None
+        # Called once when the spawner dies while this process serves (the OOM killer): the
+        # pod then runs at a fraction of its capacity, so the app stops and Kubernetes
+        # restarts it whole. A new spawner cannot be forked from here (see "Why a spawner").
+        self.on_spawner_lost: Callable[[str], None] = lambda why: None
+        self.closing = False  # a stop signal was passed on: the spawner ends as asked
 
     @property
     def processes(self) -> int:
@@ -411,11 +416,19 @@ class Pool:
                 data, fds = b"", []
             if not data:
                 asyncio.get_running_loop().remove_reader(self.ctl.fileno())
-                if not self.members:
-                    return
-                log.error("the worker spawner is gone: its workers with it; serving alone")
+                if self.closing:
+                    return  # it stopped with its workers, as asked; close() reaps it
+                why = self._reap_spawner()
                 for index in list(self.members):
                     self._drop(index)
+                log.error(
+                    "the worker spawner (pid %d) %s, and its workers with it: stopping so the "
+                    "pod restarts with all %d processes",
+                    self.spawner,
+                    why,
+                    self.size,
+                )
+                self.on_spawner_lost(why)
                 return
             message = json.loads(data)
             if "up" in message:
@@ -444,6 +457,19 @@ class Pool:
             if not future.done():
                 future.set_exception(ConnectionError("worker gone"))
         member.sock.close()
+
+    def _reap_spawner(self) -> str:
+        """Collect the dead spawner (no zombie left); how it ended, for the log."""
+        for _ in range(100):
+            try:
+                pid, status = os.waitpid(self.spawner, os.WNOHANG)
+            except ChildProcessError:
+                return "is gone"
+            if pid:
+                self.spawner_exit = status
+                return describe_status(status)
+            time.sleep(0.01)  # its socket closes a moment before it can be reaped
+        return "closed its socket"
 
     async def _read(self, member: _Member) -> None:
         loop = asyncio.get_running_loop()
@@ -501,6 +527,8 @@ class Pool:
 
     def signal(self, signum: int) -> None:
         """Pass a signal on: the spawner relays it to every worker."""
+        if signum in (signal.SIGTERM, signal.SIGINT):
+            self.closing = True
         with contextlib.suppress(ProcessLookupError):
             os.kill(self.spawner, signum)
 
