@@ -598,6 +598,17 @@ def test_probes_target_the_configured_health_and_ready_endpoints(config: Config)
     assert liveness["failureThreshold"] == 5
 
 
+def test_a_new_pod_is_ready_soon_after_kdns_is(config: Config) -> None:
+    """Issue 22 item 21: kdns is up ~1 s after start; with the default 10 s period a new pod
+    missed its first readiness probe and spent ~10 s unready in every rollout."""
+    for directory in (MANIFESTS, MANIFESTS / "lan"):
+        (deployment,) = [o for o in render_kustomization(directory) if o["kind"] == "Deployment"]
+        (kdns,) = deployment["spec"]["template"]["spec"]["containers"]
+        readiness = kdns["readinessProbe"]
+        assert readiness.get("periodSeconds", 10) <= 2, directory
+        assert readiness.get("initialDelaySeconds", 0) == 0, directory
+
+
 def test_dns_port_is_the_same_in_config_container_and_service(config: Config) -> None:
     """Requirement: DNS listens (UDP and TCP) on the config's port, the container declares it,
     and the Service's targetPorts resolve to it; metrics alike."""
