@@ -30,7 +30,7 @@ from kdns.dns.transfer import TransferPolicy, ZoneTransfers
 from kdns.dns.views import BlockCounts, View, Views
 from kdns.k8s.client import ClusterConfigError, api_client
 from kdns.k8s.sources import SourceError
-from kdns.k8s.static import StaticSource, copy_objects
+from kdns.k8s.static import StaticSource, copy_objects, used_counts, used_kinds
 from kdns.logs import setup_logging
 from kdns.metrics import BlockedQueries, Metrics
 from kdns.metrics import Sources as MetricSources
@@ -459,7 +459,12 @@ class App:
             # Forked with the configuration of the pod's start: catch up with the file, as
             # the first process did on its reloads (restart-only settings stay as they were).
             await self.reload("worker restarted")
-        log.info("serving %s", self.registry.counts())
+        kinds = (
+            [r.kind for r in self.cluster.reflectors]
+            if self.cluster is not None
+            else used_kinds(self.config.pods, gateway_settings(self.config).watched_kinds())
+        )
+        log.info("serving %s", used_counts(self.registry.counts(), kinds))
         await self.stopping.wait()
         await self.shutdown()
         log.info("stopped")

@@ -371,3 +371,18 @@ def test_sigint_without_a_terminal_keeps_the_lameduck(tmp_path: Path) -> None:
         assert proc.proc.poll() is None  # in its lameduck
         proc.proc.send_signal(signal.SIGINT)  # a second one exits
         proc.proc.wait(30)
+
+
+def test_start_up_log_counts_only_the_kinds_kdns_uses() -> None:
+    """Issue 22 item 24: without gateway zones the Gateway API kinds and Ingress are not
+    watched, and Pods are used only under `pods verified`: the start-up line leaves them out."""
+    with Kdns("--demo") as proc:
+        eventually(lambda: "serving {" in proc.log)
+        line = next(x for x in proc.log.splitlines() if "serving {" in x)
+        for kind in ("Gateway", "HTTPRoute", "Ingress", "Pod"):
+            assert f"'{kind}'" not in line, line
+        assert "'Service': 7" in line
+    with Kdns("--demo", "--pods", "verified", "--gateway-zone", "example.net") as proc:
+        eventually(lambda: "serving {" in proc.log)
+        line = next(x for x in proc.log.splitlines() if "serving {" in x)
+        assert "'Pod'" in line and "'HTTPRoute'" in line and "'Ingress'" in line, line

@@ -96,7 +96,10 @@ class ClusterSource:
         await asyncio.gather(*(r.settled.wait() for r in self.reflectors))
         self.registry.synced = True
         self.synced.set()
-        log.info("synced with the API server: %s", self.registry.counts())
+        from kdns.k8s.static import used_counts
+
+        watched = [r.kind for r in self.reflectors]
+        log.info("synced with the API server: %s", used_counts(self.registry.counts(), watched))
 
     def set_registry(self, registry: Registry) -> None:
         """Feed a new registry from now on (a reload that re-renders; objects already copied)."""

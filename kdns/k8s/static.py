@@ -96,6 +96,18 @@ def declares_empty(paths: tuple[str, ...]) -> bool:
     return False
 
 
+def used_counts(counts: dict[str, int], kinds: list[str] | set[str]) -> dict[str, int]:
+    """The registry's counts for a log line, of the kinds kdns uses only: Gateway API kinds
+    and Ingress only when gateway zones watch them, Pods only under ``pods verified``."""
+    return {k: n for k, n in counts.items() if k in kinds or k not in KINDS}
+
+
+def used_kinds(pods: str, gateway_kinds: list[str]) -> list[str]:
+    """What a static source's objects are used for, by kind (see ``used_counts``)."""
+    base = ["Service", "EndpointSlice", "Namespace"]
+    return [*base, *(["Pod"] if pods == "verified" else []), *gateway_kinds]
+
+
 def _weight(objects: list[KubeObject]) -> int:
     """How much a read holds: objects, endpoints and ports. A file cut short mid-rewrite can
     parse with as many objects and fewer endpoints."""
