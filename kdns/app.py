@@ -21,18 +21,19 @@ from typing import TYPE_CHECKING, Any
 from kdns import __version__
 from kdns.config import Config, ConfigError, format_hostport
 from kdns.dns.acl import Acl, parse_rules
-from kdns.dns.blocklist import BlockList, file_stamp
+from kdns.dns.blocklist import file_stamp
+from kdns.dns.listfetch import FetchSettings, Lists, build_views, schedule_state
 from kdns.dns.localzones import LocalZoneError, ZoneData
 from kdns.dns.networks import Networks
 from kdns.dns.registry import Registry
 from kdns.dns.resolver import Resolver
 from kdns.dns.transfer import TransferPolicy, ZoneTransfers
-from kdns.dns.views import BlockCounts, View, Views
+from kdns.dns.views import BlockCounts, Views
 from kdns.k8s.client import ClusterConfigError, api_client
 from kdns.k8s.sources import SourceError
 from kdns.k8s.static import StaticSource, copy_objects, used_counts, used_kinds
 from kdns.logs import setup_logging
-from kdns.metrics import BlockedQueries, Metrics
+from kdns.metrics import BlockedQueries, BlockListMetrics, Metrics
 from kdns.metrics import Sources as MetricSources
 from kdns.metrics.pod import fold as fold_snapshot
 from kdns.metrics.pod import parse_snapshot
@@ -43,7 +44,6 @@ from kdns.parts import (
     build_rrl,
     fallthrough_zones,
     gateway_settings,
-    load_list,
     load_local_zone,
     load_local_zones,
     zone_shape,
@@ -128,10 +128,12 @@ class App:
         # the stamp each file had when last looked at (reloaded when it moves).
         self._zone_data = load_local_zones(config)
         self._zone_stamps = {z.name: file_stamp(z.file) for z in config.local_zones if z.file}
-        self._lists: dict[tuple[str, str], BlockList] = {}
-        self._list_stamps: dict[tuple[str, str], tuple[int, int, int] | None] = {}
+        # Block lists and allowlists (files and URLs; kdns.dns.listfetch), and the state of
+        # every schedule when the views were last built.
+        self.lists = Lists(fetch_settings(config))
+        self._schedules = schedule_state(config)
         self.blocked_counts: BlockCounts = {}  # (view, list) -> blocked queries, across reloads
-        self._load_blocklists_now(config)
+        self.lists.load_now(config)
         self.registry = build_registry(config, self._zone_data)
         self.forwarder, self.split = build_forwarder(config)
         self.resolver = self._resolver(self.registry)
@@ -169,6 +171,7 @@ class App:
         )
         self.metrics = Metrics(sources, config.metrics_compat, self._worker_counts)
         self.metrics.collectors.register(BlockedQueries(lambda: self.blocked_counts))
+        self.metrics.collectors.register(BlockListMetrics(lambda: self.lists.rows(self.config)))
         self.killer = self._killer(config)
         if self.killer is not None:
             wire = self.killer.wire
@@ -420,7 +423,7 @@ class App:
     def _spawner_lost(self, why: str) -> None:
         """--workers: the spawner died (its workers with it). Count it, then stop (lameduck
         first, /ready 503) and exit 1 so Kubernetes restarts the pod with every process."""
-        self.stats.spawner_restarts += 1
+        self.stats.spawner_deaths += 1
         self.exit_code = 1
         self.stopping.set()
 
@@ -453,6 +456,7 @@ class App:
             self._spawn(self.forwarder.check_loops())
         if self.config.reload_interval > 0:
             self._spawn(self._watch_data_files())
+        self._spawn(self._refresh_lists())
         if self.config.config_file and self.config.reload_interval > 0:
             self._spawn(self._watch_config_file())
         if self.seat is not None and self.seat.restarted:
@@ -571,8 +575,9 @@ class App:
             new = new.__class__(**{**{f: getattr(new, f) for f in new.__dataclass_fields__},
                                    **{f: getattr(old, f) for f in kept}})  # fmt: skip
         # First what takes time (files read in threads): nothing served changes yet.
-        if new.blocklists != old.blocklists or new.views != old.views:
-            await self._load_blocklists(new, why)
+        if (new.blocklists, new.allowlists, new.views) != (old.blocklists, old.allowlists, old.views) or fetch_settings(new) != fetch_settings(old):  # fmt: skip
+            self.lists.settings = fetch_settings(new)
+            await self.lists.load(new, why)
         local_changed = new.local_zones != old.local_zones
         previous = self._zone_data
         zone_data = await self._reload_zone_data(new, why) if local_changed else previous
@@ -675,51 +680,30 @@ class App:
     # ------------------------------------------------------------------ local zones, views
 
     def _views(self, config: Config) -> Views | None:
-        """[[views]] with their loaded block lists; None (nothing on the hot path) without."""
-        if not config.views:
-            return None
-        lists = {}
-        for spec in config.blocklists:
-            loaded = self._lists.get((spec.file, spec.format))
-            if loaded is not None:
-                lists[spec.name] = loaded.as_list(spec.name, spec.answer)
-        views = [
-            View(v.name, v.networks, v.zones, [lists[n] for n in v.blocklists if n in lists])
-            for v in config.views
-        ]
-        return Views(views, self.registry.zones, self.blocked_counts)
+        """[[views]] with their loaded lists, as their schedules have them now; None (nothing
+        on the hot path) without views."""
+        self._schedules = schedule_state(config)
+        views: Views | None = build_views(config, self.lists, self.registry.zones, self.blocked_counts)  # fmt: skip
+        return views
 
-    def _used_lists(self, config: Config) -> list[tuple[str, str]]:
-        used = {name for view in config.views for name in view.blocklists}
-        return list(dict.fromkeys((s.file, s.format) for s in config.blocklists if s.name in used))
+    def _swap_views(self) -> None:
+        """New lists or a schedule's turn: the views rebuilt and killer mode's cached replies
+        dropped, in one step of the event loop (no await in between)."""
+        self.responder.views = self._views(self.config)
+        self._answers_changed()
 
-    def _load_blocklists_now(self, config: Config) -> None:
-        """At start: every list a view uses. One that cannot be read is logged and left out
-        until its file appears or changes (a volume mounted late must not stop DNS)."""
-        for file, fmt in self._used_lists(config):
+    async def _refresh_lists(self) -> None:
+        """Download the URL lists that are due and follow the schedules (checked every
+        second; downloads and parsing run in threads, outside the reload lock, so a slow
+        list server holds up neither DNS nor a reload)."""
+        while True:
+            await asyncio.sleep(1.0)
             try:
-                self._lists[(file, fmt)] = load_list(file, fmt)
-            except OSError as exc:
-                log.error("block list %s: cannot read: %s; its views answer without it until it can be read", file, exc.strerror or exc)  # fmt: skip
-            self._list_stamps[(file, fmt)] = file_stamp(file)
-
-    async def _load_blocklists(self, config: Config, why: str) -> None:
-        """On reload: lists not loaded yet, in a thread (a 1M-entry list takes seconds of
-        CPU; the loop keeps answering). Lists no view uses any more are let go."""
-        used = self._used_lists(config)
-        for key in used:
-            if key in self._lists:
-                continue
-            try:
-                self._lists[key] = await asyncio.to_thread(load_list, *key)
-            except OSError as exc:
-                log.error("reload (%s): block list %s unchanged: cannot read: %s", why, key[0], exc.strerror or exc)  # fmt: skip
-                self._list_stamps[key] = file_stamp(key[0])
-                continue
-            self._list_stamps[key] = self._lists[key].stamp
-        for key in [k for k in self._lists if k not in used]:
-            del self._lists[key]
-            self._list_stamps.pop(key, None)
+                changed = await self.lists.refresh(urls=True)
+                if changed or schedule_state(self.config) != self._schedules:
+                    self._swap_views()
+            except Exception:
+                log.exception("refreshing block lists failed")
 
     async def _reload_zone_data(self, config: Config, why: str) -> dict[str, ZoneData]:
         """Every local zone's data for ``config``; a zone that fails keeps what it served (or
@@ -770,23 +754,19 @@ class App:
             self._zone_data[zone.name] = data
             self.registry.set_local(data)  # its flush tells the watchers what moved
             log.info("zone %s reloaded (%s): %d records", zone.name, why, len(data))
-        moved = False
-        for key in self._used_lists(self.config):
-            stamp = file_stamp(key[0])
-            if key in self._list_stamps and stamp == self._list_stamps[key]:
-                continue
-            self._list_stamps[key] = stamp
-            try:
-                fresh = await asyncio.to_thread(load_list, *key)
-            except OSError as exc:
-                log.error("block list %s (%s) unchanged: cannot read: %s", key[0], why, exc.strerror or exc)  # fmt: skip
-                continue
-            if key in self._used_lists(self.config):  # still wanted after the wait
-                self._lists[key] = fresh
-                moved = True
-        if moved:
-            self.responder.views = self._views(self.config)
-            self._answers_changed()  # replies cached before the lists moved
+        if await self.lists.refresh(urls=False):  # block list files that moved
+            self._swap_views()  # replies cached before the lists moved
+
+
+def fetch_settings(config: Config) -> FetchSettings:
+    """How URL lists are downloaded and kept ([blocking])."""
+    return FetchSettings(
+        cache_dir=config.blocking_cache_dir,
+        timeout=config.blocking_download_timeout,
+        attempts=config.blocking_download_attempts,
+        max_size=config.blocking_max_download_size,
+        min_share=config.blocking_min_share,
+    )
 
 
 def _run_loop(main: Coroutine[Any, Any, int]) -> int:

@@ -22,7 +22,7 @@ from typing import Any
 from kdns import __version__
 from kdns.config import SETTINGS, Config, ConfigError, build_config, env_warnings
 
-COMMANDS = ("serve", "check-config", "import-corefile", "version")
+COMMANDS = ("serve", "check-config", "import-corefile", "explain", "version")
 
 _HELP: Mapping[str, tuple[str | None, str]] = {  # field -> (metavar, help)
     "demo": (None, "serve the built-in demo cluster, no API server"),
@@ -122,6 +122,12 @@ def build_parser() -> argparse.ArgumentParser:
         "stderr (exit 0 complete, 1 partial, 2 unreadable)",
     )
     corefile.add_argument("file", metavar="FILE")
+    explain = commands.add_parser(
+        "explain", help="which rules of which lists match NAME for the clients of a view"
+    )
+    explain.add_argument("name", metavar="NAME")
+    explain.add_argument("--view", required=True, metavar="VIEW")
+    explain.add_argument("-c", "--config", dest="file", metavar="FILE")
     commands.add_parser("version", help="print the version")
     return parser
 
@@ -180,6 +186,8 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
             from kdns.corefile import run as import_corefile
 
             return import_corefile(args.file, environ)
+        if args.command == "explain":
+            return _explain(args, environ)
         if args.command == "check-config":
             config = build_config(args.file, environ)
             _warn_env(environ, config)
@@ -193,6 +201,28 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
     except ConfigError as exc:
         print(f"kdns: {exc}", file=sys.stderr)
         return 1
+
+
+def _explain(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    """``kdns explain NAME --view V``: the lists of the config (files, and the cached copies
+    of URL lists; a URL list without one is downloaded), and what they say about NAME."""
+    import asyncio
+
+    from kdns.app import fetch_settings
+    from kdns.dns.listfetch import Lists, explain
+
+    config = build_config(args.file, env)
+    logging.basicConfig(level=logging.WARNING, format="kdns: %(message)s")
+    lists = Lists(fetch_settings(config))
+    lists.load_now(config)
+    if any(s.url is not None and s.loaded is None for s in lists.sources.values()):
+        asyncio.run(lists.refresh(urls=True))
+    try:
+        print("\n".join(explain(config, args.name, args.view, lists)))
+    except KeyError:
+        print(f"kdns: no [[views]] named {args.view!r}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def check_loads(config: Config) -> str | None:

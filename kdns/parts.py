@@ -172,14 +172,12 @@ def build_forwarder(config: Config) -> tuple[Forwarder | None, bool]:
 
 
 def load_list(file: str, fmt: str) -> BlockList:
+    """A block list file, read and indexed (OSError when it cannot be read), logged with its
+    rules and the lines skipped by reason."""
+    from kdns.dns.listfetch import describe
+
     blocklist = BlockList.load(file, file, fmt, "nxdomain")
-    log.info(
-        "block list %s: %d names (%d lines skipped), %.1f MiB",
-        file,
-        blocklist.entries,
-        blocklist.skipped,
-        blocklist.memory() / (1 << 20),
-    )
+    log.info("block list %s: %s", file, describe(blocklist))
     return blocklist
 
 

@@ -48,7 +48,16 @@ DEPLOYING = DOCS / "deploying.md"
 README = ROOT / "README.md"
 OPERATOR_DOCS = (README, DEPLOYING, MIGRATING, CONFIGURATION)
 
-SUBCOMMANDS = {"serve", "check-config", "import-corefile", "version", "--version", "-h", "--help"}
+SUBCOMMANDS = {
+    "serve",
+    "check-config",
+    "import-corefile",
+    "explain",
+    "version",
+    "--version",
+    "-h",
+    "--help",
+}
 
 
 def read(path: Path) -> str:

@@ -25,6 +25,7 @@ from typing import Any, NoReturn
 from kdns.config.kinds import (
     _AclRules,
     _Address,
+    _Allowlist,
     _Blocklist,
     _Bool,
     _Choice,
@@ -53,6 +54,7 @@ from kdns.config.kinds import (
     _Zone,
 )
 from kdns.config.syntax import (
+    AllowlistSource,
     BlocklistSource,
     HostPort,
     LocalZoneSource,
@@ -175,6 +177,14 @@ class Config:
     local_zones: tuple[LocalZoneSource, ...] = ()
     views: tuple[ViewSource, ...] = ()
     blocklists: tuple[BlocklistSource, ...] = ()
+    allowlists: tuple[AllowlistSource, ...] = ()  # [[allowlists]]: names views never block
+    # [blocking]: where downloaded lists are kept (the last good copy, used at start when the
+    # source is down) and how they are fetched (kdns.dns.listfetch).
+    blocking_cache_dir: str | None = None
+    blocking_download_timeout: float = 60.0
+    blocking_download_attempts: int = 3
+    blocking_max_download_size: int = 64 << 20
+    blocking_min_share: float = 0.5  # a download below this share of the last good one is refused
     hosts_files: tuple[LocalZoneSource, ...] = ()  # --hosts-file: folded into local_zones
     config_file: str | None = None
 
@@ -334,11 +344,17 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("log_level", "log.level", _LEVELS, "log-level"),
     Setting("log_format", "log.format", _Choice("text", "json"), "log-format"),
     Setting("query_log", "log.query_log", _Bool(), "query-log"),
+    Setting("blocking_cache_dir", "blocking.cache_dir", _Path()),
+    Setting("blocking_download_timeout", "blocking.download_timeout", _Seconds(zero_ok=False)),
+    Setting("blocking_download_attempts", "blocking.download_attempts", _Int(1, 10)),
+    Setting("blocking_max_download_size", "blocking.max_download_size", _Int(1024, 1 << 32)),
+    Setting("blocking_min_share", "blocking.min_share", _Fraction()),
     # Arrays of tables, at the top level of the file: [[zones]], [[views]], [[blocklists]].
     Setting("local_zones", "zones", _Tables(_LocalZone()), "zone-file"),
     Setting("hosts_files", "hosts_files", _Tables(_LocalZone("hosts")), "hosts-file"),
     Setting("views", "views", _Tables(_View())),
     Setting("blocklists", "blocklists", _Tables(_Blocklist())),
+    Setting("allowlists", "allowlists", _Tables(_Allowlist())),
 )
 
 # SDNS's top-level keys, accepted so an SDNS config file works unchanged.
@@ -516,6 +532,12 @@ def _check_local_zones(values: Mapping[str, Any], origins: Mapping[str, str]) ->
             if list_name not in lists:
                 raise ConfigError(
                     f"{key}[{index}].blocklists[{at}]", f"no [[blocklists]] named {list_name!r}"
+                )
+        allowed = {allowlist.name for allowlist in values.get("allowlists", ())}
+        for at, list_name in enumerate(view.allowlists):
+            if list_name not in allowed:
+                raise ConfigError(
+                    f"{key}[{index}].allowlists[{at}]", f"no [[allowlists]] named {list_name!r}"
                 )
 
 

@@ -129,23 +129,48 @@ class LocalZoneSource(NamedTuple):
     format: str = "zone"  # the file's format: "zone" (RFC 1035) or "hosts" (/etc/hosts)
 
 
+class Schedule(NamedTuple):
+    """When a view or a list blocks (``schedule = {time_zone, mon = "08:00-17:00", ...}``):
+    per weekday (0 = Monday) the minute ranges [start, end) it applies; ``pause``: the ranges
+    are when blocking pauses instead (AdGuard Home's schedules)."""
+
+    time_zone: str
+    days: tuple[tuple[tuple[int, int], ...], ...]  # 7 entries, Monday first
+    pause: bool = False
+
+
 class ViewSource(NamedTuple):
     """One ``[[views]]`` entry: clients in ``networks`` see ``zones`` (None: every zone of
-    kdns) and get ``blocklists`` applied."""
+    kdns) and get ``blocklists`` applied, except what ``allowlists`` hold."""
 
     name: str
     networks: tuple[str, ...]
     zones: tuple[str, ...] | None
     blocklists: tuple[str, ...]
+    allowlists: tuple[str, ...] = ()
+    schedule: Schedule | None = None
 
 
 class BlocklistSource(NamedTuple):
-    """One ``[[blocklists]]`` entry."""
+    """One ``[[blocklists]]`` entry (``file`` or ``url``)."""
 
     name: str
-    file: str
-    format: str  # "hosts" | "domains"
+    file: str | None
+    format: str  # "auto" | "hosts" | "domains" | "adblock"
     answer: str  # "nxdomain" | "nodata" | "null"
+    url: str | None = None
+    refresh: float = 86400.0  # seconds between downloads of ``url`` (0: at start only)
+    schedule: Schedule | None = None
+
+
+class AllowlistSource(NamedTuple):
+    """One ``[[allowlists]]`` entry (``file`` or ``url``): names a view never blocks."""
+
+    name: str
+    file: str | None
+    format: str
+    url: str | None = None
+    refresh: float = 86400.0
 
 
 LOCAL_ZONE_TTL = 300  # [[zones]] ttl's default (kdns.dns.localzones.DEFAULT_TTL)

@@ -4,9 +4,16 @@ The first view whose ``networks`` hold the client's address is the client's view
 no view sees every zone and no block list (pods: leave the pod CIDRs out of every view with
 block lists, or give them a view of their own listed first). For a client in a view:
 
-1. a name on one of the view's block lists (the name or a parent of it) gets that list's
-   answer: NXDOMAIN, NODATA, or 0.0.0.0 / :: for A / AAAA (NODATA for other types) -- before
-   anything else, as Pi-hole does;
+1. a name on one of the view's block lists (the name or a parent of it, or a pattern rule
+   matching it) gets that list's answer: NXDOMAIN, NODATA, or 0.0.0.0 / :: for A / AAAA
+   (NODATA for other types) -- before anything else, as Pi-hole does -- with an Extended DNS
+   Error 15 (Blocked) naming the list when the query had EDNS. A name on one of the view's
+   allowlists is never blocked; otherwise the strongest rule of any of the view's lists
+   decides, as AdGuard Home merges its lists: ``@@...$important`` > ``$important`` >
+   ``@@`` exceptions > blocking rules (the first list, in the view's order, with the
+   strongest rule is the one named);
+1b. CNAME inspection: an answer (forwarded, local zone, ExternalName) whose CNAME chain
+   passes through a name the view blocks gets that list's answer instead;
 2. with ``zones`` set, a name whose most specific zone of kdns's is not listed is not served
    from that zone to this client: it goes to forwarding when the client may use forwarding
    (``forward.allow``), else REFUSED -- what a CoreDNS ``view`` server block without the zone
@@ -25,7 +32,15 @@ from typing import Any
 
 from kdns.dns import names
 from kdns.dns.answer import FORWARD, Answer
-from kdns.dns.blocklist import MASK, BlockList
+from kdns.dns.blocklist import (
+    BLOCK,
+    IMPORTANT,
+    IMPORTANT_EXCEPTION,
+    KIND_NAMES,
+    MASK,
+    BlockList,
+    text_name,
+)
 from kdns.dns.networks import Networks
 from kdns.dns.zones import ZoneSet
 
@@ -37,7 +52,7 @@ BlockCounts = dict[tuple[str, str], int]  # (view, list) -> blocked queries
 
 
 class View:
-    __slots__ = ("name", "networks", "zones", "lists", "_keys", "_verdicts")
+    __slots__ = ("name", "networks", "zones", "lists", "allow", "_simple", "_keys", "_verdicts")
 
     def __init__(
         self,
@@ -45,12 +60,16 @@ class View:
         networks: Sequence[str],
         zones: Sequence[str] | None,
         lists: Sequence[BlockList],
+        allow: Sequence[BlockList] = (),
     ) -> None:
         self.name = name
         self.networks = Networks(networks)
         # Apexes (wire) of the zones this view serves; None: every zone.
         self.zones = None if zones is None else frozenset(names.to_wire(z) for z in zones)
         self.lists = tuple(lists)
+        self.allow = tuple(allow)  # [[allowlists]]: every rule of theirs unblocks
+        # Names only, no allowlist: a hash probe per label and list, nothing else.
+        self._simple = not self.allow and all(lst.simple for lst in self.lists)
         self._keys = {id(lst): (name, lst.name) for lst in self.lists}
         # name -> verdict of the lists, for the names asked again and again (a LAN asks the
         # same few thousand): one dict lookup instead of a hash and probe per label. A view
@@ -72,12 +91,75 @@ class View:
         lists = self.lists
         pos = 0
         end = len(name) - 1
+        if self._simple:
+            while pos < end:
+                h = hash(name[pos:] if pos else name) & MASK
+                for blocklist in lists:
+                    if blocklist.has_hash(h):
+                        return blocklist
+                pos += name[pos] + 1
+            return None
+        suffixes = []
         while pos < end:
-            h = hash(name[pos:] if pos else name) & MASK
-            for blocklist in lists:
-                if blocklist.has_hash(h):
-                    return blocklist
+            suffixes.append(hash(name[pos:] if pos else name) & MASK)
             pos += name[pos] + 1
+        text = text_name(name)
+        for allowlist in self.allow:
+            if allowlist.strongest(suffixes, text)[0]:
+                return None
+        best, chosen = 0, None
+        for blocklist in lists:
+            kind = blocklist.strongest(suffixes, text)[0]
+            if kind > best:
+                best, chosen = kind, blocklist
+                if kind == IMPORTANT_EXCEPTION:
+                    break
+        return chosen if best in (BLOCK, IMPORTANT) else None
+
+    def explain(self, name: bytes) -> list[str]:
+        """Every rule of the view's lists that matches ``name``, and the verdict, as lines
+        (``kdns explain``): ``allowlist home: exception ||nas.example^`` ..."""
+        suffixes = []
+        pos, end = 0, len(name) - 1
+        labels = []
+        while pos < end:
+            suffixes.append(hash(name[pos:]) & MASK)
+            labels.append(names.to_text(name[pos:]).rstrip("."))
+            pos += name[pos] + 1
+        text = text_name(name)
+        lines = []
+        for role, group in (("allowlist", self.allow), ("blocklist", self.lists)):
+            for blocklist in group:
+                kind, what = blocklist.strongest(suffixes, text)
+                if not kind:
+                    continue
+                matched = f"name {labels[what]}" if isinstance(what, int) else f"pattern {what}"
+                lines.append(f"{role} {blocklist.name}: {KIND_NAMES[kind]} rule, {matched}")
+        found = self._lookup(name)
+        lines.append(
+            f"verdict: blocked by {found.name}" if found is not None else "verdict: not blocked"
+        )
+        return lines
+
+    @staticmethod
+    def explain_pattern(pattern: str, name: bytes) -> bool:
+        """Whether a pattern rule (regex text) matches ``name`` (``kdns explain``)."""
+        from kdns.dns import patterns
+
+        automaton = patterns.Patterns()
+        try:
+            automaton.add(pattern, patterns.parse_regex(pattern))
+        except patterns.Unsupported:
+            return False
+        return automaton.match(text_name(name)) >= 0
+
+    def cname_blocked(self, response: bytes) -> tuple[BlockList, bytes] | None:
+        """CNAME inspection: the list blocking a CNAME target in ``response``'s answer
+        section (and that target), None when the chain passes through no blocked name."""
+        for target in cname_targets(response):
+            found = self.blocked(target)
+            if found is not None:
+                return found, target
         return None
 
     def __repr__(self) -> str:
@@ -87,7 +169,7 @@ class View:
 class Views:
     """The configured views, in order; what the responder asks per query."""
 
-    __slots__ = ("views", "zones", "counts", "last", "_by_ip", "_by_packed")
+    __slots__ = ("views", "zones", "counts", "last", "hit", "watching", "_by_ip", "_by_packed")
 
     def __init__(self, views: Sequence[View], zones: ZoneSet, counts: BlockCounts) -> None:
         self.views = tuple(views)
@@ -95,6 +177,9 @@ class Views:
         self.counts = counts  # shared across reloads: Prometheus counters never go back
         # The view of the last client ``pick`` saw: killer mode tags the reply it caches.
         self.last: View | None = None
+        self.hit: BlockList | None = None  # the list that blocked the last blocked name
+        # The last client's view when it has block lists: its answers are inspected (CNAMEs).
+        self.watching: View | None = None
         self._by_ip: dict[str, View | None] = {}
         self._by_packed: dict[bytes, View | None] = {}
 
@@ -133,18 +218,26 @@ class Views:
         view = self.view_of(peer[0]) if peer else None
         self.last = view
         if view is None:
+            self.watching = None
             return None
         if view.lists:
+            self.watching = view
             blocklist = view.blocked(name)
             if blocklist is not None:
-                key = view._keys[id(blocklist)]
-                self.counts[key] = self.counts.get(key, 0) + 1
+                self.hit = blocklist
+                self.count(view, blocklist)
                 return blocklist.answer_for(qtype)
+        else:
+            self.watching = None
         if view.zones is not None:
             zone = self.zones.find(name)
             if zone is not None and zone.apex not in view.zones:
                 return FORWARD
         return None
+
+    def count(self, view: View, blocklist: BlockList) -> None:
+        key = view._keys[id(blocklist)]
+        self.counts[key] = self.counts.get(key, 0) + 1
 
     def lists(self) -> list[BlockList]:
         """Every list some view uses, once each."""
@@ -156,3 +249,49 @@ class Views:
 
     def __repr__(self) -> str:
         return f"Views({list(self.views)!r})"
+
+
+_CNAME_IN = b"\x00\x05\x00\x01"
+
+
+def cname_targets(message: bytes) -> list[bytes]:
+    """The targets (lowercase wire names) of the CNAME records in a DNS message's answer
+    section; [] for a message without any or one that does not parse."""
+    if _CNAME_IN not in message or len(message) < 12:
+        return []
+    try:
+        pos = names.question_end(message)
+        ancount = (message[6] << 8) | message[7]
+        targets = []
+        for _ in range(ancount):
+            pos = names.name_end(message, pos)
+            rtype = (message[pos] << 8) | message[pos + 1]
+            rdlength = (message[pos + 8] << 8) | message[pos + 9]
+            if rtype == 5:
+                targets.append(read_name(message, pos + 10))
+            pos += 10 + rdlength
+        return targets
+    except (ValueError, IndexError):
+        return []
+
+
+def read_name(message: bytes, pos: int) -> bytes:
+    """The (decompressed, lowercase) wire name at ``pos``; ValueError on a loop or overrun."""
+    out = []
+    jumps = 0
+    while True:
+        length = message[pos]
+        if length >= 0xC0:
+            jumps += 1
+            if jumps > 64:
+                raise ValueError("compression loop")
+            pos = ((length & 0x3F) << 8) | message[pos + 1]
+            continue
+        if length == 0:
+            out.append(b"\x00")
+            name = b"".join(out).lower()
+            if len(name) > 255:
+                raise ValueError("name too long")
+            return name
+        out.append(message[pos : pos + 1 + length])
+        pos += 1 + length

@@ -128,16 +128,20 @@ class ClientViews(Protocol):
     """Views by client network (kdns.dns.views.Views), seen from the hot path."""
 
     last: Any  # the view of the client ``pick`` saw last (killer mode tags cached replies)
+    hit: Any  # the block list that answered the last name ``pick`` blocked (EDE text)
+    watching: Any  # the last client's view when it has block lists (CNAME inspection)
 
     def pick(self, peer: Any, name: bytes, qtype: int) -> Answer | None: ...
 
     def view_of_packed(self, packed: bytes) -> Any: ...
 
+    def count(self, view: Any, blocklist: Any) -> None: ...
+
 
 class Query:
     """A parsed question, handed to the slower paths (forwarding, transfer)."""
 
-    __slots__ = ("data", "name", "qtype", "qend", "edns", "tcp", "channel", "started", "responder")
+    __slots__ = ("data", "name", "qtype", "qend", "edns", "tcp", "channel", "started", "responder", "view")  # fmt: skip
 
     def __init__(self, data: bytes, name: bytes, qtype: int, qend: int, edns: Edns | None, channel: int, responder: Responder) -> None:  # fmt: skip
         self.data = data
@@ -149,11 +153,14 @@ class Query:
         self.tcp = channel >= TCP4
         self.started = perf_counter()  # microseconds after arrival: the slow paths start here
         self.responder = responder
+        self.view: Any = None  # the client's view, when its answers are inspected (CNAMEs)
 
     def deliver(self, replier: Replier, response: bytes, peer: Any) -> None:
         """Send a reply that comes later (forwarded, chased) and account for it as the hot
         path accounts for the rest: the meter (rcode, sizes, duration from arrival) and the
         query log both see it when it is sent."""
+        if self.view is not None:  # CNAME inspection for a view with block lists
+            response = self.responder.inspected(self.view, response, self)
         replier.send_reply(response, peer, self)
         meter = self.responder.meter
         if meter is not None:
@@ -342,10 +349,12 @@ class Responder:
                     return None
                 return self.reply(data, qend, edns, tcp, FILTERED if action == FILTER else BLOCKED)
         key = name + data[pos + 1 : qend]
+        watch = None
         if self.views is not None:
             special = self.views.pick(peer, name, (data[pos + 1] << 8) | data[pos + 2])
             if special is not None:
                 return self._viewed(special, data, name, pos, qend, edns, channel, peer, replier)
+            watch = self.views.watching  # a view with block lists: CNAME chains are inspected
         answer = self.answers.get(key)
         if answer is not None:
             self.stats.answer_hits += 1
@@ -369,20 +378,61 @@ class Responder:
                     if self.forwarder is None or not self._may_forward(peer):
                         answer = REFUSED_ANSWER
                     else:
+                        query.view = watch
                         response = self.forwarder.handle(query, replier, peer)
-                        return DEFERRED if response is None else response
+                        if response is None:
+                            return DEFERRED
+                        return response if watch is None else self.inspected(watch, response, query)  # fmt: skip
         self.zone = answer.zone  # for the meter
         if answer.chase is None or self.forwarder is None:
             self.keep = FOREVER
+            if watch is not None and answer.body.find(b"\x00\x05\x00\x01") >= 0:  # a CNAME
+                return self._inspect_local(watch, data, name, pos, qend, edns, channel, answer)
             return self.reply(data, qend, edns, tcp, answer)
         # An ExternalName chased upstream: the reply depends on the client (forward.allow) and
         # on upstream TTLs, so it is this reply's alone (never in the wire cache).
         if not self._may_forward(peer):
+            if watch is not None:
+                return self._inspect_local(watch, data, name, pos, qend, edns, channel, answer)
             return self.reply(data, qend, edns, tcp, answer)
         qtype = (data[pos + 1] << 8) | data[pos + 2]
         query = Query(data, name, qtype, qend, edns, channel, self)
+        query.view = watch
         response = self.forwarder.chase(query, answer, replier, peer)
-        return DEFERRED if response is None else response
+        if response is None:
+            return DEFERRED
+        return response if watch is None else self.inspected(watch, response, query)
+
+    # ---------------------------------------------------------- block answers, EDE, CNAMEs
+
+    def _inspect_local(self, view: Any, data: bytes, name: bytes, pos: int, qend: int, edns: Edns | None, channel: int, answer: Answer) -> bytes:  # fmt: skip
+        """A registry answer with a CNAME (local zone, ExternalName) for a client whose view
+        has block lists: blocked when the chain passes through a name the view blocks."""
+        query = Query(data, name, (data[pos + 1] << 8) | data[pos + 2], qend, edns, channel, self)  # fmt: skip
+        return self.inspected(view, self.reply(data, qend, edns, query.tcp, answer), query)
+
+    def inspected(self, view: Any, response: bytes, query: Query) -> bytes:
+        """``response``, or the blocked reply of the view's list when its CNAME chain passes
+        through a name the view blocks (CNAME inspection, as AdGuard Home and Blocky do)."""
+        hit = view.cname_blocked(response)
+        if hit is None:
+            return response
+        blocklist, target = hit
+        self.keep = 0.0  # never kept by killer mode's wire cache (lists change on their own)
+        if self.views is not None:
+            self.views.count(view, blocklist)
+        text = f"blocked by {blocklist.name} (CNAME {names.to_text(target)})"
+        return self.blocked_reply(query.data, query.qend, query.edns, query.tcp, blocklist.answer_for(query.qtype), text)  # fmt: skip
+
+    def blocked_reply(self, data: bytes, qend: int, edns: Edns | None, tcp: bool, answer: Answer, text: str) -> bytes:  # fmt: skip
+        """A block list's reply; with EDNS, its OPT carries Extended DNS Error 15 (Blocked,
+        RFC 8914) whose EXTRA-TEXT names the list."""
+        response = self.reply(data, qend, edns, tcp, answer)
+        if edns is None:
+            return response
+        extra = text.encode()[:200]
+        option = _EDE_HEAD + _U16.pack(2 + len(extra)) + _U16.pack(EDE_BLOCKED) + extra
+        return response[:-2] + _U16.pack(len(option)) + option
 
     def _viewed(self, special: Answer, data: bytes, name: bytes, pos: int, qend: int, edns: Edns | None, channel: int, peer: Any, replier: Replier | None) -> bytes | list[bytes] | None:  # fmt: skip
         """The client's view decided: a block list's answer (never kept by killer mode's wire
@@ -390,7 +440,9 @@ class Responder:
         does not serve (forwarded when the client may forward, else REFUSED)."""
         tcp = channel >= TCP4
         if special is not FORWARD:
-            return self.reply(data, qend, edns, tcp, special)
+            hit = self.views.hit if self.views is not None else None
+            text = f"blocked by {hit.name}" if hit is not None else "blocked"
+            return self.blocked_reply(data, qend, edns, tcp, special, text)
         qtype, qclass = struct.unpack_from("!HH", data, pos + 1)
         if qtype in META_TYPES:
             return self.reply(data, qend, edns, tcp, FORMERR_ANSWER)
@@ -463,6 +515,11 @@ class Responder:
 
 
 FOREVER = float("inf")
+
+# RFC 8914 Extended DNS Errors: option code 15, INFO-CODEs Blocked (15) and Filtered (17).
+_EDE_HEAD = b"\x00\x0f"
+EDE_BLOCKED = 15
+EDE_FILTERED = 17
 
 # What ``respond`` returns for a query answered later through its replier (forwarding): no
 # message now. An empty list, so TCP's "several messages" path writes nothing for it.
