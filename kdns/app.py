@@ -81,6 +81,8 @@ RESTART_ONLY = (
     "killer_prefetch_threshold",
     "killer_prefetch_share",
     "killer_prefetch_concurrency",
+    "metrics_compat",  # the exporter is built once, at start
+    "startup_timeout",  # only the first sync waits on it
 )
 # Gateway zones and their filters: part of the registry's shape; with a cluster, they also pick
 # which Gateway API / Ingress resources are watched (started or stopped on reload).
@@ -535,13 +537,19 @@ class App:
             try:
                 new = self.reload_config()
             except ConfigError as exc:
-                log.error("reload (%s) rejected, keeping the running config: %s", why, exc)
+                self._reject(why, exc)
                 return
             try:
                 await self._apply(new, why)
                 await self._refresh_data_files(why)  # zone files and block lists that moved
             except Exception:
                 log.exception("reload (%s) failed part-way; what was applied stays", why)
+
+    def _reject(self, why: str, problem: object) -> None:
+        """A reload refused whole: the running config stays as it was, counted
+        (kdns_config_reloads_rejected_total) and logged with the reason."""
+        self.stats.config_reloads_rejected += 1
+        log.error("reload (%s) rejected, keeping the running config: %s", why, problem)
 
     async def apply(self, new: Config, why: str) -> None:
         """Run on ``new`` (a reloaded config), after any reload or objects-file apply under
@@ -569,11 +577,28 @@ class App:
             return
         kept = [f for f in changed if f in RESTART_ONLY]
         if kept:
+            # Not applied: said so, and counted (kdns_config_reloads_restart_needed_total).
+            self.stats.config_restart_needed += 1
             log.warning(
-                "reload (%s): %s only change on restart; keeping them", why, ", ".join(kept)
+                "reload (%s): %s changed and needs a restart: not applied until kdns restarts",
+                why,
+                ", ".join(kept),
             )
             new = new.__class__(**{**{f: getattr(new, f) for f in new.__dataclass_fields__},
                                    **{f: getattr(old, f) for f in kept}})  # fmt: skip
+        # The listen addresses before anything else: a reload kdns cannot listen for (":53"
+        # without the capability) is refused whole, the running config intact, instead of
+        # half applied with DNS still on the old addresses.
+        if new.listen != old.listen:
+            set_freebind(new.freebind)
+            try:
+                await self.listeners.sync(new.listen)
+            except OSError as exc:  # "dns: cannot listen on ...: ..."
+                with contextlib.suppress(OSError):
+                    await self.listeners.sync(old.listen)
+                set_freebind(old.freebind)
+                self._reject(why, exc)
+                return
         # First what takes time (files read in threads): nothing served changes yet.
         if (new.blocklists, new.allowlists, new.views) != (old.blocklists, old.allowlists, old.views) or fetch_settings(new) != fetch_settings(old):  # fmt: skip
             self.lists.settings = fetch_settings(new)
@@ -606,11 +631,6 @@ class App:
         finally:  # even a swap that failed part-way: what was swapped in is what is served
             self._answers_changed()
         set_freebind(new.freebind)  # for addresses bound from now on
-        if new.listen != old.listen:
-            try:
-                await self.listeners.sync(new.listen)
-            except OSError as exc:
-                log.error("reload (%s): %s", why, exc)  # "dns: cannot listen on ...: ..."
         if (new.health_listen, new.ready_listen, new.metrics_listen) != (
             old.health_listen,
             old.ready_listen,

@@ -386,3 +386,47 @@ def test_start_up_log_counts_only_the_kinds_kdns_uses() -> None:
         eventually(lambda: "serving {" in proc.log)
         line = next(x for x in proc.log.splitlines() if "serving {" in x)
         assert "'Pod'" in line and "'HTTPRoute'" in line and "'Ingress'" in line, line
+
+
+def _reload_counters(proc: Kdns) -> tuple[float, float]:
+    _, text = proc.get("metrics")
+    found = dict.fromkeys(("kdns_config_reloads_rejected_total", "kdns_config_reloads_restart_needed_total"), 0.0)  # fmt: skip
+    for line in text.splitlines():
+        name, _, value = line.partition(" ")
+        if name in found:
+            found[name] = float(value)
+    return found["kdns_config_reloads_rejected_total"], found["kdns_config_reloads_restart_needed_total"]  # fmt: skip
+
+
+def test_a_reload_that_cannot_listen_is_refused_whole(tmp_path: Path) -> None:
+    """Issue 22 item 19: a reload whose listen address cannot be bound (":53" without the
+    capability; here a port another socket holds) was half applied (log format switched, TTL
+    changed, DNS still on the old port). Now nothing of it is applied, and it is counted."""
+    port = fixed_port()
+    config = _config(tmp_path / "kdns.toml", 7, f'listen = ["{LOOPBACK}:{port}"]\n[log]\nformat = "json"\n')  # fmt: skip
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as taken:
+        taken.bind((LOOPBACK, 0))
+        busy = taken.getsockname()[1]
+        with Kdns("-c", str(config), listen=False) as proc:
+            assert ttl_of(proc) == 7
+            text = config.read_text().replace(f"{LOOPBACK}:{port}", f"{LOOPBACK}:{busy}")
+            config.write_text(text.replace("ttl = 7", "ttl = 9").replace('"json"', '"text"'))
+            eventually(lambda: "rejected, keeping the running config" in proc.log, timeout=30)
+            assert "cannot listen" in proc.log
+            assert ttl_of(proc) == 7  # nothing of it applied
+            assert _reload_counters(proc)[0] >= 1
+            last = proc.log.strip().splitlines()[-1]
+            assert last.startswith("{"), last  # still JSON logs
+
+
+def test_a_restart_only_change_says_it_needs_a_restart(tmp_path: Path) -> None:
+    """Issue 22 item 20: metrics.compat changed by a reload was logged as reloaded and did
+    nothing; now the log says it needs a restart, and it is counted."""
+    config = _config(tmp_path / "kdns.toml", 5)
+    with Kdns("-c", str(config)) as proc:
+        config.write_text(config.read_text() + '\n[metrics]\ncompat = "coredns"\n')
+        eventually(lambda: "needs a restart" in proc.log, timeout=30)
+        assert "metrics_compat changed and needs a restart" in proc.log
+        assert _reload_counters(proc)[1] >= 1
+        _, text = proc.get("metrics")
+        assert "coredns_dns_requests_total" not in text  # as the log says: not applied
