@@ -251,12 +251,12 @@ class Row:
 
     def text(self) -> str:
         if not self.values:
-            return f"{self.label:52} {'-':>16}"
+            return f"{self.label:76} {'-':>16}"
         low, high = min(self.values), max(self.values)
         fmt = "{:.0f}" if self.unit == "B" else "{:.2f}" if self.unit == "s" else "{:.1f}"
         span = fmt.format(low) if low == high else f"{fmt.format(low)}-{fmt.format(high)}"
         target = f"   (target {self.target})" if self.target else ""
-        return f"{self.label:52} {span:>13} {self.unit:<3}{target}"
+        return f"{self.label:76} {span:>13} {self.unit:<3}{target}"
 
 
 class Report:
@@ -272,6 +272,14 @@ class Report:
         print()
         for row in self.rows.values():
             print(row.text())
+
+    def save(self, path: Path, command: str) -> None:
+        """The rows as JSON: what docs/deploying.md and the README cite (one place for the
+        figures; tests/test_docs.py checks the docs against it)."""
+        import json
+
+        rows = {r.label: {"unit": r.unit, "values": r.values} for r in self.rows.values()}
+        path.write_text(json.dumps({"command": command, "rows": rows}, indent=1) + "\n")
 
 
 def measure_import(report: Report) -> None:
@@ -370,6 +378,8 @@ def main() -> None:
     parser.add_argument("--only", choices=["import", "demo", *SHAPES, "custom"], action="append",
                         help="run only these parts (repeatable); default: all but custom")  # fmt: skip
     parser.add_argument("--repeat", type=int, default=1, help="runs of each part (ranges shown)")
+    parser.add_argument("--json", type=Path, help="also write the rows to this file "
+                        "(benchmarks/results/cluster_scale.json is what the docs cite)")  # fmt: skip
     parser.add_argument(
         "--no-relist", action="store_true", help="skip the large cluster's relist stall"
     )
@@ -415,6 +425,8 @@ def main() -> None:
                 if shape.relist and not args.no_relist and run == args.repeat - 1:
                     measure_relist(report, shape, kubeconfig, api)
     report.print()
+    if args.json is not None:
+        report.save(args.json, "benchmarks/cluster_scale.py " + " ".join(sys.argv[1:]))
     sys.stdout.flush()
     os._exit(0)
 

@@ -435,3 +435,104 @@ def test_cachetools_is_not_a_dependency() -> None:
                     names = [node.module or ""]
                 assert not any(n.split(".")[0] == "cachetools" for n in names), source
     assert "TTLCache" in read(README) and "cachetools" in read(README)
+
+
+# --- figures in one place, docs that agree with the code (issue 22 item 18) --------------------
+
+RESULTS = ROOT / "benchmarks" / "results" / "cluster_scale.json"
+
+
+def _figure(label: str) -> float:
+    import json
+
+    rows = json.loads(RESULTS.read_text())["rows"]
+    (value,) = rows[label]["values"]
+    return float(value)
+
+
+def test_memory_figures_are_the_benchmarks_results() -> None:
+    """README and docs/deploying.md give the per-kind memory figures of the results file the
+    benchmark wrote, and cite it."""
+    readme = (ROOT / "README.md").read_text()
+    deploying = (ROOT / "docs" / "deploying.md").read_text()
+    figures = {
+        "1,050 Services: memory per Service above an empty kdns": "{:,.0f} B",
+        "1,050 Services: memory per endpoint above an empty kdns": "{:,.0f} B",
+        "large cluster: memory per Service above an empty kdns": "{:,.0f} B",
+        "large cluster: memory per endpoint above an empty kdns": "{:,.0f} B",
+        "large cluster: memory per Pod above an empty kdns": "{:,.0f} B",
+        "1,050 Services, + EndpointSlices: resident memory after sync": "{:.1f} MiB",
+        "large cluster, + Pods: resident memory after sync": "{:.1f} MiB",
+        "large cluster: peak resident memory (VmHWM, start to relist)": "{:.1f} MiB",
+        "large cluster, + Pods: first sync (process start -> /ready 200)": "{:.2f} s",
+    }
+    for label, fmt in figures.items():
+        text = fmt.format(_figure(label))
+        assert text in deploying, f"docs/deploying.md lacks {text} ({label})"
+        if label.startswith("large cluster, + Pods: first") or "peak" in label:
+            continue
+        number = text.split()[0]
+        assert number in readme, f"README lacks {number} ({label})"
+    for page in (readme, deploying):
+        assert "benchmarks/results/cluster_scale.json" in page
+
+
+def test_memory_request_and_limit_are_the_deployments() -> None:
+    """Every page that names the Deployment's memory request or limit names the real ones."""
+    import yaml
+
+    docs = yaml.safe_load_all((ROOT / "manifests" / "deployment.yaml").read_text())
+    (deployment,) = [d for d in docs if d and d.get("kind") == "Deployment"]
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    request = container["resources"]["requests"]["memory"]
+    limit = container["resources"]["limits"]["memory"]
+    for page in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
+        text = page.read_text()
+        for pattern, real in (
+            (r"requests?\W{0,4}(\d+Mi)\b", request),
+            (r"limits?(?: at)?\W{0,4}(\d+Mi)\b", limit),
+        ):
+            for match in re.finditer(pattern, text):
+                if "DaemonSet" in text[max(0, match.start() - 80) : match.start()]:
+                    continue  # the node-local cache's own figures
+                said = match.group(1)
+                assert said == real, f"{page.name}: {match.group(0)}, the Deployment's {real}"
+
+
+def test_no_page_cites_a_design_note_the_repository_lacks() -> None:
+    """The project's own architecture page is docs/architecture.md; no page cites a DESIGN.md."""
+    assert (ROOT / "docs" / "architecture.md").is_file()
+    for page in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
+        assert "DESIGN" not in page.read_text(), page.name
+    assert "docs/architecture.md" in (ROOT / "README.md").read_text()
+
+
+def test_readme_demo_description_counts_what_the_demo_holds() -> None:
+    from collections import Counter
+
+    from kdns.k8s.demo import demo_objects
+
+    objects = demo_objects()
+    kinds = Counter(o.kind for o in objects)
+    readme = (ROOT / "README.md").read_text()
+    assert f"their {kinds['Pod']} pods" in readme
+    assert f": {len(objects)} objects." in readme
+
+
+def test_readme_cache_labels_are_the_ones_metrics_exports() -> None:
+    from kdns.dns.resolver import Resolver
+    from kdns.metrics import Sources, _Collector
+    from kdns.server.stats import Stats
+    from tests.test_registry import make
+
+    registry = make()
+    resolver = Resolver(registry)
+    sources = Sources(Stats(), None, lambda: registry, lambda: resolver, lambda: None, "dns://:53")
+    (entries,) = [f for f in _Collector(sources, False).collect() if f.name == "kdns_cache_entries"]
+    exported = {s.labels["cache"] for s in entries.samples}
+    row = next(
+        line for line in (ROOT / "README.md").read_text().splitlines()
+        if line.startswith("| `kdns_cache_entries`")
+    )  # fmt: skip
+    documented = set(re.findall(r"`(\w+)`:", row))
+    assert documented and documented <= exported, (documented, exported)
