@@ -12,13 +12,17 @@ by kdns with ``kdns serve --objects FILE``. Mixes (--mixes):
   edns      (b) the same, EDNS on every query (dnsperf -e)
   cookie    (b2) the same, EDNS with one client COOKIE option on every query (dnsperf -E)
   nxdomain  (c) 90% NXDOMAIN ndots:5 walk names over 21,000 distinct names, 10% existing
+  fresh     (c2) never-seen NXDOMAIN walk names: 1,200,000 distinct names, each asked once (the
+                max run only: a first sight of every name)
   trace     (d) pods walking their search list to external names through a loopback upstream
                 that adds 20 ms and answers with TTL 10 s (benchmarks/trace_replay.py); kdns only
 
 Each server runs pinned to CPU 0 and dnsperf to CPU 1, on 127.0.0.1 only. Per server and mix
 (a)-(c): a 1 s warm-up, the max qps run (dnsperf -q 500 -c 8) whose CPU time gives CPU per
 query, a run at 50% of that rate (-Q; latency percentiles from dnsperf -v) and one at 90%
-(lost queries). Output: a table per mix, the targets as PASS/MISS, and
+(lost queries); on mix (a), latency at the same absolute rates for every server (10k, 25k and
+50k qps). CPU per query and the share of its core each server used at max are reported beside
+each ratio. Output: a table per mix, the targets as PASS/MISS, and
 benchmarks/results/latest.json.
 
     make bench                                   # everything (about 9 minutes)
@@ -69,42 +73,91 @@ def start(server: str, objects: Path, zone_files: dict[str, Path], tmp: Path) ->
                         "--no-forward")  # fmt: skip
 
 
+RATES = (10_000, 25_000, 50_000)  # the same absolute rates for every server (latency)
+
+
 def measure(
     dnsperf_bin: str, srv: servers.Server, datafile: str, seconds: float, edns: bool,
-    option: str | None = None,
+    option: str | None = None, *, warmup: str | None = None, fresh: bool = False,
+    rates: tuple[int, ...] = (),
 ) -> dict[str, Any]:  # fmt: skip
-    """Max qps (and CPU per query), then 50% of it (latency, lost) and 90% (lost)."""
+    """Max qps (CPU per query, and the share of its core the server used), then 50% of it
+    (latency, lost) and 90% (lost); then, for each of ``rates``, latency at that rate.
+
+    ``fresh``: ``datafile`` names are each asked once (never-seen names): the warm-up runs on
+    ``warmup`` instead, and only the max run reads ``datafile`` (a second run would ask them
+    again), so the 50%/90% runs are left out."""
     dnsperf.run(
-        dnsperf_bin, srv.port, datafile, 1, edns=edns, option=option
+        dnsperf_bin, srv.port, warmup or datafile, 1, edns=edns, option=option
     )  # warm-up, not counted
     cpu0 = srv.cpu_seconds()
     top = dnsperf.run(dnsperf_bin, srv.port, datafile, seconds, edns=edns, option=option)
     cpu = srv.cpu_seconds() - cpu0
-    drops0 = servers.udp_rcvbuf_errors()
-    half = dnsperf.run(dnsperf_bin, srv.port, datafile, seconds, edns=edns, option=option, rate=top.qps / 2,
-                       verbose=True)  # fmt: skip
-    drops50 = servers.udp_rcvbuf_errors()
-    ninety = dnsperf.run(
-        dnsperf_bin, srv.port, datafile, seconds, edns=edns, option=option, rate=top.qps * 0.9
-    )
-    drops90 = servers.udp_rcvbuf_errors()
-    return {
+    row: dict[str, Any] = {
         "qps": top.qps,
         "lost_max": top.lost,
         "rcodes": top.rcodes,
         "cpu_us_per_query": 1e6 * cpu / top.completed if top.completed else None,
-        "p50_us": half.percentile(50),
-        "p99_us": half.percentile(99),
-        "p999_us": half.percentile(99.9),
-        "half_qps": half.qps,
-        "lost_50": half.lost,
-        "lost_90": ninety.lost,
-        "ninety_qps": ninety.qps,
-        # kernel drops on full UDP receive buffers during those runs (any socket on the host)
-        "rcvbuf_drops_50": drops50 - drops0,
-        "rcvbuf_drops_90": drops90 - drops50,
+        # Below ~0.95 the server did not saturate its core: its max is not its CPU's.
+        "cpu_share": cpu / seconds,
+        "p50_us": None,
+        "p99_us": None,
+        "p999_us": None,
+        "lost_50": 0,
+        "lost_90": 0,
         "rss_kib": srv.rss_kib(),
     }
+    if fresh:
+        row["names_repeated"] = max(0, top.sent - _lines(datafile))
+    else:
+        drops0 = servers.udp_rcvbuf_errors()
+        half = dnsperf.run(dnsperf_bin, srv.port, datafile, seconds, edns=edns, option=option, rate=top.qps / 2,
+                           verbose=True)  # fmt: skip
+        drops50 = servers.udp_rcvbuf_errors()
+        ninety = dnsperf.run(
+            dnsperf_bin, srv.port, datafile, seconds, edns=edns, option=option, rate=top.qps * 0.9
+        )
+        drops90 = servers.udp_rcvbuf_errors()
+        row.update({
+            "p50_us": half.percentile(50),
+            "p99_us": half.percentile(99),
+            "p999_us": half.percentile(99.9),
+            "half_qps": half.qps,
+            "lost_50": half.lost,
+            "lost_90": ninety.lost,
+            "ninety_qps": ninety.qps,
+            # kernel drops on full UDP receive buffers during those runs (any socket on the host)
+            "rcvbuf_drops_50": drops50 - drops0,
+            "rcvbuf_drops_90": drops90 - drops50,
+        })  # fmt: skip
+    at_rates = {}
+    for rate in rates:
+        run = dnsperf.run(
+            dnsperf_bin,
+            srv.port,
+            datafile,
+            seconds,
+            edns=edns,
+            option=option,
+            rate=rate,
+            verbose=True,
+        )
+        at_rates[str(rate)] = {
+            "qps": run.qps,
+            "p50_us": run.percentile(50),
+            "p99_us": run.percentile(99),
+            "p999_us": run.percentile(99.9),
+            "lost": run.lost,
+        }
+    if at_rates:
+        row["rates"] = at_rates
+    row["rss_kib"] = srv.rss_kib()
+    return row
+
+
+def _lines(path: str) -> int:
+    with open(path, "rb") as handle:
+        return sum(1 for _ in handle)
 
 
 def prefetch_metrics(text: str) -> tuple[float | None, dict[str, float]]:
@@ -168,7 +221,7 @@ def main() -> None:
     )
     parser.add_argument("--seconds", type=float, default=8, help="per dnsperf run (default 8)")
     parser.add_argument("--mixes", default=",".join(workload.MIXES),
-                        help="comma-separated: plain,edns,cookie,nxdomain,trace")  # fmt: skip
+                        help="comma-separated: plain,edns,cookie,nxdomain,fresh,trace")  # fmt: skip
     parser.add_argument("--servers", default=",".join(ALL_SERVERS),
                         help=f"comma-separated from {','.join(ALL_SERVERS + EXTRA_SERVERS)}")  # fmt: skip
     parser.add_argument("--trace-seconds", type=float, default=90, help="mix (d) length")
@@ -225,6 +278,9 @@ def main() -> None:
             "nxdomain": workload.write_queries(workload.nxdomain_queries(cluster), tmp / "nx.txt"),
         }
         files["edns"] = files["cookie"] = files["plain"]
+        if "fresh" in mixes:
+            fresh = workload.fresh_nxdomain_queries(cluster)
+            files["fresh"] = workload.write_queries(fresh, tmp / "fresh.txt")
         zone_files: dict[str, Path] = {}
         if "nsd" in chosen and set(mixes) - {"trace"}:
             print("transferring the zones from kdns for NSD ...", file=sys.stderr)
@@ -237,9 +293,12 @@ def main() -> None:
                 print(f"{mix}: {report.LABELS[server]} ...", file=sys.stderr)
                 try:
                     with start(server, objects, zone_files, tmp) as srv:
-                        rows[server] = measure(dnsperf_bin, srv, str(files[mix]), args.seconds,
-                                               mix in workload.EDNS_MIXES,
-                                               workload.OPTION_MIXES.get(mix))  # fmt: skip
+                        rows[server] = measure(
+                            dnsperf_bin, srv, str(files[mix]), args.seconds,
+                            mix in workload.EDNS_MIXES, workload.OPTION_MIXES.get(mix),
+                            warmup=str(files["plain"]), fresh=mix == "fresh",
+                            rates=RATES if mix == "plain" and not args.quick else (),
+                        )  # fmt: skip
                 except Exception as err:  # one broken server must not lose the others' numbers
                     rows[server] = {"error": _one_line(err)}
             report.print_mix(mix, rows)

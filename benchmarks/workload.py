@@ -29,7 +29,7 @@ ENDPOINTS = 3400
 EXTERNAL_NAME = 20  # Services of type ExternalName
 HEADLESS = 180  # headless Services, 5 endpoints each (900); the rest spread over ClusterIPs
 
-MIXES = ("plain", "edns", "cookie", "nxdomain", "trace")
+MIXES = ("plain", "edns", "cookie", "nxdomain", "fresh", "trace")
 EDNS_MIXES = {"edns", "cookie"}  # sent with dnsperf -e
 # Sent with one client COOKIE option (RFC 7873 4.1) on every query, as a resolver that keeps its
 # client cookie per server does (dnsperf -E code:hex-value).
@@ -179,6 +179,20 @@ def nxdomain_queries(cluster: Cluster, distinct: int = 21_000, seed: int = 2) ->
         lines += [f"{n} A" for n in walk_names(f"api{i}.example.com", ns)]
     lines += [f"{rng.choice(cluster.a_names)} A" for _ in range(len(lines) // 9)]
     rng.shuffle(lines)
+    return lines
+
+
+FRESH_NAMES = 1_200_000  # (c2): enough for a max run of 8 s at 150k qps, each name asked once
+
+
+def fresh_nxdomain_queries(cluster: Cluster, count: int = FRESH_NAMES, seed: int = 5) -> list[str]:
+    """Search-path NXDOMAIN names never asked before: ``count`` distinct names, each asked
+    once (walks of three steps, as pods send them), so every query is a first sight."""
+    rng = random.Random(seed)
+    lines = []
+    for i in range(count // 3):
+        ns = rng.choice(cluster.namespaces)
+        lines += [f"{n} A" for n in walk_names(f"new{i}.example.com", ns)]
     return lines
 
 

@@ -551,10 +551,13 @@ def _check(diff: Differential) -> None:
     for label, moved in diff.changed:
         if not label.endswith("again"):
             assert moved > 0, (label, diff.changed)
-    # The wire cache answered: a repeated round is mostly hits (otherwise nothing was compared).
+    # The wire cache answered: a repeated round is largely hits (otherwise nothing was
+    # compared). A third, not a half: negative replies are stored on their second miss (the
+    # repeated round stores them; the next step's first round replays them), and a step that
+    # refuses names (forward.allow) has fewer cacheable replies.
     for label, hits in diff.hits:
         if label.endswith("again"):
-            assert hits >= len(diff.wires) // 2, (label, hits, diff.hits)
+            assert hits >= len(diff.wires) // 3, (label, hits, diff.hits)
     assert not diff.mismatches, diff.report()
 
 

@@ -52,7 +52,10 @@ def reply_for(wire: bytes, rcode: int = 0, answers: int = 1, authority: int = 0)
 
 
 def put(cache: WireCache, wire: bytes, zone: str = "example", **kw: Any) -> list[Any]:
-    entry = cache.insert(wire, reply_for(wire, **kw), float("inf"), zone, b"\x00\x01")
+    reply = reply_for(wire, **kw)
+    entry = cache.insert(wire, reply, float("inf"), zone, b"\x00\x01")
+    if entry is None and kw.get("answers") == 0:  # a negative reply: stored on a second miss
+        entry = cache.insert(wire, reply, float("inf"), zone, b"\x00\x01")
     assert entry is not None
     return entry
 
@@ -127,6 +130,20 @@ def test_a_client_varying_flags_sizes_and_case_is_bounded_per_name() -> None:
 
 
 # ---------------------------------------------------------------- bounds
+
+
+def test_a_negative_reply_is_stored_on_its_second_miss() -> None:
+    """Admission: a name asked once (a walk for a name never seen again, a random-name flood)
+    costs no entry; asked again, it is held."""
+    cache = WireCache()
+    for i in range(1000):
+        q = query(f"once{i}.example")
+        assert cache.insert(q, reply_for(q, 3, 0, 1), float("inf"), "example", b"\x00\x01") is None
+    assert len(cache) == 0 and cache.deferred == 1000
+    q = query("once7.example")
+    assert cache.insert(q, reply_for(q, 3, 0, 1), float("inf"), "example", b"\x00\x01") is not None
+    positive = query("web.example")
+    assert cache.insert(positive, reply_for(positive), float("inf"), "example", b"\x00\x01")
 
 
 def test_errors_are_never_cached() -> None:

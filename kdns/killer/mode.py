@@ -224,6 +224,7 @@ class _KillerCollector(Collector):
             ("hits", "Queries answered from the wire cache"),
             ("misses", "Queries the wire cache did not hold (answered by the standard path)"),
             ("inserts", "Replies stored in the wire cache"),
+            ("deferred", "Negative replies not stored on their first miss (stored on a second)"),
             ("evictions", "Wire cache entries dropped to stay within its bounds"),
             ("invalidations", "Wire cache entries dropped because the answer changed"),
         ):

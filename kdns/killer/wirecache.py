@@ -21,6 +21,11 @@ at a time:
   indexed by name too, so a name that becomes ours (a PTR for an address kdns now serves) drops
   them at once.
 
+Admission: a negative reply (no answer records: NXDOMAIN, NODATA) is stored the second time its
+key misses within the last ``DOORKEEPER`` distinct negative misses, not the first. A search-path
+walk for a name asked once (most of them, and every name of a random-name flood) then costs the
+standard path's derived memo and no entry; a name asked again is held from its second ask.
+
 Bounds: ``max_entries`` and ``max_bytes`` (each entry's bytes counted as allocated, measured in
 tests/test_killer.py), FIFO eviction in O(1) (a deque of entries in insertion order, never a
 scan of the dict), and at most ``MAX_VARIANTS`` keys per name, so a client that varies flags,
@@ -55,6 +60,7 @@ E_ROWS = 9  # meter rows, per UDP channel (E_ROWS + channel): found on the first
 # tests/test_killer.py::test_byte_accounting_matches_what_is_allocated.
 ENTRY_OVERHEAD = 560
 MAX_VARIANTS = 16  # keys per name (types, flags, buffer sizes, letter cases)
+DOORKEEPER = 65536  # negative keys seen once, remembered (as hashes) until this many
 FIXED = [0]  # the epoch cell of entries no serial move can change
 
 
@@ -126,7 +132,9 @@ class WireCache:
         self._fifo: deque[list[Any]] = deque()  # entries in insertion order (some gone)
         self._by_name: dict[bytes, list[bytes]] = {}  # qname -> keys of its entries
         self._epochs: dict[str, list[int]] = {}  # zone -> its epoch cell (bumped on serial moves)
+        self._seen_once: set[int] = set()  # hashes of negative keys that missed once
         self.inserts = 0
+        self.deferred = 0  # negative replies not stored on their first miss (admission)
         self.hits = 0  # counted by the transport, per batch
         self.misses = 0  # counted by the transport on its slow path
         self.evictions = 0
@@ -159,6 +167,16 @@ class WireCache:
         key = without_options(query) if query[11] else None
         if key is None:
             key = query[2:]
+        if reply[6:8] == b"\x00\x00":  # negative: admitted on its second miss
+            seen = self._seen_once
+            digest = hash(key)
+            if digest not in seen:
+                if len(seen) >= DOORKEEPER:
+                    seen.clear()
+                seen.add(digest)
+                self.deferred += 1
+                return None
+            seen.discard(digest)
         name = qname_of(key)
         if not name:
             return None
@@ -287,6 +305,7 @@ class WireCache:
             "hits": self.hits,
             "misses": self.misses,
             "inserts": self.inserts,
+            "deferred": self.deferred,
             "evictions": self.evictions,
             "invalidations": self.invalidations,
         }
