@@ -696,24 +696,29 @@ def _mebibytes(quantity: str) -> float:
     return float(match[1]) * units[match[2]]
 
 
-def documented_rss() -> dict[str, float]:
-    """The measured figures in docs/deploying.md's Size table: row label -> MiB."""
-    rows = re.findall(r"^\| (API watch, [^|]+?) \| ([0-9.]+) MiB", DOCS.read_text(), re.M)
-    return {label: float(mib) for label, mib in rows}
+def measured_rss(label: str) -> float:
+    """A resident-memory figure (MiB) of benchmarks/results/cluster_scale.json, the file
+    docs/deploying.md's Size section cites."""
+    results = json.loads((ROOT / "benchmarks" / "results" / "cluster_scale.json").read_text())
+    (value,) = results["rows"][label]["values"]
+    return float(value)
 
 
 def test_memory_request_and_limit_cover_measured_rss() -> None:
-    """Requirement (issue: idle RSS 83 MB was above the 70Mi request): the memory request is
-    at least the measured RSS of a 1,050-Service cluster and the limit at least that of 110,000
-    objects, as docs/deploying.md records them; limit >= 2x request for relists."""
+    """Requirement (issue: idle RSS 83 MB was above the 70Mi request): the memory request is at
+    least the measured RSS of a 1,050-Service cluster plus 10%, the limit at least twice the
+    request and above the peak of the large cluster's relist (10,000 Services, 100,000
+    endpoints, 50,000 Pods); where that peak is within 20% of the limit, docs/deploying.md
+    says to raise it for clusters of that size."""
     resources = container()["resources"]
     request = _mebibytes(resources["requests"]["memory"])
     limit = _mebibytes(resources["limits"]["memory"])
-    figures = documented_rss()
-    (small,) = [mib for label, mib in figures.items() if "1,050 Services" in label]
-    (large,) = [mib for label, mib in figures.items() if "110,000 objects" in label]
+    small = measured_rss("1,050 Services, + EndpointSlices: resident memory after sync")
+    peak = measured_rss("large cluster: peak resident memory (VmHWM, start to relist)")
     assert request >= small * 1.1, (request, small)
-    assert limit >= large * 1.2 and limit >= 2 * request, (limit, large)
+    assert limit >= 2 * request and limit >= peak, (limit, peak)
+    if limit < peak * 1.2:
+        assert "raise the limit" in DOCS.read_text()
     text = DOCS.read_text()
     assert f"requests **{resources['requests']['memory']}**" in text
     assert f"limits at **{resources['limits']['memory']}**" in text

@@ -403,3 +403,33 @@ def test_netsetup_adds_the_addresses_and_notrack_rules_and_removes_them(tmp_path
     deleted = {re.sub(r" -D (\S+) ", r" -I \1 1 ", line) for line in lines if " -D " in line}
     assert set(inserted) <= deleted
     assert lines[-1] == "ip link del nodelocaldns"
+
+
+def test_netsetup_is_not_ready_until_every_address_is_on_the_interface(tmp_path: Path) -> None:
+    """Issue 22 item 22: where the kernel cannot make the dummy interface, the pod showed
+    Running and Ready while kdns served an address the node lacks. The netsetup container's
+    readiness probe (its own command, run here with a stub `ip`) fails until every listen
+    address is on the interface."""
+    (netsetup,) = [
+        c
+        for c in the("DaemonSet", "kdns-nodelocal")["spec"]["template"]["spec"]["containers"]
+        if c["name"] == "netsetup"
+    ]
+    command = netsetup["readinessProbe"]["exec"]["command"]
+    env = {e["name"]: e["value"] for e in netsetup["env"]}
+    stub = tmp_path / "ip"
+
+    def probe(ip_output: str | None) -> int:
+        if ip_output is None:  # no such interface: ip fails
+            stub.write_text('#!/bin/sh\necho "Device does not exist" >&2\nexit 1\n')
+        else:
+            stub.write_text(f"#!/bin/sh\ncat <<'OUT'\n{ip_output}\nOUT\n")
+        stub.chmod(0o755)
+        path = f"{tmp_path}:/usr/bin:/bin"
+        return subprocess.run(command, env={**env, "PATH": path}, timeout=30).returncode
+
+    line = "5: nodelocaldns    inet {}/32 scope global nodelocaldns\\       valid_lft forever"
+    both = "\n".join(line.format(ip) for ip in env["LOCAL_IPS"].split())
+    assert probe(None) != 0  # no dummy interface (CONFIG_DUMMY missing)
+    assert probe(line.format(env["LOCAL_IPS"].split()[0])) != 0  # one address of two
+    assert probe(both) == 0
