@@ -48,7 +48,7 @@ from kdns.parts import (
     load_local_zones,
     zone_shape,
 )
-from kdns.server import workers
+from kdns.server import querylog, workers
 from kdns.server.http import HttpEndpoints
 from kdns.server.listeners import DnsListeners, ListenError
 from kdns.server.meter import Meter
@@ -160,6 +160,7 @@ class App:
             self.responder, self.stats, self.tcp, reuse_port=config.workers != 1
         )
         self.listeners.set_query_log(config.query_log)
+        querylog.noting = config.query_log  # blocked replies name their list in the log
         self._configure_responder(config)
         server = "dns://" + format_hostport(config.listen[0]) if config.listen else "dns://:53"
         sources = MetricSources(
@@ -624,6 +625,7 @@ class App:
             if new.log_level != old.log_level or new.log_format != old.log_format:
                 setup_logging(new.log_level, new.log_format)
             self.listeners.set_query_log(new.query_log)
+            querylog.noting = new.query_log
             self._configure_responder(new)
             self.responder.set_udp_size(new.udp_size)
             self._configure_tcp(new)

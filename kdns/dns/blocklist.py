@@ -325,7 +325,7 @@ class BlockList:
                 else:
                     found.setdefault(rule.kind, []).append(rule)
         if bad:
-            dropped = blocklist._badfilter(bad, hashes, sets, found, fmt)
+            dropped = blocklist._badfilter(bad, hashes, sets, found, fmt, skipped)
             hashes = array("Q", (h for h in hashes if h not in dropped)) if dropped else hashes
         for kind, rules in found.items():
             automaton = pattern_rules.Patterns()
@@ -350,7 +350,7 @@ class BlockList:
         )  # fmt: skip
         return blocklist
 
-    def _badfilter(self, bad: set[str], hashes: array[int], sets: dict[int, set[int]], found: dict[int, list[Rule]], fmt: str) -> set[int]:  # fmt: skip
+    def _badfilter(self, bad: set[str], hashes: array[int], sets: dict[int, set[int]], found: dict[int, list[Rule]], fmt: str, skipped: dict[str, int]) -> set[int]:  # fmt: skip
         """Apply ``$badfilter`` rules: drop the rules they name. The hashes of disabled name
         rules are returned (dropped from ``hashes`` by the caller)."""
         dropped: set[int] = set()
@@ -373,7 +373,7 @@ class BlockList:
                     disabled += before - len(found[rule.kind])
         disabled += sum(1 for h in hashes if h in dropped) if dropped else 0
         if disabled:
-            self.skipped_by["disabled-by-badfilter"] = disabled
+            skipped["disabled-by-badfilter"] = disabled
         return dropped
 
     def as_list(self, name: str, answer: str) -> BlockList:

@@ -90,7 +90,7 @@ def download(url: str, settings: FetchSettings, etag: str = "", last_modified: s
             while True:
                 if time.monotonic() > deadline:
                     raise FetchError(f"not complete after {settings.timeout:g} s")
-                chunk = response.read(_CHUNK)
+                chunk = response.read1(_CHUNK)  # what has arrived: the deadline holds
                 if not chunk:
                     break
                 size += len(chunk)
@@ -284,6 +284,7 @@ class Lists:
         last_size = source.size or int(meta.get("size", 0) or 0)
         delay = settings.backoff
         problem = FetchError("no attempt")
+        fetched: Fetched | None = None
         for attempt in range(settings.attempts):
             if attempt:
                 await asyncio.sleep(delay * (1 + random.random() / 2))
@@ -294,15 +295,13 @@ class Lists:
                     source.url,
                     settings,
                     meta.get("etag", ""),
-                    meta.get("last_modified", ""),  # fmt: skip
+                    meta.get("last_modified", ""),
                 )
                 break
             except FetchError as exc:
                 problem = exc
                 if exc.result == "too_large":
-                    break
-        else:
-            fetched = None
+                    break  # the same bytes again would be too large again
         keeping = (
             "keeping the last good copy" if source.loaded is not None else "no copy to use yet"
         )
@@ -458,11 +457,13 @@ def explain(config: Any, name: str, view_name: str, lists: Lists) -> list[str]:
         for number, got in iter_rules(body, spec.format):
             if isinstance(got, str):
                 continue
-            for rule in got:
-                if rule.name is not None and rule.name in parents:
-                    out.append(f"  {spec.name} line {number}: {rule.text}")
-                elif rule.pattern is not None and chosen.explain_pattern(rule.pattern, wire):
-                    out.append(f"  {spec.name} line {number}: {rule.text}")
+            if any(
+                (rule.name is not None and rule.name in parents)
+                or (rule.pattern is not None and chosen.explain_pattern(rule.pattern, wire))
+                for rule in got
+            ):
+                text = body[number - 1].strip().decode("utf-8", "replace")
+                out.append(f"  {spec.name} line {number}: {text}")
     return out
 
 

@@ -14,6 +14,19 @@ from kdns.dns.records import TYPE_NAMES
 
 log = logging.getLogger("kdns.query")
 
+# Blocked replies, noted as they are rendered (kdns.server.wire.Responder.blocked_reply) while
+# the query log is on (``noting``): the line of such a reply says which list blocked it.
+noting = False
+_NOTES: dict[bytes, str] = {}
+_NOTES_MAX = 1024
+
+
+def note_blocked(response: bytes, list_name: str) -> None:
+    if len(_NOTES) >= _NOTES_MAX:
+        _NOTES.clear()
+    _NOTES[response] = list_name
+
+
 RCODE_NAMES = {0: "NOERROR", 1: "FORMERR", 2: "SERVFAIL", 3: "NXDOMAIN", 4: "NOTIMP", 5: "REFUSED"}
 
 
@@ -35,6 +48,10 @@ def log_query(proto: str, client: Any, data: bytes, response: bytes | None, seco
         outcome = RCODE_NAMES.get(rcode, str(rcode))
         if response[2] & 0x02:
             outcome += ",TC"
+        if _NOTES:
+            blocked = _NOTES.pop(response, None)
+            if blocked is not None:
+                outcome += f" blocked={blocked}"
     host = client[0] if isinstance(client, tuple) else str(client)
     port = client[1] if isinstance(client, tuple) and len(client) > 1 else 0
     log.info("%s %s:%s %s %s %s %.3fms", proto, host, port, name, qtype, outcome, seconds * 1000)

@@ -18,6 +18,7 @@ from typing import Any, Protocol
 from kdns.dns import names
 from kdns.dns.answer import FORWARD, TRANSFER, Answer, empty
 from kdns.dns.records import BADVERS, FORMERR, NOERROR, NOTIMP, OPT, REFUSED
+from kdns.server import querylog
 from kdns.server.meter import FAST_DURATION, TCP4, UDP4, Meter
 from kdns.server.stats import Stats
 
@@ -428,11 +429,13 @@ class Responder:
         """A block list's reply; with EDNS, its OPT carries Extended DNS Error 15 (Blocked,
         RFC 8914) whose EXTRA-TEXT names the list."""
         response = self.reply(data, qend, edns, tcp, answer)
-        if edns is None:
-            return response
-        extra = text.encode()[:200]
-        option = _EDE_HEAD + _U16.pack(2 + len(extra)) + _U16.pack(EDE_BLOCKED) + extra
-        return response[:-2] + _U16.pack(len(option)) + option
+        if edns is not None:
+            extra = text.encode()[:200]
+            option = _EDE_HEAD + _U16.pack(2 + len(extra)) + _U16.pack(EDE_BLOCKED) + extra
+            response = response[:-2] + _U16.pack(len(option)) + option
+        if querylog.noting:
+            querylog.note_blocked(response, text.split()[2] if text.startswith("blocked by ") else "?")  # fmt: skip
+        return response
 
     def _viewed(self, special: Answer, data: bytes, name: bytes, pos: int, qend: int, edns: Edns | None, channel: int, peer: Any, replier: Replier | None) -> bytes | list[bytes] | None:  # fmt: skip
         """The client's view decided: a block list's answer (never kept by killer mode's wire
