@@ -13,6 +13,9 @@ import pytest
 from kdns.config import build_config
 from tests.dnsupstream import DnsUpstream
 from tests.kdnsproc import ROOT, Kdns
+from tests.listserver import ListServer, Served
+
+FIXTURES = Path(__file__).parent / "fixtures"
 
 HOMELAB = ROOT / "docs" / "homelab.md"
 README = ROOT / "README.md"
@@ -54,11 +57,25 @@ def router() -> Iterator[DnsUpstream]:
 
 
 @pytest.fixture(scope="module")
-def homelab(router: DnsUpstream, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Kdns]:
-    # The README's config as is, but the router is the test's (no LAN here) and the DoT
-    # upstreams stay unreachable (no network): out-of-zone names are not asked.
+def list_server() -> Iterator[ListServer]:
+    """The block list URL of the README, served on loopback (no internet here)."""
+    with ListServer() as server:
+        server.paths["/oisd"] = Served((FIXTURES / "lists" / "oisd-small.txt").read_bytes())
+        yield server
+
+
+@pytest.fixture(scope="module")
+def homelab(router: DnsUpstream, list_server: ListServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Kdns]:  # fmt: skip
+    # The README's config as is, but the router is the test's (no LAN here), the block list
+    # comes from a loopback server, the list cache is a temporary directory, the view holds
+    # the test's own address, and the DoT upstreams stay unreachable (no network):
+    # out-of-zone names are not asked.
+    folder = tmp_path_factory.mktemp("homelab")
     toml = readme_homelab_toml().replace(f"={ROUTER}", f"={router.upstream()}")
-    path = tmp_path_factory.mktemp("homelab") / "kdns.toml"
+    toml = re.sub(r'url = "[^"]*"', f'url = "{list_server.url("/oisd")}"', toml)
+    toml = toml.replace('"/var/cache/kdns"', f'"{folder / "cache"}"')
+    toml = toml.replace('networks = ["192.168.0.0/16", "fd00::/8"]', 'networks = ["127.0.0.0/8"]')  # fmt: skip
+    path = folder / "kdns.toml"
     path.write_text(toml)
     with Kdns("--demo", "-c", str(path)) as proc:
         yield proc
@@ -116,3 +133,43 @@ def test_lan_configmap_agrees_with_the_readme_homelab_block() -> None:
             continue  # [[zones]], [[blocklists]], [[views]]: files the LAN kdns mounts itself
         for key, value in values.items():
             assert lan[section][key] == value, (section, key)
+
+
+def test_homelab_blocks_with_the_url_list(homelab: Kdns, list_server: ListServer) -> None:
+    """The README's block list, downloaded at start: a listed name answers 0.0.0.0 with an
+    Extended DNS Error naming the list; the gateway names are untouched."""
+    import time
+
+    import dns.edns
+
+    deadline = time.monotonic() + 10
+    while True:
+        resp = homelab.query("x.ads.example.net", "A", use_edns=0)
+        if [r.to_text() for rrset in resp.answer for r in rrset] == ["0.0.0.0"]:
+            break
+        assert time.monotonic() < deadline, homelab.log
+        time.sleep(0.1)
+    assert [(o.code, o.text) for o in resp.options] == [(dns.edns.EDECode.BLOCKED, "blocked by oisd")]  # fmt: skip
+    assert list_server.count("/oisd") == 1
+    resp = homelab.query("grafana.home.example.com", "A")
+    assert [r.to_text() for rrset in resp.answer for r in rrset] == ["192.168.1.240"]
+
+
+def test_lan_manifests_keep_the_lists_on_a_volume() -> None:
+    """manifests/lan/ blocks with a URL list out of the box: its cache_dir is a mounted
+    volume (the root filesystem is read-only)."""
+    import tomllib
+
+    import yaml
+
+    doc = yaml.safe_load((ROOT / "manifests" / "lan" / "configmap.yaml").read_text())
+    lan = tomllib.loads(doc["data"]["kdns.toml"])
+    assert lan["blocklists"][0]["url"].startswith("https://")
+    assert lan["views"][0]["blocklists"] == [lan["blocklists"][0]["name"]]
+    deployment = yaml.safe_load((ROOT / "manifests" / "lan" / "deployment.yaml").read_text())
+    pod = deployment["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+    volume = mounts[lan["blocking"]["cache_dir"]]
+    assert "emptyDir" in next(v for v in pod["volumes"] if v["name"] == volume)
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
