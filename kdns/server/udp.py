@@ -1,8 +1,8 @@
 """DNS over UDP, in batches, for both modes: one loop reads, answers and sends.
 
 On Linux the socket is read with recvmmsg(2) and answered with sendmmsg(2) (kdns.server.mmsg):
-one system call for up to 64 datagrams each way, where a datagram at a time (asyncio's
-``datagram_received``) spends most of a Python server's time in system calls and callbacks.
+one system call for up to 64 datagrams each way, where a datagram at a time (an asyncio
+datagram protocol) spends most of a Python server's time in system calls and callbacks.
 Elsewhere the same loop reads with non-blocking recvfrom, one datagram per call.
 
 Each datagram meets, in order: the ``front`` (killer mode's wire cache, when on: a hit is the
