@@ -325,7 +325,7 @@ def respond_transfer(
       REFUSED outside them (as the resolver answers names that are not ours);
     - IXFR without exactly one SOA in authority: FORMERR (RFC 1995 3 requires it; CoreDNS
       answers SERVFAIL, but the fault is the client's and SERVFAIL invites retries);
-    - before the first full sync: SERVFAIL (DESIGN: never hand out a half-empty zone);
+    - before the first full sync: SERVFAIL (never hand out a half-empty zone);
     - otherwise ``transfer_messages``.
     Malformed queries get FORMERR; a query shorter than a header gets nothing (``[]``).
     """

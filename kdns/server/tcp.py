@@ -1,8 +1,8 @@
 """DNS over TCP (RFC 1035 4.2.2, RFC 7766): two-byte length-prefixed messages, several per
 connection, answered in order.
 
-Limits, so no client can cost the others anything (DESIGN: "a client that does not read costs
-the others nothing"):
+Limits, so no client can cost the others anything (a client that does not read costs the others
+nothing):
 
 - idle connections close after ``idle_timeout`` (only a complete query renews it);
 - at most ``max_connections`` at once: a new one beyond closes the oldest *idle* connection
