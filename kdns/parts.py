@@ -137,21 +137,7 @@ def build_forwarder(config: Config) -> tuple[Forwarder | None, bool]:
     if not plan.routes:
         log.warning("forwarding: no upstreams (none given, none in %s)", config.resolv_conf)
         return None, plan.split
-    routes = [
-        Route(
-            zone,
-            ForwardGroup(
-                upstreams,
-                policy=config.forward_policy,
-                max_concurrent=config.forward_max_concurrent,
-                timeout=config.forward_timeout,
-                max_fails=config.forward_max_fails,
-                health_check=config.forward_health_check,
-                tls_ca_file=config.tls_ca_file,
-            ),
-        )
-        for zone, upstreams in plan.routes
-    ]
+    routes = [_route(config, entry) for entry in plan.routes]
     cache = None
     if config.cache:
         cache = ResponseCache(
@@ -169,6 +155,29 @@ def build_forwarder(config: Config) -> tuple[Forwarder | None, bool]:
     if plan.split:
         log.info("split mode: %s go to the cluster nameserver", ", ".join(plan.cluster_domains))
     return Forwarder(routes, cache), plan.split
+
+
+def _route(config: Config, entry: tuple[str, tuple[str, ...]]) -> Route:
+    """One forward route: the [forward] settings, overridden by a [forward] zones entry's own
+    (policy, tls_servername, tls_ca_file, force_tcp, prefer_udp, max_concurrent, max_fails,
+    health_check, and the cache's success_ttl/denial_ttl caps for its answers)."""
+    zone, upstreams = entry
+    own: dict[str, Any] = dict(getattr(entry, "options", ()))
+    group = ForwardGroup(
+        upstreams,
+        policy=own.get("policy", config.forward_policy),
+        max_concurrent=own.get("max_concurrent", config.forward_max_concurrent),
+        timeout=config.forward_timeout,
+        max_fails=own.get("max_fails", config.forward_max_fails),
+        health_check=own.get("health_check", config.forward_health_check),
+        tls_ca_file=own.get("tls_ca_file", config.tls_ca_file),
+        force_tcp=own.get("force_tcp", False),
+        prefer_udp=own.get("prefer_udp", config.forward_prefer_udp),
+        tls_servername=own.get("tls_servername"),
+    )
+    success, denial = own.get("success_ttl"), own.get("denial_ttl")
+    caps = None if success is None and denial is None else (success, denial)
+    return Route(zone, group, caps=caps)
 
 
 def load_list(file: str, fmt: str) -> BlockList:

@@ -129,6 +129,7 @@ class Config:
     forward_timeout: float = 2.0
     forward_health_check: float = 0.5
     tls_ca_file: str | None = None  # CA bundle for tls:// upstreams (default: system CAs)
+    forward_prefer_udp: bool = False  # CoreDNS prefer_udp: TCP clients' queries go up over UDP
     split: str = "off"  # sidecar split DNS: off | auto (in a pod) | on
     cluster_domains: tuple[str, ...] = ()  # extra cluster domains for split mode
     cluster_nameserver: str | None = None  # split mode: the cluster DNS (default: resolv.conf)
@@ -296,6 +297,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("forward_timeout", "forward.timeout", _Seconds(zero_ok=False)),
     Setting("forward_health_check", "forward.health_check", _Seconds(zero_ok=False)),
     Setting("tls_ca_file", "forward.tls_ca_file", _Path()),
+    Setting("forward_prefer_udp", "forward.prefer_udp", _Bool()),
     Setting("split", "forward.split", _Choice("off", "auto", "on"), "split"),
     Setting("cluster_domains", "forward.cluster_domains", _List(_Name()), "cluster-domains"),
     Setting("cluster_nameserver", "forward.cluster_nameserver", _Upstream(), "cluster-nameserver"),

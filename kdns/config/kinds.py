@@ -14,6 +14,7 @@ from kdns.config.syntax import (
     LOCAL_ZONE_TTL,
     AllowlistSource,
     BlocklistSource,
+    ForwardZone,
     HostPort,
     LocalZoneSource,
     Schedule,
@@ -326,20 +327,49 @@ class _Listen(_List):
         return tuple(a for a in addresses if not (a[0] in ("0.0.0.0", "::") and a[1] in every))
 
 
+# A forward zone's own settings (CoreDNS: each server block's forward and cache options), the
+# kind each is checked with; aliases name the same key.
+_ZONE_OPTIONS: dict[str, _Kind] = {
+    "policy": _Choice("random", "round_robin", "sequential"),
+    "tls_servername": _Name(),
+    "tls_ca_file": _Path(),
+    "force_tcp": _Bool(),
+    "prefer_udp": _Bool(),
+    "max_concurrent": _Int(1, 1_000_000),
+    "max_fails": _Int(0, 100),
+    "health_check": _Seconds(zero_ok=False),
+    "success_ttl": _Int(1, 604800),
+    "denial_ttl": _Int(1, 604800),
+}
+_ZONE_ALIASES = {"cache_success_ttl": "success_ttl", "cache_denial_ttl": "denial_ttl"}
+
+
 class _ForwardZone(_Kind):
     """A split-horizon rule: ``ZONE=UPSTREAM[+UPSTREAM...]`` (flags, env, TOML strings) or a
-    TOML table ``{name = "lan.example.com", upstreams = ["192.168.1.1"]}``."""
+    TOML table ``{name = "lan.example.com", upstreams = ["192.168.1.1"]}`` with, optionally,
+    the zone's own settings (``_ZONE_OPTIONS``)."""
 
-    expected = "ZONE=UPSTREAM[+UPSTREAM...] or {name, upstreams}"
+    expected = "ZONE=UPSTREAM[+UPSTREAM...] or {name, upstreams, policy, tls_servername, tls_ca_file, force_tcp, prefer_udp, max_concurrent, max_fails, health_check, success_ttl, denial_ttl}"  # fmt: skip
 
     def check(self, value: object) -> tuple[str, tuple[str, ...]]:
+        options: list[tuple[str, object]] = []
+        if isinstance(value, ForwardZone):
+            return value
         if isinstance(value, dict):
-            if (
-                set(value) - {"name", "upstreams"}
-                or "name" not in value
-                or "upstreams" not in value
-            ):
+            if "name" not in value or "upstreams" not in value:
                 self.fail(value)
+            for key, item in value.items():
+                if key in ("name", "upstreams"):
+                    continue
+                canonical = _ZONE_ALIASES.get(str(key), str(key))
+                kind = _ZONE_OPTIONS.get(canonical)
+                if kind is None:
+                    raise _Invalid(f"unknown key (expected name, upstreams, {', '.join(_ZONE_OPTIONS)})", f".{key}")  # fmt: skip
+                if any(k == canonical for k, _ in options):
+                    raise _Invalid(f"given twice (also as {canonical})", f".{key}")
+                options.append((canonical, _field(kind, item, key)))
+            if dict(options).get("force_tcp") and dict(options).get("prefer_udp"):
+                raise _Invalid("force_tcp and prefer_udp exclude each other", ".prefer_udp")
             zone, ups = value["name"], value["upstreams"]
             ups = [ups] if isinstance(ups, str) else ups
         elif isinstance(value, str) and "=" in value:
@@ -350,9 +380,12 @@ class _ForwardZone(_Kind):
         if not isinstance(zone, str) or not isinstance(ups, list) or not ups:
             self.fail(value)
         name = "." if zone.strip() == "." else _normalise_zone(zone)
-        return name, tuple(_normalise_upstream(str(u)) for u in ups)
+        return ForwardZone(name, tuple(_normalise_upstream(str(u)) for u in ups), tuple(options))
 
-    def render(self, value: tuple[str, tuple[str, ...]]) -> str:
+    def render(self, value: tuple[str, tuple[str, ...]]) -> object:
+        options = getattr(value, "options", ())
+        if options:
+            return {"name": value[0], "upstreams": list(value[1]), **dict(options)}
         return f"{value[0]}=" + "+".join(value[1])
 
 

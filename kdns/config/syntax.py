@@ -176,6 +176,47 @@ class AllowlistSource(NamedTuple):
 LOCAL_ZONE_TTL = 300  # [[zones]] ttl's default (kdns.dns.localzones.DEFAULT_TTL)
 
 
+class ForwardZone(tuple[str, tuple[str, ...]]):
+    """One ``[forward] zones`` entry. It unpacks as ``(name, upstreams)``, as entries always
+    have; ``options`` are its own settings as sorted ``(key, value)`` pairs (``policy``,
+    ``tls_servername``, ``tls_ca_file``, ``force_tcp``, ``prefer_udp``, ``max_concurrent``,
+    ``max_fails``, ``health_check``, ``success_ttl``, ``denial_ttl``), as each CoreDNS server
+    block has its own ``forward`` and ``cache``. Without options it equals the plain pair."""
+
+    options: tuple[tuple[str, object], ...]
+
+    def __new__(
+        cls, name: str, upstreams: tuple[str, ...], options: tuple[tuple[str, object], ...] = ()
+    ) -> ForwardZone:
+        self = super().__new__(cls, (name, upstreams))
+        self.options = tuple(sorted(options))
+        return self
+
+    def option(self, key: str, default: object = None) -> object:
+        return dict(self.options).get(key, default)
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (ForwardZone, (self[0], self[1], self.options))
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, ForwardZone):
+            return tuple.__eq__(self, other) and self.options == other.options
+        if isinstance(other, tuple):
+            return not self.options and tuple.__eq__(self, other)
+        return NotImplemented
+
+    def __ne__(self, other: object) -> bool:
+        equal = self.__eq__(other)
+        return equal if equal is NotImplemented else not equal
+
+    def __hash__(self) -> int:
+        return tuple.__hash__(self) if not self.options else hash((tuple(self), self.options))
+
+    def __repr__(self) -> str:
+        extra = f", {dict(self.options)!r}" if self.options else ""
+        return f"ForwardZone({self[0]!r}, {self[1]!r}{extra})"
+
+
 class Upstream(NamedTuple):
     """One forwarder, as ``parse_upstream`` reads it."""
 

@@ -385,11 +385,19 @@ class ResponseCache:
 
     # ------------------------------------------------------------------ write side
 
-    def put(self, key: bytes, response: bytes, now: float | None = None) -> bool:
+    def put(
+        self,
+        key: bytes,
+        response: bytes,
+        now: float | None = None,
+        caps: tuple[int | None, int | None] | None = None,
+    ) -> bool:
         """Store an upstream response under ``key``; False when it is not cacheable.
 
         ``now``: when the question was sent upstream (the clock's reading; default: now), the
-        instant its TTLs count down from (see "When TTLs start" above)."""
+        instant its TTLs count down from (see "When TTLs start" above). ``caps``: a forward
+        zone's own (success, denial) TTL caps, below the cache's (CoreDNS: each server block's
+        own ``cache``)."""
         try:
             parsed = parse(response)
         except ValueError:  # Malformed, or names.BadName from the name walkers
@@ -406,6 +414,9 @@ class ResponseCache:
         denial, ttl = kind
         store = self.denial if denial else self.success
         duration = store.clamp(ttl)
+        cap = None if caps is None else caps[1 if denial else 0]
+        if cap is not None:
+            duration = min(duration, cap)
         if duration <= 0 or store.capacity <= 0:
             self.uncacheable += 1
             return False

@@ -546,6 +546,21 @@ class Upstream:
             self._mark_up()
 
 
+def _adjust(
+    upstream: Upstream | UpstreamSpec | str, force_tcp: bool, tls_servername: str | None
+) -> Upstream | UpstreamSpec | str:
+    """A spec under a group's ``force_tcp`` (plain DNS over TCP only) and ``tls_servername``
+    (the name TLS upstreams without one of their own are checked against)."""
+    if isinstance(upstream, Upstream) or not (force_tcp or tls_servername):
+        return upstream
+    spec = parse_upstream(upstream) if isinstance(upstream, str) else upstream
+    if force_tcp and spec.transport == "udp":
+        spec = spec._replace(transport="tcp")
+    if tls_servername and spec.transport == "tls" and spec.server_name is None:
+        spec = spec._replace(server_name=tls_servername)
+    return spec
+
+
 class ForwardGroup:
     """One CoreDNS ``forward`` block: upstreams, a policy, a concurrency limit and a deadline.
 
@@ -567,11 +582,15 @@ class ForwardGroup:
         expire: float = 10.0,
         tls_ca_file: str | None = None,
         pool_size: int = 2,
+        force_tcp: bool = False,
+        prefer_udp: bool = False,
+        tls_servername: str | None = None,
     ) -> None:
         if policy not in POLICIES:
             raise ValueError(f"policy must be one of {', '.join(POLICIES)}, got {policy!r}")
         if max_concurrent < 1 or timeout <= 0 or attempt_timeout <= 0:
             raise ValueError("max_concurrent, timeout and attempt_timeout must be positive")
+        upstreams = [_adjust(u, force_tcp, tls_servername) for u in upstreams]
         self.upstreams: tuple[Upstream, ...] = tuple(
             u
             if isinstance(u, Upstream)
@@ -590,6 +609,9 @@ class ForwardGroup:
         if not self.upstreams:
             raise ValueError("a forward group needs at least one upstream")
         self.policy = policy
+        # CoreDNS forward: a query goes upstream over the transport it came in on (TCP in, TCP
+        # out) unless ``prefer_udp``; ``force_tcp`` (upstreams turned tcp:// above) always TCP.
+        self.prefer_udp = prefer_udp
         self.max_concurrent = max_concurrent
         self.timeout = timeout
         self.attempt_timeout = attempt_timeout
@@ -614,6 +636,8 @@ class ForwardGroup:
         """
         if self._closed:
             raise ForwardError("forwarder is closed")
+        if self.prefer_udp:
+            tcp = False
         qend = question_end(wire)
         if self.inflight >= self.max_concurrent:
             self.stats.overloaded += 1

@@ -37,6 +37,9 @@ class Route:
     group: ForwardGroup
     apex: bytes = b""
     looping: bool = False
+    # This zone's own cache TTL caps (success, denial): [forward] zones' cache_success_ttl and
+    # cache_denial_ttl, as a CoreDNS server block's own cache; None: the [cache] settings.
+    caps: tuple[int | None, int | None] | None = None
 
     def __post_init__(self) -> None:
         self.apex = names.ROOT if self.zone == "." else names.to_wire(self.zone)
@@ -143,12 +146,12 @@ class Forwarder:
             )
             asked = self._asked()
             try:
-                upstream = await route.group.query(wire)
+                upstream = await route.group.query(wire, tcp=query.tcp)
             except ForwardError:
                 query.deliver(replier, cname_only, peer)
                 return
             if self.cache is not None:
-                self.cache.put(key, upstream, asked)
+                self.cache.put(key, upstream, asked, route.caps)
             query.deliver(replier, self._fit(query, _append_answers(cname_only, upstream)), peer)
 
         self._spawn(look_up())
@@ -179,7 +182,8 @@ class Forwarder:
         self.stats.by_zone[route.zone] = self.stats.by_zone.get(route.zone, 0) + 1
         asked = self._asked()
         try:
-            response = await route.group.query(query.data)
+            # The client's transport (CoreDNS forward): TCP in, TCP out, unless prefer_udp.
+            response = await route.group.query(query.data, tcp=query.tcp)
         except Overloaded:
             self.stats.servfail += 1
             response = query.error(SERVFAIL)
@@ -198,7 +202,7 @@ class Forwarder:
                 response = query.error(SERVFAIL)
         else:
             if self.cache is not None:
-                self.cache.put(key, response, asked)
+                self.cache.put(key, response, asked, route.caps)
         query.deliver(replier, self._fit(query, response), peer)
 
     def _prefetch(self, query: Query, key: bytes) -> None:
@@ -211,7 +215,7 @@ class Forwarder:
         async def refresh() -> None:
             asked = cache.clock()
             try:
-                cache.put(key, await route.group.query(query.data), asked)
+                cache.put(key, await route.group.query(query.data), asked, route.caps)
             except (ForwardError, Overloaded):
                 pass
 
@@ -252,7 +256,7 @@ class Forwarder:
             asked = cache.clock()
             try:
                 response = await route.group.query(wire)
-                if cache.put(key, response, asked):
+                if cache.put(key, response, asked, route.caps):
                     until = cache.expires(key)
             except (ForwardError, Overloaded):
                 pass
