@@ -161,6 +161,7 @@ class App:
         )
         self.listeners.set_query_log(config.query_log)
         querylog.noting = config.query_log  # blocked replies name their list in the log
+        querylog.set_classes(config.log_classes)  # [log] classes (CoreDNS log class)
         self._configure_responder(config)
         server = "dns://" + format_hostport(config.listen[0]) if config.listen else "dns://:53"
         sources = MetricSources(
@@ -626,6 +627,7 @@ class App:
                 setup_logging(new.log_level, new.log_format)
             self.listeners.set_query_log(new.query_log)
             querylog.noting = new.query_log
+            querylog.set_classes(new.log_classes)
             self._configure_responder(new)
             self.responder.set_udp_size(new.udp_size)
             self._configure_tcp(new)

@@ -112,6 +112,7 @@ class Config:
     log_level: str = "info"
     log_format: str = "text"
     query_log: bool = False
+    log_classes: tuple[str, ...] = ("all",)  # [log] classes: CoreDNS log class success|denial|error|all
     startup_timeout: float = 5.0
     udp_size: int = 1232
     tcp_idle_timeout: float = 10.0
@@ -253,6 +254,7 @@ _SERVICE = _Address(off_ok=True)
 _PODS = _Choice("disabled", "insecure", "verified")
 _LEVELS = _Choice("debug", "info", "warning", "error")
 _STARTUP = _Seconds(zero_ok=True)
+_LOG_CLASSES = ("success", "denial", "error", "all")  # CoreDNS log plugin's classes
 
 # Order here is the order of ``to_toml``'s output.
 SETTINGS: tuple[Setting, ...] = (
@@ -346,6 +348,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("log_level", "log.level", _LEVELS, "log-level"),
     Setting("log_format", "log.format", _Choice("text", "json"), "log-format"),
     Setting("query_log", "log.query_log", _Bool(), "query-log"),
+    Setting("log_classes", "log.classes", _List(_Choice(*_LOG_CLASSES), empty_ok=False)),
     Setting("blocking_cache_dir", "blocking.cache_dir", _Path()),
     Setting("blocking_download_timeout", "blocking.download_timeout", _Seconds(zero_ok=False)),
     Setting("blocking_download_attempts", "blocking.download_attempts", _Int(1, 10)),

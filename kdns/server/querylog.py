@@ -1,6 +1,10 @@
 """--query-log: one line per query (client, name, type, rcode, duration).
 
 Only called when the option is on; the protocols check one attribute per query otherwise.
+``[log] classes`` keeps the lines of some response classes only, as CoreDNS's log plugin
+(``class success|denial|error|all``; plugin/pkg/response classify): ``success`` is NOERROR
+with an answer (or a referral), ``denial`` NXDOMAIN and NODATA, ``error`` every other RCODE
+and a query dropped without reply.
 """
 
 from __future__ import annotations
@@ -27,6 +31,45 @@ def note_blocked(response: bytes, list_name: str) -> None:
     _NOTES[response] = list_name
 
 
+CLASSES = ("success", "denial", "error", "all")
+_wanted: frozenset[str] | None = None  # None: every class ("all")
+
+
+def set_classes(classes: tuple[str, ...]) -> None:
+    """Log only responses of these classes (CoreDNS log ``class``); "all" or none: all."""
+    global _wanted
+    _wanted = None if not classes or "all" in classes else frozenset(classes)
+
+
+def classify(response: bytes | None) -> str:
+    """CoreDNS's response class of a reply: success, denial or error."""
+    if response is None or len(response) < 12:
+        return "error"
+    rcode = response[3] & 0x0F
+    if rcode == 3:
+        return "denial"
+    if rcode != 0:
+        return "error"
+    if response[6:8] != b"\x00\x00" or response[8:10] != b"\x00\x00" and not _soa_in_authority(response):  # fmt: skip
+        return "success"  # an answer, or a referral (NS in authority, no SOA)
+    return "denial"  # NODATA
+
+
+def _soa_in_authority(response: bytes) -> bool:
+    """Whether the authority section holds an SOA (a negative answer, not a referral)."""
+    try:
+        pos = names.question_end(response)
+        for _ in range(int.from_bytes(response[8:10], "big")):
+            pos = names.name_end(response, pos)
+            rtype, _, _, length = struct.unpack_from("!HHIH", response, pos)
+            if rtype == 6:
+                return True
+            pos += 10 + length
+    except (ValueError, struct.error):
+        return True
+    return False
+
+
 RCODE_NAMES = {0: "NOERROR", 1: "FORMERR", 2: "SERVFAIL", 3: "NXDOMAIN", 4: "NOTIMP", 5: "REFUSED"}
 
 
@@ -40,6 +83,10 @@ def _question(data: bytes) -> tuple[str, str]:
 
 
 def log_query(proto: str, client: Any, data: bytes, response: bytes | None, seconds: float) -> None:
+    if _wanted is not None and classify(response) not in _wanted:
+        if response is not None and _NOTES:
+            _NOTES.pop(response, None)
+        return
     name, qtype = _question(data)
     if response is None:
         outcome = "dropped"
