@@ -112,7 +112,7 @@ class Config:
     log_level: str = "info"
     log_format: str = "text"
     query_log: bool = False
-    log_classes: tuple[str, ...] = ("all",)  # [log] classes: CoreDNS log class success|denial|error|all
+    log_classes: tuple[str, ...] = ("all",)  # [log] classes (CoreDNS log class)
     startup_timeout: float = 5.0
     udp_size: int = 1232
     tcp_idle_timeout: float = 10.0
