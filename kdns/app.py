@@ -22,6 +22,7 @@ from kdns import __version__
 from kdns.config import Config, ConfigError, format_hostport
 from kdns.dns.acl import Acl, parse_rules
 from kdns.dns.blocklist import file_stamp
+from kdns.dns.hosts import Hosts, HostsError
 from kdns.dns.listfetch import FetchSettings, Lists, build_views, schedule_state
 from kdns.dns.localzones import LocalZoneError, ZoneData
 from kdns.dns.networks import Networks
@@ -39,7 +40,9 @@ from kdns.metrics.pod import fold as fold_snapshot
 from kdns.metrics.pod import parse_snapshot
 from kdns.parts import (
     StartupError,
+    build_chaos,
     build_forwarder,
+    build_hosts,
     build_registry,
     build_rrl,
     fallthrough_zones,
@@ -138,6 +141,8 @@ class App:
         self.lists.load_now(config)
         self.registry = build_registry(config, self._zone_data)
         self.forwarder, self.split = build_forwarder(config)
+        self.hosts = _start_hosts(config)  # [hosts] (kdns.dns.hosts); its file's stamp:
+        self._hosts_stamp = file_stamp(config.hosts_file) if config.hosts_file else None
         self.resolver = self._resolver(self.registry)
         self.stats = Stats()
         # Metrics off (--metrics-listen off): no meter, so queries skip accounting entirely.
@@ -231,6 +236,8 @@ class App:
             cuts=tuple(zone for zone, _ in config.forward_zones),
             fallthrough=fallthrough_zones(config),
         )
+        resolver.hosts = self.hosts
+        resolver.chaos = build_chaos(config)
         previous = getattr(self, "resolver", None)
         if previous is not None:  # Prometheus counters never go backwards across a reload
             resolver.carry_counters(previous)
@@ -605,12 +612,19 @@ class App:
         if (new.blocklists, new.allowlists, new.views) != (old.blocklists, old.allowlists, old.views) or fetch_settings(new) != fetch_settings(old):  # fmt: skip
             self.lists.settings = fetch_settings(new)
             await self.lists.load(new, why)
+        hosts_changed = any(f.startswith(("hosts_", "chaos")) for f in changed)
+        hosts = await self._load_hosts(new, why) if hosts_changed else self.hosts
         local_changed = new.local_zones != old.local_zones
         previous = self._zone_data
         zone_data = await self._reload_zone_data(new, why) if local_changed else previous
         # Then every swap in one step of the event loop, ending with the killer told: no
         # await from here to _answers_changed(), so no datagram is read in between.
         try:
+            if hosts_changed:  # [hosts] / [chaos]: the resolver's own stages
+                self.hosts = hosts
+                self.resolver.hosts = hosts
+                self.resolver.chaos = build_chaos(new)
+                self.registry.derived.clear()  # negatives remembered before a name was listed
             if any(f.startswith(FORWARDING_PREFIXES) or f in FORWARDING for f in changed):
                 self._swap_forwarder(new, why)
             self._zone_data = zone_data
@@ -760,7 +774,34 @@ class App:
         async with self._reload_lock:
             await self._refresh_data_files(why)
 
+    async def _load_hosts(self, config: Config, why: str) -> Hosts | None:
+        """[hosts] for ``config``, read in a thread; a file that cannot be used keeps what was
+        served, with one error line."""
+        try:
+            hosts = await asyncio.to_thread(build_hosts, config)
+        except HostsError as exc:
+            log.error("reload (%s): hosts unchanged: %s", why, exc)
+            return self.hosts
+        self._hosts_stamp = file_stamp(config.hosts_file) if config.hosts_file else None
+        return hosts
+
+    async def _refresh_hosts(self, why: str) -> None:
+        """The hosts file moved: re-read it and swap the stage in, killer mode's cached replies
+        dropped in the same step (no await between the swap and _answers_changed)."""
+        path = self.config.hosts_file
+        if path is None or file_stamp(path) == self._hosts_stamp:
+            return
+        hosts = await self._load_hosts(self.config, why)
+        if hosts is self.hosts:
+            return
+        self.hosts = hosts
+        self.resolver.hosts = hosts
+        self.registry.derived.clear()
+        self._answers_changed()
+        log.info("hosts %s reloaded (%s): %d names", path, why, len(hosts or ()))
+
     async def _refresh_data_files(self, why: str) -> None:
+        await self._refresh_hosts(why)
         for zone in self.config.local_zones:
             if zone.file is None:
                 continue
@@ -780,6 +821,13 @@ class App:
             log.info("zone %s reloaded (%s): %d records", zone.name, why, len(data))
         if await self.lists.refresh(urls=False):  # block list files that moved
             self._swap_views()  # replies cached before the lists moved
+
+
+def _start_hosts(config: Config) -> Hosts | None:
+    try:
+        return build_hosts(config)
+    except HostsError as exc:
+        raise StartupError(f"hosts: {exc}") from None
 
 
 def fetch_settings(config: Config) -> FetchSettings:

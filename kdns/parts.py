@@ -12,8 +12,11 @@ from kdns.config import Config
 from kdns.config.syntax import LocalZoneSource
 from kdns.dns.blocklist import BlockList
 from kdns.dns.cache import ResponseCache
+from kdns.dns.chaos import Chaos
 from kdns.dns.forward import ForwardGroup
 from kdns.dns.gateway import GatewaySettings
+from kdns.dns.hosts import Hosts, parse_lines
+from kdns.dns.hosts import read_file as read_hosts_file
 from kdns.dns.localzones import LocalZoneError, ZoneData, load_hosts
 from kdns.dns.localzones import load as load_zone
 from kdns.dns.registry import Registry
@@ -178,6 +181,32 @@ def _route(config: Config, entry: tuple[str, tuple[str, ...]]) -> Route:
     success, denial = own.get("success_ttl"), own.get("denial_ttl")
     caps = None if success is None and denial is None else (success, denial)
     return Route(zone, group, caps=caps)
+
+
+def build_hosts(config: Config) -> Hosts | None:
+    """The [hosts] stage (kdns.dns.hosts): inline entries, then the file's; None when neither
+    is given. Raises HostsError (naming file and line) when the file cannot be used."""
+    if config.hosts_file is None and not config.hosts_entries:
+        return None
+    entries = parse_lines(config.hosts_entries, "hosts.entries")
+    if config.hosts_file is not None:
+        entries += read_hosts_file(config.hosts_file)
+    return Hosts(
+        entries,
+        zones=config.hosts_zones,
+        ttl=config.hosts_ttl,
+        fallthrough=config.hosts_fallthrough,
+        no_reverse=config.hosts_no_reverse,
+    )
+
+
+def build_chaos(config: Config) -> Chaos | None:
+    """The [chaos] stage (kdns.dns.chaos): CH TXT version.bind, hostname.bind; None when off."""
+    if not config.chaos:
+        return None
+    from kdns import __version__
+
+    return Chaos(config.chaos_version or f"kdns-{__version__}", config.chaos_authors)
 
 
 def load_list(file: str, fmt: str) -> BlockList:

@@ -176,10 +176,11 @@ ERRORS = [
      'got "cluster..local"'),
     ("flag_name_empty", None, {}, {"cluster_domain": "."},
      'config: --cluster-domain: expected a DNS name like cluster.local, got "."'),
-    ("env_external_zone_item", None, {"KDNS_EXTERNAL_ZONE": "ok.example,bad_zone"}, {},
-     'config: KDNS_EXTERNAL_ZONE: expected a DNS name like cluster.local, got "bad_zone"'),
+    # Underscores are fine in a zone (kubespray's k8s_external.local); empty labels are not.
+    ("env_external_zone_item", None, {"KDNS_EXTERNAL_ZONE": "ok.example,bad..zone"}, {},
+     'config: KDNS_EXTERNAL_ZONE: expected a DNS name like home.example.com, got "bad..zone"'),
     ("file_list_wrong_type", "[kubernetes]\nexternal_zones = 5", {}, {},
-     "config: kubernetes.external_zones: expected a list of a DNS name like cluster.local, "
+     "config: kubernetes.external_zones: expected a list of a DNS name like home.example.com, "
      "got 5"),
     ("file_listen_empty", "[server]\nlisten = []", {}, {},
      "config: server.listen: expected at least one HOST:PORT, got []"),

@@ -34,6 +34,7 @@ from kdns.config.kinds import (
     _Fraction,
     _GatewayRef,
     _GatewayZone,
+    _HostsEntry,
     _Int,
     _IpAddress,
     _Kind,
@@ -48,10 +49,12 @@ from kdns.config.kinds import (
     _Seconds,
     _ServiceRef,
     _Tables,
+    _Text,
     _Upstream,
     _View,
     _Workers,
     _Zone,
+    _ZoneOrRoot,
 )
 from kdns.config.syntax import (
     AllowlistSource,
@@ -188,6 +191,17 @@ class Config:
     blocking_max_download_size: int = 64 << 20
     blocking_min_share: float = 0.5  # a download below this share of the last good one is refused
     hosts_files: tuple[LocalZoneSource, ...] = ()  # --hosts-file: folded into local_zones
+    # [hosts]: CoreDNS's hosts plugin (kdns.dns.hosts), names in any zone; off with neither a
+    # file nor entries. [chaos]: CoreDNS's chaos plugin (kdns.dns.chaos).
+    hosts_file: str | None = None
+    hosts_entries: tuple[str, ...] = ()
+    hosts_zones: tuple[str, ...] = (".",)
+    hosts_ttl: int = 3600
+    hosts_fallthrough: bool = False
+    hosts_no_reverse: bool = False
+    chaos: bool = False
+    chaos_version: str | None = None  # default "kdns-<version>"
+    chaos_authors: tuple[str, ...] = ()
     config_file: str | None = None
 
     def to_toml(self) -> str:
@@ -275,7 +289,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("reload_interval", "server.reload_interval", _Seconds(zero_ok=True), "reload-interval"),
     Setting("kubernetes_enabled", "kubernetes.enabled", _Bool()),
     Setting("cluster_domain", "kubernetes.cluster_domain", _Name(), "cluster-domain"),
-    Setting("external_zones", "kubernetes.external_zones", _List(_Name()), "external-zone"),
+    Setting("external_zones", "kubernetes.external_zones", _List(_Zone()), "external-zone"),
     Setting("pods", "kubernetes.pods", _PODS, "pods"),
     Setting("ttl", "kubernetes.ttl", _Int(0, 3600), "ttl"),
     Setting("endpoint_pod_names", "kubernetes.endpoint_pod_names", _Bool(), "endpoint-pod-names"),
@@ -349,6 +363,15 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("log_format", "log.format", _Choice("text", "json"), "log-format"),
     Setting("query_log", "log.query_log", _Bool(), "query-log"),
     Setting("log_classes", "log.classes", _List(_Choice(*_LOG_CLASSES), empty_ok=False)),
+    Setting("hosts_file", "hosts.file", _Path()),
+    Setting("hosts_entries", "hosts.entries", _List(_HostsEntry())),
+    Setting("hosts_zones", "hosts.zones", _List(_ZoneOrRoot(), empty_ok=False)),
+    Setting("hosts_ttl", "hosts.ttl", _Int(0, 2_147_483_647)),
+    Setting("hosts_fallthrough", "hosts.fallthrough", _Bool()),
+    Setting("hosts_no_reverse", "hosts.no_reverse", _Bool()),
+    Setting("chaos", "chaos.enabled", _Bool()),
+    Setting("chaos_version", "chaos.version", _Text()),
+    Setting("chaos_authors", "chaos.authors", _List(_Text())),
     Setting("blocking_cache_dir", "blocking.cache_dir", _Path()),
     Setting("blocking_download_timeout", "blocking.download_timeout", _Seconds(zero_ok=False)),
     Setting("blocking_download_attempts", "blocking.download_attempts", _Int(1, 10)),

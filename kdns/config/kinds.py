@@ -216,6 +216,44 @@ class _Zone(_Name):
         return _normalise_zone(value)
 
 
+class _ZoneOrRoot(_Zone):
+    """A zone, or ``.`` for every name (``[hosts] zones``)."""
+
+    expected = 'a DNS name like home.example.com, or "." for every name'
+
+    def check(self, value: object) -> str:
+        if isinstance(value, str) and value.strip() == ".":
+            return "."
+        return super().check(value)
+
+
+class _Text(_Kind):
+    expected = "a string"
+
+    def check(self, value: object) -> str:
+        if not isinstance(value, str):
+            self.fail(value)
+        return value
+
+
+class _HostsEntry(_Kind):
+    """One hosts line, ``IP NAME [ALIAS...]`` (``[hosts] entries``)."""
+
+    expected = 'a hosts line like "192.168.1.10 nas nas.home"'
+
+    def check(self, value: object) -> str:
+        from kdns.dns.hosts import HostsError, parse_lines  # late: kdns.dns needs no config
+
+        if not isinstance(value, str):
+            self.fail(value)
+        try:
+            if not parse_lines([value], "entry"):
+                self.fail(value)
+        except HostsError as exc:
+            raise _Invalid(str(exc).removeprefix("entry:1: ")) from None
+        return " ".join(value.split("#", 1)[0].split())
+
+
 class _GatewayZone(_Zone):
     """A gateway zone: ``"home.example.com"``, or a table ``{name = "home.example.com"}``
     (``[[gateway.zones]]``)."""

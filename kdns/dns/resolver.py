@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from kdns.dns import names
 from kdns.dns.answer import FORWARD, TRANSFER, Answer, empty
+from kdns.dns.chaos import CLASS_CH, Chaos
+from kdns.dns.hosts import Hosts
 from kdns.dns.records import (
     ANY,
     AXFR,
@@ -51,6 +53,10 @@ class Resolver:
         self.zones = registry.zones
         cluster = registry.cluster
         self._pod_suffix = names.to_wire("pod." + cluster.text)
+        # Local data of their own stages (kdns/server/stages.py), None when not configured:
+        # [hosts] (kdns.dns.hosts, before the zones) and [chaos] (kdns.dns.chaos, class CH).
+        self.hosts: Hosts | None = None
+        self.chaos: Chaos | None = None
         self.misses = 0  # questions neither the answers dict nor the derived memo held
         self.derived = 0  # of those, answers derived and remembered (metrics)
         self._servfail = {zone.text: empty(SERVFAIL, False, zone.text) for zone in self.zones}
@@ -86,11 +92,22 @@ class Resolver:
             if hit is not None:
                 return hit
         elif qclass != CLASS_IN:
+            if qclass == CLASS_CH and self.chaos is not None:
+                hit = self.chaos.lookup(qname, qtype)
+                if hit is not None:
+                    return hit
             return REFUSED_ANSWER  # CHAOS/HESIOD are not our zones
+        hosts = self.hosts
+        if hosts is not None:
+            hit = hosts.lookup(qname, qtype)
+            if hit is not None:
+                return hit
         zone = self.zones.find(qname)
         if zone is not None and not self.authoritative and zone.kind != LOCAL:
             zone = None  # forward-only and split modes serve their local zones only
         if zone is None:
+            if hosts is not None and (closed := hosts.closes(qname)) is not None:
+                return closed  # CoreDNS hosts without fallthrough: SERVFAIL
             return FORWARD if self.forward else REFUSED_ANSWER
         if qtype in (AXFR, IXFR):
             return TRANSFER if qname == zone.apex else REFUSED_ANSWER
