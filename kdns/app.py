@@ -21,12 +21,14 @@ from typing import TYPE_CHECKING, Any
 from kdns import __version__
 from kdns.config import Config, ConfigError, format_hostport
 from kdns.dns.acl import Acl, parse_rules
+from kdns.dns.autopath import Autopath
 from kdns.dns.blocklist import file_stamp
 from kdns.dns.hosts import Hosts, HostsError
 from kdns.dns.listfetch import FetchSettings, Lists, build_views, schedule_state
 from kdns.dns.localzones import LocalZoneError, ZoneData
 from kdns.dns.networks import Networks
 from kdns.dns.registry import Registry
+from kdns.dns.resolvconf import read_resolv_conf
 from kdns.dns.resolver import Resolver
 from kdns.dns.transfer import TransferPolicy, ZoneTransfers
 from kdns.dns.views import BlockCounts, Views
@@ -34,7 +36,7 @@ from kdns.k8s.client import ClusterConfigError, api_client
 from kdns.k8s.sources import SourceError
 from kdns.k8s.static import StaticSource, copy_objects, used_counts, used_kinds
 from kdns.logs import setup_logging
-from kdns.metrics import BlockedQueries, BlockListMetrics, Metrics
+from kdns.metrics import AutopathMetrics, BlockedQueries, BlockListMetrics, Metrics
 from kdns.metrics import Sources as MetricSources
 from kdns.metrics.pod import fold as fold_snapshot
 from kdns.metrics.pod import parse_snapshot
@@ -85,6 +87,7 @@ RESTART_ONLY = (
     "killer_prefetch_share",
     "killer_prefetch_concurrency",
     "metrics_compat",  # the exporter is built once, at start
+    "autopath",  # the Pod watch and the registry's client index are set up at start
     "startup_timeout",  # only the first sync waits on it
 )
 # Gateway zones and their filters: part of the registry's shape; with a cluster, they also pick
@@ -167,6 +170,7 @@ class App:
         self.listeners.set_query_log(config.query_log)
         querylog.noting = config.query_log  # blocked replies name their list in the log
         querylog.set_classes(config.log_classes)  # [log] classes (CoreDNS log class)
+        self.autopath = Autopath(self.registry, autopath_search(config)) if config.autopath else None  # fmt: skip
         self._configure_responder(config)
         server = "dns://" + format_hostport(config.listen[0]) if config.listen else "dns://:53"
         sources = MetricSources(
@@ -181,6 +185,14 @@ class App:
         self.metrics = Metrics(sources, config.metrics_compat, self._worker_counts)
         self.metrics.collectors.register(BlockedQueries(lambda: self.blocked_counts))
         self.metrics.collectors.register(BlockListMetrics(lambda: self.lists.rows(self.config)))
+        if self.autopath is not None:
+            log.info(
+                "autopath: on, for pods kdns knows by IP (watching Pods, pods %s); search path %s",
+                config.pods,
+                " ".join(self.autopath.search_path("<ns>")),
+            )
+            compat = config.metrics_compat == "coredns"
+            self.metrics.collectors.register(AutopathMetrics(self.autopath.counters, server, compat))  # fmt: skip
         self.killer = self._killer(config)
         if self.killer is not None:
             wire = self.killer.wire
@@ -259,6 +271,10 @@ class App:
         responder.transfers = ZoneTransfers(self.registry, policy) if policy else None
         responder.loadbalance = config.loadbalance
         responder.views = self._views(config)
+        if self.autopath is not None:  # the registry may be new, the search domains too
+            self.autopath.search = autopath_search(config)
+            self.autopath.attach(self.registry)
+        responder.autopath = self.autopath
         rrl = build_rrl(config)
         if rrl != self._rrl_settings:  # a reload that leaves [rrl] alone keeps its accounts
             self._rrl_settings = rrl
@@ -331,6 +347,7 @@ class App:
                 client,
                 pods_mode=config.pods,
                 gateway_kinds=gateway_settings(config).watched_kinds(),
+                autopath=config.autopath,
             )
             # Until the first list completes every cluster name answers SERVFAIL, even ones
             # already known: the hot path starts with an empty answers dict (no extra check).
@@ -477,7 +494,11 @@ class App:
         kinds = (
             [r.kind for r in self.cluster.reflectors]
             if self.cluster is not None
-            else used_kinds(self.config.pods, gateway_settings(self.config).watched_kinds())
+            else used_kinds(
+                self.config.pods,
+                gateway_settings(self.config).watched_kinds(),
+                self.config.autopath,
+            )
         )
         log.info("serving %s", used_counts(self.registry.counts(), kinds))
         await self.stopping.wait()
@@ -828,6 +849,15 @@ def _start_hosts(config: Config) -> Hosts | None:
         return build_hosts(config)
     except HostsError as exc:
         raise StartupError(f"hosts: {exc}") from None
+
+
+def autopath_search(config: Config) -> tuple[str, ...]:
+    """The host search domains autopath walks after the cluster's: ``autopath_search``, or
+    when unset those of ``forward.resolv_conf`` (CoreDNS autopath @kubernetes reads its own
+    resolv.conf: in a pod with dnsPolicy Default, the node's)."""
+    if config.autopath_search is not None:
+        return config.autopath_search
+    return tuple(read_resolv_conf(config.resolv_conf).search)
 
 
 def fetch_settings(config: Config) -> FetchSettings:

@@ -34,6 +34,8 @@ _HELP: Mapping[str, tuple[str | None, str]] = {  # field -> (metavar, help)
     "pods": ("MODE", "disabled|insecure|verified (default insecure)"),
     "ttl": ("SECONDS", "TTL of cluster answers (default 5)"),
     "endpoint_pod_names": (None, "name endpoints after their pod (CoreDNS endpoint_pod_names)"),
+    "autopath": (None, "answer a pod's search-path walk in one round trip (CoreDNS autopath)"),
+    "autopath_search": ("DOMAIN", "autopath: the nodes' search domains (default: resolv.conf's)"),
     "upstreams": ("ADDR", "forwarder, repeatable: 1.1.1.1, tcp://1.1.1.1:53, tls://1.1.1.1@name"),
     "forward": (None, "answer REFUSED for names outside our zones"),
     "metrics_listen": ("HOST:PORT|off", "Prometheus metrics (default :9153)"),

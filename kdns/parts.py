@@ -107,6 +107,7 @@ def build_registry(config: Config, local: dict[str, ZoneData] | None = None) -> 
         endpoint_pod_names=config.endpoint_pod_names,
         dns_service=config.dns_service,
         gateway=gateway_settings(config),
+        client_index=config.autopath,  # autopath: client IP -> namespace
     )
     if local is None:
         local = load_local_zones(config)

@@ -101,6 +101,8 @@ class Config:
     pods: str = "insecure"
     ttl: int = 5
     endpoint_pod_names: bool = False
+    autopath: bool = False  # CoreDNS autopath @kubernetes (needs the Pod watch)
+    autopath_search: tuple[str, ...] | None = None  # host search domains; None: resolv.conf's
     demo: bool = False
     objects: tuple[str, ...] = ()
     kubeconfig: str | None = None
@@ -268,6 +270,16 @@ _SERVICE = _Address(off_ok=True)
 _PODS = _Choice("disabled", "insecure", "verified")
 _LEVELS = _Choice("debug", "info", "warning", "error")
 _STARTUP = _Seconds(zero_ok=True)
+
+
+class _SearchDomains(_List):
+    """``kubernetes.autopath_search``: unset means the search domains of ``forward.resolv_conf``
+    (CoreDNS autopath @kubernetes reads its resolv.conf); ``[]`` means none."""
+
+    def render(self, value: tuple[Any, ...] | None) -> list[object] | None:  # type: ignore[override]
+        return None if value is None else super().render(value)
+
+
 _LOG_CLASSES = ("success", "denial", "error", "all")  # CoreDNS log plugin's classes
 
 # Order here is the order of ``to_toml``'s output.
@@ -293,6 +305,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("pods", "kubernetes.pods", _PODS, "pods"),
     Setting("ttl", "kubernetes.ttl", _Int(0, 3600), "ttl"),
     Setting("endpoint_pod_names", "kubernetes.endpoint_pod_names", _Bool(), "endpoint-pod-names"),
+    Setting("autopath", "kubernetes.autopath", _Bool(), "autopath"),
+    Setting(
+        "autopath_search", "kubernetes.autopath_search", _SearchDomains(_Name()), "autopath-search"
+    ),
     Setting("killer", "kubernetes.killer_mode", _Bool(), "killer"),
     Setting("kubeconfig", "kubernetes.kubeconfig", _Path(), "kubeconfig"),
     Setting("demo", "kubernetes.demo", _Bool(), "demo"),
@@ -514,6 +530,10 @@ def _check_conflicts(values: Mapping[str, Any], origins: Mapping[str, str]) -> N
                 "fallthrough = true to send its unclaimed names there, or forward a zone below it",
             )
     _check_local_zones(values, origins)
+    if values.get("autopath") and values.get("pods") == "disabled":
+        conflict("autopath", "pods", "autopath needs the Pod watch (a client's namespace is that of the pod with its IP); set kubernetes.pods to insecure or verified")  # fmt: skip
+    if values.get("autopath") and values.get("kubernetes_enabled") is False:
+        conflict("autopath", "kubernetes_enabled", "autopath walks the cluster's search path")
     if values.get("forward") is False:
         for field in ("upstreams", "forward_zones"):
             if values.get(field):

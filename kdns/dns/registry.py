@@ -181,6 +181,7 @@ class Registry(OwnerRendering):
         endpoint_pod_names: bool = False,
         dns_service: str = "kube-system/kube-dns",
         gateway: GatewaySettings | None = None,
+        client_index: bool = False,
     ) -> None:
         self.zones = zones
         self.cluster = zones.cluster
@@ -203,6 +204,12 @@ class Registry(OwnerRendering):
         # more (as would a (namespace, name) key). ``pods`` shows them as Pod objects.
         self._pod_ips: dict[Owner, tuple[str, ...]] = {}
         self.namespaces: set[str] = set()
+        # Autopath ([kubernetes] autopath): client IP -> the wire label of the namespace of the
+        # pod holding it; None when not asked for. Pods are then held in every pods mode (only
+        # ``verified`` renders names for them). An IP that pods of several namespaces hold
+        # (hostNetwork pods share their node's) maps to none: its namespace is not known.
+        self.client_namespaces: dict[str, bytes] | None = {} if client_index else None
+        self._ip_pods: dict[str, tuple[Owner, ...]] = {}  # IP -> the pods holding it
         # Gateway API objects, Ingresses and the hostnames they claim (kdns.dns.gateway): one
         # owner ("gw", "", hostname) per hostname in a gateway zone.
         self.gateway = GatewayTable(gateway or GatewaySettings(), zones, self.services)
@@ -418,11 +425,16 @@ class Registry(OwnerRendering):
                 self._slices_of.setdefault((obj.namespace, obj.service), set()).add(obj.key)
                 self._touch(("svc", obj.namespace, obj.service))
         elif isinstance(obj, Pod):
-            if self.pods_mode != "verified":
+            if self.pods_mode != "verified" and self.client_namespaces is None:
                 return False  # insecure/disabled modes never look pods up: don't hold them
             owner = ("pod", obj.namespace, obj.name)
             old_ips = self._pod_ips.get(owner)
             changed = old_ips != obj.ips
+            if changed and self.client_namespaces is not None:
+                self._index_pod(owner, old_ips, obj.ips)
+                if self.pods_mode != "verified":
+                    self._pod_ips[owner] = obj.ips
+                    return False  # held for the client index only: no answer changed
             if changed:
                 if old_ips is None:
                     self._ref_namespace(obj.namespace, +1)
@@ -461,8 +473,13 @@ class Registry(OwnerRendering):
             self._ref_namespace(namespace, -1)
             self._unlink_slice(old)
         elif kind == "Pod":
-            if self._pod_ips.pop(("pod", namespace, name), None) is None:
+            ips = self._pod_ips.pop(("pod", namespace, name), None)
+            if ips is None:
                 return False
+            if self.client_namespaces is not None:
+                self._index_pod(("pod", namespace, name), ips, ())
+                if self.pods_mode != "verified":
+                    return False  # held for the client index only: no answer changed
             self._ref_namespace(namespace, -1)
             self._touch(("pod", namespace, name))
         elif kind == "Namespace":
@@ -649,6 +666,27 @@ class Registry(OwnerRendering):
         self._ns_refs[namespace] += delta
         if self.namespace_exists(namespace) != before:
             self._namespaces_moved = True
+
+    def _index_pod(self, owner: Owner, old: tuple[str, ...] | None, new: tuple[str, ...]) -> None:
+        """Move ``owner`` (a pod) from its ``old`` IPs to its ``new`` ones in the client index."""
+        index = self._ip_pods
+        clients = self.client_namespaces
+        assert clients is not None
+        for ip in {*(old or ()), *new}:
+            held = tuple(o for o in index.get(ip, ()) if o != owner)
+            if ip in new:
+                held += (owner,)
+            if not held:
+                index.pop(ip, None)
+                clients.pop(ip, None)
+                continue
+            index[ip] = held
+            namespace = held[0][1]
+            if all(o[1] == namespace for o in held):
+                label = namespace.encode()
+                clients[ip] = bytes((len(label),)) + label
+            else:
+                clients.pop(ip, None)
 
     def _keys_of(self, kind: str) -> list[tuple[str, str]]:
         if kind == "Namespace":

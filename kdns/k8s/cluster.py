@@ -24,9 +24,9 @@ from kdns.k8s.reflector import RESOURCES, Histogram, Reflector
 log = logging.getLogger("kdns.k8s")
 
 
-def needed_kinds(pods_mode: str) -> list[str]:
+def needed_kinds(pods_mode: str, autopath: bool = False) -> list[str]:
     kinds = ["Service", "EndpointSlice", "Namespace"]
-    if pods_mode == "verified":
+    if pods_mode == "verified" or autopath:  # autopath: a client's namespace from its pod IP
         kinds.append("Pod")
     return kinds
 
@@ -40,13 +40,15 @@ class ClusterSource:
         pods_mode: str,
         page_size: int = 500,
         gateway_kinds: list[str] | None = None,
+        autopath: bool = False,
     ) -> None:
         self.registry = registry
         self.api_client = api_client
         self.page_size = page_size
         self.programming: dict[str, Histogram] = {}  # service kind -> histogram
         self.reflectors = [
-            self._reflector(kind) for kind in needed_kinds(pods_mode) + (gateway_kinds or [])
+            self._reflector(kind)
+            for kind in needed_kinds(pods_mode, autopath) + (gateway_kinds or [])
         ]
         self.tasks: list[asyncio.Task[None]] = []
         self._runs: dict[str, asyncio.Task[None]] = {}  # kind -> its reflector's task

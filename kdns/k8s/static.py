@@ -102,10 +102,10 @@ def used_counts(counts: dict[str, int], kinds: list[str] | set[str]) -> dict[str
     return {k: n for k, n in counts.items() if k in kinds or k not in KINDS}
 
 
-def used_kinds(pods: str, gateway_kinds: list[str]) -> list[str]:
+def used_kinds(pods: str, gateway_kinds: list[str], autopath: bool = False) -> list[str]:
     """What a static source's objects are used for, by kind (see ``used_counts``)."""
     base = ["Service", "EndpointSlice", "Namespace"]
-    return [*base, *(["Pod"] if pods == "verified" else []), *gateway_kinds]
+    return [*base, *(["Pod"] if pods == "verified" or autopath else []), *gateway_kinds]
 
 
 def _weight(objects: list[KubeObject]) -> int:

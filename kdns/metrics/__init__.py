@@ -611,6 +611,46 @@ class BlockedQueries(Collector):
         yield family
 
 
+class AutopathMetrics(Collector):
+    """kdns.dns.autopath: replies that answered a pod's search walk in one round trip, the
+    queries they saved, and the walks left to the client, by reason (with ``--metrics-compat
+    coredns`` also CoreDNS's ``coredns_autopath_success_count_total``)."""
+
+    def __init__(self, counters: Callable[[], dict[str, Any]], server: str, compat: bool) -> None:
+        self.counters = counters  # kdns.dns.autopath.Autopath.counters
+        self.server = server
+        self.compat = compat
+
+    def collect(self) -> Iterator[Family]:
+        numbers = self.counters()
+        yield CounterMetricFamily(
+            "kdns_autopath_answers",
+            "Queries answered with the first name of the client's search path that exists",
+            value=numbers["answers"],
+        )
+        yield CounterMetricFamily(
+            "kdns_autopath_saved_queries",
+            "Queries autopath answers saved their clients (search-path steps not sent)",
+            value=numbers["saved"],
+        )
+        misses = CounterMetricFamily(
+            "kdns_autopath_misses",
+            "NXDOMAIN names under <ns>.svc.<zone> answered without autopath, by reason",
+            labels=["reason"],
+        )
+        for reason, count in numbers["misses"].items():
+            misses.add_metric([reason], count)
+        yield misses
+        if self.compat:
+            success = CounterMetricFamily(
+                "coredns_autopath_success_count",
+                "Counter of requests that did autopath.",
+                labels=["server"],
+            )
+            success.add_metric([self.server], numbers["answers"])
+            yield success
+
+
 class BlockListMetrics(Collector):
     """Per configured block list or allowlist (its source's numbers): rules in use, lines
     skipped by reason, downloads by result, the time of the last good load."""

@@ -117,6 +117,12 @@ class Forwarding(Protocol):
     ) -> bytes | None: ...
 
 
+class Autopathing(Protocol):
+    """The autopath stage, seen from the hot path (kdns.dns.autopath.Autopath)."""
+
+    def walk(self, responder: Responder, data: bytes, name: bytes, qend: int, edns: Edns | None, channel: int, peer: Any, replier: Replier | None, negative: Answer, watch: Any) -> bytes | list[bytes] | None: ...  # fmt: skip
+
+
 class Transfers(Protocol):
     def messages(self, query: Query, peer: Any) -> list[bytes] | None: ...
 
@@ -212,6 +218,7 @@ class Responder:
         "acl",
         "views",
         "forward_allow",
+        "autopath",
         "rrl",
         "loadbalance",
         "zone",
@@ -239,6 +246,9 @@ class Responder:
         self.acl: Filter | None = None
         self.views: ClientViews | None = None  # [[views]]: kdns.dns.views.Views
         self.forward_allow: Callable[[str], bool] | None = None  # None: every client
+        # CoreDNS autopath (kdns.dns.autopath.Autopath): asked where a name would be NXDOMAIN
+        # only; None costs that path one attribute test and the rest nothing.
+        self.autopath: Autopathing | None = None
         # Response rate limiting (kdns.server.rrl.Rrl), applied by the UDP transport to what
         # this returns; None (the default) costs the hot path one attribute test.
         self.rrl: Any = None
@@ -384,6 +394,12 @@ class Responder:
                         if response is None:
                             return DEFERRED
                         return response if watch is None else self.inspected(watch, response, query)  # fmt: skip
+            if answer.rcode == 3 and self.autopath is not None:  # NXDOMAIN: the pod's walk?
+                walked = self.autopath.walk(self, data, name, qend, edns, channel, peer, replier, answer, watch)  # fmt: skip
+                if walked is not None:  # the client's alone: never in killer's wire cache
+                    self.zone = answer.zone
+                    self.keep = 0.0
+                    return walked
         self.zone = answer.zone  # for the meter
         if answer.chase is None or self.forwarder is None:
             self.keep = FOREVER
