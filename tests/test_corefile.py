@@ -15,6 +15,7 @@ import pytest
 
 from kdns.cli import main
 from kdns.config import Config, build_config, parse_hostport
+from kdns.config.syntax import ForwardZone
 from kdns.corefile import CorefileError, import_corefile, import_text
 from kdns.corefile.parse import parse_text
 from kdns.corefile.plugins import PLUGINS
@@ -33,7 +34,9 @@ def load(toml: str, tmp_path: Path) -> Config:
 # --- the table: Corefile -> Config fields and reported lines ---------------------------------
 
 KUBEADM_FIELDS: dict[str, Any] = {
-    "listen": ((ANY, 53),),  # .:53
+    # .:53 becomes :5353 with JSON logs: the shipped non-root Deployment maps 53 to 5353
+    "listen": ((ANY, 5353),),
+    "log_format": "json",
     "cluster_domain": "cluster.local",
     "pods": "insecure",
     "ttl": 30,
@@ -121,7 +124,7 @@ CASES: list[tuple[str, str, dict[str, str], dict[str, Any], list[str]]] = [
             "reload_interval": 0.0,  # no reload plugin
             "metrics_listen": ("0.0.0.0", 9153),
         },
-        [r"external-acl.Corefile:28: plugin hosts is not supported by kdns: .*Services"],
+        [],
     ),
     (
         "absent_plugins_are_off_and_pods_disabled_by_default",  # kubernetes README: pods disabled
@@ -153,7 +156,7 @@ CASES: list[tuple[str, str, dict[str, str], dict[str, Any], list[str]]] = [
         {
             "metrics_listen": ("localhost", 9153),
             "metrics_compat": "coredns",
-            "listen": ((ANY, 53),),
+            "listen": ((ANY, 5353),),
         },
         [],
     ),
@@ -274,19 +277,22 @@ CASES: list[tuple[str, str, dict[str, str], dict[str, Any], list[str]]] = [
             r"Corefile:2: plugin kubernetes: fallthrough cluster.local is not supported by kdns",
             r"Corefile:6: plugin rewrite is not supported by kdns: .*ExternalName",
             r"Corefile:7: plugin forward: except is not supported by kdns",
-            r"Corefile:10: plugin autopath is not supported by kdns: .*ndots",
             r"Corefile:11: plugin acme is not supported by kdns: not a CoreDNS built-in",
+            # checked once the kubernetes options are all read (autopath README: pods verified)
+            r"Corefile:10: plugin autopath is not supported by kdns: autopath needs `pods verified`",
         ],
     ),
     (
         "a_block_on_another_port_is_left_out",
         ".:53 {\n kubernetes cluster.local\n forward . 1.1.1.1\n}\n.:5300 {\n whoami\n}",
         {},
-        {"listen": ((ANY, 53),)},
+        {"listen": ((ANY, 5353),)},
         [r"Corefile:5: server block .:5300 on port 5300 is not supported by kdns"],
     ),
     (
-        "differing_once_only_settings_are_reported",  # kdns has one [cache] and one policy
+        # Each CoreDNS server block has its own forward and cache: a zone block's settings go
+        # to its [forward] zones entry (forward README: policy, tls; cache README: TTL).
+        "zone_blocks_keep_their_own_forward_and_cache_settings",
         """. {
             kubernetes cluster.local
             forward . 1.1.1.1 {
@@ -295,16 +301,49 @@ CASES: list[tuple[str, str, dict[str, str], dict[str, Any], list[str]]] = [
             cache 30
         }
         example.net {
-            forward . 10.0.0.1
+            forward . 10.0.0.1 {
+                tls /etc/ssl/example-net-ca.pem
+                prefer_udp
+            }
             cache 60
         }""",
         {},
-        {"forward_policy": "round_robin", "cache_success_ttl": 30},
-        [
-            r"Corefile:9: forward.policy = \"random\" for this block is not supported",
-            r"Corefile:10: cache.success_ttl = 60 for this block is not supported",
-            r"Corefile:10: cache.denial_ttl = 60 for this block is not supported",
-        ],
+        {
+            "forward_policy": "round_robin",
+            "cache_success_ttl": 30,
+            "tls_ca_file": None,  # the zone's CA is the zone's (issue 19 item 9)
+            "forward_zones": (
+                ForwardZone(
+                    "example.net",
+                    ("10.0.0.1",),
+                    (
+                        ("denial_ttl", 60),
+                        ("policy", "random"),
+                        ("prefer_udp", True),
+                        ("success_ttl", 60),
+                        ("tls_ca_file", "/etc/ssl/example-net-ca.pem"),
+                    ),
+                ),
+            ),
+        },
+        [],
+    ),
+    (
+        "differing_cache_capacities_are_reported",  # kdns has one cache: capacities are global
+        """. {
+            kubernetes cluster.local
+            forward . 1.1.1.1
+            cache 30
+        }
+        example.net {
+            forward . 10.0.0.1
+            cache 60 {
+                success 5000
+            }
+        }""",
+        {},
+        {"cache_success": 9984},
+        [r"Corefile:9: cache.success_capacity = 5000 for this block is not supported"],
     ),
     (
         "k8s_external_ttl_other_than_the_cluster_ttl",  # k8s_external README: ttl
@@ -327,8 +366,8 @@ CASES: list[tuple[str, str, dict[str, str], dict[str, Any], list[str]]] = [
         "forward_into_our_own_zone_is_reported",
         ". {\n kubernetes cluster.local\n forward svc.cluster.local 10.0.0.1\n}",
         {},
-        {"forward_zones": (("svc.cluster.local", ("10.0.0.1",)),)},
-        [r"Corefile:3: plugin forward: forward svc.cluster.local is not supported"],
+        {"forward_zones": ()},  # left out: it would do nothing (issue 19 item 4)
+        [r"Corefile:3: plugin forward: forward svc.cluster.local is not supported.*left out"],
     ),
 ]
 
@@ -448,13 +487,13 @@ def test_cli_complete_translation_exits_0(capsys, tmp_path):
 
 
 def test_cli_partial_translation_exits_1(capsys, tmp_path):
-    assert main(["import-corefile", str(FIXTURES / "external-acl.Corefile")], env={}) == 1
+    corefile = tmp_path / "Corefile"
+    corefile.write_text(". {\n kubernetes cluster.local\n dnssec\n forward . 1.1.1.1\n}\n")
+    assert main(["import-corefile", str(corefile)], env={}) == 1
     out, err = capsys.readouterr()
-    assert err.splitlines() == [
-        line for line in err.splitlines() if "plugin hosts is not supported by kdns" in line
-    ]
     assert len(err.splitlines()) == 1
-    assert load(out, tmp_path).external_zones == ("example.org",)
+    assert "plugin dnssec is not supported by kdns" in err
+    assert load(out, tmp_path).upstreams == ("1.1.1.1",)
 
 
 def test_cli_unreadable_or_broken_exits_2(capsys, tmp_path):
@@ -482,3 +521,65 @@ def test_plugin_doc_matches_the_table():
     doc = (REPO / "docs" / "coredns-plugins.md").read_text()
     rows = dict(re.findall(r"^\| ([a-z0-9_]+) \| (supported|partly|not) \|", doc, re.M))
     assert rows == {name: plugin.status for name, plugin in PLUGINS.items()}
+
+
+# --- issue 19: translations that were wrong --------------------------------------------------
+
+
+def test_a_zone_defined_twice_is_refused_as_coredns_does():
+    """CoreDNS refuses to start with one zone twice on a port: exit 2, not a translation."""
+    text = ".:53 {\n kubernetes cluster.local\n}\nexample.org {\n forward . 1.1.1.1\n}\n"
+    text += "example.org:53 {\n forward . 1.0.0.1\n}\n"
+    with pytest.raises(CorefileError, match="example.org on port 53 is defined twice"):
+        import_text(text, "Corefile", {})
+
+
+def test_import_glob_matching_nothing_is_reported(tmp_path):
+    """import README: a glob; AKS's custom/*.override with no coredns-custom dump is named."""
+    corefile = tmp_path / "Corefile"
+    corefile.write_text(
+        ".:53 {\n kubernetes cluster.local\n forward . 1.1.1.1\n import custom/*.override\n}\n"
+        "import custom/*.server\n"
+    )
+    result = import_corefile(str(corefile), {})
+    assert len(result.problems) == 2 and not result.complete
+    assert "import custom/*.override matched no file" in result.problems[0]
+    assert "coredns-custom" in result.problems[0]
+
+
+def test_bind_pod_ip_listens_on_every_address(tmp_path):
+    """`bind {$POD_IP}` is each replica's own address: never baked into the config."""
+    text = ".:53 {\n bind {$POD_IP}\n kubernetes cluster.local\n forward . 1.1.1.1\n}\n"
+    for env in ({}, {"POD_IP": "10.244.1.7"}):
+        result = import_text(text, "Corefile", env)
+        config = load(result.toml, tmp_path)
+        assert config.listen == ((ANY, 5353),), result.toml
+        assert "10.244.1.7" not in result.toml
+        assert result.complete, result.problems
+        assert "KDNS_LISTEN" in result.toml
+
+
+def test_a_forward_zones_tls_ca_is_its_own(tmp_path):
+    """Issue 19 item 9: one zone's `tls CA` is that zone's, not every TLS upstream's."""
+    text = (
+        ". {\n kubernetes cluster.local\n forward . tls://1.1.1.1 {\n  tls_servername one.one.one.one\n }\n}\n"
+        "corp.example {\n forward . tls://10.0.0.53 {\n  tls_servername dns.corp.example\n"
+        "  tls /etc/ssl/corp-ca.pem\n }\n}\n"
+    )
+    result = import_text(text, "Corefile", {})
+    config = load(result.toml, tmp_path)
+    assert config.tls_ca_file is None
+    (zone,) = config.forward_zones
+    assert zone.option("tls_ca_file") == "/etc/ssl/corp-ca.pem"
+    assert zone[1] == ("tls://10.0.0.53@dns.corp.example",)
+    assert result.complete, result.problems
+
+
+def test_no_kubernetes_plugin_is_a_forwarder_not_a_cluster(tmp_path):
+    """Issue 19 item 3: a standalone Corefile serves no (demo) cluster."""
+    text = ".:53 {\n forward . 192.168.1.1\n cache 300\n}\nlan:53 {\n file /etc/coredns/lan.db\n}\n"
+    result = import_text(text, "Corefile", {})
+    config = load(result.toml, tmp_path)
+    assert config.kubernetes_enabled is False and config.listen == ((ANY, 53),)
+    assert [(z.name, z.file) for z in config.local_zones] == [("lan", "/etc/coredns/lan.db")]
+    assert result.complete, result.problems

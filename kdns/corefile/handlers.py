@@ -6,7 +6,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Callable
 
-from kdns.config import parse_hostport
+from kdns.config import parse_hostport, parse_upstream
 from kdns.corefile.parse import Directive
 from kdns.corefile.translator import (
     _BY_TOML,
@@ -200,6 +200,9 @@ def _upstreams(
     ups: list[str] = []
     files: list[str] = []
     for to in targets:
+        if to == "__PILLAR__UPSTREAM__SERVERS__":  # node-cache fills in the node's resolv.conf
+            files.append("/etc/resolv.conf")
+            continue
         scheme, sep, rest = to.partition("://")
         if not sep:
             scheme, rest = "dns", to
@@ -215,9 +218,8 @@ def _upstreams(
             address, _, name_port = rest.partition("%")
             name, colon, port = name_port.partition(":")
             rest = address + (f":{port}" if colon else "")
-        host = rest.rsplit(":", 1)[0] if rest.count(":") == 1 else rest
-        try:
-            ipaddress.ip_address(host.strip("[]"))
+        try:  # 10.0.0.1, 10.0.0.1:53, 2001:db8::1, [2603:6010::1]:53, as kdns.config reads them
+            parse_upstream(rest)
         except ValueError:
             t.unsupported(
                 d, f"upstream {to}", "kdns forwards to IP addresses only; write the address"
@@ -237,53 +239,44 @@ def _upstreams(
 
 
 def _forward(t: _Translator, d: Directive, b: _Block) -> None:
+    """forward FROM TO... { options }: the . block's go to [forward]; a zone's (a stub domain
+    block, `forward ZONE TO`) to its own [forward] zones entry, as each CoreDNS server block
+    has its own forward (policy, tls_servername, tls, force_tcp, prefer_udp, ...)."""
     if len(d.args) < 2:
         raise _bad(d, "takes FROM TO...")
     server_name: str | None = None
     force_tcp = False
+    own: dict[str, object] = {}  # this forward's settings, [forward] zones keys
+    ca: list[tuple[str, Directive]] = []
 
     for option in d.block or []:
         if option.name == "tls_servername":
             if len(option.args) != 1:
                 raise _bad(option, "takes one NAME")
             server_name = option.args[0]
-        elif option.name == "force_tcp":
+        elif option.name == "force_tcp" or (option.name == "protocol" and "force_tcp" in option.args):  # fmt: skip
             force_tcp = True
-    for key, value in (
-        ("forward.policy", "random"),
-        ("forward.max_fails", 2),
-        ("forward.health_check", 0.5),
-    ):  # CoreDNS's defaults, which are kdns's: a forward without the option asks for these
-        if not any(o.name == key.split(".")[1] for o in d.block or []):
-            t.share(key, value, d, "")
 
     def policy(o: Directive) -> None:
         if len(o.args) != 1:
             raise _bad(o, "takes random|round_robin|sequential")
-        t.share("forward.policy", o.args[0], o, f"policy {o.args[0]}")
+        own["policy"] = o.args[0]
 
     def max_fails(o: Directive) -> None:
         if len(o.args) != 1:
             raise _bad(o, "takes one integer")
-        t.share("forward.max_fails", _integer(o.args[0], o), o, f"max_fails {o.args[0]}")
+        own["max_fails"] = _integer(o.args[0], o)
 
     def max_concurrent(o: Directive) -> None:
         if len(o.args) != 1:
             raise _bad(o, "takes one integer")
-        t.share(
-            "forward.max_concurrent", _integer(o.args[0], o, 1), o, f"max_concurrent {o.args[0]}"
-        )
+        own["max_concurrent"] = _integer(o.args[0], o, 1)
         t.note("forward", o, "beyond max_concurrent kdns answers SERVFAIL (CoreDNS: REFUSED)")
 
     def health_check(o: Directive) -> None:
         if not o.args:
             raise _bad(o, "takes DURATION [no_rec] [domain FQDN]")
-        t.share(
-            "forward.health_check",
-            _seconds_value(_duration(o.args[0], o)),
-            o,
-            f"health_check {o.args[0]}",
-        )
+        own["health_check"] = _seconds_value(_duration(o.args[0], o))
         if o.args[1:]:
             t.unsupported(
                 d,
@@ -293,13 +286,17 @@ def _forward(t: _Translator, d: Directive, b: _Block) -> None:
 
     def tls(o: Directive) -> None:
         if len(o.args) == 1:
-            t.share("forward.tls_ca_file", o.args[0], o, f"tls {o.args[0]}")
+            ca.append((o.args[0], o))
         elif len(o.args) in (2, 3):
             t.unsupported(d, "tls CERT KEY", "kdns presents no client certificate")
             if len(o.args) == 3:
-                t.share("forward.tls_ca_file", o.args[2], o, f"tls ... {o.args[2]}")
+                ca.append((o.args[2], o))
         elif o.args:
             raise _bad(o, "takes [CERT KEY] [CA]")
+
+    def protocol(o: Directive) -> None:  # proxy's `protocol dns [force_tcp]`
+        if not o.args or o.args[0] != "dns":
+            t.unsupported(d, f"protocol {' '.join(o.args)}", "kdns forwards plain DNS and DNS over TLS")  # fmt: skip
 
     def note(why: str) -> Callable[[Directive], None]:
         return lambda o: t.note("forward", o, f"{o.name}: {why}")
@@ -313,14 +310,17 @@ def _forward(t: _Translator, d: Directive, b: _Block) -> None:
         {
             "tls_servername": lambda o: None,
             "force_tcp": lambda o: None,
+            "prefer_udp": lambda o: own.__setitem__("prefer_udp", True),
             "policy": policy,
             "max_fails": max_fails,
             "max_concurrent": max_concurrent,
             "health_check": health_check,
             "tls": tls,
-            "prefer_udp": note("kdns asks over UDP first and retries over TCP on truncation"),
+            "protocol": protocol,
             "expire": note("kdns keeps its own idle timeout for upstream connections"),
             "max_idle_conns": note("kdns keeps one pipelined connection per upstream"),
+            "fail_timeout": note("kdns marks an upstream down after max_fails failures"),
+            "spray": note("when every upstream is down kdns tries them all"),
             "except": unsupported("kdns forwards every name outside its own zones"),
             "next": unsupported("kdns returns the upstream's answer as it is"),
             "next_on_nodata": unsupported("kdns returns the upstream's answer as it is"),
@@ -333,15 +333,43 @@ def _forward(t: _Translator, d: Directive, b: _Block) -> None:
             "doh_method": unsupported("kdns does not forward over HTTPS"),
         },
     )
-
-    if not any(o.name == "max_concurrent" for o in d.block or []):
+    if force_tcp and own.get("prefer_udp"):
+        own.pop("prefer_udp")  # forward README: force_tcp wins
+    if len(ca) > 1:
+        t.unsupported(d, f"tls {ca[1][0]}", f"one CA bundle per forward, kept {ca[0][0]}")
+    if ca:
+        own["tls_ca_file"] = ca[0][0]
+    if "max_concurrent" not in own:
         t.note("forward", d, "no max_concurrent (CoreDNS: no limit); kdns's limit is 1000")
-    ups, files = _upstreams(t, d, d.args[1:], server_name, force_tcp)
+    targets = d.args[1:]
     from_zones = _zone(d.args[0], d)
     if from_zones == ["."]:
         from_zones = b.zones
     text = "forward " + " ".join(d.args)
+    if "__PILLAR__CLUSTER__DNS__" in targets and "." not in from_zones:
+        # node-local-dns: node-cache fills in the kube-dns-upstream Service's ClusterIP at run
+        # time; manifests/nodelocal passes it in KDNS_FORWARD_ZONE from the Service's variables.
+        t.note(
+            "forward",
+            d,
+            f"{' '.join(from_zones)} go to __PILLAR__CLUSTER__DNS__ (kube-dns-upstream, filled "
+            "in at run time): set KDNS_FORWARD_ZONE=ZONE=tcp://$(KUBE_DNS_UPSTREAM_SERVICE_HOST):"
+            "$(KUBE_DNS_UPSTREAM_SERVICE_PORT_DNS_TCP) in the DaemonSet, as "
+            "manifests/nodelocal/daemonset.yaml does",
+        )
+        t.pillar_blocks.append(b)
+        return
+    ups, files = _upstreams(t, d, targets, server_name, force_tcp)
     if "." in from_zones:
+        for key, default in (("policy", "random"), ("max_fails", 2), ("health_check", 0.5)):
+            # CoreDNS's defaults, which are kdns's: a forward without the option asks for these
+            t.share(f"forward.{key}", own.get(key, default), d, f"{key} {own[key]}" if key in own else "")  # fmt: skip
+        if "max_concurrent" in own:
+            t.share("forward.max_concurrent", own["max_concurrent"], d, f"max_concurrent {own['max_concurrent']}")  # fmt: skip
+        if ca:
+            t.share("forward.tls_ca_file", ca[0][0], ca[0][1], f"tls {ca[0][0]}")
+        if own.get("prefer_udp"):
+            t.set("forward.prefer_udp", True, d, "prefer_udp")
         if files and ups:
             t.unsupported(
                 d,
@@ -357,26 +385,43 @@ def _forward(t: _Translator, d: Directive, b: _Block) -> None:
         elif files:
             t.note("forward", d, "upstreams from /etc/resolv.conf, kdns's default")
         return
+    if files and not ups and files == ["/etc/resolv.conf"]:
+
+        def same_as_default() -> None:
+            # kubespray's external zones: the zone goes where every other name goes already
+            if "forward.upstreams" in t.values or "forward.resolv_conf" in t.values:
+                t.unsupported(d, files[0], "forward.zones take addresses: list that file's nameservers")  # fmt: skip
+            else:
+                t.note("forward", d, f"{' '.join(from_zones)}: /etc/resolv.conf, as every name")
+
+        t.finish_checks.append(same_as_default)
+        return
     if files:
         t.unsupported(d, files[0], "forward.zones take addresses: list that file's nameservers")
     if not ups:
         return
+    for key, default in (("policy", "random"), ("max_fails", 2), ("health_check", 0.5)):
+        own.setdefault(key, default)  # CoreDNS's defaults for this block, whatever . has
     for zone in from_zones:
         if zone in t.forward_zones:
             t.unsupported(
                 d, f"second forward for {zone}", f"kept the one from {t.forward_zones[zone][1]}"
             )
             continue
-        t.forward_zones[zone] = (ups, f"{_loc(d)} {text} in {' '.join(b.keys)}")
+        t.forward_zones[zone] = (ups, f"{_loc(d)} {text} in {' '.join(b.keys)}", dict(own))
+        t.zone_blocks[zone] = b
 
     def inside_our_zones() -> None:
         for zone in from_zones:
-            for own in _own_zones(t):
-                if _in_zone(zone, own):
+            for own_zone in _own_zones(t):
+                if _in_zone(zone, own_zone) and zone in t.forward_zones:
+                    del t.forward_zones[zone]
                     t.unsupported(
                         d,
                         f"forward {zone}",
-                        f"names under {own} are answered by kdns, never forwarded",
+                        f"names under {own_zone} are answered by kdns, never forwarded: left out "
+                        "of forward.zones (serve those names as Services, or keep CoreDNS for "
+                        "them)",
                     )
 
     t.finish_checks.append(inside_our_zones)
@@ -477,6 +522,14 @@ def _cache(t: _Translator, d: Directive, b: _Block) -> None:
             "keepttl": lambda o: t.unsupported(d, "keepttl", "kdns counts cached TTLs down"),
         },
     )
+    if not b.root:
+        # A zone block's own cache: its TTL caps go to its forward zone's entry (CoreDNS: each
+        # server block has its own cache); kdns never caches its own zones' answers.
+        ttls = t.block_ttls.setdefault(id(b), {})
+        for key in ("success_ttl", "denial_ttl"):
+            value, _, text = asks.pop(f"cache.{key}")
+            if text:
+                ttls[key] = int(value)  # type: ignore[call-overload]
     for key, (value, at, text) in asks.items():
         t.share(key, value, at, text)
 
@@ -518,9 +571,24 @@ def _errors(t: _Translator, d: Directive, b: _Block) -> None:
 
 
 def _log(t: _Translator, d: Directive, b: _Block) -> None:
+    """log [NAMES...] [FORMAT] { class CLASSES... }: the query log, its classes as CoreDNS's
+    (success, denial, error, all: log README)."""
     t.set("log.query_log", True, d, "log " + " ".join(d.args))
-    if d.args or d.block:
-        t.note("log", d, "kdns logs every query in its own format (names, classes unfiltered)")
+    classes: list[str] = []
+    for o in d.block or []:
+        if o.name != "class" or not o.args:
+            raise _bad(o, "takes: class success|denial|error|all...")
+        for name in o.args:
+            if name not in ("success", "denial", "error", "all"):
+                raise _bad(o, f"unknown class {name!r} (success, denial, error, all)")
+            classes.append(name)
+    if classes and "all" not in classes:
+        t.set("log.classes", list(dict.fromkeys(classes)), d, "class " + " ".join(classes))
+    zones = [a for a in d.args if not a.startswith("{")]
+    if any(z for a in zones for z in _zone(a, d) if z != "." and z not in b.zones):
+        t.note("log", d, "kdns logs the queries of every zone")
+    if len(zones) < len(d.args):
+        t.note("log", d, "kdns logs in its own format (client, name, type, rcode, duration)")
 
 
 def _loop(t: _Translator, d: Directive, b: _Block) -> None:
@@ -541,7 +609,21 @@ def _loadbalance(t: _Translator, d: Directive, b: _Block) -> None:
 
 
 def _bind(t: _Translator, d: Directive, b: _Block) -> None:
-    for address in d.args:
+    if d.env_args:
+        # bind {$POD_IP}: each replica's own address. Never baked into the config (every
+        # replica would bind one pod's address): kdns listens on every address of the pod.
+        t.bind_env.append(d)
+        names = sorted({n for v in d.env_args.values() for n in v})
+        t.note(
+            "server",
+            d,
+            f"bind {' '.join('{$' + n + '}' for n in names)}: kdns listens on every address of "
+            "its pod; to bind the pod's own address, set KDNS_LISTEN from the Downward API "
+            "(status.podIP) in the Deployment's env",
+        )
+    for index, address in enumerate(d.args):
+        if index in d.env_args:
+            continue
         try:
             host = str(ipaddress.ip_address(address))
         except ValueError:
@@ -639,7 +721,7 @@ def _debug(t: _Translator, d: Directive, b: _Block) -> None:
 
 
 def _root(t: _Translator, d: Directive, b: _Block) -> None:
-    t.note("server", d, "kdns reads no zone files; root is not needed")
+    t.note("server", d, "kdns keeps zone and hosts file paths as written: make them absolute")
 
 
 def _cancel(t: _Translator, d: Directive, b: _Block) -> None:
@@ -650,10 +732,117 @@ def _workers(t: _Translator, d: Directive, b: _Block) -> None:
     t.note("server", d, "kdns scales with server.workers processes sharing the port")
 
 
+def _hosts(t: _Translator, d: Directive, b: _Block) -> None:
+    """hosts [FILE [ZONES...]] { [INLINE] ttl no_reverse reload fallthrough } -> [hosts]
+    (hosts README; kdns.dns.hosts has the same semantics)."""
+    zones = [z for arg in d.args[1:] for z in _zone(arg, d)] or b.zones
+    t.set("hosts.zones", zones, d, "zones " + " ".join(zones))
+    if d.args:
+        t.set("hosts.file", d.args[0], d, "hosts " + d.args[0])
+    else:
+        t.note("hosts", d, "no FILE: CoreDNS reads /etc/hosts too; set hosts.file to serve it")
+    entries: list[object] = []
+    for o in d.block or []:
+        try:
+            ipaddress.ip_address(o.name.split("%", 1)[0])
+        except ValueError:
+            pass
+        else:
+            if not o.args:
+                raise _bad(o, "an inline entry is IP NAME [ALIAS...]")
+            entries.append(" ".join([o.name, *o.args]))
+            continue
+        if o.name == "ttl" and len(o.args) == 1:
+            t.set("hosts.ttl", _integer(o.args[0], o), o, f"ttl {o.args[0]}")
+        elif o.name == "no_reverse":
+            t.set("hosts.no_reverse", True, o, "no_reverse")
+        elif o.name == "reload":
+            t.note("hosts", o, "kdns re-reads the file every server.reload_interval")
+        elif o.name == "fallthrough":
+            covered = [z for arg in o.args for z in _zone(arg, o)]
+            if covered and set(covered) != set(zones):
+                t.unsupported(d, f"fallthrough {' '.join(o.args)}", "kdns's fallthrough covers every zone of [hosts]")  # fmt: skip
+            t.set("hosts.fallthrough", True, o, "fallthrough")
+        else:
+            t.unsupported(d, o.name, "no kdns equivalent; leave it out")
+    if entries:
+        t.append("hosts.entries", entries, d, "inline entries")
+
+
+def _file(t: _Translator, d: Directive, b: _Block) -> None:
+    """file DBFILE [ZONES...] -> [[zones]] with that zone file (file README)."""
+    if not d.args:
+        raise _bad(d, "takes DBFILE [ZONES...]")
+    zones = [z for arg in d.args[1:] for z in _zone(arg, d)] or b.zones
+    for o in d.block or []:
+        if o.name == "reload":
+            t.note("zones", o, "kdns re-reads zone files every server.reload_interval")
+        elif o.name == "upstream":
+            t.note("zones", o, "kdns resolves out-of-zone CNAME targets through forward")
+        else:
+            t.unsupported(d, o.name, "no kdns equivalent; leave it out")
+    for zone in zones:
+        if zone == ".":
+            t.unsupported(d, "zone .", "kdns serves zone files for named zones; name the zone")
+            continue
+        entry: dict[str, object] = {"name": zone, "file": d.args[0]}
+        try:
+            _BY_TOML["zones"].kind.check([entry])
+        except ValueError as exc:
+            t.unsupported(d, f"zone {zone}", f"kdns cannot take this zone: {exc}")
+            continue
+        entry["#"] = f"{_loc(d)} file {' '.join(d.args)}"
+        t.tables.setdefault("zones", []).append(entry)
+
+    def check() -> None:
+        for entry in list(t.tables.get("zones", [])):
+            name = str(entry["name"])
+            if name in _own_zones(t) or name in t.forward_zones:
+                t.tables["zones"].remove(entry)
+                t.unsupported(d, f"zone {name}", "kdns serves it otherwise (cluster, external or forward zone)")  # fmt: skip
+
+    t.finish_checks.append(check)
+
+
+def _chaos(t: _Translator, d: Directive, b: _Block) -> None:
+    """chaos [VERSION] [AUTHORS...] -> [chaos] (chaos README)."""
+    t.set("chaos.enabled", True, d, "chaos " + " ".join(d.args))
+    if d.args:
+        t.set("chaos.version", d.args[0], d, f"version {d.args[0]}")
+    if d.args[1:]:
+        t.set("chaos.authors", d.args[1:], d, "authors")
+
+
+def _autopath(t: _Translator, d: Directive, b: _Block) -> None:
+    """autopath @kubernetes -> kubernetes.autopath (autopath README)."""
+    if not d.args or d.args[-1] != "@kubernetes" or "kubernetes.autopath" not in _BY_TOML:
+        t.unsupported(
+            d,
+            " ".join(d.args),
+            "kdns completes search paths for @kubernetes only (kubernetes.autopath); lower "
+            "ndots in the pods' dnsConfig instead",
+        )
+        return
+
+    def check() -> None:
+        pods = t.values.get("kubernetes.pods")
+        if pods is not None and pods.value == "disabled":
+            t.unsupported(d, None, "autopath needs `pods verified` (or insecure) in kubernetes")
+            return
+        t.set("kubernetes.autopath", True, d, "autopath @kubernetes")
+
+    t.finish_checks.append(check)
+
+
 HANDLERS: dict[str, Handler] = {
     "kubernetes": _kubernetes,
     "k8s_external": _k8s_external,
     "forward": _forward,
+    "proxy": _forward,  # removed in CoreDNS 1.6; `proxy FROM TO...` is forward's syntax
+    "hosts": _hosts,
+    "file": _file,
+    "chaos": _chaos,
+    "autopath": _autopath,
     "cache": _cache,
     "health": _health,
     "ready": _ready,

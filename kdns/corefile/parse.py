@@ -14,8 +14,8 @@ The format (CoreDNS corefile(5), coredns.io/manual/configuration, the ``import``
   ``{`` the lines up to the matching ``}`` are its sub-directives (nested to any depth).
 - ``(name) { ... }`` at the top level defines a snippet; ``import NAME`` (a snippet) or
   ``import PATTERN`` (files, a glob, relative to the importing file) splices tokens in, at the
-  top level or inside a body. A pattern that names one file that does not exist is an error, a
-  glob that matches nothing is not.
+  top level or inside a body. A pattern that names one file that does not exist is an error; a
+  glob that matches nothing is not (CoreDNS starts), but the caller is told (``EmptyGlob``).
 """
 
 from __future__ import annotations
@@ -47,6 +47,7 @@ class Token:
     line: int  # where the token starts
     end_line: int  # where it ends (a quoted token may span lines)
     quoted: bool = False
+    env: tuple[str, ...] = ()  # the {$VAR}s substituted into it
 
     def is_brace(self, brace: str) -> bool:
         return self.text == brace and not self.quoted
@@ -61,6 +62,8 @@ class Directive:
     file: str
     line: int
     block: list[Directive] | None = None
+    # args index -> the {$VAR}s in it; negative keys: arguments that were only unset variables
+    env_args: dict[int, tuple[str, ...]] = field(default_factory=dict)
 
     @property
     def where(self) -> str:
@@ -80,6 +83,16 @@ class EnvUse:
     """A ``{$NAME}`` the Corefile used and the environment did not set."""
 
     name: str
+    file: str
+    line: int
+
+
+@dataclass(slots=True)
+class EmptyGlob:
+    """An ``import PATTERN`` that matched no file (AKS ``custom/*.override``, k3s
+    ``/etc/coredns/custom/*.server``: the entries of a ConfigMap that was not dumped)."""
+
+    pattern: str
     file: str
     line: int
 
@@ -127,22 +140,27 @@ def tokenize(text: str, file: str) -> list[Token]:
     return tokens
 
 
-def substitute_env(tokens: list[Token], env: Mapping[str, str], unset: list[EnvUse]) -> list[Token]:
+def substitute_env(
+    tokens: list[Token], env: Mapping[str, str], unset: list[EnvUse | EmptyGlob]
+) -> list[Token]:
     out = []
     for tok in tokens:
         if "{" not in tok.text:
             out.append(tok)
             continue
 
-        def value(match: re.Match[str], tok: Token = tok) -> str:
+        used: list[str] = []
+
+        def value(match: re.Match[str], tok: Token = tok, used: list[str] = used) -> str:
             name = match.group(1) or match.group(2)
+            used.append(name)
             if name not in env:
                 unset.append(EnvUse(name, tok.file, tok.line))
             return env.get(name, "")
 
         text = _ENV.sub(value, tok.text)
-        if text or tok.quoted:  # an unquoted token that was only unset variables is gone
-            out.append(Token(text, tok.file, tok.line, tok.end_line, tok.quoted))
+        if text or tok.quoted or used:  # kept even when empty: the directive says what it was
+            out.append(Token(text, tok.file, tok.line, tok.end_line, tok.quoted, tuple(used)))
     return out
 
 
@@ -286,14 +304,12 @@ class _Parser:
             line = self.line_of(tok)
             brace = next((i for i, t in enumerate(line) if t.is_brace("{") or t.is_brace("}")), 0)
             if not brace:
-                directives.append(
-                    Directive(tok.text, [t.text for t in line[1:]], tok.file, tok.line)
-                )
+                directives.append(_directive(tok, line[1:]))
                 continue
             # `name args {` opens a block; the rest of a line after a brace is read again, so
             # `health { lameduck 5s }` on one line works too.
             self.pos -= len(line) - brace - 1
-            directive = Directive(tok.text, [t.text for t in line[1:brace]], tok.file, tok.line)
+            directive = _directive(tok, line[1:brace])
             if line[brace].is_brace("{"):
                 directive.block = self.body(closing=True, opened=line[brace])
             elif closing:  # `name arg }`: the enclosing block closes here
@@ -303,14 +319,26 @@ class _Parser:
             directives.append(directive)
 
 
+def _directive(name: Token, args: list[Token]) -> Directive:
+    """A directive of ``args``: an argument that was only unset variables is left out (as
+    CoreDNS's substitution leaves nothing), ``env_args`` says which came from variables."""
+    kept = [t for t in args if t.text or t.quoted]
+    directive = Directive(name.text, [t.text for t in kept], name.file, name.line)
+    directive.env_args = {i: t.env for i, t in enumerate(kept) if t.env}
+    directive.env_args.update({-1 - i: t.env for i, t in enumerate(args) if t not in kept})
+    return directive
+
+
 def _file_loader(
-    env: Mapping[str, str], unset: list[EnvUse]
+    env: Mapping[str, str], unset: list[EnvUse | EmptyGlob]
 ) -> Callable[[str, Token], list[Token]]:
     def load(pattern: str, where: Token) -> list[Token]:
         base = os.path.dirname(where.file)
         full = pattern if os.path.isabs(pattern) else os.path.join(base, pattern)
         if glob.has_magic(full):
             paths = sorted(glob.glob(full))
+            if not paths:
+                unset.append(EmptyGlob(pattern, where.file, where.line))
         elif os.path.exists(full):
             paths = [full]
         else:
@@ -340,11 +368,12 @@ def _read(path: str, where: Token | None = None) -> str:
 
 def parse_text(
     text: str, file: str = "Corefile", env: Mapping[str, str] | None = None
-) -> tuple[list[ServerBlock], list[EnvUse]]:
-    """Server blocks of ``text``, and the environment variables it used that ``env`` lacks.
-    ``file`` names the text in errors and anchors relative imports. Raises ``CorefileError``."""
+) -> tuple[list[ServerBlock], list[EnvUse | EmptyGlob]]:
+    """Server blocks of ``text``, and what it used that is not there: environment variables
+    ``env`` lacks, import globs that match no file. ``file`` names the text in errors and
+    anchors relative imports. Raises ``CorefileError``."""
     env = {} if env is None else env
-    unset: list[EnvUse] = []
+    unset: list[EnvUse | EmptyGlob] = []
     tokens = substitute_env(tokenize(text, file), env, unset)
     parser = _Parser(tokens, file, _file_loader(env, unset))
     blocks = parser.blocks()
@@ -355,7 +384,7 @@ def parse_text(
 
 def parse_file(
     path: str, env: Mapping[str, str] | None = None
-) -> tuple[list[ServerBlock], list[EnvUse]]:
+) -> tuple[list[ServerBlock], list[EnvUse | EmptyGlob]]:
     return parse_text(_read(path), path, env)
 
 

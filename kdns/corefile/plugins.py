@@ -36,7 +36,12 @@ _TABLE = (
     Plugin("health", SUPPORTED, "health.listen, health.lameduck", ""),
     Plugin("ready", SUPPORTED, "ready.listen", ""),
     Plugin("errors", SUPPORTED, "(always on)", ""),
-    Plugin("log", PARTLY, "log.query_log", ""),
+    Plugin("log", SUPPORTED, "log.query_log, log.classes", ""),
+    Plugin("hosts", SUPPORTED, "[hosts] file, entries, zones, ttl, fallthrough, no_reverse", ""),
+    Plugin("file", PARTLY, "[[zones]] name, file", ""),
+    Plugin("chaos", SUPPORTED, "[chaos] enabled, version, authors", ""),
+    Plugin("autopath", PARTLY, "kubernetes.autopath (@kubernetes only)", ""),
+    Plugin("proxy", PARTLY, "[forward] (as forward)", ""),
     Plugin("loop", SUPPORTED, "(always on)", ""),
     Plugin("reload", SUPPORTED, "server.reload_interval", ""),
     Plugin("loadbalance", PARTLY, "server.loadbalance", ""),
@@ -47,21 +52,12 @@ _TABLE = (
     Plugin("timeouts", PARTLY, "server.tcp_idle_timeout", ""),
     Plugin("debug", PARTLY, "log.level", ""),
     Plugin("import", SUPPORTED, "(read by the importer)", ""),
-    Plugin("root", PARTLY, "(nothing: kdns reads no zone files)", ""),
+    Plugin("root", PARTLY, "(nothing: zone file paths are kept as written)", ""),
     Plugin("cancel", PARTLY, "forward.timeout", ""),
     Plugin("multisocket", PARTLY, "server.workers", ""),
     Plugin("reuseport", PARTLY, "server.workers", ""),
     # Not translated.
-    Plugin(
-        "hosts",
-        NOT,
-        "",
-        "kdns serves no local records; publish the names as Services (ExternalName or "
-        "selector-less with EndpointSlices), or keep the hosts file on CoreDNS and send its "
-        "zone there with forward.zones",
-    ),
-    Plugin("file", NOT, "", f"kdns serves no zone files; {_ZONE_ELSEWHERE}"),
-    Plugin("auto", NOT, "", f"kdns serves no zone files; {_ZONE_ELSEWHERE}"),
+    Plugin("auto", NOT, "", f"kdns serves named zone files ([[zones]]); {_ZONE_ELSEWHERE}"),
     Plugin("secondary", NOT, "", f"kdns is no secondary server; {_ZONE_ELSEWHERE}"),
     Plugin("etcd", NOT, "", f"kdns reads only Kubernetes; {_ZONE_ELSEWHERE}"),
     Plugin("route53", NOT, "", f"kdns reads only Kubernetes; {_ZONE_ELSEWHERE}"),
@@ -81,17 +77,9 @@ _TABLE = (
         "kdns does not synthesize answers; keep CoreDNS for the templated zone and send it "
         "there with forward.zones",
     ),
-    Plugin(
-        "autopath",
-        NOT,
-        "",
-        "kdns does not complete search paths server-side; lower ndots in the pods' dnsConfig "
-        "(or use fully qualified names) to save the extra queries",
-    ),
     Plugin("dnssec", NOT, "", "kdns does not sign answers; sign on a server in front of it"),
     Plugin("sign", NOT, "", "kdns does not sign zones"),
     Plugin("whoami", NOT, "", "kdns has no whoami answers; drop it"),
-    Plugin("chaos", NOT, "", "kdns answers CH-class queries REFUSED; drop it"),
     Plugin("nsid", NOT, "", "kdns does not add NSID (RFC 5001); drop it"),
     Plugin(
         "any",
@@ -118,8 +106,8 @@ _TABLE = (
         "view",
         NOT,
         "",
-        "kdns has no per-client views in its config yet; use acl.rules to filter by client "
-        "network, or keep CoreDNS for the view",
+        "kdns's [[views]] choose zones and block lists by client network, not by CoreDNS "
+        "expressions: write the view as a [[views]] entry, or keep CoreDNS for it",
     ),
     Plugin("tls", NOT, "", "kdns serves plain DNS only; terminate DNS over TLS in front of it"),
     Plugin("grpc", NOT, "", "kdns forwards over UDP, TCP and TLS only; use forward with tls://"),
@@ -131,7 +119,6 @@ _TABLE = (
     Plugin("trace", NOT, "", "kdns has no tracing; use metrics and log.query_log"),
     Plugin("erratic", NOT, "", "a test plugin; drop it"),
     Plugin("federation", NOT, "", "removed from CoreDNS; use forward.zones"),
-    Plugin("proxy", NOT, "", "removed from CoreDNS 1.6; write it as forward"),
     Plugin("tsig", NOT, "", "kdns checks no TSIG; limit transfers with transfer.allow"),
     Plugin("dnsproxy", NOT, "", "use forward"),
 )

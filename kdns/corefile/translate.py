@@ -21,19 +21,34 @@ kdns cannot take is reported, not written.
 from __future__ import annotations
 
 from kdns.corefile.handlers import HANDLERS
-from kdns.corefile.parse import EnvUse, ServerBlock
+from kdns.corefile.parse import Directive, EmptyGlob, EnvUse, ServerBlock
 from kdns.corefile.translator import Translation, _Translator
 
 __all__ = ["Translation", "translate"]
 
 
 def translate(
-    blocks: list[ServerBlock], source: str = "Corefile", unset_env: list[EnvUse] | None = None
+    blocks: list[ServerBlock],
+    source: str = "Corefile",
+    unset_env: list[EnvUse | EmptyGlob] | None = None,
 ) -> Translation:
     """The kdns TOML for ``blocks`` and what it leaves out. Raises ``CorefileError`` for a
     Corefile CoreDNS itself would reject (a bad duration, a forward without upstreams...)."""
     t = _Translator(blocks, HANDLERS)
+    bound = {name for b in blocks for d in _all(b.directives) if d.name == "bind" for v in d.env_args.values() for name in v}  # fmt: skip
     for use in unset_env or []:
+        if isinstance(use, EmptyGlob):
+            t.problem(
+                f"{use.file}:{use.line}",
+                f"import {use.pattern} matched no file, so what it would bring in is not "
+                "translated: dump the ConfigMap's other entries beside the Corefile (AKS "
+                "coredns-custom, k3s coredns-custom: kubectl -n kube-system get configmap "
+                "coredns-custom -o json | jq -r '.data | to_entries[] | .key' ...) and "
+                "import again",
+            )
+            continue
+        if use.name in bound:
+            continue  # bind {$POD_IP}: kdns listens on every address (the bind handler says)
         t.problem(
             f"{use.file}:{use.line}",
             f"environment variable {use.name} is not set: substituted an empty string, as "
@@ -41,3 +56,11 @@ def translate(
         )
     t.run()
     return Translation(t.render(source), t.problems)
+
+
+def _all(directives: list[Directive]) -> list[Directive]:
+    out = []
+    for d in directives:
+        out.append(d)
+        out += _all(d.block or [])
+    return out

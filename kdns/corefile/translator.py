@@ -161,7 +161,13 @@ class _Translator:
         self.notes: dict[str, list[str]] = {}
         self.problems: list[str] = []
         self.blocks: list[_Block] = []
-        self.forward_zones: dict[str, tuple[list[str], str]] = {}
+        # zone -> (upstreams, where, the zone's own settings: its block's forward and cache)
+        self.forward_zones: dict[str, tuple[list[str], str, dict[str, object]]] = {}
+        self.zone_blocks: dict[str, _Block] = {}  # forward zone -> the block it came from
+        self.block_ttls: dict[int, dict[str, int]] = {}  # id(block) -> its cache's TTL caps
+        self.tables: dict[str, list[dict[str, object]]] = {}  # [[zones]] entries
+        self.bind_env: list[Directive] = []  # bind {$POD_IP}: every address instead
+        self.pillar_blocks: list[_Block] = []  # node-local-dns's __PILLAR__CLUSTER__DNS__
         self.shared: dict[str, list[_Value]] = {}  # once-only settings asked for per block
         self.listen: list[str] = []
         self.finish_checks: list[Callable[[], None]] = []
@@ -169,24 +175,25 @@ class _Translator:
         self.external_ttl: list[tuple[int, Directive]] = []
         self.acl_root: list[tuple[dict[str, object], Directive]] = []
         self.acl_zoned: list[tuple[dict[str, object], Directive]] = []
+        taken: dict[tuple[str, int], str] = {}
         for block in blocks:
-            zones: list[str] = []
-            ports, schemes = set(), set()
+            by_port: dict[int, list[str]] = {}
+            keys: dict[int, list[str]] = {}
+            schemes = set()
             for key in block.keys:
                 scheme, key_zones, port = _server_key(key, block.file, block.line)
-                zones += key_zones
-                ports.add(port)
+                by_port.setdefault(port, []).extend(key_zones)
+                keys.setdefault(port, []).append(key)
                 schemes.add(scheme)
-            if len(ports) > 1:
-                raise CorefileError(block.file, block.line, "server block keys on several ports")
-            b = _Block(
-                block.keys,
-                list(dict.fromkeys(zones)),
-                ports.pop(),
-                block.file,
-                block.line,
-                block.directives,
-            )
+                for zone in key_zones:
+                    if (zone, port) in taken:  # CoreDNS: "cannot serve ... multiple times"
+                        raise CorefileError(
+                            block.file,
+                            block.line,
+                            f"zone {zone} on port {port} is defined twice (also at "
+                            f"{taken[zone, port]}): CoreDNS refuses to start",
+                        )
+                    taken[zone, port] = f"{block.file}:{block.line}"
             for scheme in sorted(schemes - {"dns"}):
                 self.problem(
                     f"{block.file}:{block.line}",
@@ -194,7 +201,19 @@ class _Translator:
                     "by kdns: it serves plain DNS over UDP and TCP; terminate "
                     f"{scheme} in front of it",
                 )
-            self.blocks.append(b)
+            # Keys on several ports (`example.com example.io:1053 {`, kubespray's example): one
+            # block per port with the same directives, as CoreDNS serves them.
+            for port, zones in by_port.items():
+                self.blocks.append(
+                    _Block(
+                        keys[port],
+                        list(dict.fromkeys(zones)),
+                        port,
+                        block.file,
+                        block.line,
+                        block.directives,
+                    )
+                )
 
     # output helpers
 
@@ -288,12 +307,20 @@ class _Translator:
         return [b for b in self.blocks if _has(b, "forward")]
 
     def finish(self, main: _Block) -> None:
-        self.set(
-            "server.listen",
-            self.listen or [f":{main.port}"],
-            None,
-            f"server block port {main.port}",
-        )
+        cluster = "kubernetes" in self.seen
+        if cluster and not self.listen and main.port == 53:
+            # The shipped Deployment runs kdns as non-root with no capabilities: its Services
+            # map port 53 to 5353 (manifests/), so the Corefile's :53 is :5353 there.
+            self.set("server.listen", [":5353"], None, "the Corefile's :53; the kdns Services map 53 to it (non-root)")  # fmt: skip
+            self.set("log.format", "json", None, "as manifests/configmap.yaml: one JSON object a line")  # fmt: skip
+        else:
+            self.set(
+                "server.listen",
+                self.listen or [f":{main.port}"],
+                None,
+                f"server block port {main.port}" if not self.bind_env else
+                f"bind {{$...}} ({_loc(self.bind_env[0])}): every address of the pod, whatever its IP",
+            )  # fmt: skip
         for plugin, key, off in (
             ("health", "health.listen", "off"),
             ("ready", "ready.listen", "off"),
@@ -307,13 +334,13 @@ class _Translator:
             self.set("health.lameduck", 0, None, "no health plugin: no lameduck")
         if "cache" not in self.seen:
             self.set("cache.enabled", False, None, "no cache plugin in the Corefile")
-        if "kubernetes" not in self.seen:
-            self.problem(
-                f"{main.file}:{main.line}",
-                "no kubernetes plugin: kdns always serves a cluster domain (here the default "
-                "cluster.local) from the Kubernetes API; for a forwarder without a cluster, "
-                "keep CoreDNS",
-            )
+        if not cluster:
+            self.set("kubernetes.enabled", False, None, "no kubernetes plugin: no cluster domain, no API watch")  # fmt: skip
+            if self.listen:
+                # node-local-dns's shape: `bind` addresses put on a dummy interface by the pod
+                # itself, reachable only from its node (manifests/nodelocal does the same).
+                self.set("server.freebind", True, None, "bind without kubernetes (node-local-dns): bind the addresses before they are on an interface")  # fmt: skip
+                self.set("forward.allow", ["*"], None, "node-local: only the node's pods reach these addresses")  # fmt: skip
         for check in self.finish_checks:
             check()
         for key, asks in self.shared.items():
@@ -331,13 +358,28 @@ class _Translator:
                 continue  # left at a CoreDNS default that is kdns's too
             self.values.setdefault(key, first)
         self.finish_acl()
+        for block in self.pillar_blocks:  # their zones come from KDNS_FORWARD_ZONE: the lower
+            for key, value in self.block_ttls.get(id(block), {}).items():  # cap for everything
+                current = self.values.get(f"cache.{key}")
+                if current is None or value < current.value:  # type: ignore[operator]
+                    self.values[f"cache.{key}"] = _Value(value, f"cache of {' '.join(block.keys)} ({block.file}:{block.line}), the lower", "")  # fmt: skip
         if self.forward_zones:
-            entries = [
-                {"name": zone, "upstreams": ups} for zone, (ups, _) in self.forward_zones.items()
-            ]
-            self.values["forward.zones"] = _Value(
-                entries, ", ".join(sorted({w for _, w in self.forward_zones.values()})), ""
-            )
+            entries = []
+            for zone, (ups, _, own) in self.forward_zones.items():
+                entry: dict[str, object] = {"name": zone, "upstreams": ups}
+                ttls = self.block_ttls.get(id(self.zone_blocks[zone]), {})
+                for key, value in ttls.items():  # the zone block's own cache, if it differs
+                    current = self.values.get(f"cache.{key}")
+                    if value != (current.value if current else getattr(_DEFAULTS, _BY_TOML[f"cache.{key}"].field)):  # fmt: skip
+                        entry[key] = value
+                for key, setting in own.items():
+                    current = self.values.get(f"forward.{key}")
+                    default = getattr(_DEFAULTS, _BY_TOML[f"forward.{key}"].field) if f"forward.{key}" in _BY_TOML else None  # fmt: skip
+                    if setting != (current.value if current else default):
+                        entry[key] = setting
+                entries.append(entry)
+            where = ", ".join(sorted({w for _, w, _ in self.forward_zones.values()}))
+            self.values["forward.zones"] = _Value(entries, where, "")
             _BY_TOML["forward.zones"].kind.check(entries)
 
     def finish_acl(self) -> None:
@@ -377,6 +419,11 @@ class _Translator:
                 v = self.values[setting.toml]
                 text = f"{setting.key} = {toml_value(v.value)}"
                 lines.append(f"{text}  # {v.source}" if v.source else text)
+        for array, tables in self.tables.items():  # after every [section], as TOML needs
+            for table in tables:
+                source = str(table.pop("#", ""))
+                lines += ["", f"[[{array}]]" + (f"  # {source}" if source else "")]
+                lines += [f"{key} = {toml_value(value)}" for key, value in table.items()]
         return "\n".join(lines) + "\n"
 
 
