@@ -1,0 +1,34 @@
+"""The stages a query meets, in order: the one place that lists them.
+
+Each stage lives in a module of its own; a stage that is not configured costs the hot path an
+attribute test at most, so a cluster name that no stage before local data touches stays one
+dict lookup (``Responder.answers``) and an ID patch. The first stage that decides answers;
+later stages are not asked.
+
+``STAGES`` is plain data (tests and docs/architecture.md read it); the code that runs them is
+``kdns.server.wire.Responder._respond`` (transport to local data, forward, reply) and
+``kdns.dns.resolver.Resolver.resolve`` (the local data after the answers dict).
+
+Not built yet: ``rewrite`` and ``template`` (CoreDNS's plugins; ``kdns import-corefile``
+reports them), which go where listed below.
+"""
+
+from __future__ import annotations
+
+STAGES: tuple[tuple[str, str], ...] = (
+    ("transport", "kdns/server/udp.py, tcp.py, listeners.py; killer/front.py"),
+    ("header checks", "kdns/server/wire.py (QR, opcode, QDCOUNT, EDNS)"),
+    ("killer wire cache", "kdns/killer/wirecache.py (killer mode only)"),
+    ("policy", "kdns/dns/acl.py, server/rrl.py, dns/views.py, dns/blocklist.py, dns/networks.py"),
+    ("rewrite", "(not built: reported by kdns import-corefile)"),
+    (
+        "local data",
+        "the pre-rendered answers dict and derived memo (dns/registry.py), then dns/hosts.py "
+        "([hosts]), dns/chaos.py ([chaos], class CH), local zones, gateway names, the cluster "
+        "registry and reverse zones (dns/resolver.py, dns/localzones.py, dns/gateway.py)",
+    ),
+    ("autopath", "kdns/dns/autopath.py (kubernetes.autopath)"),
+    ("template", "(not built: reported by kdns import-corefile)"),
+    ("forward", "kdns/server/forwarding.py, dns/forward.py, dns/cache.py (per-zone settings)"),
+    ("reply", "kdns/server/wire.py (EDNS, truncation, EDE), dns/answer.py"),
+)
