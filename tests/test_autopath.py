@@ -429,3 +429,40 @@ def test_search_path_leaves_out_the_cluster_domains() -> None:
     assert autopath.search_path("prod") == [
         "prod.svc.cluster.local", "svc.cluster.local", "cluster.local", "corp.example",
     ]  # fmt: skip
+
+
+# --- the benchmark and the figures the docs quote ------------------------------------------
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_benchmark_cluster_has_its_pods() -> None:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench_autopath", ROOT / "benchmarks" / "autopath.py")  # fmt: skip
+    assert spec is not None and spec.loader is not None
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    path = ROOT / "build-autopath.yaml"
+    try:
+        path.write_text(bench.objects_yaml())
+        registry = Registry(ZoneSet.build("cluster.local", (), 5), ttl=5, client_index=True)
+        apply_all(registry, load_objects([str(path)]))
+    finally:
+        path.unlink()
+    assert registry.client_namespaces == {ip: b"\x05bench" for ip in bench.PODS}
+
+
+def test_readme_figures_are_the_results_file() -> None:
+    import json
+
+    rows = {row["config"]: row for row in json.loads((ROOT / "benchmarks" / "results" / "autopath.json").read_text())}  # fmt: skip
+    readme = (ROOT / "README.md").read_text()
+    docs = (ROOT / "docs" / "autopath.md").read_text()
+    for config, row in rows.items():
+        assert row["failed"] == 0
+        line = f"| {config} | {row['lookups_per_second']:,.0f} | {row['p50_ms']:.1f} ms | {row['questions_per_lookup']:.0f} |"  # fmt: skip
+        assert line in readme, line
+        assert f"{config:22s} {row['lookups_per_second']:10.0f} {row['p50_ms']:7.2f}" in docs
+    assert rows["standard + autopath"]["questions_per_lookup"] == 1.0
+    assert rows["standard"]["questions_per_lookup"] == 5.0
