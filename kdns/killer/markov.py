@@ -251,7 +251,7 @@ class Prefetcher:
         share: float = 0.5,
         concurrency: int = 16,
         tick: float = 0.05,
-        per_tick: int = 512,
+        per_tick: int = 256,  # observations learned per tick (5,120/s): the rest of a flood is dropped
         walk_gap: float = 2.0,
         max_names: int = 16384,
         max_clients: int = MAX_CLIENTS,
