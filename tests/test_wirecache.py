@@ -16,8 +16,6 @@ import dns.query
 import dns.rcode
 import pytest
 
-from kdns.app import App
-from kdns.config import Config, build_config
 from kdns.dns import names
 from kdns.killer.wirecache import (
     E_AT,
@@ -31,6 +29,7 @@ from kdns.killer.wirecache import (
 )
 from kdns.model import Service
 from kdns.server.meter import UDP4, Meter
+from tests.test_killer import _config, _started
 
 COOKIE = dns.edns.GenericOption(10, bytes(range(8)))  # RFC 7873 4.1: a client cookie
 SERVER_COOKIE = dns.edns.GenericOption(10, bytes(range(24)))  # client + server cookie
@@ -263,19 +262,6 @@ def test_hits_are_recorded_with_their_duration() -> None:
 
 
 # ---------------------------------------------------------------- behind the transport
-
-
-def _config(**extra: object) -> Config:
-    flags: dict[str, object] = {"demo": True, "killer": True, "forward": False, "listen": ["127.0.0.1:0"], "metrics_listen": "off", "health_listen": "off", "ready_listen": "off"}  # fmt: skip
-    flags.update(extra)
-    return build_config(None, {}, flags)
-
-
-async def _started(config: Config) -> tuple[App, int]:
-    app = App(config)
-    await app.start_source()
-    listeners = await app.listeners.bind(config.listen[0])
-    return app, listeners[0].port
 
 
 def _exchange(port: int, wires: list[bytes], timeout: float = 5.0) -> list[bytes]:
