@@ -99,6 +99,7 @@ def build_registry(config: Config, local: dict[str, ZoneData] | None = None) -> 
         config.ttl,
         gateway_zones=config.gateway_zones,
         local_zones=tuple((zone.name, zone.ttl) for zone in config.local_zones),
+        gateway_ttl=config.gateway_ttl,
     )
     registry = Registry(
         zones,

@@ -707,3 +707,27 @@ def test_registry_counts_gateway_kinds() -> None:
     load(reg, gatewayclass("eg"), gateway("infra", "eg", ["192.168.1.1"]), tcproute("a", "t"))
     counts = reg.counts()
     assert (counts["GatewayClass"], counts["Gateway"], counts["TCPRoute"]) == (1, 1, 1)
+
+
+def test_gateway_zone_negative_ttl_follows_gateway_ttl() -> None:
+    # RFC 2308 5: a negative answer is cached for min(SOA TTL, SOA MINIMUM), and kdns's SOA
+    # MINIMUM is its zone's TTL. A gateway zone's names live for [gateway] ttl (k8s_gateway's
+    # `ttl` sets the SOA minimum of its zones too, plugin/k8s_gateway apex.go), so a name
+    # about to be claimed is not held negative for [kubernetes] ttl instead (or longer).
+    config = build_config(None, {}, {"ttl": 5, "gateway_zones": [ZONE], "gateway_ttl": 60})
+    reg = build_registry(config)
+    reg.synced = True
+    reply = ask(reg, f"nothing.{ZONE}")
+    assert reply.rcode() == NXDOMAIN
+    (soa,) = reply.authority
+    assert (soa[0].minimum, soa.ttl) == (60, 60)
+    (apex,) = ask(reg, ZONE, "SOA").answer
+    assert (apex[0].minimum, apex.ttl) == (60, 60)
+    # the cluster zone keeps [kubernetes] ttl; a TTL reload leaves the gateway zone's alone
+    assert ask(reg, "nothing.cluster.local").authority[0][0].minimum == 5
+    reg.set_ttl(7)
+    assert ask(reg, f"nothing.{ZONE}").authority[0][0].minimum == 60
+    # without [gateway] ttl the zone follows [kubernetes] ttl, as before
+    reg = build_registry(build_config(None, {}, {"ttl": 5, "gateway_zones": [ZONE]}))
+    reg.synced = True
+    assert ask(reg, f"nothing.{ZONE}").authority[0][0].minimum == 5

@@ -15,6 +15,7 @@ Read side (used by the resolver and the server, never importing Kubernetes code)
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import struct
 import time
@@ -28,7 +29,7 @@ from kdns.dns import names
 from kdns.dns.answer import Answer
 from kdns.dns.gateway import GatewaySettings, GatewayTable
 from kdns.dns.localzones import ZoneData
-from kdns.dns.owners import LAZY, Contribution, Owner, OwnerRendering
+from kdns.dns.owners import LAZY, Contribution, Owner, OwnerRendering, Steps
 from kdns.dns.records import (
     AAAA,
     ANY,
@@ -44,7 +45,7 @@ from kdns.dns.records import (
     rdata_target,
     rrset,
 )
-from kdns.dns.zones import LOCAL, Zone, ZoneSet
+from kdns.dns.zones import GATEWAY, LOCAL, Zone, ZoneSet
 from kdns.model import (
     GATEWAY_KINDS,
     EndpointSlice,
@@ -60,6 +61,12 @@ from kdns.model import (
 )
 
 log = logging.getLogger("kdns.registry")
+
+# An owner (a Service) with more names, or endpoints + ports, than this is rendered in slices
+# by ``flush_steps`` (``flush`` renders everything at once, as before); a slice commits names
+# worth about STEP_COST (one per name, one per 64 bytes of its records).
+GRADUAL_NAMES = 512
+STEP_COST = 1024
 
 _O = TypeVar("_O", Service, EndpointSlice, Pod)
 Records = dict[int, list[bytes]]  # rtype -> rdatas, in insertion order, no duplicates
@@ -258,6 +265,10 @@ class Registry(OwnerRendering):
         self._synth_lost = False
         self._batch = 0
         self._glue: dict[bytes, Records] | None = None  # see flush()
+        # Owners being rendered in slices (``flush_steps``) -> their job's token; a synchronous
+        # apply of the owner meanwhile drops it, and the job stops (that apply was complete).
+        self._gradual: dict[Owner, object] = {}
+        self.render_steps = 0  # slices committed by ``flush_steps`` (kdns_registry_... later)
         self._dns_version = names.to_wire("dns-version." + self.cluster.text)
         for zone in zones:
             self._dirty.add(("zone", "", zone.text))
@@ -535,9 +546,10 @@ class Registry(OwnerRendering):
         self._synth_count = 0
         for watcher in self.watchers:
             watcher(set(), {zone.text for zone in self.zones}, True)
+        own_ttl = self.gateway.settings.ttl is not None  # [gateway] ttl: the gateway zones'
         for zone in self.zones:
-            if zone.kind != LOCAL:  # a local zone's TTLs are its own
-                zone.set_ttl(ttl)
+            if zone.kind != LOCAL and not (own_ttl and zone.kind == GATEWAY):
+                zone.set_ttl(ttl)  # a local zone's TTLs are its own
         with self.batch():
             # The apex SOA's MINIMUM is the TTL: re-render the zone owners too.
             self._dirty.update(("zone", "", zone.text) for zone in self.zones)
@@ -608,20 +620,210 @@ class Registry(OwnerRendering):
                 bumped.add(zone.text)
                 self._dirty.add(("zone", "", zone.text))
             touched = set()
-        # Every zone whose negative answers' SOA moved (its serial above, or a local zone's
-        # SOA fields from its data, or a TTL reload): refilled in place for the resolver,
-        # reported to the watchers, whose copies of those replies carry the old SOA.
-        for zone in self.zones:
-            if zone.soa_moved:
-                zone.soa_moved = False
-                bumped.add(zone.text)
         rendered = self._with_dependents(dirty_names)
+        self._render_names(rendered)
+        self._publish(rendered, wild, bumped, bool(dirty_names))
+
+    @contextmanager
+    def deferred(self) -> Iterator[None]:
+        """Group changes like ``batch``, leaving them for ``flush_steps`` or
+        ``flush_gradually`` (or the next flush) instead of rendering them at the end."""
+        self._batch += 1
+        try:
+            yield
+        finally:
+            self._batch -= 1
+
+    async def flush_gradually(self, budget: float = 0.005) -> None:
+        """``flush_steps`` on the event loop: a yield to the loop whenever ``budget`` seconds
+        of slices have run, so one huge object never stalls the queries served beside it."""
+        clock = time.perf_counter
+        started = clock()
+        for _ in self.flush_steps():
+            if clock() - started > budget:
+                await asyncio.sleep(0)
+                started = clock()
+
+    def flush_steps(self) -> Iterator[None]:
+        """``flush`` in slices, for a driver that lets queries in between (``flush_gradually``).
+
+        Small owners are flushed at once, as by ``flush``. An owner of more than GRADUAL_NAMES
+        names or endpoints (a Service with thousands of endpoints) is rendered in slices (the
+        render itself yields every few hundred endpoints; nothing is visible until committed),
+        then committed a slice of names at a time: each name's records, existence and every
+        answer swap together, so between two slices a query sees each name's old answers or
+        its new ones, never a mix. Lazy names (endpoint names, their PTRs) go first, then the
+        names others point at, then the names that point (SRV, CNAME) with their glue. After
+        every slice the watchers are told exactly the names it changed (before the driver
+        yields, so before the next datagram is read); the zone's serial moves in the last.
+        """
+        if not self._dirty:
+            return
+        big = {owner for owner in self._dirty if self._is_big(owner)}
+        self._dirty -= big
+        self.flush()
+        for owner in big:
+            yield
+            yield from self._apply_gradually(owner)
+
+    def _is_big(self, owner: Owner) -> bool:
+        if owner[0] != "svc":
+            return False
+        stored = self._contrib.get(self._owners.get(owner, owner))
+        if isinstance(stored, dict) and len(stored) > GRADUAL_NAMES:
+            return True
+        weight = 0
+        svc = self.services.get((owner[1], owner[2]))
+        if svc is not None:
+            weight += len(svc.ports)
+        for key in self._slices_of.get((owner[1], owner[2]), ()):
+            eps = self.slices[key]
+            weight += len(eps.endpoints) + len(eps.ports)
+        return weight > GRADUAL_NAMES
+
+    def _apply_gradually(self, owner: Owner) -> Iterator[None]:
+        """``_apply_owner`` in slices (see ``flush_steps``)."""
+        owner = self._owners.get(owner, owner)
+        token = object()
+        self._gradual[owner] = token
+        try:
+            yield from self._apply_slices(owner, token)
+        finally:
+            if self._gradual.get(owner) is token:
+                del self._gradual[owner]
+
+    def _apply_slices(self, owner: Owner, token: object) -> Iterator[None]:
+        steps: Steps = self._render_owner_steps(owner)
+        try:
+            while True:
+                try:
+                    next(steps)
+                except StopIteration as done:
+                    out: Contribution = done.value
+                    break
+                yield
+                if self._gradual.get(owner) is not token:
+                    return  # applied whole meanwhile
+        except ValueError as exc:
+            log.warning("cannot render %s %s/%s, keeping its previous answers: %s", *owner, exc)
+            return
+        new: dict[bytes, Frozen] = {}
+        pack = _ENTRY.pack
+        for index, (name, records) in enumerate(out.items()):
+            new[name] = b"".join(
+                pack(rtype, len(rdata)) + rdata
+                for rtype, rdatas in records.items()
+                for rdata in rdatas  # fmt: skip
+            )
+            if index % 2048 == 2047:
+                yield
+                if self._gradual.get(owner) is not token:
+                    return
+        del out
+        # The owner's stored names become a dict edited in place, a name at a time.
+        stored = self._contrib.get(owner)
+        if isinstance(stored, tuple):
+            stored = dict((stored,))
+        elif stored is None:
+            stored = {}
+        self._contrib[owner] = stored
+        self._owners[owner] = owner
+        old = stored.copy()
+        lazy: list[bytes] = []
+        eager: list[bytes] = []
+        for name in new.keys() | old.keys():
+            before, after = old.get(name), new.get(name)
+            if before == after:
+                continue
+            either = after if after is not None else before
+            assert either is not None
+            (lazy if either[:4] == _LAZY_MARK else eager).append(name)
+        # Eager names others point at (an SRV's target, with its glue) before those pointing.
+        pointed: set[bytes] = set()
+        for name in eager:
+            for rtype, rdata in _thaw(new.get(name, b"")):
+                if rtype in (SRV, CNAME, NS, 15):
+                    target = rdata_target(rtype, rdata)
+                    if target is not None and target != name:
+                        pointed.add(target)
+        eager.sort(key=lambda name: name not in pointed)
+        pending = set(lazy)
+        pending.update(eager)
+        touched: set[Zone] = set()
+        chunk: list[bytes] = []
+        cost = 0
+        for name in (*lazy, *eager):
+            chunk.append(name)
+            cost += 1 + (len(new.get(name, b"")) + len(old.get(name, b""))) // 64
+            if cost >= STEP_COST:
+                self._commit(owner, stored, new, chunk, pending, touched)
+                chunk, cost = [], 0
+                yield
+                if self._gradual.get(owner) is not token:
+                    return
+        if chunk:
+            self._commit(owner, stored, new, chunk, pending, touched)
+        # Back to the compact storage of a small owner, then the serial of every zone moved.
+        if len(stored) <= 1:
+            del self._contrib[owner]
+            if stored:
+                self._contrib[owner] = next(iter(stored.items()))
+            self._owners.pop(owner, None)
+        for zone in touched:
+            zone.bump()
+            self._dirty.add(("zone", "", zone.text))
+        self.flush()
+
+    def _commit(
+        self,
+        owner: Owner,
+        stored: dict[bytes, Frozen],
+        new: dict[bytes, Frozen],
+        chunk: list[bytes],
+        pending: set[bytes],
+        touched: set[Zone],
+    ) -> None:
+        """Swap in ``chunk``'s records (each name whole), render them and their dependents
+        not still pending, and tell the watchers."""
+        pending.difference_update(chunk)
+        for name in chunk:
+            after = new.get(name)
+            if after is None:
+                del stored[name]
+                self._unlink(name, owner)
+            else:
+                linked = name in stored
+                stored[name] = after
+                if not linked:
+                    self._link(name, owner)
+        self.shard_generation[shard_of(owner)] += 1
+        touched.update(z for z in map(self.zones.find, chunk) if z is not None)
+        rendered = self._with_dependents(set(chunk))
+        rendered -= pending
+        self._render_names(rendered)
+        self.render_steps += 1
+        self._publish(rendered, set(), set(), False)
+        self.generation += 1
+
+    def _render_names(self, rendered: Iterable[bytes]) -> None:
         self._glue = {}  # records of additional-section targets, shared by this flush's names
         try:
             for name in rendered:
                 self._render_name(name)
         finally:
             self._glue = None
+
+    def _publish(
+        self, rendered: set[bytes], wild: set[bytes], bumped: set[str], changed: bool
+    ) -> None:
+        """After names were re-rendered: wildcards, derived answers and the watchers."""
+        # Every zone whose negative answers' SOA moved (its serial, or a local zone's SOA
+        # fields from its data, or a TTL reload): refilled in place for the resolver,
+        # reported to the watchers, whose copies of those replies carry the old SOA.
+        for zone in self.zones:
+            if zone.soa_moved:
+                zone.soa_moved = False
+                bumped.add(zone.text)
         for name in wild:
             if self.exists(name):
                 self.wildcards.add(name)
@@ -644,7 +846,7 @@ class Registry(OwnerRendering):
         self._namespaces_moved = False
         for watcher in self.watchers:
             watcher(affected, bumped, everything)
-        if dirty_names:
+        if changed:
             self.generation += 1
             if self.on_change is not None:
                 self.on_change(time.monotonic())
@@ -739,6 +941,7 @@ class Registry(OwnerRendering):
     def _apply_owner(self, owner: Owner) -> list[bytes]:
         """Swap in the owner's new contribution; return the names whose records changed."""
         owner = self._owners.get(owner, owner)
+        self._gradual.pop(owner, None)  # a job rendering it in slices is overtaken
         try:
             new = _freeze(self._render_owner(owner))
         except ValueError as exc:
@@ -850,6 +1053,9 @@ class Registry(OwnerRendering):
             if ttl is not None and rtype != SOA:
                 return ttl
         if rtype == SOA:
+            zone = self.zones.by_apex.get(name)
+            if zone is not None and zone.kind == GATEWAY:
+                return zone.soa_ttl()  # min([gateway] ttl, 300), as its negative answers
             return min(self.ttl, 300)  # CoreDNS backend_lookup.go SOA()
         if rtype == TXT and name == self._dns_version:
             return DNS_VERSION_TTL
@@ -901,6 +1107,8 @@ class Registry(OwnerRendering):
                 if target != name:
                     self._deps.setdefault(target, set()).add(name)
                     targets.append(target)
+                if room <= 0 and rtype != CNAME:
+                    continue  # no room for glue: the dependency is noted, the records unread
                 found = glue.get(target) if glue is not None else None
                 if found is None:
                     found = self.records(target)

@@ -192,6 +192,7 @@ class ZoneSet:
         *,
         gateway_zones: tuple[str, ...] = (),
         local_zones: tuple[tuple[str, int], ...] = (),
+        gateway_ttl: int | None = None,
     ) -> ZoneSet:
         zones = [Zone(cluster_domain, CLUSTER, ttl)]
         zones += [Zone(z, REVERSE, ttl) for z in ("in-addr.arpa", "ip6.arpa")]
@@ -201,7 +202,8 @@ class ZoneSet:
         # zone, so a Zone is never shadowed).
         zones += [Zone(z, LOCAL, zone_ttl) for z, zone_ttl in local_zones]
         zone_set = cls(zones)
-        zone_set.add_gateway_zones(gateway_zones, ttl)
+        # A gateway zone's SOA MINIMUM (its negative-answer TTL) is [gateway] ttl when set.
+        zone_set.add_gateway_zones(gateway_zones, ttl if gateway_ttl is None else gateway_ttl)
         return zone_set
 
     def add_gateway_zones(self, gateway_zones: tuple[str, ...], ttl: int) -> None:
