@@ -30,6 +30,8 @@ from kdns.dns.networks import Networks
 from kdns.dns.registry import Registry
 from kdns.dns.resolvconf import read_resolv_conf
 from kdns.dns.resolver import Resolver
+from kdns.dns.rewrite import Rewrite
+from kdns.dns.template import Templates
 from kdns.dns.transfer import TransferPolicy, ZoneTransfers
 from kdns.dns.views import BlockCounts, Views
 from kdns.k8s.client import ClusterConfigError, api_client
@@ -275,6 +277,10 @@ class App:
             self.autopath.search = autopath_search(config)
             self.autopath.attach(self.registry)
         responder.autopath = self.autopath
+        # [[rewrite]] and [[template]]: built anew on each reload (their memos go with them);
+        # the reload's _answers_changed() drops killer mode's replies in the same step.
+        responder.rewrite = Rewrite(config.rewrites) if config.rewrites else None
+        responder.template = Templates(config.templates) if config.templates else None
         rrl = build_rrl(config)
         if rrl != self._rrl_settings:  # a reload that leaves [rrl] alone keeps its accounts
             self._rrl_settings = rrl
@@ -742,7 +748,7 @@ class App:
         """[[views]] with their loaded lists, as their schedules have them now; None (nothing
         on the hot path) without views."""
         self._schedules = schedule_state(config)
-        views: Views | None = build_views(config, self.lists, self.registry.zones, self.blocked_counts)  # fmt: skip
+        views: Views | None = build_views(config, self.lists, self.registry.zones, self.blocked_counts, registry=self.registry, resolver=self.resolver)  # fmt: skip
         return views
 
     def _swap_views(self) -> None:

@@ -46,6 +46,7 @@ from kdns.config.kinds import (
     _Networks,
     _Path,
     _Resource,
+    _Rules,
     _Seconds,
     _ServiceRef,
     _Tables,
@@ -185,6 +186,9 @@ class Config:
     views: tuple[ViewSource, ...] = ()
     blocklists: tuple[BlocklistSource, ...] = ()
     allowlists: tuple[AllowlistSource, ...] = ()  # [[allowlists]]: names views never block
+    # [[rewrite]] and [[template]] (kdns.dns.rewrite.RewriteRule, kdns.dns.template.TemplateSource)
+    rewrites: tuple[Any, ...] = ()
+    templates: tuple[Any, ...] = ()
     # [blocking]: where downloaded lists are kept (the last good copy, used at start when the
     # source is down) and how they are fetched (kdns.dns.listfetch).
     blocking_cache_dir: str | None = None
@@ -399,6 +403,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("views", "views", _Tables(_View())),
     Setting("blocklists", "blocklists", _Tables(_Blocklist())),
     Setting("allowlists", "allowlists", _Tables(_Allowlist())),
+    # CoreDNS's rewrite and template as stages of their own (kdns.dns.rewrite, .template).
+    Setting("rewrites", "rewrite", _Rules("rewrite")),
+    Setting("templates", "template", _Rules("template")),
 )
 
 # SDNS's top-level keys, accepted so an SDNS config file works unchanged.
@@ -576,6 +583,9 @@ def _check_local_zones(values: Mapping[str, Any], origins: Mapping[str, str]) ->
                     f"{zone_name} is not a zone kdns serves (cluster domain, external, reverse, "
                     "[[zones]] or gateway zones)",
                 )
+        if (view.gateway_classes is not None or view.ingress_classes is not None) and not values.get("gateway_zones"):  # fmt: skip
+            field = "gateway_classes" if view.gateway_classes is not None else "ingress_classes"
+            raise ConfigError(f"{key}[{index}].{field}", "class filters need [gateway] zones")
         for at, list_name in enumerate(view.blocklists):
             if list_name not in lists:
                 raise ConfigError(

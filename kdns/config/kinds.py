@@ -562,10 +562,10 @@ class _LocalZone(_Kind):
 
 
 class _View(_Kind):
-    expected = "a table {name, networks, zones, blocklists, allowlists, schedule}"
+    expected = "a table {name, networks, zones, blocklists, allowlists, schedule, gateway_classes, ingress_classes}"  # fmt: skip
 
     def check(self, value: object) -> ViewSource:
-        table = _table(value, self, ("name", "networks"), ("zones", "blocklists", "allowlists", "schedule"))  # fmt: skip
+        table = _table(value, self, ("name", "networks"), ("zones", "blocklists", "allowlists", "schedule", "gateway_classes", "ingress_classes"))  # fmt: skip
         networks = _field(_Networks(), table["networks"], "networks")
         if not networks:
             raise _Invalid("expected at least one network, got []", ".networks")
@@ -577,6 +577,10 @@ class _View(_Kind):
             _field(_List(_EntryName()), table.get("blocklists", []), "blocklists"),
             _field(_List(_EntryName()), table.get("allowlists", []), "allowlists"),
             _field(_Schedule(), table["schedule"], "schedule") if "schedule" in table else None,
+            *(
+                _field(_List(_ClassName()), table[key], key) if key in table else None
+                for key in ("gateway_classes", "ingress_classes")
+            ),
         )
 
     def render(self, value: ViewSource) -> dict[str, object]:
@@ -588,6 +592,9 @@ class _View(_Kind):
             out["allowlists"] = list(value.allowlists)
         if value.schedule is not None:
             out["schedule"] = _Schedule().render(value.schedule)
+        for key in ("gateway_classes", "ingress_classes"):
+            if getattr(value, key) is not None:
+                out[key] = list(getattr(value, key))
         return out
 
 
@@ -764,3 +771,40 @@ class _Networks(_Kind):
 
     def render(self, value: tuple[str, ...]) -> list[object]:
         return list(value)
+
+
+class _Rules(_Kind):
+    """``[[rewrite]]`` / ``[[template]]``: an array of tables, in order (no names), each checked
+    by its stage's own reader (kdns.dns.rewrite, kdns.dns.template: imported when used)."""
+
+    def __init__(self, stage: str) -> None:
+        self.stage = stage
+        self.expected = f"an array of [[{stage}]] tables"
+
+    def check(self, value: object) -> tuple[Any, ...]:
+        items = [value] if isinstance(value, dict) else value
+        if not isinstance(items, list | tuple):
+            self.fail(value)
+        if self.stage == "rewrite":
+            from kdns.dns.rewrite import RewriteRule, RuleError, rule_from_table
+
+            read: Any = rule_from_table
+            made: Any = RewriteRule
+            errors: Any = RuleError
+        else:
+            from kdns.dns.template import TemplateError, TemplateSource, template_from_table
+
+            read, made, errors = template_from_table, TemplateSource, TemplateError
+        out = []
+        for index, item in enumerate(items):
+            if isinstance(item, made):
+                out.append(item)
+                continue
+            try:
+                out.append(read(item))
+            except errors as exc:
+                raise _Invalid(exc.problem, f"[{index}]{exc.key}") from None
+        return tuple(out)
+
+    def render(self, value: tuple[Any, ...]) -> list[object]:
+        return [item.table() for item in value]

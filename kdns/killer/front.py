@@ -83,11 +83,22 @@ class WireFront:
             return
         responder = self.responder
         forwarded = responder.zone == "."
+        alias = None
+        rewrite = responder.rewrite
+        if rewrite is not None and rewrite.alias is not None:
+            # A rewritten question's reply: filed under the rewritten name too, so a registry
+            # change to that name drops it; not a forwarded name of the client's to prefetch.
+            if rewrite.alias[0] is data:
+                alias = rewrite.alias[1]
+                forwarded = False
+            rewrite.alias = None
         if responder.keep > now:
             entry = wire.insert(data, response, responder.keep, responder.zone, responder.qtype, forwarded)  # fmt: skip
             views = responder.views
             if entry is not None and views is not None:
                 entry[E_VIEW] = views.last  # the view this reply was made for
+            if entry is not None and alias is not None:
+                wire.alias(entry, alias)
         if observe is not None:
             observe(self.udp.client(batch, i, peer), data, response[3] & 0x0F, forwarded)
 

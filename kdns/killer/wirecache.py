@@ -190,7 +190,9 @@ class WireCache:
         size = len(key) + len(tail) + len(name) + ENTRY_OVERHEAD
         variants = self._by_name.get(name)
         if variants is not None and len(variants) >= MAX_VARIANTS:
-            self._evict(variants[0])
+            variants[:] = [k for k in variants if k in entries]  # aliases may leave keys gone
+            if len(variants) >= MAX_VARIANTS:
+                self._evict(variants[0])
         while entries and (len(entries) >= self.max_entries or self.bytes + size > self.max_bytes):
             self._evict_oldest()
         if zone != "." and reply[8:10] != b"\x00\x00":
@@ -207,6 +209,15 @@ class WireCache:
         self.inserts += 1
         self._by_name.setdefault(name, []).append(key)
         return entry
+
+    def alias(self, entry: list[Any], name: bytes) -> None:
+        """File ``entry`` under ``name`` as well (a rewritten question's reply: the rewritten
+        name's registry changes drop it). Keys of entries gone are pruned as the list grows."""
+        keys = self._by_name.setdefault(name, [])
+        if len(keys) >= MAX_VARIANTS:
+            entries = self.entries
+            keys[:] = [k for k in keys if k in entries][-MAX_VARIANTS + 1 :]
+        keys.append(entry[E_KEY])
 
     def _evict_oldest(self) -> None:
         fifo, entries = self._fifo, self.entries
@@ -235,7 +246,8 @@ class WireCache:
             for key in by_name.pop(name, ()):
                 entry = entries.pop(key, None)
                 if entry is not None:
-                    self._drop(key, entry, unindex=False)
+                    # An entry filed here as an alias (a rewrite) leaves its own name's list.
+                    self._drop(key, entry, unindex=entry[E_NAME] != name)
                     self.invalidations += 1
         for zone in zones:
             epoch = self._epochs.get(zone)

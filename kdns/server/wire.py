@@ -137,6 +137,7 @@ class ClientViews(Protocol):
     last: Any  # the view of the client ``pick`` saw last (killer mode tags cached replies)
     hit: Any  # the block list that answered the last name ``pick`` blocked (EDE text)
     watching: Any  # the last client's view when it has block lists (CNAME inspection)
+    answered: Any  # the last answer ``pick`` took from a view's own data (gateway classes)
 
     def pick(self, peer: Any, name: bytes, qtype: int) -> Answer | None: ...
 
@@ -219,6 +220,8 @@ class Responder:
         "views",
         "forward_allow",
         "autopath",
+        "rewrite",
+        "template",
         "rrl",
         "loadbalance",
         "zone",
@@ -249,6 +252,11 @@ class Responder:
         # CoreDNS autopath (kdns.dns.autopath.Autopath): asked where a name would be NXDOMAIN
         # only; None costs that path one attribute test and the rest nothing.
         self.autopath: Autopathing | None = None
+        # CoreDNS rewrite (kdns.dns.rewrite.Rewrite, before local data) and template
+        # (kdns.dns.template.Templates, after autopath, before forward): None costs the hot
+        # path one attribute test; configured, a question no rule matches costs one set lookup.
+        self.rewrite: Any = None
+        self.template: Any = None
         # Response rate limiting (kdns.server.rrl.Rrl), applied by the UDP transport to what
         # this returns; None (the default) costs the hot path one attribute test.
         self.rrl: Any = None
@@ -366,6 +374,10 @@ class Responder:
             if special is not None:
                 return self._viewed(special, data, name, pos, qend, edns, channel, peer, replier)
             watch = self.views.watching  # a view with block lists: CNAME chains are inspected
+        if self.rewrite is not None and key not in self.rewrite.passes:
+            rewritten = self.rewrite.respond(self, data, key, qend, edns, channel, peer, replier)
+            if rewritten is not NOT_REWRITTEN:
+                return rewritten
         answer = self.answers.get(key)
         if answer is not None:
             self.stats.answer_hits += 1
@@ -382,6 +394,10 @@ class Responder:
                     # is reserved. Such a question is malformed (as BIND and Knot answer).
                     return self.reply(data, qend, edns, tcp, FORMERR_ANSWER)
                 answer = self.resolve(name, qtype, qclass, key)
+                if answer is FORWARD and self.template is not None:
+                    templated = self.template.lookup(name, qtype, qclass, key, peer)
+                    if templated is not None:
+                        return self._templated(data, qend, edns, tcp, templated)
                 if answer is FORWARD or answer is TRANSFER:
                     query = Query(data, name, qtype, qend, edns, channel, self)
                     if answer is TRANSFER:
@@ -400,6 +416,11 @@ class Responder:
                     self.zone = answer.zone
                     self.keep = 0.0
                     return walked
+            if self.template is not None and (answer.rcode == 3 or answer.rcode == 5):
+                qtype, qclass = struct.unpack_from("!HH", data, pos + 1)
+                templated = self.template.lookup(name, qtype, qclass, key, peer)
+                if templated is not None:
+                    return self._templated(data, qend, edns, tcp, templated)
         self.zone = answer.zone  # for the meter
         if answer.chase is None or self.forwarder is None:
             self.keep = FOREVER
@@ -419,6 +440,13 @@ class Responder:
         if response is None:
             return DEFERRED
         return response if watch is None else self.inspected(watch, response, query)
+
+    def _templated(self, data: bytes, qend: int, edns: Edns | None, tcp: bool, answer: Answer) -> bytes:  # fmt: skip
+        """A template's answer: the same for every client unless a template reads the
+        client's address, so killer mode may keep it (a reload drops it)."""
+        self.zone = answer.zone
+        self.keep = 0.0 if self.template.remote else FOREVER
+        return self.reply(data, qend, edns, tcp, answer)
 
     # ---------------------------------------------------------- block answers, EDE, CNAMEs
 
@@ -459,6 +487,8 @@ class Responder:
         does not serve (forwarded when the client may forward, else REFUSED)."""
         tcp = channel >= TCP4
         if special is not FORWARD:
+            if self.views is not None and special is self.views.answered:
+                return self._own(special, data, name, pos, qend, edns, channel, peer, replier)
             hit = self.views.hit if self.views is not None else None
             text = f"blocked by {hit.name}" if hit is not None else "blocked"
             return self.blocked_reply(data, qend, edns, tcp, special, text)
@@ -474,6 +504,25 @@ class Responder:
             return self.reply(data, qend, edns, tcp, REFUSED_ANSWER)
         response = self.forwarder.handle(Query(data, name, qtype, qend, edns, channel, self), replier, peer)  # fmt: skip
         return DEFERRED if response is None else response
+
+    def _own(self, answer: Answer, data: bytes, name: bytes, pos: int, qend: int, edns: Edns | None, channel: int, peer: Any, replier: Replier | None) -> bytes | list[bytes] | None:  # fmt: skip
+        """An answer of the client's view's own data (its gateway class filters): served as
+        a registry answer is (kept by killer mode's wire cache, tagged with the view; CNAME
+        inspection; an external CNAME target chased)."""
+        tcp = channel >= TCP4
+        self.zone = answer.zone
+        watch = self.views.watching if self.views is not None else None
+        if answer.chase is None or self.forwarder is None or not self._may_forward(peer):
+            self.keep = FOREVER if answer.chase is None or self.forwarder is None else 0.0
+            if watch is not None and answer.body.find(b"\x00\x05\x00\x01") >= 0:
+                return self._inspect_local(watch, data, name, pos, qend, edns, channel, answer)
+            return self.reply(data, qend, edns, tcp, answer)
+        query = Query(data, name, (data[pos + 1] << 8) | data[pos + 2], qend, edns, channel, self)  # fmt: skip
+        query.view = watch
+        response = self.forwarder.chase(query, answer, replier, peer)
+        if response is None:
+            return DEFERRED
+        return response if watch is None else self.inspected(watch, response, query)
 
     def _may_forward(self, peer: Any) -> bool:
         """forward.allow: forwarding is offered to these client networks only (BIND's
@@ -534,6 +583,8 @@ class Responder:
 
 
 FOREVER = float("inf")
+# What the rewrite stage returns for a question no rule rewrites: the path goes on.
+NOT_REWRITTEN: Any = object()
 
 # RFC 8914 Extended DNS Errors: option code 15, INFO-CODEs Blocked (15) and Filtered (17).
 _EDE_HEAD = b"\x00\x0f"
