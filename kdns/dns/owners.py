@@ -9,6 +9,7 @@ records are (Kubernetes DNS spec sections and CoreDNS behaviour cited where they
 from __future__ import annotations
 
 import logging
+from collections.abc import Generator
 from socket import AF_INET, inet_pton
 
 from kdns.dns import names
@@ -36,6 +37,11 @@ Owner = tuple[str, str, str]  # (kind, namespace, name)
 # While rendering, each type's rdatas are the keys of a dict: insertion order and a de-duplication
 # check in O(1) (a list's ``in`` made a name with N records cost N^2).
 Contribution = dict[bytes, dict[int, dict[bytes, None]]]  # name -> records; {}: no data
+# A render in slices (a Service of thousands of endpoints): yields between slices of about
+# STEP_ENDPOINTS endpoints (or SRV names), returns the contribution. Nothing it builds is seen
+# by readers until the registry commits it.
+Steps = Generator[None, None, Contribution]
+STEP_ENDPOINTS = 256
 
 DNS_SCHEMA_VERSION = "1.1.0"  # Kubernetes DNS-Based Service Discovery spec 2.2
 
@@ -82,6 +88,15 @@ def _add(out: Contribution, name: bytes, rtype: int, rdata: bytes) -> None:
     out.setdefault(name, {}).setdefault(rtype, {})[rdata] = None
 
 
+def _run(steps: Steps) -> Contribution:
+    """Drive a render in slices to its end at once."""
+    while True:
+        try:
+            next(steps)
+        except StopIteration as done:
+            return done.value
+
+
 class OwnerRendering:
     """Mixin of the Registry: rendering one owner into a ``Contribution``. It reads the
     registry's objects and settings, declared here for the type checker."""
@@ -99,6 +114,12 @@ class OwnerRendering:
     _slices_of: dict[tuple[str, str], set[tuple[str, str]]]
     _local: dict[str, Contribution]
     _dns_version: bytes
+
+    def _render_owner_steps(self, owner: Owner) -> Steps:
+        """``_render_owner`` in slices: a Service yields every few hundred endpoints."""
+        if owner[0] == "svc":
+            return (yield from self._render_service_steps(owner[1], owner[2]))
+        return self._render_owner(owner)
 
     def _render_owner(self, owner: Owner) -> Contribution:
         kind, namespace, name = owner
@@ -232,6 +253,9 @@ class OwnerRendering:
         return names.dashed_ip(address)
 
     def _render_service(self, namespace: str, name: str) -> Contribution:
+        return _run(self._render_service_steps(namespace, name))
+
+    def _render_service_steps(self, namespace: str, name: str) -> Steps:
         svc = self.services.get((namespace, name))
         if svc is None:
             return {}
@@ -280,7 +304,9 @@ class OwnerRendering:
             for port in svc.ports:
                 for ip in svc.cluster_ips:
                     add_port(port.name, port.protocol, port.port, base, rdata_address(ip))
-        for address, label, eps in self._endpoints(svc):
+        for index, (address, label, eps) in enumerate(self._endpoints(svc)):
+            if index % STEP_ENDPOINTS == STEP_ENDPOINTS - 1:
+                yield  # a slice of endpoints done: the registry may let queries in
             # Spec 2.4.1: <hostname>.<svc> A/AAAA and PTR per endpoint. CoreDNS serves these
             # endpoint names (and their PTRs) for ClusterIP services too.
             ep_name = _child(label, base, base_text)
@@ -300,7 +326,7 @@ class OwnerRendering:
                 for ep_port in eps.ports:
                     add_port(ep_port.name, ep_port.protocol, ep_port.port, ep_name, rdata)
 
-        self._render_srv(out, srv)
+        yield from self._render_srv_steps(out, srv)
         if svc.headless and not out[base]:
             # Spec 2.4.1: "If there are no ready endpoints for the headless Service, the
             # answer should be NXDOMAIN" (CoreDNS agrees): the name does not exist, and with
@@ -314,11 +340,22 @@ class OwnerRendering:
 
     @staticmethod
     def _render_srv(out: Contribution, srv: dict[bytes, list[tuple[int, bytes]]]) -> None:
+        for _ in OwnerRendering._render_srv_steps(out, srv):
+            pass
+
+    @staticmethod
+    def _render_srv_steps(
+        out: Contribution, srv: dict[bytes, list[tuple[int, bytes]]]
+    ) -> Generator[None, None, None]:
         # CoreDNS (plugin/backend_lookup.go): priority 0 for all, weight 100 split evenly
         # across the records of one answer.
-        for srv_name, entries in srv.items():
+        for index, (srv_name, entries) in enumerate(srv.items()):
+            if index % STEP_ENDPOINTS == STEP_ENDPOINTS - 1:
+                yield
             weight = max(1, 100 // len(entries))  # N counted before de-duplication, as CoreDNS
-            for port, target in dict.fromkeys(entries):
+            for count, (port, target) in enumerate(dict.fromkeys(entries)):
+                if count % STEP_ENDPOINTS == STEP_ENDPOINTS - 1:
+                    yield
                 _add(out, srv_name, SRV, rdata_srv(0, weight, port, target))
 
     def _render_external(self, svc: Service, out: Contribution) -> None:

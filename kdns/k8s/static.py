@@ -58,8 +58,9 @@ async def apply_gradually(
     registry: Registry, objects: list[KubeObject], budget: float = 0.005
 ) -> None:
     """``apply_all`` without stalling the event loop: objects are upserted (then the missing
-    ones deleted) one at a time, each rendered whole as it goes in, with a yield to the loop
-    whenever ``budget`` seconds of work have passed."""
+    ones deleted) one at a time, each rendered as it goes in (a huge one in slices of names,
+    ``Registry.flush_steps``), with a yield to the loop whenever ``budget`` seconds of work
+    have passed."""
     clock = time.perf_counter
     started = clock()
     for kind in KINDS:
@@ -68,12 +69,23 @@ async def apply_gradually(
             if obj.kind != kind:
                 continue
             keep.add(obj.key)
-            registry.upsert(obj)  # outside a batch: rendered now, atomically for this object
+            with registry.deferred():
+                registry.upsert(obj)
+            # Rendered now, in slices for a huge object (each name swapped in whole).
+            for _ in registry.flush_steps():
+                if clock() - started > budget:
+                    await asyncio.sleep(0)
+                    started = clock()
             if clock() - started > budget:
                 await asyncio.sleep(0)
                 started = clock()
         for key in [k for k in registry.keys(kind) if k not in keep]:
-            registry.delete(kind, key)
+            with registry.deferred():
+                registry.delete(kind, key)
+            for _ in registry.flush_steps():
+                if clock() - started > budget:
+                    await asyncio.sleep(0)
+                    started = clock()
             if clock() - started > budget:
                 await asyncio.sleep(0)
                 started = clock()
