@@ -263,7 +263,7 @@ CASES: list[tuple[str, str, dict[str, str], dict[str, Any], list[str]]] = [
                 namespaces default
                 fallthrough
             }
-            rewrite name foo.example.com foo.default.svc.cluster.local
+            rewrite edns0 local set 0xffee abcd
             forward . 1.1.1.1 {
                 except internal.example
             }
@@ -275,7 +275,7 @@ CASES: list[tuple[str, str, dict[str, str], dict[str, Any], list[str]]] = [
         [
             r"Corefile:2: plugin kubernetes: namespaces is not supported by kdns: .*every namespace",
             r"Corefile:2: plugin kubernetes: fallthrough cluster.local is not supported by kdns",
-            r"Corefile:6: plugin rewrite is not supported by kdns: .*ExternalName",
+            r"Corefile:6: plugin rewrite: edns0 is not supported by kdns: .*name, type and class",
             r"Corefile:7: plugin forward: except is not supported by kdns",
             r"Corefile:11: plugin acme is not supported by kdns: not a CoreDNS built-in",
             # checked once the kubernetes options are all read (autopath README: pods verified)

@@ -42,6 +42,8 @@ _TABLE = (
     Plugin("chaos", SUPPORTED, "[chaos] enabled, version, authors", ""),
     Plugin("autopath", PARTLY, "kubernetes.autopath (@kubernetes only)", ""),
     Plugin("proxy", PARTLY, "[forward] (as forward)", ""),
+    Plugin("rewrite", PARTLY, "[[rewrite]] (name, type, class; answer auto/name/value)", ""),
+    Plugin("template", PARTLY, "[[template]] (a Go-template subset; no ederror)", ""),
     Plugin("loop", SUPPORTED, "(always on)", ""),
     Plugin("reload", SUPPORTED, "server.reload_interval", ""),
     Plugin("loadbalance", PARTLY, "server.loadbalance", ""),
@@ -63,20 +65,6 @@ _TABLE = (
     Plugin("route53", NOT, "", f"kdns reads only Kubernetes; {_ZONE_ELSEWHERE}"),
     Plugin("clouddns", NOT, "", f"kdns reads only Kubernetes; {_ZONE_ELSEWHERE}"),
     Plugin("azure", NOT, "", f"kdns reads only Kubernetes; {_ZONE_ELSEWHERE}"),
-    Plugin(
-        "rewrite",
-        NOT,
-        "",
-        "kdns does not rewrite names; use an ExternalName Service for an alias, or keep "
-        "CoreDNS in front for the rewritten names",
-    ),
-    Plugin(
-        "template",
-        NOT,
-        "",
-        "kdns does not synthesize answers; keep CoreDNS for the templated zone and send it "
-        "there with forward.zones",
-    ),
     Plugin("dnssec", NOT, "", "kdns does not sign answers; sign on a server in front of it"),
     Plugin("sign", NOT, "", "kdns does not sign zones"),
     Plugin("whoami", NOT, "", "kdns has no whoami answers; drop it"),

@@ -419,18 +419,22 @@ def _read_name(msg: bytes, pos: int) -> tuple[bytes, int]:
 
 
 def _mapped(wire: bytes, maps: list[Callable[[str], str | None]]) -> bytes:
-    """``wire`` through the first map that changes it (text, lowercased), else as it was."""
+    """``wire`` through each map in turn (text, lowercased: the last rule's undoing first, so
+    a ``continue`` chain is undone whole), else as it was."""
     if not maps:
         return wire
     text = names.to_text(wire.lower()) if wire != names.ROOT else "."
+    changed = False
     for apply in maps:
         new = apply(text)
         if new is not None:
-            try:
-                return names.to_wire(new)
-            except (names.BadName, UnicodeError):
-                return wire
-    return wire
+            text, changed = new, True
+    if not changed:
+        return wire
+    try:
+        return names.to_wire(text)
+    except (names.BadName, UnicodeError):
+        return wire
 
 
 def revert(msg: bytes, asked: bytes, plan: _Plan, limit: int) -> bytes | None:

@@ -9,8 +9,9 @@ later stages are not asked.
 ``kdns.server.wire.Responder._respond`` (transport to local data, forward, reply) and
 ``kdns.dns.resolver.Resolver.resolve`` (the local data after the answers dict).
 
-Not built yet: ``rewrite`` and ``template`` (CoreDNS's plugins; ``kdns import-corefile``
-reports them), which go where listed below.
+``rewrite`` and ``template`` (CoreDNS's plugins) are hooks of ``Responder._respond``: one
+attribute test each when unset; with rules, a question no rewrite rule touches costs one set
+lookup, and template is asked only where local data would forward, refuse or say NXDOMAIN.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ STAGES: tuple[tuple[str, str], ...] = (
     ("header checks", "kdns/server/wire.py (QR, opcode, QDCOUNT, EDNS)"),
     ("killer wire cache", "kdns/killer/wirecache.py (killer mode only)"),
     ("policy", "kdns/dns/acl.py, server/rrl.py, dns/views.py, dns/blocklist.py, dns/networks.py"),
-    ("rewrite", "(not built: reported by kdns import-corefile)"),
+    ("rewrite", "kdns/dns/rewrite.py ([[rewrite]]: the question rewritten, the reply turned back)"),
     (
         "local data",
         "the pre-rendered answers dict and derived memo (dns/registry.py), then dns/hosts.py "
@@ -28,7 +29,7 @@ STAGES: tuple[tuple[str, str], ...] = (
         "registry and reverse zones (dns/resolver.py, dns/localzones.py, dns/gateway.py)",
     ),
     ("autopath", "kdns/dns/autopath.py (kubernetes.autopath)"),
-    ("template", "(not built: reported by kdns import-corefile)"),
+    ("template", "kdns/dns/template.py ([[template]]: answers or an rcode from a pattern)"),
     ("forward", "kdns/server/forwarding.py, dns/forward.py, dns/cache.py (per-zone settings)"),
     ("reply", "kdns/server/wire.py (EDNS, truncation, EDE), dns/answer.py"),
 )
