@@ -748,7 +748,7 @@ class App:
         """[[views]] with their loaded lists, as their schedules have them now; None (nothing
         on the hot path) without views."""
         self._schedules = schedule_state(config)
-        views: Views | None = build_views(config, self.lists, self.registry.zones, self.blocked_counts)  # fmt: skip
+        views: Views | None = build_views(config, self.lists, self.registry.zones, self.blocked_counts, registry=self.registry, resolver=self.resolver)  # fmt: skip
         return views
 
     def _swap_views(self) -> None:

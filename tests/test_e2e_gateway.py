@@ -422,3 +422,54 @@ def test_registry_objects_metric_counts_gateway_kinds(kdns: Kdns) -> None:
     assert 'kdns_registry_objects{kind="Gateway"} 2.0' in body
     assert 'kdns_registry_objects{kind="TLSRoute"} 1.0' in body
     assert 'kdns_registry_objects{kind="ListenerSet"} 0.0' in body
+
+
+VIEWS_TOML = """
+[[views]]
+name = "lan"
+networks = ["127.0.0.2/32"]
+gateway_classes = ["eg"]
+
+[[views]]
+name = "wan"
+networks = ["127.0.0.3/32"]
+gateway_classes = ["eg-external"]
+"""
+
+
+def ask_from(proc: Kdns, source: str, name: str) -> tuple[int, list[str]]:
+    import dns.message
+    import dns.query
+
+    reply = dns.query.udp(dns.message.make_query(name, "A"), "127.0.0.1", port=proc.port, timeout=3, source=source)  # fmt: skip
+    return reply.rcode(), sorted(r.to_text() for rrset in reply.answer for r in rrset)
+
+
+@pytest.mark.parametrize("mode", ["standard", "killer"])
+def test_view_class_filters_per_audience(api: K8sApi, tmp_path: Path, mode: str) -> None:
+    # k8s_gateway answers the classes it is given (gatewayClasses), external-dns publishes
+    # those of --gateway-class: one deployment per audience. [[views]] gateway_classes gives
+    # each client network its own from one kdns. Killer mode's wire cache tags each reply with
+    # the view it was made for: the same question bytes from another view never get it, and
+    # a change that moves only one view's answer drops that view's copy.
+    wiki = f"wiki.{ZONE}"
+    api.modify(gateway("infra", "external", [EXTERNAL_IP], [("https", f"*.{ZONE}")], gateway_class="eg-external"))  # fmt: skip
+    api.apply(httproute("apps", "wiki", [wiki], [("infra", "internal"), ("infra", "external")]))
+    extra = ["--killer"] if mode == "killer" else []
+    with start(api, tmp_path, *extra, toml=VIEWS_TOML) as proc:
+        eventually(lambda: proc.get("ready")[0] == 200)
+        eventually(lambda: ask_from(proc, "127.0.0.1", wiki)[1] == [EXTERNAL_IP])
+        for _ in range(3):  # asked again and again: served from the wire cache in killer mode
+            assert ask_from(proc, "127.0.0.2", wiki) == (dns.rcode.NOERROR, [INTERNAL_IP])
+            assert ask_from(proc, "127.0.0.3", wiki) == (dns.rcode.NOERROR, [EXTERNAL_IP])
+            assert ask_from(proc, "127.0.0.1", wiki) == (dns.rcode.NOERROR, [EXTERNAL_IP])  # no view  # fmt: skip
+            # a name only the other audience's controller claims
+            assert ask_from(proc, "127.0.0.2", f"blog.{ZONE}")[0] == dns.rcode.NXDOMAIN
+            assert ask_from(proc, "127.0.0.3", f"blog.{ZONE}") == (dns.rcode.NOERROR, [EXTERNAL_IP])  # fmt: skip
+            assert ask_from(proc, "127.0.0.3", GRAFANA)[0] == dns.rcode.NXDOMAIN
+            assert ask_from(proc, "127.0.0.2", GRAFANA) == (dns.rcode.NOERROR, [INTERNAL_IP])
+        # The internal Gateway moves: the LAN's answer moves, [gateway]'s (external) does not.
+        api.modify(gateway("infra", "internal", ["192.168.1.250"], [("https", f"*.{ZONE}")]))
+        eventually(lambda: ask_from(proc, "127.0.0.2", wiki)[1] == ["192.168.1.250"])
+        assert ask_from(proc, "127.0.0.3", wiki)[1] == [EXTERNAL_IP]
+        assert ask_from(proc, "127.0.0.1", wiki)[1] == [EXTERNAL_IP]

@@ -15,6 +15,7 @@ import dns.rcode
 import dns.rdatatype
 import pytest
 
+from kdns.dns import names
 from kdns.dns.blocklist import BlockList, wire_name
 from kdns.dns.localzones import from_records
 from kdns.dns.registry import Registry
@@ -217,3 +218,145 @@ def test_view_cache_is_bounded() -> None:
     assert views.view_of("192.168.3.4") is views.views[0]
     assert views.view_of_packed(bytes((192, 168, 3, 4))) is views.views[0]
     assert views.view_of_packed(bytes(16)) is None
+
+
+# --- gateway class filters per view ----------------------------------------------------------------
+#
+# k8s_gateway answers from the GatewayClasses / IngressClasses it is told (gatewayClasses,
+# ingressClasses), external-dns publishes the classes of its --gateway-class / --ingress-class:
+# a split-horizon deployment runs one per audience. A [[views]] entry's own gateway_classes /
+# ingress_classes does the same from one kdns: the LAN sees the internal controllers, the
+# internet-facing view the external ones, clients in no view [gateway]'s (here: every class,
+# the winner by the conflict rule: Gateway infra/lan before infra/public).
+
+GZONE = "home.example.com"
+WAN = ("198.51.100.7", 40000)
+
+
+def gateway_responder(**resolver: Any) -> tuple[Responder, Registry, list[Any]]:
+    from kdns.config.syntax import ViewSource
+    from kdns.dns.gateway import GatewaySettings
+    from kdns.dns.views import gateway_answers
+    from kdns.k8s.objects import slim
+    from tests.k8sapi import gateway, httproute, ingress
+
+    zones = ZoneSet.build("cluster.local", (), 5, gateway_zones=(GZONE,))
+    registry = Registry(zones, ttl=5, gateway=GatewaySettings(zones=(GZONE,), ttl=60))
+    both = [("infra", "public"), ("infra", "lan")]
+    with registry.batch():
+        for raw in (
+            gateway(
+                "infra", "public", ["203.0.113.1"], [("h", f"*.{GZONE}")], gateway_class="external"
+            ),  # fmt: skip
+            gateway(
+                "infra", "lan", ["192.168.1.1"], [("h", f"*.{GZONE}")], gateway_class="internal"
+            ),  # fmt: skip
+            httproute("apps", "wiki", [f"wiki.{GZONE}"], both),
+            httproute("apps", "blog", [f"blog.{GZONE}"], [("infra", "public")]),
+            httproute("apps", "nas", [f"nas.{GZONE}"], [("infra", "lan")]),
+            httproute("apps", "apps", [f"*.apps.{GZONE}"], [("infra", "public")]),
+            httproute("apps", "deep", [f"deep.sub.apps.{GZONE}"], [("infra", "lan")]),
+            ingress(
+                "apps", "old", [f"old.{GZONE}"], ["203.0.113.9"], ingress_class="nginx-external"
+            ),  # fmt: skip
+        ):
+            obj = slim(raw)
+            assert obj is not None
+            registry.upsert(obj)
+    registry.synced = True
+    found = Resolver(registry, **resolver)
+    responder = Responder(registry.answers, found.resolve)
+    responder.derived = registry.derived
+    sources = [
+        ViewSource(
+            "lan", ("192.168.1.0/24",), None, (), (), None, ("internal",), ("nginx-internal",)
+        ),  # fmt: skip
+        ViewSource("wan", ("198.51.100.0/24",), None, (), (), None, ("external",), None),
+        ViewSource("same", ("192.0.2.0/24",), None, (), (), None, None, None),  # [gateway]'s
+    ]
+    own = gateway_answers(sources, registry, found)
+    views = [View(s.name, s.networks, s.zones, [], [], g) for s, g in zip(sources, own, strict=True)]  # fmt: skip
+    responder.views = Views(views, registry.zones, {})
+    return responder, registry, own
+
+
+def test_view_class_filters_answer_each_audience_its_controllers() -> None:
+    responder, registry, own = gateway_responder()
+    assert own[2] is None  # a view with [gateway]'s filters: the registry's answers, no overlay
+    wiki, blog, nas = (f"{n}.{GZONE}." for n in ("wiki", "blog", "nas"))
+    # one route on both Gateways: each audience its own controller's address
+    assert ask(responder, LAN, wiki) == ("NOERROR", [f"{wiki} 60 A 192.168.1.1"])
+    assert ask(responder, WAN, wiki) == ("NOERROR", [f"{wiki} 60 A 203.0.113.1"])
+    assert ask(responder, POD, wiki) == ("NOERROR", [f"{wiki} 60 A 192.168.1.1"])
+    # a name whose only claims are filtered out is NXDOMAIN for that audience (SOA minimum:
+    # [gateway] ttl), and answered for the others
+    rcode, _ = ask(responder, LAN, blog)
+    assert rcode == "NXDOMAIN"
+    assert ask(responder, WAN, blog) == ("NOERROR", [f"{blog} 60 A 203.0.113.1"])
+    assert ask(responder, WAN, nas)[0] == "NXDOMAIN"
+    assert ask(responder, LAN, nas) == ("NOERROR", [f"{nas} 60 A 192.168.1.1"])
+    assert ask(responder, LAN, nas, "TXT") == ("NOERROR", [])  # NODATA
+    # Ingresses by ingressClassName
+    assert ask(responder, LAN, f"old.{GZONE}.")[0] == "NXDOMAIN"
+    assert ask(responder, WAN, f"old.{GZONE}.")[1] == [f"old.{GZONE}. 60 A 203.0.113.9"]
+    # route wildcards (Gateway API: any depth) follow the filters too: the external *.apps
+    # is no LAN name; deep.sub.apps (internal) stays, and sub.apps is a name with names below
+    other = f"other.sub.apps.{GZONE}."
+    assert ask(responder, WAN, other) == ("NOERROR", [f"{other} 60 A 203.0.113.1"])
+    assert ask(responder, POD, other) == ("NOERROR", [f"{other} 60 A 203.0.113.1"])
+    assert ask(responder, LAN, other)[0] == "NXDOMAIN"
+    assert ask(responder, LAN, f"sub.apps.{GZONE}.") == ("NOERROR", [])
+    assert ask(responder, LAN, f"deep.sub.apps.{GZONE}.")[1] == [f"deep.sub.apps.{GZONE}. 60 A 192.168.1.1"]  # fmt: skip
+    # for the WAN, deep.sub.apps is claimed by nobody it sees: the external *.apps covers it
+    deep = f"deep.sub.apps.{GZONE}."
+    assert ask(responder, WAN, deep) == ("NOERROR", [f"{deep} 60 A 203.0.113.1"])
+
+
+def test_view_class_filters_follow_changes_and_tell_the_watchers() -> None:
+    # The WAN's answer moves while [gateway]'s (the registry's answers dict) does not: the
+    # registry's flush still reports the name, so killer mode's wire cache drops its copy.
+    from kdns.k8s.objects import slim
+    from tests.k8sapi import gateway
+
+    responder, registry, _ = gateway_responder()
+    wiki = f"wiki.{GZONE}."
+    told: list[set[bytes]] = []
+    registry.watchers.append(lambda names_, zones_, everything: told.append(names_))
+    assert ask(responder, WAN, wiki)[1] == [f"{wiki} 60 A 203.0.113.1"]
+    key = names.to_wire(wiki)
+    before = {k: v for k, v in registry.answers.items() if k.startswith(key)}
+    moved = slim(gateway("infra", "public", ["203.0.113.2"], [("h", f"*.{GZONE}")], gateway_class="external"))  # fmt: skip
+    assert moved is not None
+    registry.upsert(moved)
+    assert ask(responder, WAN, wiki)[1] == [f"{wiki} 60 A 203.0.113.2"]
+    assert ask(responder, POD, wiki)[1] == [f"{wiki} 60 A 192.168.1.1"]
+    assert any(key in names_ for names_ in told)
+    assert {k: v for k, v in registry.answers.items() if k.startswith(key)} == before
+
+
+def test_view_class_filters_fallthrough() -> None:
+    # [gateway] fallthrough (k8s_gateway's `fallthrough`): a name nobody of the view's
+    # classes claims goes to the zone's upstreams, as an unclaimed name does for everyone.
+    from kdns.dns.answer import FORWARD
+
+    _, registry, own = gateway_responder(forward=True, fallthrough=(GZONE,))
+    lan = own[0]
+    assert lan.answer(names.to_wire(f"blog.{GZONE}"), 1) is FORWARD
+    assert lan.answer(names.to_wire(f"other.sub.apps.{GZONE}"), 1) is FORWARD
+    assert lan.answer(names.to_wire(f"nas.{GZONE}"), 1) is None  # as [gateway]'s answer
+
+
+def test_view_class_filters_config(tmp_path: Path) -> None:
+    from kdns.config import ConfigError, build_config
+
+    path = tmp_path / "kdns.toml"
+    path.write_text(
+        '[gateway]\nzones = ["home.example.com"]\n'
+        '[[views]]\nname = "lan"\nnetworks = ["192.168.1.0/24"]\n'
+        'gateway_classes = ["eg-internal"]\ningress_classes = []\n'
+    )
+    (view,) = build_config(str(path), {}).views
+    assert (view.gateway_classes, view.ingress_classes) == (("eg-internal",), ())
+    path.write_text('[[views]]\nname = "lan"\nnetworks = ["192.168.1.0/24"]\ngateway_classes = ["x"]\n')  # fmt: skip
+    with pytest.raises(ConfigError, match="class filters need \\[gateway\\] zones"):
+        build_config(str(path), {})

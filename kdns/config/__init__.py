@@ -583,6 +583,9 @@ def _check_local_zones(values: Mapping[str, Any], origins: Mapping[str, str]) ->
                     f"{zone_name} is not a zone kdns serves (cluster domain, external, reverse, "
                     "[[zones]] or gateway zones)",
                 )
+        if (view.gateway_classes is not None or view.ingress_classes is not None) and not values.get("gateway_zones"):  # fmt: skip
+            field = "gateway_classes" if view.gateway_classes is not None else "ingress_classes"
+            raise ConfigError(f"{key}[{index}].{field}", "class filters need [gateway] zones")
         for at, list_name in enumerate(view.blocklists):
             if list_name not in lists:
                 raise ConfigError(

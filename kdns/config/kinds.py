@@ -562,10 +562,10 @@ class _LocalZone(_Kind):
 
 
 class _View(_Kind):
-    expected = "a table {name, networks, zones, blocklists, allowlists, schedule}"
+    expected = "a table {name, networks, zones, blocklists, allowlists, schedule, gateway_classes, ingress_classes}"  # fmt: skip
 
     def check(self, value: object) -> ViewSource:
-        table = _table(value, self, ("name", "networks"), ("zones", "blocklists", "allowlists", "schedule"))  # fmt: skip
+        table = _table(value, self, ("name", "networks"), ("zones", "blocklists", "allowlists", "schedule", "gateway_classes", "ingress_classes"))  # fmt: skip
         networks = _field(_Networks(), table["networks"], "networks")
         if not networks:
             raise _Invalid("expected at least one network, got []", ".networks")
@@ -577,6 +577,10 @@ class _View(_Kind):
             _field(_List(_EntryName()), table.get("blocklists", []), "blocklists"),
             _field(_List(_EntryName()), table.get("allowlists", []), "allowlists"),
             _field(_Schedule(), table["schedule"], "schedule") if "schedule" in table else None,
+            *(
+                _field(_List(_ClassName()), table[key], key) if key in table else None
+                for key in ("gateway_classes", "ingress_classes")
+            ),
         )
 
     def render(self, value: ViewSource) -> dict[str, object]:
@@ -588,6 +592,9 @@ class _View(_Kind):
             out["allowlists"] = list(value.allowlists)
         if value.schedule is not None:
             out["schedule"] = _Schedule().render(value.schedule)
+        for key in ("gateway_classes", "ingress_classes"):
+            if getattr(value, key) is not None:
+                out[key] = list(getattr(value, key))
         return out
 
 

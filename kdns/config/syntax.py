@@ -149,6 +149,10 @@ class ViewSource(NamedTuple):
     blocklists: tuple[str, ...]
     allowlists: tuple[str, ...] = ()
     schedule: Schedule | None = None
+    # [gateway] gateway_classes / ingress_classes for this view's clients (None: [gateway]'s;
+    # (): any class): the gateway zones' names answered from those classes only.
+    gateway_classes: tuple[str, ...] | None = None
+    ingress_classes: tuple[str, ...] | None = None
 
 
 class BlocklistSource(NamedTuple):

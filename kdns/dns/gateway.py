@@ -59,11 +59,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Mapping
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from kdns.dns import names
-from kdns.dns.records import CNAME, rdata_address
-from kdns.dns.zones import ZoneSet
+from kdns.dns.records import AAAA, ANY, AXFR, CNAME, IXFR, NOERROR, A, rdata_address
+from kdns.dns.zones import LOCAL, ZoneSet
 from kdns.model import (
     EMPTY_HINTS,
     EMPTY_META,
@@ -274,6 +274,25 @@ class Claim(NamedTuple):
     what: str  # "HTTPRoute apps/grafana via Gateway infra/internal", for the log
     answer: tuple[tuple[int, bytes], ...]  # (rtype, rdata), sorted
     ttl: int  # -1: the zone's
+    gateway_class: str | None = None  # the Gateway's spec.gatewayClassName (routes, Gateways)
+    ingress_class: str | None = None  # an Ingress's class
+
+
+# (gateway_classes, ingress_classes): which claims a set of class filters lets answer ([gateway]
+# for clients in no view, a [[views]] entry's own for its clients); () lets any class.
+Classes = tuple[tuple[str, ...], tuple[str, ...]]
+
+
+def passes(claim: Claim, classes: Classes) -> bool:
+    """The claim survives the class filters (k8s_gateway's gatewayClasses / ingressClasses,
+    external-dns --gateway-class / --ingress-class): Services carry no class and always do."""
+    gateway_classes, ingress_classes = classes
+    if gateway_classes and claim.gateway_class is not None:
+        if claim.gateway_class not in gateway_classes:
+            return False
+    if ingress_classes and claim.ingress_class is not None:
+        return claim.ingress_class in ingress_classes
+    return True
 
 
 def _answer(ips: Iterable[str], hostnames: Iterable[str]) -> tuple[tuple[int, bytes], ...]:
@@ -320,8 +339,18 @@ class GatewayTable:
         self.sets_of: dict[GatewayKey, set[GatewayKey]] = {}
         self.claims: dict[bytes, set[Source]] = {}  # hostname -> who claims it
         self.names_of: dict[Source, tuple[bytes, ...]] = {}  # the reverse
-        self.wildcards: set[bytes] = set()  # claimed wildcard names (Gateway API matching)
+        # Claimed wildcard names whose claims [gateway]'s class filters let answer (Gateway
+        # API matching, asked by the resolver).
+        self.wildcards: set[bytes] = set()
         self.ttls: dict[bytes, int] = {}  # hostname -> its TTL, when not the zone's
+        # Claims are kept whatever their class; the filters pick among them when a name is
+        # rendered: [gateway]'s for the registry's answers, a view's own for its overlay.
+        self.filters: Classes = (settings.gateway_classes, settings.ingress_classes)
+        # Views with class filters of their own: one overlay per distinct filter set, holding
+        # only the names whose answer differs from [gateway]'s (kdns.dns.views asks them).
+        self.overlays: dict[Classes, Overlay] = {}
+        self.moved: set[bytes] = set()  # names an overlay's answer moved for (next flush tells)
+        self.moves = 0  # counts overlay moves: a view's memo of answers is dropped on change
 
     # --------------------------------------------------------------- objects
 
@@ -502,16 +531,73 @@ class GatewayTable:
                     claimants.discard(source)
                     if not claimants:
                         del self.claims[name]
-                        self.wildcards.discard(name)
             for name in new:
                 self.claims.setdefault(name, set()).add(source)
-                if name.startswith(WILDCARD):
-                    self.wildcards.add(name)
             # Every name the source claimed or claims: its records may have changed even when
             # the set of names did not (a Gateway's new address).
             changed.update(old)
             changed.update(new)
+        self._settle(changed)
         return changed
+
+    def _settle(self, hostnames: Iterable[bytes]) -> None:
+        """After claims moved: which wildcards [gateway]'s filters let answer, and each
+        overlay's names that answer otherwise than [gateway]'s."""
+        overlays = self.overlays
+        for name in hostnames:
+            wild = name.startswith(WILDCARD)
+            if not (wild or overlays):
+                continue
+            claims = self.candidates(name)
+            winner = self._first(claims, self.filters)
+            if wild:
+                if winner is None:
+                    self.wildcards.discard(name)
+                else:
+                    self.wildcards.add(name)
+            for overlay in overlays.values():
+                if overlay.settle(name, winner, self._first(claims, overlay.classes)):
+                    self.moved.add(name)
+                    self.moves += 1
+
+    def overlay(self, classes: Classes) -> Overlay | None:
+        """The overlay of a view whose class filters are ``classes`` (None: they are
+        [gateway]'s, the registry's answers are the view's)."""
+        if classes == self.filters or not self.enabled:
+            return None
+        overlay = self.overlays.get(classes)
+        if overlay is None:
+            overlay = self.overlays[classes] = Overlay(classes, self.settings.ttl)
+            self._settle(list(self.claims))
+        return overlay
+
+    def retain(self, wanted: Iterable[Classes]) -> None:
+        """Forget the overlays of filter sets no view has any more (a reload)."""
+        keep = set(wanted)
+        for classes in [c for c in self.overlays if c not in keep]:
+            del self.overlays[classes]
+
+    def take_moved(self) -> set[bytes]:
+        """Names whose overlay answers moved since the last call (the registry's flush
+        reports them to its watchers: killer mode's wire cache)."""
+        moved, self.moved = self.moved, set()
+        return moved
+
+    def candidates(self, name: bytes) -> list[Claim]:
+        """Every claim on ``name``, whatever its class, in the order that picks a winner."""
+        claims: list[Claim] = []
+        for source in self.claims.get(name, ()):
+            claims.extend(self._claims_of(source).get(name, ()))
+        claims.sort()
+        return claims
+
+    @staticmethod
+    def _first(claims: list[Claim], classes: Classes) -> Claim | None:
+        return next((c for c in claims if passes(c, classes)), None)
+
+    def winner(self, name: bytes) -> Claim | None:
+        """The claim that answers ``name`` under [gateway]'s class filters."""
+        return self._first(self.candidates(name), self.filters)
 
     def _ours(self, hostname: str) -> bytes | None:
         """The wire name of ``hostname`` when its most specific zone is a gateway zone (not
@@ -529,10 +615,8 @@ class GatewayTable:
         return labels
 
     def _gateway_selected(self, gateway: Gateway) -> bool:
-        settings = self.settings
-        if settings.gateway_classes and gateway.gateway_class not in settings.gateway_classes:
-            return False
-        return settings.selects_gateway(gateway.namespace, gateway.name)
+        # Class filters are applied per audience when a name is rendered (``passes``).
+        return self.settings.selects_gateway(gateway.namespace, gateway.name)
 
     def _parent(self, parent: ParentRef) -> tuple[Gateway, tuple[Listener, ...], str] | None:
         """The Gateway behind ``parent``, the listeners it offers and the namespace they
@@ -577,12 +661,13 @@ class GatewayTable:
         rank = _RANK[kind]
         who = f"{namespace}/{name}"
 
-        def claim(hostname: str, via: str, answer: tuple[tuple[int, bytes], ...], ttl: int) -> None:  # fmt: skip
+        def claim(hostname: str, via: str, answer: tuple[tuple[int, bytes], ...], ttl: int, gclass: str | None = None, iclass: str | None = None) -> None:  # fmt: skip
             wire = self._ours(hostname) if answer else None
             if wire is None:
                 return
             what = f"{kind} {who}" + (f" via Gateway {via}" if via else "")
-            out.setdefault(wire, []).append(Claim((rank, who, via, hostname), what, answer, ttl))
+            order = (rank, who, via, hostname)
+            out.setdefault(wire, []).append(Claim(order, what, answer, ttl, gclass, iclass))
 
         if kind in ROUTE_KINDS:
             route = self.routes.get(source)
@@ -606,7 +691,7 @@ class GatewayTable:
                 ttl = route.hints.ttl if route.hints.ttl >= 0 else gateway.hints.ttl
                 via = f"{gateway.namespace}/{gateway.name}"
                 for hostname in route_hostnames(route, listeners, parent, owner_ns, labels):
-                    claim(hostname, via, answer, ttl)
+                    claim(hostname, via, answer, ttl, gateway.gateway_class)
         elif kind == "Gateway":
             own = self.gateways.get((namespace, name))
             if own is None or not own.hints.hostnames:
@@ -615,18 +700,15 @@ class GatewayTable:
                 return out
             answer = _target_answer(own.hints) or _answer(own.addresses, own.hostnames)  # fmt: skip
             for hostname in own.hints.hostnames:
-                claim(hostname, "", answer, own.hints.ttl)
+                claim(hostname, "", answer, own.hints.ttl, own.gateway_class)
         elif kind == "Ingress":
             ingress = self.ingresses.get((namespace, name))
             if ingress is None or not settings.selects(ingress.meta):
                 return out
-            classes = settings.ingress_classes
-            if classes and ingress.ingress_class not in classes:
-                return out
             hints = ingress.hints
             answer = _target_answer(hints) or _answer(ingress.lb_ips, ingress.lb_hostnames)
             for hostname in (*ingress.hosts, *hints.hostnames):
-                claim(hostname, "", answer, hints.ttl)
+                claim(hostname, "", answer, hints.ttl, None, ingress.ingress_class)
         else:
             svc = self.services.get((namespace, name))
             if svc is None or svc.meta is None or not settings.selects(svc.meta):
@@ -644,13 +726,11 @@ class GatewayTable:
 
     def records(self, name: bytes) -> Records:
         """The records ``name`` answers: the winning claim's (see the module docstring)."""
-        claims: list[Claim] = []
-        for source in self.claims.get(name, ()):
-            claims.extend(self._claims_of(source).get(name, ()))
+        filters = self.filters
+        claims = [c for c in self.candidates(name) if passes(c, filters)]
         if not claims:
             self.ttls.pop(name, None)
             return {}
-        claims.sort()
         winner = claims[0]
         losers = [c for c in claims[1:] if c.answer != winner.answer]
         if losers:
@@ -668,13 +748,7 @@ class GatewayTable:
     def wildcard_for(self, name: bytes, apex: bytes) -> bytes | None:
         """The most specific route wildcard matching ``name`` by the Gateway API rule (its
         suffix, one label below or more), None when none does."""
-        node = name
-        while len(node) > len(apex):
-            node = node[node[0] + 1 :]
-            candidate = WILDCARD + node
-            if candidate in self.wildcards:
-                return candidate
-        return None
+        return wildcard_in(self.wildcards, name, apex)
 
     def _log_conflict(self, name: bytes, winner: Claim, losers: list[Claim]) -> None:
         seen = (name, (winner.what, *(c.what for c in losers)))
@@ -691,3 +765,176 @@ class GatewayTable:
             ", ".join(c.what for c in [winner, *losers]),
             winner.what,
         )
+
+
+def wildcard_in(wildcards: set[bytes], name: bytes, apex: bytes) -> bytes | None:
+    """The most specific of ``wildcards`` matching ``name`` by the Gateway API rule."""
+    if not wildcards:
+        return None
+    node = name
+    while len(node) > len(apex):
+        node = node[node[0] + 1 :]
+        candidate = WILDCARD + node
+        if candidate in wildcards:
+            return candidate
+    return None
+
+
+_ABSENT: Any = object()
+
+
+class Overlay:
+    """The gateway names of one set of class filters (a ``[[views]]`` entry's
+    ``gateway_classes`` / ``ingress_classes``) that answer otherwise than under [gateway]'s:
+    name -> the claim that wins it under these filters (None: nobody's claim survives them).
+    Names not held here answer as the registry's; an empty overlay costs its view nothing."""
+
+    __slots__ = ("classes", "ttl", "overrides", "wildcards")
+
+    def __init__(self, classes: Classes, ttl: int | None) -> None:
+        self.classes = classes
+        self.ttl = ttl  # [gateway] ttl
+        self.overrides: dict[bytes, Claim | None] = {}
+        self.wildcards: set[bytes] = set()  # wildcard names with a winner under these filters
+
+    def effective(self, claim: Claim | None) -> tuple[Any, int | None] | None:
+        if claim is None:
+            return None
+        return claim.answer, (claim.ttl if claim.ttl >= 0 else self.ttl)
+
+    def settle(self, name: bytes, winner: Claim | None, own: Claim | None) -> bool:
+        """``winner``: [gateway]'s claim on ``name``; ``own``: these filters'. True when what
+        this overlay answers for ``name`` may have moved."""
+        if name.startswith(WILDCARD):
+            if own is None:
+                self.wildcards.discard(name)
+            else:
+                self.wildcards.add(name)
+        before = self.overrides.get(name, _ABSENT)
+        if self.effective(own) != self.effective(winner):
+            self.overrides[name] = own
+            return before is _ABSENT or before != own
+        if before is _ABSENT:
+            return False
+        del self.overrides[name]
+        return True
+
+    def wildcard_for(self, name: bytes, apex: bytes) -> bytes | None:
+        return wildcard_in(self.wildcards, name, apex)
+
+    def __repr__(self) -> str:
+        return f"Overlay({self.classes!r}, {len(self.overrides)} names)"
+
+
+_MEMO_MAX = 16384  # answers a view's overlay remembers (then it starts over)
+_NO_TRANSFER = frozenset((AXFR, IXFR))
+
+
+class ViewAnswers:
+    """A view's own answers for gateway zone names, under its class filters (kdns.dns.views
+    asks it per query of the view's clients). None: the registry's answer is the view's too
+    (every name the overlay does not hold, and every name outside gateway zones), so a view
+    whose filters agree with [gateway]'s on every name costs one test.
+
+    For a name the overlay holds: the records of its winning claim under the view's filters
+    (with the name's other records: a local zone's), else -- nobody's claim survives the
+    filters -- what an unclaimed name gets (a route wildcard the view's filters keep,
+    fallthrough to the zone's upstreams, NODATA for a name with names below it, NXDOMAIN).
+    For a name without records of its own: the most specific route wildcard under the view's
+    filters when it differs from [gateway]'s. Answers are remembered until the registry
+    changes."""
+
+    __slots__ = ("overlay", "table", "registry", "resolver", "_memo", "_at")
+
+    def __init__(self, overlay: Overlay, registry: Any, resolver: Any) -> None:
+        self.overlay = overlay
+        self.registry = registry  # kdns.dns.registry.Registry
+        self.table: GatewayTable = registry.gateway
+        self.resolver = resolver  # kdns.dns.resolver.Resolver: fallthrough and cuts
+        self._memo: dict[bytes, Any] = {}
+        self._at = (-1, -1)
+
+    def answer(self, name: bytes, qtype: int) -> Any:
+        if not self.overlay.overrides or not self.registry.synced:
+            return None
+        at = (self.registry.generation, self.table.moves)
+        memo = self._memo
+        if at != self._at:
+            memo.clear()
+            self._at = at
+        key = name + bytes((qtype >> 8, qtype & 0xFF))
+        found = memo.get(key, _ABSENT)
+        if found is _ABSENT:
+            found = self._resolve(name, qtype)
+            if len(memo) >= _MEMO_MAX:
+                memo.clear()
+            memo[key] = found
+        return found
+
+    def _resolve(self, name: bytes, qtype: int) -> Any:
+        registry = self.registry
+        zones = registry.zones
+        zone = zones.find(name)
+        if zone is None or zone.apex not in zones.gateway_apexes or qtype in _NO_TRANSFER:
+            return None
+        overlay = self.overlay
+        overrides = overlay.overrides
+        if name in overrides:
+            own = overrides[name]
+            records = self._others(name)
+            if own is not None:
+                for rtype, rdata in own.answer:
+                    rdatas = records.setdefault(rtype, [])
+                    if rdata not in rdatas:
+                        rdatas.append(rdata)
+            if records:
+                return self._render(name, name, qtype, records, zone, own)
+            exists = registry.has_descendants(name)
+        else:
+            if registry.has_records(name):
+                return None  # its own records answer it, whoever's filters
+            mine = overlay.wildcard_for(name, zone.apex)
+            theirs = self.table.wildcard_for(name, zone.apex)
+            if mine == theirs and (mine is None or mine not in overrides):
+                return None
+            exists = registry.exists(name)
+        wildcard = overlay.wildcard_for(name, zone.apex)
+        if wildcard is not None:
+            own = overrides.get(wildcard, _ABSENT)
+            if own is _ABSENT or own is None:  # [gateway]'s winner too: the registry's records
+                return self._render(wildcard, name, qtype, registry.records(wildcard), zone, None)  # fmt: skip
+            records = self._others(wildcard)
+            for rtype, rdata in own.answer:
+                records.setdefault(rtype, []).append(rdata)
+            return self._render(wildcard, name, qtype, records, zone, own)
+        return self.resolver.unclaimed(name, zone, exists)
+
+    def _others(self, name: bytes) -> Records:
+        """``name``'s registry records without [gateway]'s winning claim's."""
+        records = self.registry.records(name)
+        winner = self.table.winner(name)
+        if winner is not None:
+            for rtype, rdata in winner.answer:
+                rdatas = records.get(rtype)
+                if rdatas is not None and rdata in rdatas:
+                    rdatas.remove(rdata)
+                    if not rdatas:
+                        del records[rtype]
+        return records
+
+    def _render(self, owner: bytes, name: bytes, qtype: int, records: Records, zone: Any, own: Claim | None) -> Any:  # fmt: skip
+        """``owner``'s records as the answer to ``name`` (the answer's owner names point at
+        the question, so a wildcard's answer fits any name below it), NODATA when it has no
+        such type (a CNAME answers A and AAAA; in a local zone's apex, every type)."""
+        if not (
+            qtype == ANY
+            or qtype in records
+            or (CNAME in records and (qtype in (A, AAAA) or zone.kind == LOCAL))
+        ):
+            return zone.negative(name, NOERROR)
+        ttls = None
+        if own is not None:
+            ttl = own.ttl if own.ttl >= 0 else self.overlay.ttl
+            if ttl is not None:
+                ttls = {rtype: ttl for rtype, _ in own.answer}
+        return self.registry.render_answer(owner, qtype, records, ttls)

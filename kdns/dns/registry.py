@@ -595,6 +595,10 @@ class Registry(OwnerRendering):
         """The name has records (not only an empty non-terminal)."""
         return name in self._names
 
+    def has_descendants(self, name: bytes) -> bool:
+        """Names exist below ``name`` (it exists without records of its own: RFC 8020)."""
+        return name in self._ents
+
     def flush(self) -> None:
         """Render the answers of every owner changed since the last flush."""
         if not self._dirty:
@@ -830,6 +834,10 @@ class Registry(OwnerRendering):
             else:
                 self.wildcards.discard(name)
         affected = rendered.union(self._existence)
+        moved = self.gateway.take_moved() if self.gateway.overlays else ()
+        if moved:  # names a view's class filters answer otherwise moved (kdns.dns.gateway)
+            affected |= moved
+            self._synth_lost |= any(name.startswith(WILDCARD) for name in moved)
         # A wildcard made, changed or gone changes the answers of names nobody listed (every
         # name it covers): drop every derived answer, as for a namespace. A name made or gone
         # under the closest encloser of names answered from a wildcard drops exactly those.
@@ -1061,8 +1069,9 @@ class Registry(OwnerRendering):
             return DNS_VERSION_TTL
         return self.ttl
 
-    def render_answer(self, name: bytes, qtype: int, records: Records) -> Answer:
-        """A positive answer for ``name``/``qtype`` from its merged records."""
+    def render_answer(self, name: bytes, qtype: int, records: Records, ttls: Mapping[int, int] | None = None) -> Answer:  # fmt: skip
+        """A positive answer for ``name``/``qtype`` from its merged records (``ttls``: TTLs of
+        its own per type, for a view's gateway answers; kdns.dns.gateway.ViewAnswers)."""
         if qtype == ANY:
             rtypes = list(records)
         elif qtype in records:
@@ -1083,7 +1092,8 @@ class Registry(OwnerRendering):
                     break
             room -= sum(12 + len(rdata) for rdata in rdatas)
             used[t] = rdatas
-            answer.append(rrset(QNAME_POINTER, t, self._ttl(name, t), rdatas))
+            ttl = ttls.get(t) if ttls else None
+            answer.append(rrset(QNAME_POINTER, t, self._ttl(name, t) if ttl is None else ttl, rdatas))  # fmt: skip
         room = max(room, 0)  # what is left for glue
         additional = []
         chase = None

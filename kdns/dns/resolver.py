@@ -167,6 +167,16 @@ class Resolver:
             return FORWARD
         return zone.negative(qname, NXDOMAIN)
 
+    def unclaimed(self, qname: bytes, zone: Zone, exists: bool) -> Answer:
+        """What a name of ``zone`` without records of ours gets (a view's gateway answers
+        ask, kdns.dns.gateway.ViewAnswers): forwarded under a forward zone cut out of it or
+        in a fallthrough zone, else NODATA when names exist below it, else NXDOMAIN."""
+        if self._cuts and self._under_cut(qname):
+            return FORWARD if self.forward else REFUSED_ANSWER
+        if self.forward and zone.apex in self._fallthrough:
+            return FORWARD
+        return zone.negative(qname, NOERROR if exists else NXDOMAIN)
+
     def _under_cut(self, qname: bytes) -> bool:
         cuts = self._cuts
         pos = 0

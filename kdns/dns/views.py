@@ -18,6 +18,10 @@ block lists, or give them a view of their own listed first). For a client in a v
    from that zone to this client: it goes to forwarding when the client may use forwarding
    (``forward.allow``), else REFUSED -- what a CoreDNS ``view`` server block without the zone
    does (the query falls to the ``.`` block);
+2b. with ``gateway_classes`` / ``ingress_classes`` of its own, a gateway zone name whose answer
+   under the view's class filters differs from [gateway]'s is answered from the view's
+   overlay (kdns.dns.gateway.ViewAnswers): the LAN view sees the internal controllers'
+   addresses, another the external ones, from one kdns;
 3. otherwise the usual answers.
 
 ``Views`` sits on the hot path only when views are configured (``Responder.views``); a
@@ -52,7 +56,7 @@ BlockCounts = dict[tuple[str, str], int]  # (view, list) -> blocked queries
 
 
 class View:
-    __slots__ = ("name", "networks", "zones", "lists", "allow", "_simple", "_keys", "_verdicts")
+    __slots__ = ("name", "networks", "zones", "lists", "allow", "gateway", "_simple", "_keys", "_verdicts")  # fmt: skip
 
     def __init__(
         self,
@@ -61,8 +65,12 @@ class View:
         zones: Sequence[str] | None,
         lists: Sequence[BlockList],
         allow: Sequence[BlockList] = (),
+        gateway: Any = None,
     ) -> None:
         self.name = name
+        # Its gateway answers under class filters of its own (kdns.dns.gateway.ViewAnswers),
+        # None when [gateway]'s are the view's.
+        self.gateway = gateway
         self.networks = Networks(networks)
         # Apexes (wire) of the zones this view serves; None: every zone.
         self.zones = None if zones is None else frozenset(names.to_wire(z) for z in zones)
@@ -169,7 +177,7 @@ class View:
 class Views:
     """The configured views, in order; what the responder asks per query."""
 
-    __slots__ = ("views", "zones", "counts", "last", "hit", "watching", "_by_ip", "_by_packed")
+    __slots__ = ("views", "zones", "counts", "last", "hit", "watching", "answered", "_by_ip", "_by_packed")  # fmt: skip
 
     def __init__(self, views: Sequence[View], zones: ZoneSet, counts: BlockCounts) -> None:
         self.views = tuple(views)
@@ -180,6 +188,9 @@ class Views:
         self.hit: BlockList | None = None  # the list that blocked the last blocked name
         # The last client's view when it has block lists: its answers are inspected (CNAMEs).
         self.watching: View | None = None
+        # The last answer ``pick`` took from a view's own data (its gateway overlay): the
+        # responder serves it as a registry answer, not as a block.
+        self.answered: Answer | None = None
         self._by_ip: dict[str, View | None] = {}
         self._by_packed: dict[bytes, View | None] = {}
 
@@ -233,6 +244,11 @@ class Views:
             zone = self.zones.find(name)
             if zone is not None and zone.apex not in view.zones:
                 return FORWARD
+        if view.gateway is not None:
+            answer: Answer | None = view.gateway.answer(name, qtype)
+            if answer is not None and answer is not FORWARD:
+                self.answered = answer
+            return answer
         return None
 
     def count(self, view: View, blocklist: BlockList) -> None:
@@ -249,6 +265,29 @@ class Views:
 
     def __repr__(self) -> str:
         return f"Views({list(self.views)!r})"
+
+
+def gateway_answers(sources: Sequence[Any], registry: Any, resolver: Any) -> list[Any]:
+    """Per ``[[views]]`` entry (config ViewSource), its gateway answers under its own class
+    filters (kdns.dns.gateway.ViewAnswers), None where [gateway]'s filters are the view's
+    (no registry: ``kdns explain``). The registry keeps an overlay per filter set in use."""
+    if registry is None or not registry.gateway.enabled:
+        return [None] * len(sources)
+    from kdns.dns.gateway import ViewAnswers
+
+    table = registry.gateway
+    out, used = [], []
+    for source in sources:
+        classes = (
+            table.filters[0] if source.gateway_classes is None else source.gateway_classes,
+            table.filters[1] if source.ingress_classes is None else source.ingress_classes,
+        )
+        overlay = table.overlay(classes)
+        if overlay is not None:
+            used.append(classes)
+        out.append(None if overlay is None else ViewAnswers(overlay, registry, resolver))
+    table.retain(used)
+    return out
 
 
 _CNAME_IN = b"\x00\x05\x00\x01"

@@ -137,6 +137,7 @@ class ClientViews(Protocol):
     last: Any  # the view of the client ``pick`` saw last (killer mode tags cached replies)
     hit: Any  # the block list that answered the last name ``pick`` blocked (EDE text)
     watching: Any  # the last client's view when it has block lists (CNAME inspection)
+    answered: Any  # the last answer ``pick`` took from a view's own data (gateway classes)
 
     def pick(self, peer: Any, name: bytes, qtype: int) -> Answer | None: ...
 
@@ -486,6 +487,8 @@ class Responder:
         does not serve (forwarded when the client may forward, else REFUSED)."""
         tcp = channel >= TCP4
         if special is not FORWARD:
+            if self.views is not None and special is self.views.answered:
+                return self._own(special, data, name, pos, qend, edns, channel, peer, replier)
             hit = self.views.hit if self.views is not None else None
             text = f"blocked by {hit.name}" if hit is not None else "blocked"
             return self.blocked_reply(data, qend, edns, tcp, special, text)
@@ -501,6 +504,25 @@ class Responder:
             return self.reply(data, qend, edns, tcp, REFUSED_ANSWER)
         response = self.forwarder.handle(Query(data, name, qtype, qend, edns, channel, self), replier, peer)  # fmt: skip
         return DEFERRED if response is None else response
+
+    def _own(self, answer: Answer, data: bytes, name: bytes, pos: int, qend: int, edns: Edns | None, channel: int, peer: Any, replier: Replier | None) -> bytes | list[bytes] | None:  # fmt: skip
+        """An answer of the client's view's own data (its gateway class filters): served as
+        a registry answer is (kept by killer mode's wire cache, tagged with the view; CNAME
+        inspection; an external CNAME target chased)."""
+        tcp = channel >= TCP4
+        self.zone = answer.zone
+        watch = self.views.watching if self.views is not None else None
+        if answer.chase is None or self.forwarder is None or not self._may_forward(peer):
+            self.keep = FOREVER if answer.chase is None or self.forwarder is None else 0.0
+            if watch is not None and answer.body.find(b"\x00\x05\x00\x01") >= 0:
+                return self._inspect_local(watch, data, name, pos, qend, edns, channel, answer)
+            return self.reply(data, qend, edns, tcp, answer)
+        query = Query(data, name, (data[pos + 1] << 8) | data[pos + 2], qend, edns, channel, self)  # fmt: skip
+        query.view = watch
+        response = self.forwarder.chase(query, answer, replier, peer)
+        if response is None:
+            return DEFERRED
+        return response if watch is None else self.inspected(watch, response, query)
 
     def _may_forward(self, peer: Any) -> bool:
         """forward.allow: forwarding is offered to these client networks only (BIND's
