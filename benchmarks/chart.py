@@ -59,7 +59,7 @@ def chart_data(results: dict[str, Any]) -> list[Panel]:
     for server, r in trace.items():
         if "error" in r:
             continue
-        rate = r["walks"] / seconds if seconds else None
+        rate = r["walks"] / r.get("seconds", seconds) if seconds else None
         bars.append(Bar(report.LABELS.get(server, server), rate, r.get("walk_p99_ms")))
     if bars:
         panels.append(Panel(report.MIX_TITLES["trace"], bars, "walks/s", "walk p99 (ms)"))

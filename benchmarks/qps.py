@@ -15,7 +15,9 @@ by kdns with ``kdns serve --objects FILE``. Mixes (--mixes):
   fresh     (c2) never-seen NXDOMAIN walk names: 1,200,000 distinct names, each asked once (the
                 max run only: a first sight of every name)
   trace     (d) pods walking their search list to external names through a loopback upstream
-                that adds 20 ms and answers with TTL 10 s (benchmarks/trace_replay.py); kdns only
+                that adds 20 ms and answers with TTL 10 s (benchmarks/trace_replay.py); kdns only,
+                each mode also with --autopath (the pods are Pods of the objects served, for at
+                most AUTOPATH_TRACE_SECONDS)
 
 Each server runs pinned to CPU 0 and dnsperf to CPU 1, on 127.0.0.1 only. Per server and mix
 (a)-(c): a 1 s warm-up, the max qps run (dnsperf -q 500 -c 8) whose CPU time gives CPU per
@@ -36,6 +38,7 @@ installs whichever is missing with apt-get, else it says how.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import re
@@ -59,6 +62,10 @@ ALL_SERVERS = ("nsd", "kdns", "kdns-nometrics", "kdns-killer")
 EXTRA_SERVERS = ("dnslib", "echo")
 TRACE_SERVERS = ("kdns", "kdns-killer")  # NSD cannot forward; metrics off adds nothing here
 TRACE_TOML = "[cache]\nserve_stale = 0\n"  # serve-stale off (the default, said explicitly)
+# Mix (d) again with --autopath, after each trace server chosen (issue 18); no longer than
+# this, so both add about 2 minutes to a full run.
+TRACE_AUTOPATH = {"kdns": "kdns-autopath", "kdns-killer": "kdns-killer-autopath"}
+AUTOPATH_TRACE_SECONDS = 60.0
 
 
 def start(server: str, objects: Path, zone_files: dict[str, Path], tmp: Path) -> servers.Server:
@@ -195,8 +202,10 @@ def run_trace(
     server: str, objects: Path, namespaces: list[str], seconds: float, clients: int
 ) -> dict[str, Any]:
     upstream = trace_replay.TraceUpstream()
-    variant = "killer" if server == "kdns-killer" else "metrics-on"
+    variant = "killer" if server.startswith("kdns-killer") else "metrics-on"
     args = servers.kdns_args(variant) + ["--upstream", f"127.0.0.1:{upstream.port}"]
+    if server.endswith("-autopath"):
+        args += ["--autopath", "--autopath-search", trace_replay.HOST_DOMAIN]
     with servers.Kdns(report.LABELS[server], objects, *args, toml=TRACE_TOML) as srv:
         cpu0 = srv.cpu_seconds()
         result = trace_replay.run_trace(upstream, srv.port, namespaces, seconds, clients=clients)
@@ -206,6 +215,7 @@ def run_trace(
         row["cpu_us_per_query"] = 1e6 * cpu / queries if queries else None
         row["rss_kib"] = srv.rss_kib()
         row["prefetch_precision"], row["prefetch_metrics"] = prefetch_metrics(srv.metrics())
+        row["seconds"] = seconds
     return row
 
 
@@ -303,12 +313,20 @@ def main() -> None:
                     rows[server] = {"error": _one_line(err)}
             report.print_mix(mix, rows)
         if "trace" in mixes:
-            for server in (s for s in TRACE_SERVERS if s in chosen):
-                print(f"trace: {report.LABELS[server]} ({args.trace_seconds:g} s) ...",
-                      file=sys.stderr)  # fmt: skip
+            # The trace clients are Pods of the objects every trace server gets (autopath finds
+            # a client's namespace from its pod IP; the others hold the same objects).
+            pods = trace_replay.pod_objects(args.trace_clients, cluster.namespaces)
+            traced = tmp / "trace-objects.json"
+            traced.write_text(json.dumps({"apiVersion": "v1", "kind": "List",
+                                          "items": cluster.objects + pods}))  # fmt: skip
+            runs = [(s, args.trace_seconds) for s in TRACE_SERVERS if s in chosen]
+            runs = [r for s, seconds in runs for r in ((s, seconds), (TRACE_AUTOPATH[s],
+                    min(seconds, AUTOPATH_TRACE_SECONDS)))]  # fmt: skip
+            for server, seconds in runs:
+                print(f"trace: {report.LABELS[server]} ({seconds:g} s) ...", file=sys.stderr)
                 try:
-                    results["trace"][server] = run_trace(server, objects, cluster.namespaces,
-                                                         args.trace_seconds, args.trace_clients)  # fmt: skip
+                    results["trace"][server] = run_trace(server, traced, cluster.namespaces,
+                                                         seconds, args.trace_clients)  # fmt: skip
                 except Exception as err:
                     results["trace"][server] = {"error": _one_line(err)}
             if results["trace"]:

@@ -19,6 +19,8 @@ LABELS = {
     "kdns": "kdns standard, metrics on",
     "kdns-nometrics": "kdns standard, metrics off",
     "kdns-killer": "kdns killer",
+    "kdns-autopath": "kdns standard + autopath",
+    "kdns-killer-autopath": "kdns killer + autopath",
     "dnslib": "dnslib baseline (parse+build)",
     "echo": "UDP echo ceiling (no DNS)",
 }
@@ -109,7 +111,7 @@ def rcode_mismatches(rows: dict[str, dict[str, Any]]) -> list[str]:
 def print_trace(rows: dict[str, dict[str, Any]]) -> None:
     print(f"\n{MIX_TITLES['trace']}")
     print(
-        f"{'server':30} {'walks':>6} {'failed':>6} {'p50 ms':>7} {'p99 ms':>7} {'cached':>7} {'up/walk':>7} "
+        f"{'server':30} {'walks':>6} {'failed':>6} {'q/walk':>6} {'p50 ms':>7} {'p99 ms':>7} {'cached':>7} {'up/walk':>7} "
         f"{'pastTTL':>7} {'prefetch':>8} {'CPUµs/q':>7} {'RSS MiB':>7}"
     )
     for server, r in rows.items():
@@ -120,7 +122,7 @@ def print_trace(rows: dict[str, dict[str, Any]]) -> None:
         precision = r.get("prefetch_precision")
         print(
             f"{LABELS[server]:30} {r['walks']:6d} {r['failed_walks']:6d} "
-            f"{_f(r['walk_p50_ms'], '7.2f'):>7} "
+            f"{_f(r.get('queries_per_walk'), '6.2f'):>6} {_f(r['walk_p50_ms'], '7.2f'):>7} "
             f"{_f(r['walk_p99_ms'], '7.2f'):>7} {_f(cached, '6.1f') + '%':>7} "
             f"{_f(r['upstream_per_walk'], '7.2f'):>7} {r['past_ttl']:7d} "
             f"{_f(None if precision is None else 100 * precision, '.1f') + ('' if precision is None else '%'):>8} "

@@ -8,11 +8,14 @@ Both ends run in this process on one event loop (uvloop when installed), on the 
   anything else (the ``corp.internal`` step of the walk) gets NXDOMAIN with an SOA whose
   minimum is 10.
 - ``Client``: one UDP socket per pod, each on its own source address (127.0.1.N) so a server
-  that learns per client sees distinct clients. A pod in namespace ``<ns>`` resolving
+  that learns per client sees distinct clients (``pod_objects`` gives kdns a Pod of the
+  client's namespace with that podIP, so ``kdns serve --autopath`` knows who asks). A pod in namespace ``<ns>`` resolving
   ``apiN.example.com`` asks, in order, ``apiN.example.com.<ns>.svc.cluster.local``,
   ``.svc.cluster.local``, ``.cluster.local``, ``.corp.internal`` (each NXDOMAIN) and then the
   name itself, as glibc/musl do for a name with fewer than 5 dots. Each pod walks its names in a
-  fixed order, one round every 15 s with +-1.5 s of jitter.
+  fixed order, one round every 15 s with +-1.5 s of jitter. A walk ends at the first reply
+  that is not NXDOMAIN: with autopath that is the first question's (a CNAME to the name found
+  and its A record), so ``queries_per_walk`` is what a pod sends per external lookup.
 
 From the serials the report is exact, not inferred from timings: an answer was served from
 cache when the upstream sent it before the client asked; it is past its TTL when the client
@@ -174,6 +177,7 @@ class TraceResult:
             "from_cache": cached / len(done) if done else None,
             "past_ttl": stale,
             "upstream_per_walk": upstream / len(counted) if counted else None,
+            "queries_per_walk": sum(w.queries for w in counted) / len(counted) if counted else None,
             "upstream_queries": upstream,
         }
 
@@ -189,7 +193,7 @@ async def _pod(
     out: list[Walk],
 ) -> None:
     loop = asyncio.get_running_loop()
-    source = f"127.0.1.{1 + index % 250}"
+    source = pod_source(index)
     try:
         transport, client = await loop.create_datagram_endpoint(Client, local_addr=(source, 0))
     except OSError:  # no 127/8 aliasing here: distinct source ports only
@@ -204,26 +208,43 @@ async def _pod(
             await asyncio.sleep(max(0.0, start - loop.time()))
             for name in names:
                 walk = Walk(index, round_, name, time.monotonic())
-                for suffix in search:
-                    walk.queries += 1
-                    reply = await client.ask(f"{name}.{suffix}", server)
-                    if reply is None or reply.rcode() != dns.rcode.NXDOMAIN:
-                        break
-                else:
+                for step in [f"{name}.{suffix}" for suffix in search] + [name]:
                     walk.queries += 1
                     walk.asked = time.monotonic()
-                    reply = await client.ask(name, server)
-                    walk.end = time.monotonic()
-                    if reply is not None and reply.rcode() == dns.rcode.NOERROR:
-                        for rrset in reply.answer:
-                            if rrset.rdtype == dns.rdatatype.A:
-                                addr = struct.unpack("!I", socket.inet_aton(rrset[0].address))[0]
-                                walk.serial = addr - _SERIAL_BASE
-                                walk.ttl = rrset.ttl
-                                walk.ok = True
+                    reply = await client.ask(step, server)
+                    if reply is None or reply.rcode() != dns.rcode.NXDOMAIN:
+                        break
+                walk.end = time.monotonic()
+                # The name itself, or (autopath) a search step answered with a CNAME to it.
+                if reply is not None and reply.rcode() == dns.rcode.NOERROR:
+                    for rrset in reply.answer:
+                        if rrset.rdtype == dns.rdatatype.A:
+                            addr = struct.unpack("!I", socket.inet_aton(rrset[0].address))[0]
+                            walk.serial = addr - _SERIAL_BASE
+                            walk.ttl = rrset.ttl
+                            walk.ok = True
                 out.append(walk)
     finally:
         transport.close()
+
+
+def pod_source(index: int) -> str:
+    """Client ``index``'s source address."""
+    return f"127.0.1.{1 + index % 250}"
+
+
+def pod_objects(clients: int, namespaces: list[str]) -> list[dict[str, Any]]:
+    """A running Pod per client, in the client's namespace, with its source address as podIP
+    (beyond 250 clients addresses repeat, and one held in two namespaces is nobody's)."""
+    return [
+        {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": f"trace-client-{i}", "namespace": namespaces[i % len(namespaces)]},
+            "status": {"phase": "Running", "podIP": pod_source(i)},
+        }
+        for i in range(clients)
+    ]
 
 
 class TraceUpstream:
