@@ -27,8 +27,8 @@ query, a run at 50% of that rate (-Q; latency percentiles from dnsperf -v) and o
 each ratio. Output: a table per mix, the targets as PASS/MISS, and
 benchmarks/results/latest.json.
 
-    make bench                                   # everything (about 9 minutes)
-    .venv/bin/python benchmarks/qps.py --quick   # smoke run (about 3 minutes)
+    make bench                                   # everything (about 11 minutes)
+    .venv/bin/python benchmarks/qps.py --quick   # smoke run (about 4 minutes)
     .venv/bin/python benchmarks/qps.py --mixes plain,edns --servers nsd,kdns --seconds 15
 
 Needs dnsperf and nsd (Debian: apt-get install dnsperf nsd); when run as root the script
