@@ -11,12 +11,16 @@ import asyncio
 import contextlib
 import dataclasses
 import hashlib
+import json
 import logging
 import os
 import signal
 import sys
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterator
 from typing import TYPE_CHECKING, Any
+
+from prometheus_client.core import InfoMetricFamily
+from prometheus_client.registry import Collector
 
 from kdns import __version__
 from kdns.config import Config, ConfigError, format_hostport
@@ -130,6 +134,32 @@ FORWARDING = (
 FORWARDING_PREFIXES = ("forward_", "cache")
 
 
+def config_hash(config: Config) -> str:
+    """A short, stable hash of an effective config (every setting, whatever its source)."""
+
+    def plain(value: object) -> object:
+        if isinstance(value, set | frozenset):
+            return sorted(map(repr, value))
+        return repr(value)
+
+    text = json.dumps(dataclasses.asdict(config), sort_keys=True, default=plain)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+class _ConfigHash(Collector):
+    """kdns_config_last_applied_hash_info{hash}: the config the process runs."""
+
+    def __init__(self, current: Callable[[], str]) -> None:
+        self.current = current
+
+    def collect(self) -> Iterator[InfoMetricFamily]:
+        yield InfoMetricFamily(
+            "kdns_config_last_applied_hash",
+            "The effective config last applied (at start or by a reload), as a hash",
+            value={"hash": self.current()},
+        )
+
+
 class App:
     def __init__(self, config: Config, reload: Reload | None = None) -> None:
         self.config = config
@@ -186,6 +216,9 @@ class App:
         )
         self.metrics = Metrics(sources, config.metrics_compat, self._worker_counts)
         self.metrics.collectors.register(BlockedQueries(lambda: self.blocked_counts))
+        # The effective config last applied (at start, then by each reload that applied).
+        self.config_hash = config_hash(config)
+        self.metrics.collectors.register(_ConfigHash(lambda: self.config_hash))
         self.metrics.collectors.register(BlockListMetrics(lambda: self.lists.rows(self.config)))
         if self.autopath is not None:
             log.info(
@@ -384,14 +417,15 @@ class App:
 
     # ------------------------------------------------------------------ serving
 
-    async def start_http(self) -> None:
+    async def start_http(self, config: Config | None = None) -> None:
         if self.in_worker:
             return
+        config = config or self.config
         await self.http.start(
             {
-                "health": self.config.health_listen,
-                "ready": self.config.ready_listen,
-                "metrics": self.config.metrics_listen,
+                "health": config.health_listen,
+                "ready": config.ready_listen,
+                "metrics": config.metrics_listen,
             }
         )
 
@@ -479,7 +513,12 @@ class App:
     async def serve(self) -> int:
         self.install_signals()
         self._start_workers()
-        log.info("kdns %s starting (cluster domain %s)", __version__, self.config.cluster_domain)
+        log.info(
+            "kdns %s starting (cluster domain %s, config %s)",
+            __version__,
+            self.config.cluster_domain,
+            self.config_hash,
+        )
         await self.start_source()
         for address in self.config.listen:
             await self.listeners.bind(address)
@@ -622,17 +661,26 @@ class App:
             )
             new = new.__class__(**{**{f: getattr(new, f) for f in new.__dataclass_fields__},
                                    **{f: getattr(old, f) for f in kept}})  # fmt: skip
-        # The listen addresses before anything else: a reload kdns cannot listen for (":53"
-        # without the capability) is refused whole, the running config intact, instead of
-        # half applied with DNS still on the old addresses.
+        # The listen addresses before anything else, DNS then HTTP: a reload kdns cannot
+        # listen for (":53" without the capability, an HTTP port taken) is refused whole, the
+        # running config intact (DNS and HTTP back on the old addresses), instead of half
+        # applied.
+        http_moved = self._http_addresses(new) != self._http_addresses(old) and not self.in_worker
         if new.listen != old.listen:
             set_freebind(new.freebind)
             try:
                 await self.listeners.sync(new.listen)
             except OSError as exc:  # "dns: cannot listen on ...: ..."
-                with contextlib.suppress(OSError):
-                    await self.listeners.sync(old.listen)
-                set_freebind(old.freebind)
+                await self._restore_listeners(old, dns=True, http=None)
+                self._reject(why, exc)
+                return
+        if http_moved:
+            bound = dict(self.http.bound)  # where ":0" addresses landed, to land there again
+            await self.http.stop()
+            try:
+                await self.start_http(new)
+            except OSError as exc:  # "metrics: cannot listen on ...: ..."
+                await self._restore_listeners(old, dns=new.listen != old.listen, http=bound)
                 self._reject(why, exc)
                 return
         # First what takes time (files read in threads): nothing served changes yet.
@@ -676,35 +724,38 @@ class App:
         finally:  # even a swap that failed part-way: what was swapped in is what is served
             self._answers_changed()
         set_freebind(new.freebind)  # for addresses bound from now on
-        if (new.health_listen, new.ready_listen, new.metrics_listen) != (
-            old.health_listen,
-            old.ready_listen,
-            old.metrics_listen,
-        ):
-            await self.http.stop()
-            try:
-                await self.start_http()
-            except OSError as exc:
-                log.error(
-                    "reload (%s): cannot serve HTTP there (%s); back on the old addresses", why, exc
-                )
-                await self.http.stop()
-                await self.http.start(
-                    {
-                        "health": old.health_listen,
-                        "ready": old.ready_listen,
-                        "metrics": old.metrics_listen,
-                    }
-                )
-                self.config = dataclasses.replace(
-                    self.config,
-                    health_listen=old.health_listen,
-                    ready_listen=old.ready_listen,
-                    metrics_listen=old.metrics_listen,
-                )
+        self.config_hash = config_hash(self.config)
         log.info(
-            "reloaded (%s): %s", why, ", ".join(f for f in changed if f not in kept) or "nothing"
+            "reloaded (%s): %s; config %s applied",
+            why,
+            ", ".join(f for f in changed if f not in kept) or "nothing",
+            self.config_hash,
         )
+
+    @staticmethod
+    def _http_addresses(config: Config) -> tuple[tuple[str, int] | None, ...]:
+        return (config.health_listen, config.ready_listen, config.metrics_listen)
+
+    async def _restore_listeners(
+        self, old: Config, *, dns: bool, http: dict[str, tuple[str, int]] | None
+    ) -> None:
+        """A refused reload: DNS and HTTP back on the running config's addresses (``http``:
+        where each endpoint was bound, so a ":0" address gets its port back)."""
+        if dns:
+            with contextlib.suppress(OSError):
+                await self.listeners.sync(old.listen)
+            set_freebind(old.freebind)
+        if http is not None:
+            await self.http.stop()
+            addresses = {}
+            for endpoint, address in zip(("health", "ready", "metrics"), self._http_addresses(old), strict=True):  # fmt: skip
+                if address is not None and address[1] == 0 and endpoint in http:
+                    address = (address[0], http[endpoint][1])
+                addresses[endpoint] = address
+            try:
+                await self.http.start(addresses)
+            except OSError as exc:  # taken meanwhile: said, and retried by the next reload
+                log.error("cannot serve HTTP on the running addresses again: %s", exc)
 
     def _swap_forwarder(self, config: Config, why: str) -> None:
         try:
