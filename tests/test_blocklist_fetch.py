@@ -259,3 +259,31 @@ def test_kdns_blocks_with_a_url_list_and_after_a_restart_without_it(tmp_path: Pa
 
 def _flags(message: dns.message.Message) -> tuple[int, int]:
     return message.flags, message.ednsflags
+
+
+def test_a_refresh_parses_in_a_forked_child_whose_hashes_are_this_process_s(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    """A refresh's parse runs in a forked child that sends the index back (the serving
+    process never holds the GIL for it): the index equals a parse here, hash for hash, and
+    blocks the same names; the thread fallback gives the same; an unreadable file is an
+    OSError as before."""
+    from kdns.dns import listfetch
+    from kdns.dns.views import View
+
+    path = tmp_path / "mixed.txt"
+    path.write_text("||ads.example^\n@@||ok.ads.example^\n/^track[0-9]+\\./\n0.0.0.0 h.example\n$$bad\n")  # fmt: skip
+    source = listfetch.Source(str(path), None, "auto")
+    here = listfetch.parse_source(source)
+    assert listfetch.FORK
+    forked = asyncio.run(listfetch.parse_off_loop(source))
+    monkeypatch.setattr(listfetch, "FORK", False)
+    threaded = asyncio.run(listfetch.parse_off_loop(source))
+    for got in (forked, threaded):
+        assert list(got.hashes) == list(here.hashes) and got.index == here.index
+        assert (got.entries, got.skipped_by, got.exceptions) == (here.entries, here.skipped_by, here.exceptions)  # fmt: skip
+        view = View("lan", ["192.168.1.0/24"], None, [got])
+        verdicts = {n: view.blocked(names.to_wire(n).lower()) is not None
+                    for n in ("x.ads.example", "ok.ads.example", "track7.example", "h.example", "example")}  # fmt: skip
+        assert verdicts == {"x.ads.example": True, "ok.ads.example": False, "track7.example": True, "h.example": True, "example": False}  # fmt: skip
+    monkeypatch.setattr(listfetch, "FORK", True)
+    with pytest.raises(OSError):
+        asyncio.run(listfetch.parse_off_loop(listfetch.Source(str(tmp_path / "gone.txt"), None, "auto")))  # fmt: skip

@@ -173,3 +173,78 @@ def test_lan_manifests_keep_the_lists_on_a_volume() -> None:
     volume = mounts[lan["blocking"]["cache_dir"]]
     assert "emptyDir" in next(v for v in pod["volumes"] if v["name"] == volume)
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
+
+
+def lan_figures() -> dict[str, str]:
+    """The block list figures of benchmarks/results/lan.json, as the README writes them."""
+    import json
+
+    results = json.loads((ROOT / "benchmarks" / "results" / "lan.json").read_text())
+    lists, refresh = results["in_process"], results["refresh"]
+    steady, during = refresh["no_refresh"]["dnsperf"], refresh["refresh"]
+
+    def ms(value: float) -> str:
+        return f"{value:.1f}" if value >= 1 else f"{value:.2f}"
+
+    return {
+        "HOSTS_LOAD": f"{lists['hosts']['load_seconds']:.1f}",
+        "HOSTS_MIB": f"{lists['hosts']['index_mib']:.1f}",
+        "ADBLOCK_LOAD": f"{lists['adblock']['load_seconds']:.1f}",
+        "ADBLOCK_MIB": f"{lists['adblock']['index_mib']:.1f}",
+        "HOSTS_HIT": f"{lists['hosts']['lookup_hit_us']:.1f}",
+        "HOSTS_MISS": f"{lists['hosts']['lookup_miss_us']:.1f}",
+        "ADBLOCK_HIT": f"{lists['adblock']['lookup_hit_us']:.1f}",
+        "ADBLOCK_MISS": f"{lists['adblock']['lookup_miss_us']:.1f}",
+        "REGEX_HIT": f"{lists['hosts+regex']['lookup_hit_us']:.1f}",
+        "REGEX_REGEX": f"{lists['hosts+regex']['lookup_regex_hit_us']:.1f}",
+        "REGEX_MISS": f"{lists['hosts+regex']['lookup_miss_us']:.1f}",
+        "UNPICKLE_MS": f"{results['loop_stalls']['unpickle_ms']:.1f}",
+        "NR_P50": ms(steady["p50_ms"]),
+        "NR_P99": ms(steady["p99_ms"]),
+        "NR_MAX": ms(steady["max_ms"]),
+        "REFRESH_S": f"{during['refresh_seconds']:.1f}",
+        "R_P50": ms(during["dnsperf"]["p50_ms"]),
+        "R_P99": ms(during["dnsperf"]["p99_ms"]),
+        "R_MAX": ms(during["dnsperf"]["max_ms"]),
+        "PR_P50": ms(during["probe_during_refresh"]["p50_ms"]),
+        "PR_P99": ms(during["probe_during_refresh"]["p99_ms"]),
+        "PR_MAX": ms(during["probe_during_refresh"]["max_ms"]),
+    }
+
+
+def test_readme_block_list_cost_is_benchmarks_results_lan_json() -> None:
+    """Issue 21's Proof: the README's block list figures (load time, index size, lookup cost
+    with and without regexes, DNS latency with and without a refresh of a 1M list) are those
+    of benchmarks/results/lan.json, and whether the 5 ms target was met is said as measured."""
+    import json
+
+    readme = (ROOT / "README.md").read_text()
+    paragraph = readme[readme.index("What lists cost") :].split("\n\n", 1)[0]
+    text = " ".join(paragraph.split())
+    figures = lan_figures()
+    expected = (
+        "a 1M-line hosts list loads in {HOSTS_LOAD} s into a {HOSTS_MIB} MiB index, a 1M-rule"
+        " adblock list (1% exceptions, 0.1% `$important`) in {ADBLOCK_LOAD} s into"
+        " {ADBLOCK_MIB} MiB. A lookup costs {HOSTS_HIT} µs for a listed name and {HOSTS_MISS} µs"
+        " for a miss (adblock list: {ADBLOCK_HIT} / {ADBLOCK_MISS} µs); beside 14 regexes,"
+        " {REGEX_HIT} µs, {REGEX_REGEX} µs for a regex match and {REGEX_MISS} µs for a miss;"
+    ).format(**figures)
+    assert expected in text, (expected, text)
+    assert f"fork and for unpickling: {figures['UNPICKLE_MS']} ms per 1M names" in text
+    assert (
+        f"with no refresh, dnsperf p50 / p99 / max {figures['NR_P50']} / {figures['NR_P99']} /"
+        f" {figures['NR_MAX']} ms; while the 1M list is downloaded, parsed and swapped in"
+        f" ({figures['REFRESH_S']} s), {figures['R_P50']} / {figures['R_P99']} /"
+        f" {figures['R_MAX']} ms, and the probe during the refresh itself {figures['PR_P50']} /"
+        f" {figures['PR_P99']} / {figures['PR_MAX']} ms"
+    ) in text
+    results = json.loads((ROOT / "benchmarks" / "results" / "lan.json").read_text())
+    refresh = results["refresh"]
+    assert refresh["target_ms"] == 5.0 and refresh["rate_qps"] == 10_000
+    assert results["in_process"]["hosts"]["lines"] == 1_000_000
+    if refresh["target_met"]:
+        assert "the issue's target, no query waiting more than 5 ms for a refresh, is met" in text.lower()  # fmt: skip
+    else:
+        assert "target, no query waiting more than 5 ms for a refresh, is not demonstrated" in text  # fmt: skip
+        # ...and the README's reason holds: without a refresh the worst wait is above 5 ms.
+        assert refresh["no_refresh"]["dnsperf"]["max_ms"] > refresh["target_ms"]
