@@ -66,7 +66,7 @@ log = logging.getLogger("kdns.registry")
 # by ``flush_steps`` (``flush`` renders everything at once, as before); a slice commits names
 # worth about STEP_COST (one per name, one per 64 bytes of its records).
 GRADUAL_NAMES = 512
-STEP_COST = 1024
+STEP_COST = 512
 
 _O = TypeVar("_O", Service, EndpointSlice, Pod)
 Records = dict[int, list[bytes]]  # rtype -> rdatas, in insertion order, no duplicates
@@ -719,7 +719,7 @@ class Registry(OwnerRendering):
                 for rtype, rdatas in records.items()
                 for rdata in rdatas  # fmt: skip
             )
-            if index % 2048 == 2047:
+            if index % 1024 == 1023:
                 yield
                 if self._gradual.get(owner) is not token:
                     return
@@ -735,7 +735,11 @@ class Registry(OwnerRendering):
         old = stored.copy()
         lazy: list[bytes] = []
         eager: list[bytes] = []
-        for name in new.keys() | old.keys():
+        for index, name in enumerate((*new, *(name for name in old if name not in new))):
+            if index % 4096 == 4095:
+                yield  # nothing committed yet: readers see the old names
+                if self._gradual.get(owner) is not token:
+                    return
             before, after = old.get(name), new.get(name)
             if before == after:
                 continue
@@ -745,7 +749,11 @@ class Registry(OwnerRendering):
         # Eager names others point at (an SRV's target, with its glue) before those pointing.
         pointed: set[bytes] = set()
         for name in eager:
-            for rtype, rdata in _thaw(new.get(name, b"")):
+            for index, (rtype, rdata) in enumerate(_thaw(new.get(name, b""))):
+                if index % 4096 == 4095:
+                    yield
+                    if self._gradual.get(owner) is not token:
+                        return
                 if rtype in (SRV, CNAME, NS, 15):
                     target = rdata_target(rtype, rdata)
                     if target is not None and target != name:
@@ -1104,6 +1112,10 @@ class Registry(OwnerRendering):
             if rtype == PTR:
                 continue
             for rdata in rdatas:
+                if room <= 0 and rtype != CNAME:
+                    # The message is full: no later target can add glue, and a change to one
+                    # cannot alter this answer unless an earlier one (a dependency) changes.
+                    break
                 target = rdata_target(rtype, rdata)
                 if target is None or target in seen:
                     continue
@@ -1117,8 +1129,6 @@ class Registry(OwnerRendering):
                 if target != name:
                     self._deps.setdefault(target, set()).add(name)
                     targets.append(target)
-                if room <= 0 and rtype != CNAME:
-                    continue  # no room for glue: the dependency is noted, the records unread
                 found = glue.get(target) if glue is not None else None
                 if found is None:
                     found = self.records(target)
