@@ -237,3 +237,32 @@ def test_allowlists_win_over_block_lists_whatever_the_rule() -> None:
     assert blocked_by(v, "pixel.example.com") is None  # @@ form allows too
     assert blocked_by(v, "ads.example.net") == "hosts"
     assert "verdict: not blocked" in v.explain(names.to_wire("tracker.example.org"))
+
+
+def test_hosts_lines_with_a_real_address_block_their_names_as_blocky_does(tmp_path: Path) -> None:
+    """A block list's hosts line with an address other than 0.0.0.0 / 127.0.0.1 / ::
+    (``203.0.113.5 tracker.example``) blocks its names with the list's answer, as Blocky's
+    hosts parser does (it keeps the names and drops the address). AdGuard Home would answer
+    203.0.113.5 instead (a rewrite); kdns does not let a downloaded list redirect names to
+    addresses of its choosing: names with real addresses go in [hosts] or [[zones]]."""
+    path = tmp_path / "mixed.hosts"
+    path.write_text(
+        "0.0.0.0 ads.example.net\n"
+        "127.0.0.1 track.example.net\n"
+        ":: six.example.net\n"
+        "203.0.113.5 tracker.example other.example\n"
+        "2001:db8::5 v6.example\n"
+        "192.168.1.10%eth0 scoped.example\n"
+    )
+    for fmt in ("hosts", "auto"):
+        hosts = BlockList.load("mixed", str(path), fmt, "null")
+        v = view(hosts)
+        for name in ("ads.example.net", "track.example.net", "six.example.net",
+                     "tracker.example", "x.tracker.example", "other.example", "v6.example"):  # fmt: skip
+            assert blocked_by(v, name) == "mixed", (fmt, name)
+        # The list's answer, never the line's address.
+        a = hosts.answer_for(1).body
+        assert bytes(4) in a and bytes((203, 0, 113, 5)) not in a
+        # An address with a zone index (fe80::1%eth0) is read as Blocky reads it.
+        assert blocked_by(v, "scoped.example") == "mixed"
+        assert hosts.entries == 7 and hosts.skipped_by == {}

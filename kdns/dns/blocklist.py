@@ -14,7 +14,9 @@ Each line is read by its own syntax (``format = "auto"``, the default: what AdGu
 Blocky do), or only as the ``format`` says:
 
 - hosts (``0.0.0.0 ads.example.com [more names]``, any address): the names and their
-  subdomains; the usual header names (``localhost``, ``broadcasthost``, ``ip6-*``) never block;
+  subdomains, answered with the list's answer whatever the line's address (Blocky's reading:
+  ``203.0.113.5 tracker.example`` blocks; AdGuard Home would answer 203.0.113.5); the usual
+  header names (``localhost``, ``broadcasthost``, ``ip6-*``) never block;
 - a plain name (``ads.example.com``) or a wildcard (``*.ads.example.com``): the name and its
   subdomains (Blocky's reading; AdGuard Home blocks a plain name only, not its subdomains);
 - adblock (``format = "adblock"`` or ``auto``): ``||example.com^`` the name and subdomains;
@@ -92,6 +94,11 @@ def text_name(wire: bytes) -> bytes:
 
 
 def _looks_like_ip(word: bytes) -> bool:
+    """An address as hosts files write it (``0.0.0.0``, ``::``, ``fe80::1%eth0`` with a zone
+    index, which Blocky drops). Whatever the address, a hosts line of a block list blocks its
+    names with the list's answer, as Blocky reads it (AdGuard Home would answer a real
+    address: a list downloaded from elsewhere does not get to point names at addresses)."""
+    word = word.split(b"%", 1)[0]
     return b":" in word or (word[:1].isdigit() and word.replace(b".", b"").isdigit())
 
 

@@ -13,8 +13,10 @@ is too large, or is smaller than ``min_share`` of the last good one (a truncated
 error page served as 200) keeps the last good list, with one log line and
 ``kdns_blocklist_refresh_total{list,result}``.
 
-Parsing runs in a thread too; the new index is swapped in by the app in one step of the event
-loop (views rebuilt, killer mode's wire cache invalidated with them). A file list is re-read
+Parsing runs in a child process forked for it (``parse_off_loop``): it returns the compact
+index (8 MiB of hashes per 1M names) through a pipe, so the serving process never holds the
+GIL for the parse; the new index is swapped in by the app in one step of the event loop (views
+rebuilt, killer mode's wire cache invalidated with them). A file list is re-read
 when its (inode, mtime, size) moves, as before.
 """
 
@@ -26,8 +28,10 @@ import hashlib
 import json
 import logging
 import os
+import pickle
 import random
 import re
+import signal
 import sys
 import tempfile
 import time
@@ -158,14 +162,69 @@ def parse_source(source: Source, body: bytes | None = None) -> BlockList:
 
 PARSE_SWITCH_INTERVAL = 0.0005  # seconds; Python's default is 0.005
 _parsing = 0
+FORK = hasattr(os, "fork")  # tests turn it off to exercise the thread fallback
+# What crosses the pipe: a BlockList's slots but its answers (rebuilt from ``answer``).
+_SLOTS = tuple(slot for slot in BlockList.__slots__ if slot != "_answers")
+if sys.version_info >= (3, 12):  # the child only parses: it takes no lock but the GIL
+    import warnings
+
+    warnings.filterwarnings("ignore", r".*multi-threaded, use of fork\(\)", DeprecationWarning)
+
+
+def _parse_forked(source: Source, body: bytes | None) -> BlockList:
+    """``parse_source`` in a child forked from this thread; its result comes back pickled
+    through a pipe. A forked child keeps this process's ``hash()`` secret, so the hashes it
+    computes are the ones lookups here compute. Seconds of pure-Python parsing (1M rules:
+    4.5 s) then never hold this process's GIL: what the event loop waits for is the fork and
+    unpickling the index (about 2 ms each per 1M names), not the parse. The child runs at
+    nice 19, so where it shares a core with this process the kernel runs this one first."""
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: parse, write, exit without the parent's cleanup
+        code = 0
+        try:
+            os.close(read_fd)
+            for number in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+                signal.signal(number, signal.SIG_DFL)
+            signal.set_wakeup_fd(-1)  # a signal here must not wake the parent's loop
+            os.nice(19)  # on a shared core the kernel runs the serving process first
+            try:
+                loaded = parse_source(source, body)
+                payload: tuple[bool, Any] = (True, tuple(getattr(loaded, k) for k in _SLOTS))
+            except OSError as exc:
+                payload = (False, (exc.errno, exc.strerror, exc.filename))
+            data = memoryview(pickle.dumps(payload, pickle.HIGHEST_PROTOCOL))
+            while data:
+                data = data[os.write(write_fd, data) :]
+        except BaseException:
+            code = 1
+        finally:
+            os._exit(code)
+    os.close(write_fd)
+    try:
+        with os.fdopen(read_fd, "rb") as pipe:
+            received = pipe.read()
+    finally:
+        _, status = os.waitpid(pid, 0)
+    if not received:
+        raise RuntimeError(f"block list {source.where}: the parsing process failed (status {status})")  # fmt: skip
+    ok, value = pickle.loads(received)
+    if not ok:
+        raise OSError(*value)
+    loaded = BlockList(source.where, source.where, source.format, "nxdomain")
+    for slot, got in zip(_SLOTS, value, strict=True):
+        setattr(loaded, slot, got)
+    return loaded
 
 
 async def parse_off_loop(source: Source, body: bytes | None = None) -> BlockList:
-    """``parse_source`` in a thread, with the interpreter's thread switch interval lowered to
-    0.5 ms while it runs: parsing a 1M-rule list is seconds of pure Python holding the GIL,
-    and at the default 5 ms the event loop waited for it (measured, 1M rules: 7 ms p99 and
-    379 ms worst loop stalls; at 0.5 ms: 4.3 ms p99, 12 ms worst). Not a separate process:
-    the index holds ``hash()`` values, which differ between processes."""
+    """``parse_source`` off the event loop: in a forked child (``_parse_forked``) where
+    ``os.fork`` exists. Else in a thread, with the interpreter's thread switch interval
+    lowered to 0.5 ms while it runs: parsing is pure Python holding the GIL, and at the
+    default 5 ms the event loop waited for it (measured, 1M rules: 7 ms p99 and 379 ms worst
+    loop stalls; at 0.5 ms: 4.3 ms p99, 12 ms worst; benchmarks/lan.py's refresh run)."""
+    if FORK:
+        return await asyncio.to_thread(_parse_forked, source, body)
     global _parsing
     if _parsing == 0:
         _parsing_restore.append(sys.getswitchinterval())
