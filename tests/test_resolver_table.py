@@ -23,7 +23,8 @@ Case ids cite where the expected behaviour comes from:
   (9) the reverse-zone apex NS names the cluster-zone DNS Service;
   (10) LoadBalancer ingress hostnames are not served;
   (11) the cluster apex NS is kube-dns.kube-system.svc.<zone> glued with its ClusterIP when
-       that Service exists (as CoreDNS ns.go), else ns.dns.<zone>.
+       that Service exists (as CoreDNS ns.go), else ns.dns.<zone>;
+  (12) the SOA's MNAME is that same apex NS target (CoreDNS's SOA always says ns.dns.<zone>).
 """
 
 from __future__ import annotations
@@ -57,6 +58,13 @@ ZONE_SOA = {
     "in-addr.arpa.": "ns.dns.in-addr.arpa. hostmaster.in-addr.arpa. 0 7200 1800 86400 5",
     "ip6.arpa.": "ns.dns.ip6.arpa. hostmaster.ip6.arpa. 0 7200 1800 86400 5",
     "example.org.": "ns1.dns.example.org. hostmaster.dns.example.org. 0 7200 1800 86400 5",
+}
+# With the DNS Service known (the extra fixture), the SOA's MNAME is the apex NS target,
+# kube-dns.kube-system.svc.<cluster zone>, in the cluster and reverse zones (kdns deliberate 12).
+KUBE_DNS = "kube-dns.kube-system.svc.cluster.local."
+EXTRA_SOA = {
+    zone: (KUBE_DNS + rdata[rdata.index(" ") :] if not zone.startswith("example") else rdata)
+    for zone, rdata in ZONE_SOA.items()
 }
 
 
@@ -137,18 +145,18 @@ def lines(section: list[dns.rrset.RRset]) -> list[str]:
     return sorted(out)
 
 
-def soa_line(qname: str) -> str:
+def soa_line(qname: str, soas: dict[str, str] = ZONE_SOA) -> str:
     """The SOA RR of ``qname``'s zone, its owner in the query's letter case."""
     fqdn = qname if qname.endswith(".") else qname + "."
-    for zone, rdata in ZONE_SOA.items():
+    for zone, rdata in soas.items():
         if fqdn.lower() == zone or fqdn.lower().endswith("." + zone):
             return f"{fqdn[len(fqdn) - len(zone) :]} 5 IN SOA {rdata}"
     raise AssertionError(f"{qname} is in none of our zones")
 
 
-def check(responder: Responder, case: Case) -> None:
+def check(responder: Responder, case: Case, soas: dict[str, str] = ZONE_SOA) -> None:
     reply = query(responder, case.qname, case.qtype, case.qclass)
-    authority = [soa_line(case.qname)] if case.authority == SOA else sorted(case.authority)
+    authority = [soa_line(case.qname, soas)] if case.authority == SOA else sorted(case.authority)
     got = {
         "rcode": dns.rcode.to_text(reply.rcode()),
         "aa": bool(reply.flags & dns.flags.AA),
@@ -1370,7 +1378,7 @@ EXTRA_CASES = [
         "cluster.local.",
         "ANY",
         (
-            "cluster.local. 5 IN SOA " + ZONE_SOA["cluster.local."],
+            "cluster.local. 5 IN SOA " + EXTRA_SOA["cluster.local."],
             "cluster.local. 5 IN NS kube-dns.kube-system.svc.cluster.local.",
         ),
         ("kube-dns.kube-system.svc.cluster.local. 5 IN A 10.0.0.10",),
@@ -1578,7 +1586,7 @@ EXTRA_CASES = [
 
 @pytest.mark.parametrize("case", EXTRA_CASES)
 def test_extra_fixture(full: Responder, case: Case) -> None:
-    check(full, case)
+    check(full, case, EXTRA_SOA)
 
 
 # --- before the first sync -------------------------------------------------------------------
@@ -1717,6 +1725,43 @@ def test_soa_serial_moves_after_a_change() -> None:
     assert soa_serial(responder, "cluster.local.") > cluster1
     assert answer_lines(responder, "newsvc.prod.svc.cluster.local.", "A") == ("NXDOMAIN", [])
     assert answer_lines(responder, "50.50.0.10.in-addr.arpa.", "PTR") == ("NXDOMAIN", [])
+
+
+def test_soa_mname_follows_the_apex_ns_as_the_dns_service_comes_and_goes() -> None:
+    """kdns deliberate (12): the SOA's MNAME is the apex NS target, kube-dns.kube-system.svc.
+    <zone> once that Service exists and ns.dns.<zone> when it goes, in SOA answers and in the
+    authority of negative replies; each move reports the zones to the watchers (killer mode
+    drops its copies of negative replies, whose SOA bytes changed)."""
+    registry, responder = build(CLUSTER)
+    told: list[set[str]] = []
+    registry.watchers.append(lambda names, zones, everything: told.append(set(zones)))
+
+    def mnames(qname: str, qtype: str) -> list[str]:
+        reply = query(responder, qname, qtype)
+        return [r.mname.to_text() for rrset in (*reply.answer, *reply.authority) for r in rrset]
+
+    def apex_ns() -> list[str]:
+        return [r.to_text() for rrset in query(responder, "cluster.local.", "NS").answer for r in rrset]  # fmt: skip
+
+    assert mnames("cluster.local.", "SOA") == ["ns.dns.cluster.local."]
+    assert apex_ns() == ["ns.dns.cluster.local."]
+    assert mnames("nope.prod.svc.cluster.local.", "A") == ["ns.dns.cluster.local."]
+    assert mnames("9.9.9.10.in-addr.arpa.", "PTR") == ["ns.dns.in-addr.arpa."]
+
+    registry.upsert(service("kube-system", "kube-dns", "10.0.0.10"))
+    assert apex_ns() == [KUBE_DNS]
+    assert mnames("cluster.local.", "SOA") == [KUBE_DNS]
+    assert mnames("nope.prod.svc.cluster.local.", "A") == [KUBE_DNS]
+    assert mnames("9.9.9.10.in-addr.arpa.", "PTR") == [KUBE_DNS]
+    assert mnames("example.org.", "SOA") == ["ns1.dns.example.org."]  # k8s_external: its own
+    assert {"cluster.local", "in-addr.arpa", "ip6.arpa"} <= set().union(*told)
+
+    told.clear()
+    registry.delete("Service", ("kube-system", "kube-dns"))
+    assert apex_ns() == ["ns.dns.cluster.local."]
+    assert mnames("cluster.local.", "SOA") == ["ns.dns.cluster.local."]
+    assert mnames("nope.prod.svc.cluster.local.", "A") == ["ns.dns.cluster.local."]
+    assert {"cluster.local", "in-addr.arpa", "ip6.arpa"} <= set().union(*told)
 
 
 def test_unchanged_upsert_keeps_the_serial() -> None:

@@ -147,17 +147,20 @@ class OwnerRendering:
             self._gateway_nameserver(zone, out)
             return out
         out = {zone.ns_name: {}}
-        _add(out, zone.apex, SOA, zone.soa_rdata)
         # CoreDNS (ns.go nsAddrs): the apex NS names the Service kdns is exposed through, its
         # ClusterIP as glue; ns.dns.<zone> when that Service is unknown. k8s_external zones
-        # use ns1.dns.<zone>, glued to that Service's external IPs.
+        # use ns1.dns.<zone>, glued to that Service's external IPs. The SOA's MNAME names the
+        # same host (CoreDNS's SOA always says ns.dns.<zone>: README, differences); a move
+        # re-renders the SOA, and the flush reports the zone (negative replies carry it).
         dns_service = self.services.get(self.dns_service)
         in_cluster = zone.kind != EXTERNAL
+        ns_target = zone.ns_name
         if in_cluster and dns_service is not None and dns_service.cluster_ips:
-            ns_target = f"{dns_service.name}.{dns_service.namespace}.svc.{self.cluster.text}"
-            _add(out, zone.apex, NS, names.to_wire(ns_target))
-        else:
-            _add(out, zone.apex, NS, zone.ns_name)
+            text = f"{dns_service.name}.{dns_service.namespace}.svc.{self.cluster.text}"
+            ns_target = names.to_wire(text)
+        zone.set_mname(ns_target)
+        _add(out, zone.apex, SOA, zone.soa_rdata)
+        _add(out, zone.apex, NS, ns_target)
         if zone.kind == CLUSTER:
             # Spec 2.2: dns-version.<zone> TXT carries the schema version.
             _add(out, self._dns_version, TXT, rdata_txt(DNS_SCHEMA_VERSION))

@@ -53,6 +53,7 @@ class Zone:
         "_soa_tail",
         "_negatives",
         "soa_moved",
+        "mname",
     )
 
     def __init__(self, text: str, kind: str, ttl: int) -> None:
@@ -62,6 +63,9 @@ class Zone:
         self.ttl = ttl
         # CoreDNS names the zone's nameserver ns.dns.<zone>; k8s_external uses ns1.dns.<zone>.
         self.ns_name = names.to_wire(("ns1.dns." if kind == EXTERNAL else "ns.dns.") + self.text)
+        # The synthesized SOA's MNAME: the apex NS target (the DNS Service's name once the
+        # registry knows it, ``set_mname``), else ns_name as CoreDNS's backend SOA.
+        self.mname = self.ns_name
         self.serial = int(time.time())
         self.soa_rdata = b""
         # A local zone whose data has its own SOA/NS (kdns.dns.localzones): the SOA's fields
@@ -104,6 +108,12 @@ class Zone:
                 self.serial = serial
         self._render_soa()
 
+    def set_mname(self, mname: bytes | None) -> None:
+        """Name ``mname`` (None: ns_name) as the synthesized SOA's primary nameserver, the
+        apex NS target; a change re-renders the SOA (and has the next flush report it)."""
+        self.mname = mname or self.ns_name
+        self._render_soa()
+
     def soa_ttl(self) -> int:
         """The SOA record's TTL in answers (CoreDNS: min(ttl, 300); a zone file's own)."""
         fields = self._soa_fields
@@ -121,7 +131,7 @@ class Zone:
             prefix = "hostmaster.dns." if self.kind == EXTERNAL else "hostmaster."
             hostmaster = names.to_wire(prefix + self.text)
             self.soa_rdata = rdata_soa(
-                self.ns_name,
+                self.mname,
                 hostmaster,
                 self.serial,
                 SOA_REFRESH,
