@@ -137,13 +137,28 @@ FORWARDING_PREFIXES = ("forward_", "cache")
 def config_hash(config: Config) -> str:
     """A short, stable hash of an effective config (every setting, whatever its source)."""
 
-    def plain(value: object) -> object:
-        if isinstance(value, set | frozenset):
-            return sorted(map(repr, value))
-        return repr(value)
-
-    text = json.dumps(dataclasses.asdict(config), sort_keys=True, default=plain)
+    text = json.dumps(_plain(config), sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _plain(value: object) -> object:
+    """``value`` as JSON data, the same in every process (sets sorted, no object ids). Not
+    dataclasses.asdict: it rebuilds tuple subclasses from their items, which ForwardZone (a
+    (name, upstreams) pair carrying its own options) cannot be built from."""
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    options = getattr(value, "options", None)
+    if isinstance(value, tuple) and isinstance(options, tuple):  # ForwardZone
+        return [_plain(tuple(value)), _plain(options)]
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, list | tuple):
+        return [_plain(item) for item in value]
+    if isinstance(value, set | frozenset):
+        return sorted(json.dumps(_plain(item), sort_keys=True) for item in value)
+    if isinstance(value, dict):
+        return {str(key): _plain(item) for key, item in value.items()}
+    return repr(value)
 
 
 class _ConfigHash(Collector):

@@ -91,3 +91,16 @@ async def test_a_reload_whose_http_address_is_taken_is_refused_whole(
 def test_the_config_hash_is_stable_and_follows_every_setting() -> None:
     assert config_hash(_config()) == config_hash(_config())
     assert config_hash(_config()) != config_hash(_config(ttl=8))
+
+
+def test_the_config_hash_takes_forward_zones_with_their_own_settings() -> None:
+    """A [forward] zones entry with its own settings (a ForwardZone) hashes, and its settings
+    count: dataclasses.asdict could not rebuild one, so kdns failed to start with such a zone."""
+    from kdns.config.syntax import ForwardZone
+
+    plain = ForwardZone("corp.example", ("192.0.2.53",))
+    tls = ForwardZone("corp.example", ("192.0.2.53",), (("force_tcp", True),))
+    base = _config()
+    first = config_hash(dataclasses.replace(base, forward_zones=(plain,)))
+    assert first == config_hash(dataclasses.replace(base, forward_zones=(plain,)))
+    assert first != config_hash(dataclasses.replace(base, forward_zones=(tls,)))
