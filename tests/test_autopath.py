@@ -352,16 +352,27 @@ async def test_upstream_failure_falls_back_to_the_plain_nxdomain(stack: Stack, u
     assert stack.autopath.misses["upstream_failed"] == 1
 
 
-async def test_autopath_replies_are_never_kept_for_the_wire_cache(stack: Stack) -> None:
-    """Killer mode keeps a reply when ``keep`` is in the future: never for these."""
-    responder = stack.responder
-    for peer, name in ((PROD, "web.shop.prod.svc.cluster.local."),
-                       (PROD, "nothing.prod.svc.cluster.local."),
-                       (STRANGER, "nothing.prod.svc.cluster.local."),
-                       (PROD, "api.github.com.prod.svc.cluster.local.")):  # fmt: skip
-        await stack.raw(peer, name)
-        await stack.raw(peer, name)  # the second from the caches
-        assert responder.keep == 0.0, (peer, name)
+async def test_what_killer_mode_may_keep_of_an_autopath_reply(stack: Stack) -> None:
+    """Killer mode keeps a reply when ``keep`` is in the future. An autopath reply answered at
+    once is kept for the pods of its namespace (``kept`` names the namespace, every name the
+    walk read, and whether it forwarded); the plain NXDOMAIN of a client of no namespace never,
+    since a pod of that namespace must get autopathed."""
+    responder, autopath = stack.responder, stack.autopath
+    await stack.raw(PROD, "web.shop.prod.svc.cluster.local.")
+    assert responder.keep == float("inf") and autopath.kept is not None
+    _, label, read, forwarded, _, result, saved = autopath.kept
+    assert result == "found" and saved >= 1
+    assert label == b"\x04prod" and not forwarded
+    assert read[0].startswith(b"\x03web\x04shop\x04prod") and b"\x03web\x04shop\x03svc" in read[1]
+    await stack.raw(PROD, "nothing.prod.svc.cluster.local.")  # its last steps go upstream
+    await stack.raw(PROD, "nothing.prod.svc.cluster.local.")  # walked to the end at once
+    assert responder.keep > 0 and autopath.kept is not None and autopath.kept[1] == b"\x04prod"
+    await stack.raw(STRANGER, "nothing.prod.svc.cluster.local.")
+    assert responder.keep == 0.0 and autopath.kept is None
+    await stack.raw(PROD, "api.github.com.prod.svc.cluster.local.")  # went upstream: deferred
+    await stack.raw(PROD, "api.github.com.prod.svc.cluster.local.")  # now from the forward cache
+    assert autopath.kept is not None and autopath.kept[3]  # forwarded: forward.allow on hits
+    assert 0 < responder.keep < float("inf")  # until the forward cache's countdown second
     await stack.raw(PROD, "api.prod.svc.cluster.local.")
     assert responder.keep > 0  # a name that exists: the same for everyone
     await stack.raw(PROD, "nothing.cluster.local.")
@@ -466,3 +477,69 @@ def test_readme_figures_are_the_results_file() -> None:
         assert f"{config:22s} {row['lookups_per_second']:10.0f} {row['p50_ms']:7.2f}" in docs
     assert rows["standard + autopath"]["questions_per_lookup"] == 1.0
     assert rows["standard"]["questions_per_lookup"] == 5.0
+
+
+async def test_killer_mode_keeps_a_walk_for_the_pods_of_its_namespace(upstream: DnsUpstream) -> None:  # fmt: skip
+    """Issue: a repeated walk costs one dict lookup in killer mode too. The wire cache keeps an
+    autopath reply for the pods of the namespace it was walked for: a pod of that namespace
+    hits it (and it counts as an autopath answer); the same bytes from a client of no or another
+    namespace get the plain NXDOMAIN; a name the walk read that comes to exist, or a change to
+    the found Service, drops it before the next query (a cluster-zone change moves the zone's
+    epoch, which the kept reply follows; names the walk read in other zones drop it by name)."""
+    import socket
+
+    from kdns.app import App
+
+    config = build_config(None, {}, {"objects": [FIXTURE], "autopath": True, "autopath_search": ["corp.example"], "killer": True, "upstreams": [upstream.upstream("udp")], "listen": ["127.0.0.1:0"], "metrics_listen": "off", "health_listen": "off", "ready_listen": "off"})  # fmt: skip
+    app = App(config)
+    await app.start_source()
+    port = (await app.listeners.bind(config.listen[0]))[0].port
+    loop = asyncio.get_running_loop()
+    query = dns.message.make_query("web.shop.prod.svc.cluster.local.", "A")
+    query.id = 77
+    wire = query.to_wire()
+
+    def ask(source: str) -> bytes:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            sock.bind((source, 0))
+            sock.settimeout(5)
+            sock.sendto(wire, ("127.0.0.1", port))
+            return sock.recvfrom(65535)[0]
+
+    async def from_(peer: tuple[str, int]) -> dns.message.Message:
+        return dns.message.from_wire(await loop.run_in_executor(None, ask, peer[0]))
+
+    try:
+        assert app.killer is not None and app.autopath is not None
+        wirecache, stage = app.killer.wire, app.autopath
+        first = await from_(PROD)
+        assert answer(first)[0].endswith("CNAME web.shop.svc.cluster.local.")
+        hits, answers = wirecache.hits, stage.answers
+        again = await from_(PROD_2)  # another pod of prod: the kept reply, one dict lookup
+        assert wirecache.hits == hits + 1 and stage.answers == answers + 1
+        assert answer(again) == answer(first)
+        for other in (STRANGER, SHOP):  # no namespace, another namespace: no shortcut
+            plain = await from_(other)
+            assert plain.rcode() == dns.rcode.NXDOMAIN and not plain.answer
+        assert wirecache.hits == hits + 1
+        # The found Service moves: the next query sees it.
+        app.registry.upsert(_service("shop", "web", "10.96.0.99"))
+        assert "10.96.0.99" in answer(await from_(PROD))[-1]
+        await from_(PROD)  # kept again
+        # A name the walk read before the found one comes to exist: it wins at once.
+        # intranet: prod.svc (asked), svc.cluster.local, cluster.local, then corp.example.
+        query = dns.message.make_query("intranet.prod.svc.cluster.local.", "A")
+        query.id = 78
+        wire = query.to_wire()
+        for _ in range(3):  # upstream, then the forward cache, then the kept reply
+            found = await from_(PROD)
+        assert answer(found)[0].endswith("CNAME intranet.corp.example.")
+        hits = wirecache.hits
+        assert answer(await from_(PROD)) == answer(found) and wirecache.hits == hits + 1
+        app.registry.upsert(Namespace("intranet"))  # intranet.svc.cluster.local now exists
+        stopped = await from_(PROD)
+        assert answer(stopped) == [
+            "intranet.prod.svc.cluster.local. 5 CNAME intranet.svc.cluster.local."
+        ], answer(stopped)
+    finally:
+        await app.listeners.close_all()

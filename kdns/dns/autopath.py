@@ -20,9 +20,13 @@ loop never waits). Every TTL of the reply is capped at the minimum of the chain 
 records and the negative TTLs of the names skipped on the way), since the answer stops being
 right when any of them changes.
 
-Replies depend on the client (its namespace, forward.allow), so they are never kept by killer
-mode's wire cache (``Responder.keep = 0``); neither is the plain NXDOMAIN of a name under
-``<ns>.svc.<zone>``, which another pod of that namespace must get autopathed.
+Replies depend on the client: its namespace (and forward.allow when a candidate went upstream).
+A walk answered at once (every candidate from the registry or the forward cache) ends in
+``kept``: what killer mode's wire cache needs to keep the reply for the pods of that namespace
+alone (the namespace, every name the walk read, so a change to any of them drops it, and until
+when the forward cache's answers hold), so a repeated walk costs one dict lookup there too. The
+plain NXDOMAIN given to a client of no or another namespace is never kept: another pod of that
+namespace must get autopathed.
 """
 
 from __future__ import annotations
@@ -94,6 +98,10 @@ class Autopath:
         self.answers = 0  # autopath replies sent
         self.saved = 0  # queries those replies saved the clients (walk steps not sent)
         self.misses = dict.fromkeys(REASONS, 0)
+        # The last walk answered at once, for killer mode's wire cache: (query bytes, namespace
+        # label, names read, whether a candidate was forwarded, until when the reply holds,
+        # its outcome, the queries it saved): a hit on it counts as this walk would.
+        self.kept: Kept | None = None
         self.attach(registry)
 
     def attach(self, registry: Registry) -> None:
@@ -123,6 +131,19 @@ class Autopath:
             self.registry.cluster.text,
             *(names.to_text(h).rstrip(".") for h in self._hosts),
         ]
+
+    def count_hit(self, result: str, saved: int) -> None:
+        """A reply killer mode's wire cache kept answered a pod again: count it as its walk."""
+        if result == "found":
+            self.answers += 1
+            self.saved += saved
+        else:
+            self.misses[result] += 1
+
+    def namespace_of(self, ip: str) -> bytes | None:
+        """The namespace label (wire) of the pod at ``ip``; None when unknown or ambiguous."""
+        clients = self.registry.client_namespaces
+        return clients.get(ip) if clients is not None else None
 
     def counters(self) -> dict[str, Any]:
         return {"answers": self.answers, "saved": self.saved, "misses": dict(self.misses)}
@@ -185,6 +206,8 @@ class Autopath:
         reply = walk.run()
         if reply is None:
             return DEFERRED
+        if walk.result in _KEEPABLE and walk.until > 0 and responder.acl is None:
+            self.kept = (data, label, (name, *walk.seen), walk.forwarded, walk.until, walk.result, walk.saved)  # fmt: skip
         return reply if watch is None else responder.inspected(watch, reply, query)
 
 
@@ -192,7 +215,7 @@ class _Walk:
     """One client's walk, from the candidate after the asked name to the first that exists;
     synchronous until a candidate must go upstream, then resumed by its answer."""
 
-    __slots__ = ("stage", "query", "peer", "replier", "base", "suffixes", "index", "dots_first", "negative", "floor", "denied", "failed", "asked")  # fmt: skip
+    __slots__ = ("stage", "query", "peer", "replier", "base", "suffixes", "index", "dots_first", "negative", "floor", "denied", "failed", "asked", "seen", "until", "forwarded", "result", "saved")  # fmt: skip
 
     def __init__(self, stage: Autopath, query: Query, peer: Any, replier: Replier | None, base: bytes, suffixes: tuple[bytes, ...], dots_first: bool, negative: Answer) -> None:  # fmt: skip
         self.stage = stage
@@ -209,6 +232,11 @@ class _Walk:
         self.denied = False  # an outside name was skipped: forward.allow refuses this client
         self.failed = False  # an upstream failed on a candidate
         self.asked: bytes = b""  # the candidate waiting for its upstream answer
+        self.seen: list[bytes] = []  # the candidates read so far (killer mode files under them)
+        self.until = float("inf")  # until when the answers read hold (the forward cache's)
+        self.forwarded = False  # a candidate was answered by the forwarder
+        self.result = ""  # "found", or the miss reason
+        self.saved = 0  # queries the found reply saves the client
 
     def run(self) -> bytes | None:
         """Walk on: the final reply, or None while a candidate waits for its upstream."""
@@ -219,6 +247,7 @@ class _Walk:
             candidate = self.base + suffix
             if len(candidate) > 255:
                 continue
+            self.seen.append(candidate)
             outcome = self._step(candidate)
             if outcome is _PENDING:
                 return None
@@ -233,6 +262,7 @@ class _Walk:
         return self._plain(reason)
 
     def _plain(self, reason: str) -> bytes:
+        self.result = reason
         self.stage.misses[reason] += 1
         query = self.query
         return query.responder.reply(query.data, query.qend, query.edns, query.tcp, self.negative)
@@ -266,10 +296,12 @@ class _Walk:
         forwarder = responder.forwarder
         if answer.chase is not None and forwarder is not None and responder._may_forward(peer):
             # An ExternalName to an outside name: the forwarder appends its addresses.
+            responder.keep = 0.0
             outcome = forwarder.chase(self._candidate(candidate), answer, self.replier, peer)
             if outcome is None:
                 self.asked = candidate
                 return _PENDING
+            self._held(responder.keep)
             return self._judge(candidate, outcome)
         data = _question(query, candidate)
         return self._found(candidate, responder.reply(data, 12 + len(candidate) + 4, query.edns, True, answer))  # fmt: skip
@@ -283,11 +315,19 @@ class _Walk:
         if not responder._may_forward(self.peer):
             self.denied = True  # this client would be REFUSED for it
             return None
+        responder.keep = 0.0
         outcome = forwarder.handle(self._candidate(candidate), self.replier, self.peer)
         if outcome is None:
             self.asked = candidate
             return _PENDING
+        self._held(responder.keep)
         return self._judge(candidate, outcome)
+
+    def _held(self, keep: float) -> None:
+        """A forwarded candidate answered from the forward cache, good until ``keep`` (0: an
+        answer nobody may keep)."""
+        self.forwarded = True
+        self.until = min(self.until, keep)
 
     def _candidate(self, candidate: bytes) -> _Candidate:
         query = self.query
@@ -326,11 +366,13 @@ class _Walk:
             if len(spliced) > limit:
                 return self._truncated()
         stage.answers += 1
+        self.result = "found"
         # Queries the client no longer sends for this lookup and type: the steps after the
         # asked name up to the found one (every step when the name as is, tried first, is).
         suffix = candidate[len(self.base) :]
         remaining = stage._rest if self.dots_first else (*stage._rest, names.ROOT)
-        stage.saved += remaining.index(suffix) + 1 if suffix in remaining else len(remaining)
+        self.saved = remaining.index(suffix) + 1 if suffix in remaining else len(remaining)
+        stage.saved += self.saved
         return spliced
 
     def _truncated(self) -> bytes:
@@ -357,6 +399,8 @@ class _Walk:
 
 
 _PENDING = object()
+_KEEPABLE = ("found", "not_found")  # outcomes the same for every pod of the namespace
+Kept = tuple[bytes, bytes, tuple[bytes, ...], bool, float, str, int]
 
 
 class _Candidate(Query):

@@ -18,6 +18,7 @@ from kdns.killer.wirecache import (
     E_EPOCH,
     E_META,
     E_NAME,
+    E_NS,
     E_REPLY,
     E_UNTIL,
     E_VIEW,
@@ -61,6 +62,8 @@ class WireFront:
                     entry = entries.get(key)
         if entry is None or entry[E_UNTIL] <= now or entry[E_EPOCH][0] != entry[E_AT]:
             return None
+        if entry[E_NS] is not None and not self._same_namespace(batch, i, peer, entry[E_NS]):
+            return None
         responder = self.responder
         if (
             responder.acl is not None
@@ -92,6 +95,12 @@ class WireFront:
                 alias = rewrite.alias[1]
                 forwarded = False
             rewrite.alias = None
+        walked = None
+        autopath = responder.autopath
+        if autopath is not None and autopath.kept is not None:
+            if autopath.kept[0] is data:
+                walked = autopath.kept
+            autopath.kept = None
         if responder.keep > now:
             entry = wire.insert(data, response, responder.keep, responder.zone, responder.qtype, forwarded)  # fmt: skip
             views = responder.views
@@ -99,6 +108,14 @@ class WireFront:
                 entry[E_VIEW] = views.last  # the view this reply was made for
             if entry is not None and alias is not None:
                 wire.alias(entry, alias)
+            if entry is not None and walked is not None:
+                # An autopath reply: for pods of its namespace only, dropped when any name the
+                # walk read changes, or the zone's SOA (its TTLs carry negative TTLs) moves.
+                entry[E_NS] = (walked[1], walked[3], walked[5], walked[6])
+                wire.follow(entry, responder.zone)
+                for read in walked[2]:
+                    if read != entry[E_NAME]:
+                        wire.alias(entry, read)
         if observe is not None:
             observe(self.udp.client(batch, i, peer), data, response[3] & 0x0F, forwarded)
 
@@ -107,6 +124,18 @@ class WireFront:
         if hits:
             self._hits = []
             self.wire.record_hits(hits, self.channel, seconds)
+
+    def _same_namespace(self, batch: Batch | None, i: int, peer: Any, tag: tuple[bytes, bool, str, int]) -> bool:  # fmt: skip
+        """An autopath reply goes only to a pod of the namespace it was walked for (and, when a
+        candidate was forwarded, one forward.allow admits); it counts as its walk did."""
+        autopath = self.responder.autopath
+        ip = self.udp.peer(batch, i, peer)[0]
+        if autopath is None or autopath.namespace_of(ip) != tag[0]:
+            return False
+        if tag[1] and self.forward_allowed is not None and not self.forward_allowed(ip):
+            return False
+        autopath.count_hit(tag[2], tag[3])
+        return True
 
     def _may_hit(self, batch: Batch | None, i: int, peer: Any, entry: list[Any]) -> bool:
         """ACL, forward.allow and views hold for cached replies too: a hit is served only to a

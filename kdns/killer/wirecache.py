@@ -54,8 +54,12 @@ E_WATCH = 6  # True: the prefetcher wants to see hits on this entry (forwarded n
 E_VIEW = 7  # the client view (kdns.dns.views) the reply was made for; set by the transport
 E_KEY = 8  # the entry's own key (eviction finds it from the FIFO)
 E_ROWS = 9  # meter rows, per UDP channel (E_ROWS + channel): found on the first hit
+# An autopath reply (kdns.dns.autopath): (namespace label, forwarded, outcome, queries saved) —
+# served only to a pod of that namespace (and forward.allow's when a candidate went upstream),
+# counted as its walk; None for the rest.
+E_NS = 11
 
-# What one entry costs beyond its key, reply and name bytes: the list (11 slots), the meta
+# What one entry costs beyond its key, reply and name bytes: the list (12 slots), the meta
 # tuple, the dict slot, the per-name index and the FIFO slot. Measured with tracemalloc in
 # tests/test_killer.py::test_byte_accounting_matches_what_is_allocated.
 ENTRY_OVERHEAD = 560
@@ -202,7 +206,20 @@ class WireCache:
         else:
             epoch = FIXED
         meta = (qtype, zone, rcode, len(query), len(reply))
-        entry: list[Any] = [tail, until, epoch, epoch[0], meta, name, watch, None, key, None, None]
+        entry: list[Any] = [
+            tail,
+            until,
+            epoch,
+            epoch[0],
+            meta,
+            name,
+            watch,
+            None,
+            key,
+            None,
+            None,
+            None,
+        ]
         entries[key] = entry
         self._fifo.append(entry)
         self.bytes += size
@@ -218,6 +235,15 @@ class WireCache:
             entries = self.entries
             keys[:] = [k for k in keys if k in entries][-MAX_VARIANTS + 1 :]
         keys.append(entry[E_KEY])
+
+    def follow(self, entry: list[Any], zone: str) -> None:
+        """Have ``entry`` follow ``zone``'s epoch although it has no authority section (an
+        autopath reply's TTLs come from the negative TTLs of the names it skipped)."""
+        epoch = self._epochs.get(zone)
+        if epoch is None:
+            epoch = self._epochs[zone] = [0]
+        entry[E_EPOCH] = epoch
+        entry[E_AT] = epoch[0]
 
     def _evict_oldest(self) -> None:
         fifo, entries = self._fifo, self.entries

@@ -120,6 +120,15 @@ class Forwarding(Protocol):
 class Autopathing(Protocol):
     """The autopath stage, seen from the hot path (kdns.dns.autopath.Autopath)."""
 
+    # The last walk answered at once: (query bytes, namespace label, names read, forwarded,
+    # until when it holds, outcome, queries saved), for killer mode's wire cache; None when
+    # it may not be kept.
+    kept: tuple[bytes, bytes, tuple[bytes, ...], bool, float, str, int] | None
+
+    def namespace_of(self, ip: str) -> bytes | None: ...
+
+    def count_hit(self, result: str, saved: int) -> None: ...
+
     def walk(self, responder: Responder, data: bytes, name: bytes, qend: int, edns: Edns | None, channel: int, peer: Any, replier: Replier | None, negative: Answer, watch: Any) -> bytes | list[bytes] | None: ...  # fmt: skip
 
 
@@ -411,10 +420,13 @@ class Responder:
                             return DEFERRED
                         return response if watch is None else self.inspected(watch, response, query)  # fmt: skip
             if answer.rcode == 3 and self.autopath is not None:  # NXDOMAIN: the pod's walk?
-                walked = self.autopath.walk(self, data, name, qend, edns, channel, peer, replier, answer, watch)  # fmt: skip
-                if walked is not None:  # the client's alone: never in killer's wire cache
+                autopath = self.autopath
+                autopath.kept = None
+                walked = autopath.walk(self, data, name, qend, edns, channel, peer, replier, answer, watch)  # fmt: skip
+                if walked is not None:  # a reply for this namespace's pods at most
                     self.zone = answer.zone
-                    self.keep = 0.0
+                    kept = autopath.kept
+                    self.keep = kept[4] if kept is not None else 0.0
                     return walked
             if self.template is not None and (answer.rcode == 3 or answer.rcode == 5):
                 qtype, qclass = struct.unpack_from("!HH", data, pos + 1)
