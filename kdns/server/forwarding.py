@@ -203,6 +203,8 @@ class Forwarder:
         else:
             if self.cache is not None:
                 self.cache.put(key, response, asked, route.caps)
+            # Our OPT, not the upstream's, as the cache renders it for the next asker.
+            response = _own_opt(response, query.opt())
         query.deliver(replier, self._fit(query, response), peer)
 
     def _prefetch(self, query: Query, key: bytes) -> None:
@@ -325,6 +327,41 @@ class Forwarder:
             task.cancel()
         for route in self.routes.values():
             await route.group.close()
+
+
+def _own_opt(response: bytes, opt: bytes) -> bytes:
+    """``response`` with kdns's own OPT record (``opt``, empty when the client sent none) in
+    place of the upstream's: the payload size, DO bit and options the client sees are ours
+    (an upstream's server cookie or NSID is not the client's business), the same whether the
+    answer came straight from upstream or from the cache. Unchanged when it does not parse."""
+    if len(response) < 12:
+        return response
+    an, ns, ar = struct.unpack_from("!HHH", response, 6)
+    if not ar and not opt:
+        return response
+    try:
+        pos = names.name_end(response, 12) + 4
+        for _ in range(an + ns):
+            pos = names.name_end(response, pos)
+            pos += 10 + _U16.unpack_from(response, pos + 8)[0]
+        additional = pos
+        kept = []
+        for _ in range(ar):
+            start = pos
+            pos = names.name_end(response, pos)
+            rtype = _U16.unpack_from(response, pos)[0]
+            pos += 10 + _U16.unpack_from(response, pos + 8)[0]
+            if rtype != 41:  # not the OPT record
+                kept.append(response[start:pos])
+    except (ValueError, struct.error):
+        return response
+    if pos != len(response):
+        return response
+    count = _U16.pack(len(kept) + (1 if opt else 0))
+    return response[:10] + count + response[12:additional] + b"".join(kept) + opt
+
+
+_U16 = struct.Struct("!H")
 
 
 def _append_answers(reply: bytes, upstream: bytes) -> bytes:
