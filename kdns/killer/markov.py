@@ -59,6 +59,9 @@ NOERROR = 0
 NXDOMAIN = 3
 DEFERRED = -1  # the transport's rcode for a query sent to an upstream (answer not in yet)
 LEARNED = frozenset((NOERROR, NXDOMAIN, DEFERRED))  # answered queries; REFUSED & co. are not
+# Observations learned per client per tick (640 a second): a pod walks a handful of names a
+# lookup; past this a client is flooding, and learning from it would cost everyone's CPU.
+PER_CLIENT_TICK = 32
 FETCH_DEADLINE = 5.0  # seconds a prefetch may take before it counts as gone (forward timeout 2)
 MAX_WIRE = 255  # RFC 1035 2.3.4: a name's wire length, root label included
 MAX_LABEL = 63
@@ -329,7 +332,13 @@ class Prefetcher:
         if len(seen) > self.per_tick:
             self.dropped += len(seen) - self.per_tick
             seen = seen[: self.per_tick]  # contiguous: consecutive queries stay pairs
+        per_client: dict[bytes, int] = {}
         for client, query, rcode, forwarded in seen:
+            count = per_client.get(client, 0)
+            if count >= PER_CLIENT_TICK:
+                self.dropped += 1  # one client's flood: learning from it costs the rest
+                continue
+            per_client[client] = count + 1
             if rcode not in LEARNED:
                 self.ignored += 1  # REFUSED, SERVFAIL, FORMERR...: nothing was answered
                 continue
