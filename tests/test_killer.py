@@ -204,10 +204,7 @@ async def test_a_service_edit_is_never_answered_from_the_old_bytes(batched: bool
     if not batched:
         killer_udp.LIBC = None
     try:
-        app = App(config)
-        await app.start_source()
-        listeners = await app.listeners.bind(config.listen[0])
-        port = listeners[0].port
+        app, port = await _started(config)
         loop = asyncio.get_running_loop()
         sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         sock.settimeout(2)

@@ -44,6 +44,7 @@ from kdns.dns.template import TemplateError, template_from_table
 from kdns.model import Service
 from tests.dnsupstream import DnsUpstream
 from tests.kdnsproc import FIXTURES, Kdns
+from tests.test_killer import _started
 
 CLUSTER = str(FIXTURES / "cluster.yaml")
 OFF = {"metrics_listen": "off", "health_listen": "off", "ready_listen": "off"}
@@ -659,10 +660,7 @@ async def test_a_reload_that_changes_rules_takes_effect_at_once(killer: bool) ->
     rewrite = [{"from": "alias.example", "to": "web.shop.svc.cluster.local"}]
     template = [{"type": "A", "zones": ["tpl.example"], "answer": ["{{ .Name }} 60 IN A 10.0.0.1"]}]  # fmt: skip
     config = _config(rewrite, template, killer=killer)
-    app = App(config)
-    await app.start_source()
-    listeners = await app.listeners.bind(config.listen[0])
-    port = listeners[0].port
+    app, port = await _started(config)
     loop = asyncio.get_running_loop()
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sock.settimeout(3)
@@ -709,10 +707,7 @@ async def test_killer_drops_a_rewritten_reply_when_its_target_changes() -> None:
     """The wire cache keys a rewritten reply by the client's question; it is filed under the
     rewritten name too, so the target Service's edit drops it before the next query."""
     config = _config([{"from": "alias.example", "to": "web.shop.svc.cluster.local"}], killer=True)
-    app = App(config)
-    await app.start_source()
-    listeners = await app.listeners.bind(config.listen[0])
-    port = listeners[0].port
+    app, port = await _started(config)
     loop = asyncio.get_running_loop()
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sock.settimeout(3)
