@@ -15,7 +15,7 @@ from typing import Any
 import dns.message
 import dns.rrset
 
-from kdns.dns.cache import ResponseCache, cache_key
+from kdns.forward.cache import ResponseCache, cache_key
 
 
 def main() -> None:

@@ -14,8 +14,8 @@ import time
 
 import dns.message
 
+from kdns.authority.resolver import Resolver
 from kdns.config import build_config
-from kdns.dns.resolver import Resolver
 from kdns.k8s.static import StaticSource
 from kdns.parts import build_registry
 from kdns.server.meter import Meter

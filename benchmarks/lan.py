@@ -326,8 +326,8 @@ def _lookups(view: Any, names: list[bytes]) -> float:
 def in_process(tmp: Path, blocklist: Path, entries: int) -> dict[str, Any]:
     """Load time, index size and lookup time of the lists inside this process: the hosts list,
     an adblock list of as many rules, and the hosts list next to a regex list."""
-    from kdns.dns.blocklist import BlockList, wire_name
-    from kdns.dns.views import View
+    from kdns.policy.blocklist import BlockList, wire_name
+    from kdns.policy.views import View
 
     rng = random.Random(6)
     hits = [wire_name(f"sub.{blocked_name(rng.randrange(entries))}".encode()) for _ in range(20000)]
@@ -540,13 +540,13 @@ def refresh_latency(dnsperf_bin: str, objects: Path, blocklist: Path, datafile: 
 
 def loop_stalls(blocklist: Path) -> dict[str, Any]:
     """In this process: how late a 1 ms timer of an asyncio loop fires while the list's body
-    is parsed off the loop (kdns.dns.listfetch.parse_off_loop), in a forked child (kdns's
+    is parsed off the loop (kdns.policy.listfetch.parse_off_loop), in a forked child (kdns's
     way) and in a thread at a 0.5 ms switch interval (the fallback), next to an idle loop.
     Both run on one machine at the same time, so its other load is in all three."""
     import asyncio
     import pickle
 
-    from kdns.dns import listfetch
+    from kdns.policy import listfetch
 
     body = blocklist.read_bytes()
     source = listfetch.Source(None, "http://127.0.0.1/ads.hosts", "hosts")

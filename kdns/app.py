@@ -23,21 +23,15 @@ from prometheus_client.core import InfoMetricFamily
 from prometheus_client.registry import Collector
 
 from kdns import __version__
+from kdns.authority.autopath import Autopath
+from kdns.authority.hosts import Hosts, HostsError
+from kdns.authority.localzones import LocalZoneError, ZoneData
+from kdns.authority.registry import Registry
+from kdns.authority.resolver import Resolver
+from kdns.authority.transfer import TransferPolicy, ZoneTransfers
 from kdns.config import Config, ConfigError, format_hostport
-from kdns.dns.acl import Acl, parse_rules
-from kdns.dns.autopath import Autopath
-from kdns.dns.blocklist import file_stamp
-from kdns.dns.hosts import Hosts, HostsError
-from kdns.dns.listfetch import FetchSettings, Lists, build_views, schedule_state
-from kdns.dns.localzones import LocalZoneError, ZoneData
 from kdns.dns.networks import Networks
-from kdns.dns.registry import Registry
 from kdns.dns.resolvconf import read_resolv_conf
-from kdns.dns.resolver import Resolver
-from kdns.dns.rewrite import Rewrite
-from kdns.dns.template import Templates
-from kdns.dns.transfer import TransferPolicy, ZoneTransfers
-from kdns.dns.views import BlockCounts, Views
 from kdns.k8s.client import ClusterConfigError, api_client
 from kdns.k8s.sources import SourceError
 from kdns.k8s.static import StaticSource, copy_objects, used_counts, used_kinds
@@ -59,6 +53,12 @@ from kdns.parts import (
     load_local_zones,
     zone_shape,
 )
+from kdns.policy.acl import Acl, parse_rules
+from kdns.policy.blocklist import file_stamp
+from kdns.policy.listfetch import FetchSettings, Lists, build_views, schedule_state
+from kdns.policy.views import BlockCounts, Views
+from kdns.rules.rewrite import Rewrite
+from kdns.rules.template import Templates
 from kdns.server import querylog, workers
 from kdns.server.http import HttpEndpoints
 from kdns.server.listeners import DnsListeners, ListenError
@@ -183,7 +183,7 @@ class App:
         # the stamp each file had when last looked at (reloaded when it moves).
         self._zone_data = load_local_zones(config)
         self._zone_stamps = {z.name: file_stamp(z.file) for z in config.local_zones if z.file}
-        # Block lists and allowlists (files and URLs; kdns.dns.listfetch), and the state of
+        # Block lists and allowlists (files and URLs; kdns.policy.listfetch), and the state of
         # every schedule when the views were last built.
         self.lists = Lists(fetch_settings(config))
         self._schedules = schedule_state(config)
@@ -191,7 +191,7 @@ class App:
         self.lists.load_now(config)
         self.registry = build_registry(config, self._zone_data)
         self.forwarder, self.split = build_forwarder(config)
-        self.hosts = _start_hosts(config)  # [hosts] (kdns.dns.hosts); its file's stamp:
+        self.hosts = _start_hosts(config)  # [hosts] (kdns.authority.hosts); its file's stamp:
         self._hosts_stamp = file_stamp(config.hosts_file) if config.hosts_file else None
         self.resolver = self._resolver(self.registry)
         self.stats = Stats()

@@ -211,7 +211,7 @@ def _explain(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     import asyncio
 
     from kdns.app import fetch_settings
-    from kdns.dns.listfetch import Lists, explain
+    from kdns.policy.listfetch import Lists, explain
 
     config = build_config(args.file, env)
     logging.basicConfig(level=logging.WARNING, format="kdns: %(message)s")

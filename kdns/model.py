@@ -277,5 +277,5 @@ ROUTE_KINDS: tuple[str, ...] = ("HTTPRoute", "GRPCRoute", "TLSRoute", "TCPRoute"
 GATEWAY_KINDS: tuple[str, ...] = ("GatewayClass", "Gateway", "ListenerSet", *ROUTE_KINDS, "Ingress")
 KINDS: tuple[str, ...] = ("Service", "EndpointSlice", "Pod", "Namespace", *GATEWAY_KINDS)
 # The kinds that publish hostnames in gateway zones ([gateway] resources), in the order that
-# decides a conflict (kdns.dns.gateway).
+# decides a conflict (kdns.authority.gateway).
 GATEWAY_RESOURCES: tuple[str, ...] = (*ROUTE_KINDS, "Gateway", "Ingress", "Service")

@@ -8,22 +8,22 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from kdns.authority.chaos import Chaos
+from kdns.authority.gateway import GatewaySettings
+from kdns.authority.hosts import Hosts, parse_lines
+from kdns.authority.hosts import read_file as read_hosts_file
+from kdns.authority.localzones import LocalZoneError, ZoneData, load_hosts
+from kdns.authority.localzones import load as load_zone
+from kdns.authority.registry import Registry
+from kdns.authority.zones import ZoneSet
 from kdns.config import Config
-from kdns.config.syntax import LocalZoneSource
-from kdns.dns.blocklist import BlockList
-from kdns.dns.cache import ResponseCache
-from kdns.dns.chaos import Chaos
-from kdns.dns.forward import ForwardGroup
-from kdns.dns.gateway import GatewaySettings
-from kdns.dns.hosts import Hosts, parse_lines
-from kdns.dns.hosts import read_file as read_hosts_file
-from kdns.dns.localzones import LocalZoneError, ZoneData, load_hosts
-from kdns.dns.localzones import load as load_zone
-from kdns.dns.registry import Registry
 from kdns.dns.resolvconf import read_resolv_conf
-from kdns.dns.zones import ZoneSet
+from kdns.forward.cache import ResponseCache
+from kdns.forward.upstreams import ForwardGroup
 from kdns.k8s.client import in_cluster
+from kdns.policy.blocklist import BlockList
 from kdns.server.forwarding import Forwarder, Route, RoutePlanError, plan_routes
+from kdns.values import LocalZoneSource
 
 log = logging.getLogger("kdns")
 
@@ -186,7 +186,7 @@ def _route(config: Config, entry: tuple[str, tuple[str, ...]]) -> Route:
 
 
 def build_hosts(config: Config) -> Hosts | None:
-    """The [hosts] stage (kdns.dns.hosts): inline entries, then the file's; None when neither
+    """The [hosts] stage (kdns.authority.hosts): inline entries, then the file's; None when neither
     is given. Raises HostsError (naming file and line) when the file cannot be used."""
     if config.hosts_file is None and not config.hosts_entries:
         return None
@@ -203,7 +203,7 @@ def build_hosts(config: Config) -> Hosts | None:
 
 
 def build_chaos(config: Config) -> Chaos | None:
-    """The [chaos] stage (kdns.dns.chaos): CH TXT version.bind, hostname.bind; None when off."""
+    """The [chaos] stage (kdns.authority.chaos): CH TXT version.bind, hostname.bind; None when off."""
     if not config.chaos:
         return None
     from kdns import __version__
@@ -214,7 +214,7 @@ def build_chaos(config: Config) -> Chaos | None:
 def load_list(file: str, fmt: str) -> BlockList:
     """A block list file, read and indexed (OSError when it cannot be read), logged with its
     rules and the lines skipped by reason."""
-    from kdns.dns.listfetch import describe
+    from kdns.policy.listfetch import describe
 
     blocklist = BlockList.load(file, file, fmt, "nxdomain")
     log.info("block list %s: %s", file, describe(blocklist))

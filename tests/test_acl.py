@@ -1,4 +1,4 @@
-"""Query ACL (kdns.dns.acl): the CoreDNS ``acl`` plugin, rules in order, first match wins.
+"""Query ACL (kdns.policy.acl): the CoreDNS ``acl`` plugin, rules in order, first match wins.
 
 Case ids cite the CoreDNS acl README (coredns.io/plugins/acl) for the behaviour they pin.
 """
@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
-from kdns.dns import acl as acl_module
-from kdns.dns.acl import ALLOW, BLOCK, DROP, FILTER, Acl, Rule, RuleError, parse_rules
 from kdns.dns.names import to_wire
 from kdns.dns.records import AAAA, AXFR, IXFR, MX, SRV, A
+from kdns.policy import acl as acl_module
+from kdns.policy.acl import ALLOW, BLOCK, DROP, FILTER, Acl, Rule, RuleError, parse_rules
 
 SECONDARY = "192.0.2.53"
 

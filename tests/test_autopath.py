@@ -1,4 +1,4 @@
-"""Autopath (kdns.dns.autopath): table cases through the real Responder on query bytes, with
+"""Autopath (kdns.authority.autopath): table cases through the real Responder on query bytes, with
 the real forwarder and response cache in front of a loopback upstream (tests/dnsupstream.py).
 
 The cluster (tests/fixtures/autopath.yaml) has pods on loopback addresses: 127.0.0.5 is a pod of
@@ -21,18 +21,18 @@ import dns.rdatatype
 import pytest
 
 from kdns.app import autopath_search
+from kdns.authority.autopath import REASONS, Autopath
+from kdns.authority.registry import Registry
+from kdns.authority.resolver import Resolver
+from kdns.authority.zones import ZoneSet
 from kdns.config import ConfigError, build_config
-from kdns.dns.autopath import REASONS, Autopath
-from kdns.dns.blocklist import BlockList
-from kdns.dns.cache import ResponseCache
-from kdns.dns.forward import ForwardGroup
-from kdns.dns.registry import Registry
-from kdns.dns.resolver import Resolver
-from kdns.dns.views import View, Views
-from kdns.dns.zones import ZoneSet
+from kdns.forward.cache import ResponseCache
+from kdns.forward.upstreams import ForwardGroup
 from kdns.k8s.sources import load_objects
 from kdns.k8s.static import apply_all
 from kdns.model import Namespace, Pod, Service
+from kdns.policy.blocklist import BlockList
+from kdns.policy.views import View, Views
 from kdns.server.forwarding import Forwarder, Route
 from kdns.server.wire import DEFERRED, Query, Responder
 from tests.dnsupstream import DnsUpstream

@@ -17,15 +17,15 @@ import dns.rcode
 import dns.rrset
 import pytest
 
-from kdns.dns.blocklist import BlockList
-from kdns.dns.listfetch import active
-from kdns.dns.localzones import from_records
-from kdns.dns.registry import Registry
-from kdns.dns.resolver import Resolver
-from kdns.dns.views import View, Views
-from kdns.dns.zones import ZoneSet
+from kdns.authority.localzones import from_records
+from kdns.authority.registry import Registry
+from kdns.authority.resolver import Resolver
+from kdns.authority.zones import ZoneSet
 from kdns.k8s.sources import load_objects
 from kdns.k8s.static import apply_all
+from kdns.policy.blocklist import BlockList
+from kdns.policy.listfetch import active
+from kdns.policy.views import View, Views
 from kdns.server import querylog
 from kdns.server.wire import DEFERRED, Responder
 

@@ -17,11 +17,11 @@ import dns.rcode
 import pytest
 
 from kdns.app import fetch_settings
+from kdns.authority.zones import ZoneSet
 from kdns.config import Config, build_config
 from kdns.dns import names
-from kdns.dns.listfetch import FetchSettings, Lists, build_views
-from kdns.dns.zones import ZoneSet
 from kdns.metrics import BlockListMetrics
+from kdns.policy.listfetch import FetchSettings, Lists, build_views
 from tests.kdnsproc import Kdns
 from tests.listserver import ListServer, Served
 
@@ -266,8 +266,8 @@ def test_a_refresh_parses_in_a_forked_child_whose_hashes_are_this_process_s(tmp_
     process never holds the GIL for it): the index equals a parse here, hash for hash, and
     blocks the same names; the thread fallback gives the same; an unreadable file is an
     OSError as before."""
-    from kdns.dns import listfetch
-    from kdns.dns.views import View
+    from kdns.policy import listfetch
+    from kdns.policy.views import View
 
     path = tmp_path / "mixed.txt"
     path.write_text("||ads.example^\n@@||ok.ads.example^\n/^track[0-9]+\\./\n0.0.0.0 h.example\n$$bad\n")  # fmt: skip

@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 
 from kdns.dns import names
-from kdns.dns.blocklist import BlockList, wire_name
 from kdns.dns.patterns import Patterns, Unsupported, parse_regex
-from kdns.dns.views import View
+from kdns.policy.blocklist import BlockList, wire_name
+from kdns.policy.views import View
 
 LISTS = Path(__file__).parent / "fixtures" / "lists"
 

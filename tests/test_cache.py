@@ -14,7 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from kdns.dns.cache import STALE_TTL, ResponseCache, cache_key
+from kdns.forward.cache import STALE_TTL, ResponseCache, cache_key
 
 SOA_TEXT = "ns.example.com. hostmaster.example.com. 1 7200 900 1209600 {minimum}"
 

@@ -15,10 +15,10 @@ import pytest
 
 from kdns.cli import main
 from kdns.config import Config, build_config, parse_hostport
-from kdns.config.syntax import ForwardZone
 from kdns.corefile import CorefileError, import_corefile, import_text
 from kdns.corefile.parse import parse_text
 from kdns.corefile.plugins import PLUGINS
+from kdns.values import ForwardZone
 
 REPO = Path(__file__).resolve().parent.parent
 FIXTURES = REPO / "tests" / "fixtures" / "corefiles"

@@ -19,8 +19,8 @@ import dns.rcode
 import pytest
 
 from kdns.config import Config, build_config
-from kdns.config.syntax import ForwardZone
 from kdns.corefile import import_corefile
+from kdns.values import ForwardZone
 from tests.dnsupstream import DnsUpstream
 from tests.kdnsproc import FIXTURES as KDNS_FIXTURES
 from tests.kdnsproc import Kdns

@@ -16,9 +16,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from kdns.authority.registry import Registry
+from kdns.authority.resolver import Resolver
 from kdns.dns import names
-from kdns.dns.registry import Registry
-from kdns.dns.resolver import Resolver
 from kdns.model import Endpoint, EndpointPort, EndpointSlice, Namespace, Service
 from kdns.server import wire as wire_module
 from kdns.server.wire import Responder

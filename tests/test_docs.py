@@ -520,7 +520,7 @@ def test_readme_demo_description_counts_what_the_demo_holds() -> None:
 
 
 def test_readme_cache_labels_are_the_ones_metrics_exports() -> None:
-    from kdns.dns.resolver import Resolver
+    from kdns.authority.resolver import Resolver
     from kdns.metrics import Sources, _Collector
     from kdns.server.stats import Stats
     from tests.test_registry import make

@@ -1,4 +1,4 @@
-"""kdns.dns.forward against loopback upstreams (tests/dnsupstream.py): UDP, TCP and DNS over
+"""kdns.forward.upstreams against loopback upstreams (tests/dnsupstream.py): UDP, TCP and DNS over
 TLS, ID and case restoring, TC retry, pipelining, failover and health checks, policies,
 max_concurrent and timeouts. Every packet goes to 127.0.0.1."""
 
@@ -18,7 +18,7 @@ import pytest
 import trustme
 from dnsupstream import HOLD, DnsUpstream
 
-from kdns.dns.forward import (
+from kdns.forward.upstreams import (
     LATENCY_BUCKETS,
     ForwardError,
     ForwardGroup,
@@ -473,7 +473,7 @@ async def test_upstream_alone_and_closing(server: DnsUpstream) -> None:
 
 def test_forward_does_not_import_kubernetes() -> None:
     code = (
-        "import sys, kdns.dns.forward; "
+        "import sys, kdns.forward.upstreams; "
         "bad = [m for m in sys.modules if m.startswith(('kdns.k8s', 'kubernetes'))]; "
         "assert not bad, bad"
     )

@@ -9,13 +9,13 @@ from typing import Any
 
 import pytest
 
+from kdns.authority.gateway import GatewaySettings, intersect, parse_filter
+from kdns.authority.registry import Registry
+from kdns.authority.resolver import Resolver
+from kdns.authority.zones import ZoneSet
 from kdns.config import ConfigError, build_config
 from kdns.dns import names
-from kdns.dns.gateway import GatewaySettings, intersect, parse_filter
 from kdns.dns.records import CNAME, NOERROR, NXDOMAIN, A, rdata_address
-from kdns.dns.registry import Registry
-from kdns.dns.resolver import Resolver
-from kdns.dns.zones import ZoneSet
 from kdns.k8s.demo import demo_objects
 from kdns.k8s.objects import slim, slim_service
 from kdns.k8s.sources import load_objects

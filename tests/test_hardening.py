@@ -24,13 +24,13 @@ import dns.rcode
 import pytest
 import yaml
 
+from kdns.authority import registry as registry_module
+from kdns.authority.registry import Registry
+from kdns.authority.resolver import Resolver
+from kdns.authority.zones import ZoneSet
 from kdns.dns import names
-from kdns.dns import registry as registry_module
 from kdns.dns.answer import Answer
 from kdns.dns.records import ANY, CLASS_IN
-from kdns.dns.registry import Registry
-from kdns.dns.resolver import Resolver
-from kdns.dns.zones import ZoneSet
 from kdns.k8s import objects as objects_module
 from kdns.k8s.objects import slim_endpointslice, slim_pod, slim_service
 from kdns.k8s.static import StaticSource

@@ -21,8 +21,8 @@ import dns.query
 import dns.rcode
 import dns.rdataclass
 
+from kdns.authority.hosts import Hosts, parse_lines
 from kdns.dns import names
-from kdns.dns.hosts import Hosts, parse_lines
 from kdns.dns.records import AAAA, MX, PTR, SERVFAIL, A
 from tests.dnsupstream import DnsUpstream
 from tests.kdnsproc import FIXTURES, LOOPBACK, Kdns

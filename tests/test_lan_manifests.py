@@ -160,7 +160,7 @@ def test_lan_config_is_set_for_a_lan(lan_config: Config) -> None:
 
 def test_lan_acl_answers_the_lan_and_drops_others(lan_config: Config) -> None:
     from kdns.dns import names
-    from kdns.dns.acl import Acl, parse_rules
+    from kdns.policy.acl import Acl, parse_rules
 
     acl = Acl(parse_rules(lan_config.acl))
     grafana = names.to_wire("grafana.home.example.com")

@@ -1,6 +1,6 @@
 """Local zones ([[zones]], --zone-file): loading, serving, errors, reload in place.
 
-Zone files are read by dnspython's zone reader (kdns.dns.localzones); these cases pin what
+Zone files are read by dnspython's zone reader (kdns.authority.localzones); these cases pin what
 kdns makes of a BIND-style file ($ORIGIN, $TTL, relative names, @, a multi-line SOA) and of
 TOML records, and how a local zone sits beside the cluster zone and forward zones.
 """
@@ -15,15 +15,15 @@ import dns.rcode
 import dns.rdatatype
 import pytest
 
+from kdns.authority.localzones import LocalZoneError, from_file, from_records
+from kdns.authority.registry import Registry
+from kdns.authority.resolver import Resolver
+from kdns.authority.transfer import soa_rrset, zone_rrsets
+from kdns.authority.zones import ZoneSet
 from kdns.config import ConfigError, LocalZoneSource, build_config
 from kdns.dns import names
 from kdns.dns.answer import FORWARD
-from kdns.dns.localzones import LocalZoneError, from_file, from_records
 from kdns.dns.records import AAAA, MX, NS, TXT, A
-from kdns.dns.registry import Registry
-from kdns.dns.resolver import Resolver
-from kdns.dns.transfer import soa_rrset, zone_rrsets
-from kdns.dns.zones import ZoneSet
 from kdns.server.wire import Responder
 
 BIND_FILE = """\

@@ -7,11 +7,11 @@ import dns.rcode
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from kdns.authority.registry import Registry, question_key, shard_of
+from kdns.authority.resolver import Resolver
+from kdns.authority.zones import ZoneSet
 from kdns.dns import names
 from kdns.dns.records import SRV, A
-from kdns.dns.registry import Registry, question_key, shard_of
-from kdns.dns.resolver import Resolver
-from kdns.dns.zones import ZoneSet
 from kdns.model import Endpoint, EndpointPort, EndpointSlice, Namespace, Service, ServicePort
 from kdns.server.wire import Responder
 

@@ -32,11 +32,11 @@ import dns.rdatatype
 import pytest
 
 from kdns.app import App
+from kdns.authority import zones as zones_module
+from kdns.authority.localzones import from_records
+from kdns.authority.registry import Registry
+from kdns.authority.zones import LOCAL, ZoneSet
 from kdns.config import Config, build_config
-from kdns.dns import zones as zones_module
-from kdns.dns.localzones import from_records
-from kdns.dns.registry import Registry
-from kdns.dns.zones import LOCAL, ZoneSet
 from kdns.k8s import static
 from kdns.k8s.static import StaticSource
 from kdns.model import Service

@@ -96,7 +96,7 @@ def test_the_config_hash_is_stable_and_follows_every_setting() -> None:
 def test_the_config_hash_takes_forward_zones_with_their_own_settings() -> None:
     """A [forward] zones entry with its own settings (a ForwardZone) hashes, and its settings
     count: dataclasses.asdict could not rebuild one, so kdns failed to start with such a zone."""
-    from kdns.config.syntax import ForwardZone
+    from kdns.values import ForwardZone
 
     plain = ForwardZone("corp.example", ("192.0.2.53",))
     tls = ForwardZone("corp.example", ("192.0.2.53",), (("force_tcp", True),))

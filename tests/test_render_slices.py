@@ -14,11 +14,11 @@ import asyncio
 import dns.message
 import dns.rcode
 
+from kdns.authority.registry import GRADUAL_NAMES, STEP_COST, Registry
+from kdns.authority.resolver import Resolver
+from kdns.authority.zones import ZoneSet
 from kdns.dns import names
 from kdns.dns.records import SOA
-from kdns.dns.registry import GRADUAL_NAMES, STEP_COST, Registry
-from kdns.dns.resolver import Resolver
-from kdns.dns.zones import ZoneSet
 from kdns.k8s.static import apply_all, apply_gradually
 from kdns.model import (
     Endpoint,

@@ -40,9 +40,9 @@ import dns.rdatatype
 import dns.rrset
 import pytest
 
-from kdns.dns.registry import Registry
-from kdns.dns.resolver import Resolver
-from kdns.dns.zones import ZoneSet
+from kdns.authority.registry import Registry
+from kdns.authority.resolver import Resolver
+from kdns.authority.zones import ZoneSet
 from kdns.k8s.sources import load_objects
 from kdns.k8s.static import apply_all
 from kdns.model import Service, ServicePort

@@ -39,9 +39,9 @@ from kdns.app import App
 from kdns.config import Config, build_config
 from kdns.corefile import import_text
 from kdns.dns import names
-from kdns.dns.rewrite import RuleError, rule_from_table
-from kdns.dns.template import TemplateError, template_from_table
 from kdns.model import Service
+from kdns.rules.rewrite import RuleError, rule_from_table
+from kdns.rules.template import TemplateError, template_from_table
 from tests.dnsupstream import DnsUpstream
 from tests.kdnsproc import FIXTURES, Kdns
 from tests.test_killer import _started

@@ -1,4 +1,4 @@
-"""Zone transfers (kdns.dns.transfer): RFC 5936 AXFR, RFC 1995 IXFR, CoreDNS ``transfer``.
+"""Zone transfers (kdns.authority.transfer): RFC 5936 AXFR, RFC 1995 IXFR, CoreDNS ``transfer``.
 
 Transfers are validated the way a secondary would: every message goes through dnspython's
 ``dns.xfr.Inbound`` (the state machine behind ``dns.query.inbound_xfr``), which rejects a
@@ -20,11 +20,9 @@ import dns.xfr
 import dns.zone
 import pytest
 
-from kdns.dns import names
-from kdns.dns.acl import Acl, parse_rules
-from kdns.dns.registry import Registry
-from kdns.dns.resolver import Resolver
-from kdns.dns.transfer import (
+from kdns.authority.registry import Registry
+from kdns.authority.resolver import Resolver
+from kdns.authority.transfer import (
     NOTAUTH,
     TransferPolicy,
     ZoneTransfers,
@@ -35,7 +33,8 @@ from kdns.dns.transfer import (
     zone_names,
     zone_rrsets,
 )
-from kdns.dns.zones import ZoneSet
+from kdns.authority.zones import ZoneSet
+from kdns.dns import names
 from kdns.model import (
     Endpoint,
     EndpointPort,
@@ -44,6 +43,7 @@ from kdns.model import (
     Service,
     ServicePort,
 )
+from kdns.policy.acl import Acl, parse_rules
 from kdns.server.meter import TCP4, UDP4
 from kdns.server.wire import Responder
 

@@ -38,14 +38,14 @@ import dns.rdatatype
 import dns.rrset
 import pytest
 
-from kdns.dns.cache import ResponseCache, cache_key
+from kdns.forward.cache import ResponseCache, cache_key
 from kdns.server.forwarding import Forwarder, Route
 from kdns.server.wire import Query, Responder
 from tests.dnsupstream import DnsUpstream
 from tests.kdnsproc import FIXTURES, LOOPBACK, Kdns
 
 # name -> upstream TTL. All at or above cache.min_ttl (5 by default): below it an entry is
-# kept min_ttl seconds and served with TTL 0 once its own has run out (see kdns.dns.cache),
+# kept min_ttl seconds and served with TTL 0 once its own has run out (see kdns.forward.cache),
 # covered by the unit test below.
 TTLS = {
     "five.ttl.test.": 5,

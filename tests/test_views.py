@@ -1,4 +1,4 @@
-"""Views by client network and block lists (kdns.dns.views, kdns.dns.blocklist).
+"""Views by client network and block lists (kdns.policy.views, kdns.policy.blocklist).
 
 Table cases ask the same names from a LAN address (in the ``lan`` view, with block lists and
 only the home zone) and from a pod address (in no view: every zone, no block list), through the
@@ -15,15 +15,15 @@ import dns.rcode
 import dns.rdatatype
 import pytest
 
+from kdns.authority.localzones import from_records
+from kdns.authority.registry import Registry
+from kdns.authority.resolver import Resolver
+from kdns.authority.zones import ZoneSet
 from kdns.dns import names
-from kdns.dns.blocklist import BlockList, wire_name
-from kdns.dns.localzones import from_records
-from kdns.dns.registry import Registry
-from kdns.dns.resolver import Resolver
-from kdns.dns.views import View, Views
-from kdns.dns.zones import ZoneSet
 from kdns.k8s.sources import load_objects
 from kdns.k8s.static import apply_all
+from kdns.policy.blocklist import BlockList, wire_name
+from kdns.policy.views import View, Views
 from kdns.server.wire import Responder
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -234,10 +234,10 @@ WAN = ("198.51.100.7", 40000)
 
 
 def gateway_responder(**resolver: Any) -> tuple[Responder, Registry, list[Any]]:
-    from kdns.config.syntax import ViewSource
-    from kdns.dns.gateway import GatewaySettings
-    from kdns.dns.views import gateway_answers
+    from kdns.authority.gateway import GatewaySettings
     from kdns.k8s.objects import slim
+    from kdns.policy.views import gateway_answers
+    from kdns.values import ViewSource
     from tests.k8sapi import gateway, httproute, ingress
 
     zones = ZoneSet.build("cluster.local", (), 5, gateway_zones=(GZONE,))

@@ -19,11 +19,11 @@ import dns.rcode
 import dns.rdatatype
 import pytest
 
+from kdns.authority.localzones import from_file, from_records
+from kdns.authority.registry import Registry
+from kdns.authority.resolver import Resolver
+from kdns.authority.zones import ZoneSet
 from kdns.dns import names
-from kdns.dns.localzones import from_file, from_records
-from kdns.dns.registry import Registry
-from kdns.dns.resolver import Resolver
-from kdns.dns.zones import ZoneSet
 from kdns.model import Service
 from kdns.server.wire import Responder
 
@@ -227,7 +227,7 @@ def test_a_specific_name_made_where_the_wildcard_answered_wins(live: Any) -> Non
 
 def test_a_wildcard_change_drops_every_derived_answer(live: Any) -> None:
     """Changing, adding or removing a wildcard moves the answers of names nobody listed: the
-    memo is emptied and the watchers told "everything" (kdns.dns.registry.flush)."""
+    memo is emptied and the watchers told "everything" (kdns.authority.registry.flush)."""
     registry, responder, told = live
     assert _text(responder, "d.example.") == 'NOERROR d.example. 300 IN TXT "wild"'
     assert _text(responder, "e.host1.example.") == "NXDOMAIN "  # host1 exists: not covered

@@ -10,11 +10,11 @@ import dns.rcode
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from kdns.authority.registry import Registry
+from kdns.authority.resolver import Resolver
+from kdns.authority.zones import ZoneSet
 from kdns.dns.answer import Answer
 from kdns.dns.records import QNAME_POINTER, A, rrset
-from kdns.dns.registry import Registry
-from kdns.dns.resolver import Resolver
-from kdns.dns.zones import ZoneSet
 from kdns.model import Service
 from kdns.server.wire import Responder
 

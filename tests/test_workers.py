@@ -344,7 +344,7 @@ def test_a_killed_spawner_is_reaped_and_kdns_stops_to_be_restarted_whole() -> No
 
 
 def test_the_spawner_death_counter_is_exported() -> None:
-    from kdns.dns.resolver import Resolver
+    from kdns.authority.resolver import Resolver
     from kdns.metrics import Sources, _Collector
     from kdns.server.stats import Stats
     from tests.test_registry import make

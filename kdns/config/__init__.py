@@ -57,7 +57,9 @@ from kdns.config.kinds import (
     _Zone,
     _ZoneOrRoot,
 )
-from kdns.config.syntax import (
+from kdns.dns.networks import PRIVATE  # plain data: forward.allow's default
+from kdns.model import GATEWAY_RESOURCES  # plain data: gateway.resources' default
+from kdns.values import (
     AllowlistSource,
     BlocklistSource,
     HostPort,
@@ -72,8 +74,6 @@ from kdns.config.syntax import (
     toml_string,
     toml_value,
 )
-from kdns.dns.networks import PRIVATE  # plain data: forward.allow's default
-from kdns.model import GATEWAY_RESOURCES  # plain data: gateway.resources' default
 
 __all__ = [
     "Config",
@@ -181,24 +181,24 @@ class Config:
     gateway_nameserver: str | None = None  # the gateway zones' NS name (ns.dns.<zone>)
     gateway_nameserver_addresses: tuple[str, ...] = ()  # its glue (default: dns_service's)
     # Local zones ([[zones]], --zone-file), views by client network ([[views]]) and the block
-    # lists they apply ([[blocklists]]): TOML arrays of tables (kdns.dns.localzones, .views).
+    # lists they apply ([[blocklists]]): TOML arrays of tables (kdns.authority.localzones, .views).
     local_zones: tuple[LocalZoneSource, ...] = ()
     views: tuple[ViewSource, ...] = ()
     blocklists: tuple[BlocklistSource, ...] = ()
     allowlists: tuple[AllowlistSource, ...] = ()  # [[allowlists]]: names views never block
-    # [[rewrite]] and [[template]] (kdns.dns.rewrite.RewriteRule, kdns.dns.template.TemplateSource)
+    # [[rewrite]] and [[template]] (kdns.rules.rewrite.RewriteRule, kdns.rules.template.TemplateSource)
     rewrites: tuple[Any, ...] = ()
     templates: tuple[Any, ...] = ()
     # [blocking]: where downloaded lists are kept (the last good copy, used at start when the
-    # source is down) and how they are fetched (kdns.dns.listfetch).
+    # source is down) and how they are fetched (kdns.policy.listfetch).
     blocking_cache_dir: str | None = None
     blocking_download_timeout: float = 60.0
     blocking_download_attempts: int = 3
     blocking_max_download_size: int = 64 << 20
     blocking_min_share: float = 0.5  # a download below this share of the last good one is refused
     hosts_files: tuple[LocalZoneSource, ...] = ()  # --hosts-file: folded into local_zones
-    # [hosts]: CoreDNS's hosts plugin (kdns.dns.hosts), names in any zone; off with neither a
-    # file nor entries. [chaos]: CoreDNS's chaos plugin (kdns.dns.chaos).
+    # [hosts]: CoreDNS's hosts plugin (kdns.authority.hosts), names in any zone; off with neither a
+    # file nor entries. [chaos]: CoreDNS's chaos plugin (kdns.authority.chaos).
     hosts_file: str | None = None
     hosts_entries: tuple[str, ...] = ()
     hosts_zones: tuple[str, ...] = (".",)
@@ -403,7 +403,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("views", "views", _Tables(_View())),
     Setting("blocklists", "blocklists", _Tables(_Blocklist())),
     Setting("allowlists", "allowlists", _Tables(_Allowlist())),
-    # CoreDNS's rewrite and template as stages of their own (kdns.dns.rewrite, .template).
+    # CoreDNS's rewrite and template as stages of their own (kdns.rules.rewrite, .template).
     Setting("rewrites", "rewrite", _Rules("rewrite")),
     Setting("templates", "template", _Rules("template")),
 )

@@ -8,7 +8,8 @@ import math
 import re
 from typing import Any, NoReturn
 
-from kdns.config.syntax import (
+from kdns.model import GATEWAY_RESOURCES  # plain data: gateway.resources' default
+from kdns.values import (
     _LABEL,
     _UPSTREAM_HELP,
     LOCAL_ZONE_TTL,
@@ -27,7 +28,6 @@ from kdns.config.syntax import (
     format_hostport,
     parse_hostport,
 )
-from kdns.model import GATEWAY_RESOURCES  # plain data: gateway.resources' default
 
 # --- kinds: how one setting parses, validates and renders --------------------------------
 
@@ -242,7 +242,7 @@ class _HostsEntry(_Kind):
     expected = 'a hosts line like "192.168.1.10 nas nas.home"'
 
     def check(self, value: object) -> str:
-        from kdns.dns.hosts import HostsError, parse_lines  # late: kdns.dns needs no config
+        from kdns.authority.hosts import HostsError, parse_lines  # late: kdns.dns needs no config
 
         if not isinstance(value, str):
             self.fail(value)
@@ -433,7 +433,7 @@ class _AclRules(_Kind):
     expected = "a list of rules {action, net, type, zone}"
 
     def check(self, value: object) -> tuple[Any, ...]:
-        from kdns.dns.acl import RuleError, parse_rules  # late: kdns.dns needs no config
+        from kdns.policy.acl import RuleError, parse_rules  # late: kdns.dns needs no config
 
         if not isinstance(value, list):
             self.fail(value)
@@ -538,7 +538,7 @@ class _LocalZone(_Kind):
         records = table["records"]
         if not isinstance(records, list):
             raise _Invalid(f"expected a list of records like \"www 300 A 192.168.1.10\", got {_show(records)}", ".records")  # fmt: skip
-        from kdns.dns.localzones import LocalZoneError, from_records  # late: dnspython
+        from kdns.authority.localzones import LocalZoneError, from_records  # late: dnspython
 
         try:
             from_records(name, records, ttl)
@@ -775,7 +775,7 @@ class _Networks(_Kind):
 
 class _Rules(_Kind):
     """``[[rewrite]]`` / ``[[template]]``: an array of tables, in order (no names), each checked
-    by its stage's own reader (kdns.dns.rewrite, kdns.dns.template: imported when used)."""
+    by its stage's own reader (kdns.rules.rewrite, kdns.rules.template: imported when used)."""
 
     def __init__(self, stage: str) -> None:
         self.stage = stage
@@ -786,13 +786,13 @@ class _Rules(_Kind):
         if not isinstance(items, list | tuple):
             self.fail(value)
         if self.stage == "rewrite":
-            from kdns.dns.rewrite import RewriteRule, RuleError, rule_from_table
+            from kdns.rules.rewrite import RewriteRule, RuleError, rule_from_table
 
             read: Any = rule_from_table
             made: Any = RewriteRule
             errors: Any = RuleError
         else:
-            from kdns.dns.template import TemplateError, TemplateSource, template_from_table
+            from kdns.rules.template import TemplateError, TemplateSource, template_from_table
 
             read, made, errors = template_from_table, TemplateSource, TemplateError
         out = []

@@ -734,7 +734,7 @@ def _workers(t: _Translator, d: Directive, b: _Block) -> None:
 
 def _hosts(t: _Translator, d: Directive, b: _Block) -> None:
     """hosts [FILE [ZONES...]] { [INLINE] ttl no_reverse reload fallthrough } -> [hosts]
-    (hosts README; kdns.dns.hosts has the same semantics)."""
+    (hosts README; kdns.authority.hosts has the same semantics)."""
     zones = [z for arg in d.args[1:] for z in _zone(arg, d)] or b.zones
     t.set("hosts.zones", zones, d, "zones " + " ".join(zones))
     if d.args:
@@ -839,7 +839,7 @@ def _rewrite(t: _Translator, d: Directive, b: _Block) -> None:
     rewrite [continue|stop] { name ... / answer name F T / answer value F T } -> [[rewrite]]
     (rewrite README: "The default behaviour is stop"; "answers for rewrites of type exact are
     always rewritten"; the block form is strict: name first, then its answer rules)."""
-    from kdns.dns.rewrite import MATCHES, RuleError, rule_from_table
+    from kdns.rules.rewrite import MATCHES, RuleError, rule_from_table
 
     args = list(d.args)
     mode = args.pop(0) if args and args[0] in ("continue", "stop") else "stop"
@@ -906,7 +906,7 @@ def _template(t: _Translator, d: Directive, b: _Block) -> None:
     """template CLASS TYPE [ZONE...] { match REGEX... answer RR additional RR authority RR
     rcode CODE fallthrough [ZONE...] } -> [[template]] (template README: "ZONE ... Defaults
     to the server zones"; "Specifying no regex matches everything (default: .*)")."""
-    from kdns.dns.template import TemplateError, template_from_table
+    from kdns.rules.template import TemplateError, template_from_table
 
     if len(d.args) < 2:
         raise _bad(d, "takes CLASS TYPE [ZONE...]")

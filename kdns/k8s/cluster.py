@@ -17,7 +17,7 @@ import asyncio
 import contextlib
 import logging
 
-from kdns.dns.registry import Registry
+from kdns.authority.registry import Registry
 from kdns.k8s.kube import ApiClient
 from kdns.k8s.reflector import RESOURCES, Histogram, Reflector
 

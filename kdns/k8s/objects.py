@@ -349,7 +349,7 @@ def slim_pod(raw: Raw) -> Pod | None:
 
 def slim_namespace(raw: Raw) -> Namespace:
     name = _meta(raw, "Namespace", namespaced=False)[1]
-    # Labels: what Gateway listeners' namespace selectors match (kdns.dns.gateway adds the
+    # Labels: what Gateway listeners' namespace selectors match (kdns.authority.gateway adds the
     # kubernetes.io/metadata.name the API server sets, when a manifest lacks it).
     labels = (raw.get("metadata") or _EMPTY).get("labels") or _EMPTY
     return Namespace(name, tuple(sorted((str(k), str(v)) for k, v in labels.items())))

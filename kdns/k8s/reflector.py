@@ -35,7 +35,7 @@ from typing import Any
 
 import aiohttp
 
-from kdns.dns.registry import Registry
+from kdns.authority.registry import Registry
 from kdns.k8s.kube import ApiClient
 from kdns.k8s.objects import (
     slim_endpointslice,

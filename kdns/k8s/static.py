@@ -38,7 +38,7 @@ import os
 import time
 from collections.abc import Iterator
 
-from kdns.dns.registry import Registry
+from kdns.authority.registry import Registry
 from kdns.k8s.demo import demo_objects
 from kdns.k8s.sources import SourceError, load_objects, manifest_files
 from kdns.model import KINDS, EndpointSlice, KubeObject, Namespace, Service

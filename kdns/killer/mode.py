@@ -16,14 +16,14 @@ from typing import Any
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from kdns.authority.registry import Registry
+from kdns.authority.resolver import Resolver
 from kdns.dns import names
-from kdns.dns.acl import ALLOW
-from kdns.dns.registry import Registry
 from kdns.dns.resolvconf import read_resolv_conf
-from kdns.dns.resolver import Resolver
 from kdns.killer.front import WireFront
 from kdns.killer.markov import Prefetcher, valid_name
 from kdns.killer.wirecache import WireCache
+from kdns.policy.acl import ALLOW
 from kdns.server.forwarding import Forwarder
 from kdns.server.meter import Meter
 from kdns.server.stats import Stats

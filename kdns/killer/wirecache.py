@@ -51,10 +51,10 @@ E_AT = 3  # the epoch the reply was made in: served only while E_EPOCH[0] == E_A
 E_META = 4  # (qtype bytes, zone label, rcode, request size, response size) for the meter
 E_NAME = 5  # lowercased wire qname (for the ACL on hits and for invalidation)
 E_WATCH = 6  # True: the prefetcher wants to see hits on this entry (forwarded names)
-E_VIEW = 7  # the client view (kdns.dns.views) the reply was made for; set by the transport
+E_VIEW = 7  # the client view (kdns.policy.views) the reply was made for; set by the transport
 E_KEY = 8  # the entry's own key (eviction finds it from the FIFO)
 E_ROWS = 9  # meter rows, per UDP channel (E_ROWS + channel): found on the first hit
-# An autopath reply (kdns.dns.autopath): (namespace label, forwarded, outcome, queries saved) —
+# An autopath reply (kdns.authority.autopath): (namespace label, forwarded, outcome, queries saved) —
 # served only to a pod of that namespace (and forward.allow's when a candidate went upstream),
 # counted as its walk; None for the rest.
 E_NS = 11

@@ -30,9 +30,9 @@ from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4 as CONTENT_TYP
 from prometheus_client.registry import Collector
 
 from kdns import __version__
-from kdns.dns.forward import LATENCY_BUCKETS
-from kdns.dns.registry import Registry
-from kdns.dns.resolver import Resolver
+from kdns.authority.registry import Registry
+from kdns.authority.resolver import Resolver
+from kdns.forward.upstreams import LATENCY_BUCKETS
 from kdns.metrics.pod import (
     Snapshot,
     WorkerCounts,
@@ -595,7 +595,7 @@ def _skipped_values_family() -> Iterator[Family]:
 
 class BlockedQueries(Collector):
     """kdns_blocked_queries_total{view,list}: queries a view's block list answered
-    (kdns.dns.views); the counts are the app's, carried across reloads."""
+    (kdns.policy.views); the counts are the app's, carried across reloads."""
 
     def __init__(self, counts: Callable[[], dict[tuple[str, str], int]]) -> None:
         self.counts = counts
@@ -612,12 +612,12 @@ class BlockedQueries(Collector):
 
 
 class AutopathMetrics(Collector):
-    """kdns.dns.autopath: replies that answered a pod's search walk in one round trip, the
+    """kdns.authority.autopath: replies that answered a pod's search walk in one round trip, the
     queries they saved, and the walks left to the client, by reason (with ``--metrics-compat
     coredns`` also CoreDNS's ``coredns_autopath_success_count_total``)."""
 
     def __init__(self, counters: Callable[[], dict[str, Any]], server: str, compat: bool) -> None:
-        self.counters = counters  # kdns.dns.autopath.Autopath.counters
+        self.counters = counters  # kdns.authority.autopath.Autopath.counters
         self.server = server
         self.compat = compat
 
@@ -656,7 +656,7 @@ class BlockListMetrics(Collector):
     skipped by reason, downloads by result, the time of the last good load."""
 
     def __init__(self, rows: Callable[[], list[tuple[str, Any]]]) -> None:
-        self.rows = rows  # (list name, kdns.dns.listfetch.Source)
+        self.rows = rows  # (list name, kdns.policy.listfetch.Source)
 
     def collect(self) -> Iterator[Family]:
         entries = GaugeMetricFamily(

@@ -20,9 +20,9 @@ from dnslib import DNSRecord
 
 from kdns.dns import names
 from kdns.dns.answer import Answer
-from kdns.dns.cache import ResponseCache, cache_key
-from kdns.dns.forward import ForwardError, ForwardGroup, Overloaded
 from kdns.dns.records import REFUSED, SERVFAIL
+from kdns.forward.cache import ResponseCache, cache_key
+from kdns.forward.upstreams import ForwardError, ForwardGroup, Overloaded
 from kdns.server.wire import MIN_UDP, Query, Replier
 
 log = logging.getLogger("kdns.forward")
@@ -159,7 +159,7 @@ class Forwarder:
 
     def _asked(self) -> float:
         """The cache's clock as a question leaves for upstream: what a cached answer's TTLs
-        count down from (see ``kdns.dns.cache``, "When TTLs start")."""
+        count down from (see ``kdns.forward.cache``, "When TTLs start")."""
         return self.cache.clock() if self.cache is not None else 0.0
 
     def _spawn(self, coro: Any) -> None:

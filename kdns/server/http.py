@@ -30,8 +30,8 @@ import logging
 import zlib
 from collections.abc import Awaitable, Callable
 
-from kdns.config import format_hostport
 from kdns.server.sockets import TCP, bind_address
+from kdns.values import format_hostport
 
 log = logging.getLogger("kdns.http")
 

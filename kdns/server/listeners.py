@@ -17,12 +17,12 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from kdns.config import format_hostport
 from kdns.server.sockets import TCP, UDP, Address, ListenError, bind_address, overlaps
 from kdns.server.stats import Stats
 from kdns.server.tcp import TcpServer
 from kdns.server.udp import Front, UdpServer
 from kdns.server.wire import Responder
+from kdns.values import format_hostport
 
 __all__ = ["DnsListeners", "ListenError", "Listener"]
 

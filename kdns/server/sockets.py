@@ -25,7 +25,7 @@ import socket
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from kdns.config import format_hostport
+from kdns.values import format_hostport
 
 log = logging.getLogger("kdns")
 

@@ -7,7 +7,7 @@ later stages are not asked.
 
 ``STAGES`` is plain data (tests and docs/architecture.md read it); the code that runs them is
 ``kdns.server.wire.Responder._respond`` (transport to local data, forward, reply) and
-``kdns.dns.resolver.Resolver.resolve`` (the local data after the answers dict).
+``kdns.authority.resolver.Resolver.resolve`` (the local data after the answers dict).
 
 ``rewrite`` and ``template`` (CoreDNS's plugins) are hooks of ``Responder._respond``: one
 attribute test each when unset; with rules, a question no rewrite rule touches costs one set
@@ -20,16 +20,25 @@ STAGES: tuple[tuple[str, str], ...] = (
     ("transport", "kdns/server/udp.py, tcp.py, listeners.py; killer/front.py"),
     ("header checks", "kdns/server/wire.py (QR, opcode, QDCOUNT, EDNS)"),
     ("killer wire cache", "kdns/killer/wirecache.py (killer mode only)"),
-    ("policy", "kdns/dns/acl.py, server/rrl.py, dns/views.py, dns/blocklist.py, dns/networks.py"),
-    ("rewrite", "kdns/dns/rewrite.py ([[rewrite]]: the question rewritten, the reply turned back)"),
+    (
+        "policy",
+        "kdns/policy/acl.py, server/rrl.py, policy/views.py, policy/blocklist.py, dns/networks.py",
+    ),
+    (
+        "rewrite",
+        "kdns/rules/rewrite.py ([[rewrite]]: the question rewritten, the reply turned back)",
+    ),
     (
         "local data",
-        "the pre-rendered answers dict and derived memo (dns/registry.py), then dns/hosts.py "
-        "([hosts]), dns/chaos.py ([chaos], class CH), local zones, gateway names, the cluster "
-        "registry and reverse zones (dns/resolver.py, dns/localzones.py, dns/gateway.py)",
+        "kdns/authority/: the pre-rendered answers dict and derived memo (registry.py), then "
+        "hosts.py ([hosts]), chaos.py ([chaos], class CH), local zones, gateway names, the "
+        "cluster registry and reverse zones (resolver.py, localzones.py, gateway.py)",
     ),
-    ("autopath", "kdns/dns/autopath.py (kubernetes.autopath)"),
-    ("template", "kdns/dns/template.py ([[template]]: answers or an rcode from a pattern)"),
-    ("forward", "kdns/server/forwarding.py, dns/forward.py, dns/cache.py (per-zone settings)"),
+    ("autopath", "kdns/authority/autopath.py (kubernetes.autopath)"),
+    ("template", "kdns/rules/template.py ([[template]]: answers or an rcode from a pattern)"),
+    (
+        "forward",
+        "kdns/server/forwarding.py, forward/upstreams.py, forward/cache.py (per-zone settings)",
+    ),
     ("reply", "kdns/server/wire.py (EDNS, truncation, EDE), dns/answer.py"),
 )

@@ -118,7 +118,7 @@ class Forwarding(Protocol):
 
 
 class Autopathing(Protocol):
-    """The autopath stage, seen from the hot path (kdns.dns.autopath.Autopath)."""
+    """The autopath stage, seen from the hot path (kdns.authority.autopath.Autopath)."""
 
     # The last walk answered at once: (query bytes, namespace label, names read, forwarded,
     # until when it holds, outcome, queries saved), for killer mode's wire cache; None when
@@ -141,7 +141,7 @@ class Filter(Protocol):
 
 
 class ClientViews(Protocol):
-    """Views by client network (kdns.dns.views.Views), seen from the hot path."""
+    """Views by client network (kdns.policy.views.Views), seen from the hot path."""
 
     last: Any  # the view of the client ``pick`` saw last (killer mode tags cached replies)
     hit: Any  # the block list that answered the last name ``pick`` blocked (EDE text)
@@ -256,13 +256,13 @@ class Responder:
         self.forwarder: Forwarding | None = None
         self.transfers: Transfers | None = None
         self.acl: Filter | None = None
-        self.views: ClientViews | None = None  # [[views]]: kdns.dns.views.Views
+        self.views: ClientViews | None = None  # [[views]]: kdns.policy.views.Views
         self.forward_allow: Callable[[str], bool] | None = None  # None: every client
-        # CoreDNS autopath (kdns.dns.autopath.Autopath): asked where a name would be NXDOMAIN
+        # CoreDNS autopath (kdns.authority.autopath.Autopath): asked where a name would be NXDOMAIN
         # only; None costs that path one attribute test and the rest nothing.
         self.autopath: Autopathing | None = None
-        # CoreDNS rewrite (kdns.dns.rewrite.Rewrite, before local data) and template
-        # (kdns.dns.template.Templates, after autopath, before forward): None costs the hot
+        # CoreDNS rewrite (kdns.rules.rewrite.Rewrite, before local data) and template
+        # (kdns.rules.template.Templates, after autopath, before forward): None costs the hot
         # path one attribute test; configured, a question no rule matches costs one set lookup.
         self.rewrite: Any = None
         self.template: Any = None
@@ -607,7 +607,7 @@ EDE_FILTERED = 17
 # message now. An empty list, so TCP's "several messages" path writes nothing for it.
 DEFERRED: list[bytes] = []
 
-# ACL actions (kdns.dns.acl) and the answers they give (CoreDNS acl: block -> REFUSED,
+# ACL actions (kdns.policy.acl) and the answers they give (CoreDNS acl: block -> REFUSED,
 # filter -> NOERROR with nothing, drop -> no reply).
 ALLOW, BLOCK, FILTER, DROP = "allow", "block", "filter", "drop"
 BLOCKED = empty(REFUSED, False)

@@ -25,11 +25,12 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import TypeVar
 
+from kdns.authority.gateway import GatewaySettings, GatewayTable
+from kdns.authority.localzones import ZoneData
+from kdns.authority.owners import LAZY, Contribution, Owner, OwnerRendering, Steps
+from kdns.authority.zones import GATEWAY, LOCAL, Zone, ZoneSet
 from kdns.dns import names
 from kdns.dns.answer import Answer
-from kdns.dns.gateway import GatewaySettings, GatewayTable
-from kdns.dns.localzones import ZoneData
-from kdns.dns.owners import LAZY, Contribution, Owner, OwnerRendering, Steps
 from kdns.dns.records import (
     AAAA,
     ANY,
@@ -45,7 +46,6 @@ from kdns.dns.records import (
     rdata_target,
     rrset,
 )
-from kdns.dns.zones import GATEWAY, LOCAL, Zone, ZoneSet
 from kdns.model import (
     GATEWAY_KINDS,
     EndpointSlice,
@@ -217,7 +217,7 @@ class Registry(OwnerRendering):
         # (hostNetwork pods share their node's) maps to none: its namespace is not known.
         self.client_namespaces: dict[str, bytes] | None = {} if client_index else None
         self._ip_pods: dict[str, tuple[Owner, ...]] = {}  # IP -> the pods holding it
-        # Gateway API objects, Ingresses and the hostnames they claim (kdns.dns.gateway): one
+        # Gateway API objects, Ingresses and the hostnames they claim (kdns.authority.gateway): one
         # owner ("gw", "", hostname) per hostname in a gateway zone.
         self.gateway = GatewayTable(gateway or GatewaySettings(), zones, self.services)
         self._slices_of: dict[tuple[str, str], set[tuple[str, str]]] = {}
@@ -250,7 +250,7 @@ class Registry(OwnerRendering):
         self.watchers: list[Callable[[set[bytes], set[str], bool], None]] = []
         self._existence: list[bytes] = []  # empty non-terminals made or gone since last flush
         self._namespaces_moved = False  # a namespace started or stopped existing
-        # Local zones (kdns.dns.localzones): zone -> the local owner's contribution, and the
+        # Local zones (kdns.authority.localzones): zone -> the local owner's contribution, and the
         # TTL of each local RRset (name -> type -> TTL; every other name has ``ttl``).
         self._local: dict[str, Contribution] = {}
         self._local_ttls: dict[bytes, dict[int, int]] = {}
@@ -557,7 +557,7 @@ class Registry(OwnerRendering):
                 self._render_name(name)
 
     def set_local(self, data: ZoneData) -> None:
-        """Serve ``data`` (kdns.dns.localzones) as its local zone's records, replacing what
+        """Serve ``data`` (kdns.authority.localzones) as its local zone's records, replacing what
         the zone held: only names whose records or TTLs differ are re-rendered."""
         zone = self.zones.by_apex[names.to_wire(data.name)]
         zone.set_authority(data.soa, data.own_ns)
@@ -843,7 +843,7 @@ class Registry(OwnerRendering):
                 self.wildcards.discard(name)
         affected = rendered.union(self._existence)
         moved = self.gateway.take_moved() if self.gateway.overlays else ()
-        if moved:  # names a view's class filters answer otherwise moved (kdns.dns.gateway)
+        if moved:  # names a view's class filters answer otherwise moved (kdns.authority.gateway)
             affected |= moved
             self._synth_lost |= any(name.startswith(WILDCARD) for name in moved)
         # A wildcard made, changed or gone changes the answers of names nobody listed (every
@@ -1079,7 +1079,7 @@ class Registry(OwnerRendering):
 
     def render_answer(self, name: bytes, qtype: int, records: Records, ttls: Mapping[int, int] | None = None) -> Answer:  # fmt: skip
         """A positive answer for ``name``/``qtype`` from its merged records (``ttls``: TTLs of
-        its own per type, for a view's gateway answers; kdns.dns.gateway.ViewAnswers)."""
+        its own per type, for a view's gateway answers; kdns.authority.gateway.ViewAnswers)."""
         if qtype == ANY:
             rtypes = list(records)
         elif qtype in records:

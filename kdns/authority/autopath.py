@@ -35,10 +35,10 @@ import logging
 import struct
 from typing import Any
 
+from kdns.authority.registry import Registry
 from kdns.dns import names
 from kdns.dns.answer import FORWARD, TRANSFER, Answer, empty
 from kdns.dns.records import CLASS_IN, NOERROR, NXDOMAIN, OPT, SOA
-from kdns.dns.registry import Registry
 from kdns.server.meter import TCP4
 from kdns.server.wire import ALLOW, DEFERRED, Edns, Query, Replier, Responder
 

@@ -5,11 +5,11 @@ Kinds, as CoreDNS's ``kubernetes cluster.local in-addr.arpa ip6.arpa`` + ``k8s_e
 - ``reverse``: in-addr.arpa and ip6.arpa, PTRs for service and endpoint IPs;
 - ``external``: k8s_external zones, LoadBalancer ingress and external IPs;
 - ``gateway``: ``[gateway] zones``, the hostnames of Gateway API routes, Ingresses and
-  annotated LoadBalancer Services (kdns.dns.gateway). A gateway zone may share its apex with a
+  annotated LoadBalancer Services (kdns.authority.gateway). A gateway zone may share its apex with a
   zone of another kind (a local zone): one Zone object, several owners; ``gateway_apexes``
   says which apexes take gateway hostnames;
 - ``local``: ``[[zones]]`` / ``--zone-file``, records from the TOML or an RFC 1035 zone file
-  (kdns.dns.localzones), owned by ("local", "", zone); SOA/NS from that data when it has them
+  (kdns.authority.localzones), owned by ("local", "", zone); SOA/NS from that data when it has them
   (``set_authority``), else synthesized like the others. Local zones are built before gateway
   zones, so a gateway zone of the same name shares the local Zone.
 """
@@ -68,7 +68,7 @@ class Zone:
         self.mname = self.ns_name
         self.serial = int(time.time())
         self.soa_rdata = b""
-        # A local zone whose data has its own SOA/NS (kdns.dns.localzones): the SOA's fields
+        # A local zone whose data has its own SOA/NS (kdns.authority.localzones): the SOA's fields
         # (mname, rname, refresh, retry, expire, minimum, record TTL) and whether the apex NS
         # comes from that data rather than being synthesized.
         self.own_ns = False

@@ -1,7 +1,7 @@
 """What each owner contributes to the name table: a Service and its EndpointSlices, a
 Namespace, a Pod (verified mode), a zone apex, a local zone, a Gateway API hostname.
 
-The registry (kdns.dns.registry) calls ``_render_owner`` for every owner a change touched and
+The registry (kdns.authority.registry) calls ``_render_owner`` for every owner a change touched and
 diffs the result against what the owner contributed before; this module only says what the
 records are (Kubernetes DNS spec sections and CoreDNS behaviour cited where they decide).
 """
@@ -12,8 +12,9 @@ import logging
 from collections.abc import Generator
 from socket import AF_INET, inet_pton
 
+from kdns.authority.gateway import GatewayTable
+from kdns.authority.zones import CLUSTER, EXTERNAL, GATEWAY, LOCAL, Zone, ZoneSet
 from kdns.dns import names
-from kdns.dns.gateway import GatewayTable
 from kdns.dns.records import (
     CNAME,
     NS,
@@ -26,7 +27,6 @@ from kdns.dns.records import (
     rdata_srv,
     rdata_txt,
 )
-from kdns.dns.zones import CLUSTER, EXTERNAL, GATEWAY, LOCAL, Zone, ZoneSet
 from kdns.model import EndpointSlice, Service
 
 log = logging.getLogger("kdns.registry")
@@ -197,7 +197,7 @@ class OwnerRendering:
         return out
 
     def _render_hostname(self, hostname: str) -> Contribution:
-        """A gateway zone hostname: the records of the claim that wins it (kdns.dns.gateway)."""
+        """A gateway zone hostname: the records of the claim that wins it (kdns.authority.gateway)."""
         wire = names.to_wire(hostname)
         records = self.gateway.records(wire)
         if not records:

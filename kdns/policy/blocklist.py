@@ -416,7 +416,7 @@ class BlockList:
         self.hashes, self.index = ordered, index
 
     def __contains__(self, wire: bytes) -> bool:
-        """``wire`` itself is listed (not its parents; see ``kdns.dns.views``)."""
+        """``wire`` itself is listed (not its parents; see ``kdns.policy.views``)."""
         return self.has_hash(hash(wire) & MASK)
 
     def has_hash(self, h: int) -> bool:

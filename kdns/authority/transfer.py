@@ -34,6 +34,8 @@ import struct
 from collections.abc import Iterable
 from typing import Any, Protocol
 
+from kdns.authority.registry import DNS_VERSION_TTL, Registry
+from kdns.authority.zones import LOCAL, Zone
 from kdns.dns import names
 from kdns.dns.networks import Networks
 from kdns.dns.records import (
@@ -47,8 +49,6 @@ from kdns.dns.records import (
     SOA,
     TXT,
 )
-from kdns.dns.registry import DNS_VERSION_TTL, Registry
-from kdns.dns.zones import LOCAL, Zone
 
 NOTAUTH = 9  # RFC 2136 / RFC 5936 2.2.1: not authoritative for the zone
 

@@ -43,7 +43,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kdns import __version__
-from kdns.dns.blocklist import BlockList, file_stamp
+from kdns.policy.blocklist import BlockList, file_stamp
 
 log = logging.getLogger("kdns.blocklist")
 
@@ -512,8 +512,8 @@ class Lists:
 def build_views(config: Any, lists: Lists, zones: Any, counts: dict[tuple[str, str], int], now: float | None = None, registry: Any = None, resolver: Any = None) -> Any:  # fmt: skip
     """[[views]] with their loaded block lists and allowlists, as their schedules have them
     at ``now``; None (nothing on the hot path) without views. ``registry``/``resolver``: a
-    view's gateway class filters answer from them (kdns.dns.views.gateway_answers)."""
-    from kdns.dns.views import View, Views, gateway_answers
+    view's gateway class filters answer from them (kdns.policy.views.gateway_answers)."""
+    from kdns.policy.views import View, Views, gateway_answers
 
     if not config.views:
         return None
@@ -546,9 +546,9 @@ def build_views(config: Any, lists: Lists, zones: Any, counts: dict[tuple[str, s
 def explain(config: Any, name: str, view_name: str, lists: Lists) -> list[str]:
     """``kdns explain``: what the view's lists say about ``name``, with the lines of the
     lists that hold the matching rules."""
+    from kdns.authority.zones import ZoneSet
     from kdns.dns import names
-    from kdns.dns.blocklist import iter_rules
-    from kdns.dns.zones import ZoneSet
+    from kdns.policy.blocklist import iter_rules
 
     views = build_views(config, lists, ZoneSet.build(config.cluster_domain, (), 5), {})
     chosen = next((v for v in views.views if v.name == view_name), None) if views else None

@@ -20,7 +20,7 @@ block lists, or give them a view of their own listed first). For a client in a v
    does (the query falls to the ``.`` block);
 2b. with ``gateway_classes`` / ``ingress_classes`` of its own, a gateway zone name whose answer
    under the view's class filters differs from [gateway]'s is answered from the view's
-   overlay (kdns.dns.gateway.ViewAnswers): the LAN view sees the internal controllers'
+   overlay (kdns.authority.gateway.ViewAnswers): the LAN view sees the internal controllers'
    addresses, another the external ones, from one kdns;
 3. otherwise the usual answers.
 
@@ -34,9 +34,11 @@ import ipaddress
 from collections.abc import Sequence
 from typing import Any
 
+from kdns.authority.zones import ZoneSet
 from kdns.dns import names
 from kdns.dns.answer import FORWARD, Answer
-from kdns.dns.blocklist import (
+from kdns.dns.networks import Networks
+from kdns.policy.blocklist import (
     BLOCK,
     IMPORTANT,
     IMPORTANT_EXCEPTION,
@@ -45,8 +47,6 @@ from kdns.dns.blocklist import (
     BlockList,
     text_name,
 )
-from kdns.dns.networks import Networks
-from kdns.dns.zones import ZoneSet
 
 _CACHE_MAX = 65536  # client addresses remembered (a flood of sources starts it over)
 _VERDICTS_MAX = 16384  # names whose block verdict a view remembers (then it starts over)
@@ -68,7 +68,7 @@ class View:
         gateway: Any = None,
     ) -> None:
         self.name = name
-        # Its gateway answers under class filters of its own (kdns.dns.gateway.ViewAnswers),
+        # Its gateway answers under class filters of its own (kdns.authority.gateway.ViewAnswers),
         # None when [gateway]'s are the view's.
         self.gateway = gateway
         self.networks = Networks(networks)
@@ -269,11 +269,11 @@ class Views:
 
 def gateway_answers(sources: Sequence[Any], registry: Any, resolver: Any) -> list[Any]:
     """Per ``[[views]]`` entry (config ViewSource), its gateway answers under its own class
-    filters (kdns.dns.gateway.ViewAnswers), None where [gateway]'s filters are the view's
+    filters (kdns.authority.gateway.ViewAnswers), None where [gateway]'s filters are the view's
     (no registry: ``kdns explain``). The registry keeps an overlay per filter set in use."""
     if registry is None or not registry.gateway.enabled:
         return [None] * len(sources)
-    from kdns.dns.gateway import ViewAnswers
+    from kdns.authority.gateway import ViewAnswers
 
     table = registry.gateway
     out, used = [], []

@@ -1,5 +1,7 @@
-"""Value syntax shared by the settings: host:port, upstreams, DNS names, [[zones]]/[[views]]/
-[[blocklists]] entries, and the error a value raises (the layer reading it adds the key)."""
+"""Value syntax shared by the settings (a leaf: it imports nothing of kdns, so the lower layers
+can take these plain values without importing the config): host:port, upstreams, DNS names,
+[[zones]]/[[views]]/[[blocklists]] entries, and the error a value raises (the layer reading
+it adds the key)."""
 
 from __future__ import annotations
 
@@ -177,7 +179,7 @@ class AllowlistSource(NamedTuple):
     refresh: float = 86400.0
 
 
-LOCAL_ZONE_TTL = 300  # [[zones]] ttl's default (kdns.dns.localzones.DEFAULT_TTL)
+LOCAL_ZONE_TTL = 300  # [[zones]] ttl's default (kdns.authority.localzones.DEFAULT_TTL)
 
 
 class ForwardZone(tuple[str, tuple[str, ...]]):

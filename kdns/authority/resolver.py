@@ -11,10 +11,12 @@ question, so they cost a few bytes of concatenation.
 
 from __future__ import annotations
 
+from kdns.authority.chaos import CLASS_CH, Chaos
+from kdns.authority.hosts import Hosts
+from kdns.authority.registry import MEMO_TYPES, WILDCARD, Registry, question_key
+from kdns.authority.zones import CLUSTER, EXTERNAL, LOCAL, REVERSE, Zone
 from kdns.dns import names
 from kdns.dns.answer import FORWARD, TRANSFER, Answer, empty
-from kdns.dns.chaos import CLASS_CH, Chaos
-from kdns.dns.hosts import Hosts
 from kdns.dns.records import (
     ANY,
     AXFR,
@@ -28,8 +30,6 @@ from kdns.dns.records import (
     SERVFAIL,
     rdata_address,
 )
-from kdns.dns.registry import MEMO_TYPES, WILDCARD, Registry, question_key
-from kdns.dns.zones import CLUSTER, EXTERNAL, LOCAL, REVERSE, Zone
 
 REFUSED_ANSWER = empty(REFUSED, False)
 
@@ -54,7 +54,7 @@ class Resolver:
         cluster = registry.cluster
         self._pod_suffix = names.to_wire("pod." + cluster.text)
         # Local data of their own stages (kdns/server/stages.py), None when not configured:
-        # [hosts] (kdns.dns.hosts, before the zones) and [chaos] (kdns.dns.chaos, class CH).
+        # [hosts] (kdns.authority.hosts, before the zones) and [chaos] (kdns.authority.chaos, class CH).
         self.hosts: Hosts | None = None
         self.chaos: Chaos | None = None
         self.misses = 0  # questions neither the answers dict nor the derived memo held
@@ -169,7 +169,7 @@ class Resolver:
 
     def unclaimed(self, qname: bytes, zone: Zone, exists: bool) -> Answer:
         """What a name of ``zone`` without records of ours gets (a view's gateway answers
-        ask, kdns.dns.gateway.ViewAnswers): forwarded under a forward zone cut out of it or
+        ask, kdns.authority.gateway.ViewAnswers): forwarded under a forward zone cut out of it or
         in a fallthrough zone, else NODATA when names exist below it, else NXDOMAIN."""
         if self._cuts and self._under_cut(qname):
             return FORWARD if self.forward else REFUSED_ANSWER

@@ -61,9 +61,9 @@ from dataclasses import dataclass, field
 from time import perf_counter
 from typing import Any, cast
 
-from kdns.config import Upstream as UpstreamSpec
-from kdns.config import parse_upstream
 from kdns.dns import names
+from kdns.values import Upstream as UpstreamSpec
+from kdns.values import parse_upstream
 
 __all__ = [
     "LATENCY_BUCKETS",

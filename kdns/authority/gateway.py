@@ -61,9 +61,9 @@ import logging
 from collections.abc import Iterable, Mapping
 from typing import Any, NamedTuple
 
+from kdns.authority.zones import LOCAL, ZoneSet
 from kdns.dns import names
 from kdns.dns.records import AAAA, ANY, AXFR, CNAME, IXFR, NOERROR, A, rdata_address
-from kdns.dns.zones import LOCAL, ZoneSet
 from kdns.model import (
     EMPTY_HINTS,
     EMPTY_META,
@@ -347,7 +347,7 @@ class GatewayTable:
         # rendered: [gateway]'s for the registry's answers, a view's own for its overlay.
         self.filters: Classes = (settings.gateway_classes, settings.ingress_classes)
         # Views with class filters of their own: one overlay per distinct filter set, holding
-        # only the names whose answer differs from [gateway]'s (kdns.dns.views asks them).
+        # only the names whose answer differs from [gateway]'s (kdns.policy.views asks them).
         self.overlays: dict[Classes, Overlay] = {}
         self.moved: set[bytes] = set()  # names an overlay's answer moved for (next flush tells)
         self.moves = 0  # counts overlay moves: a view's memo of answers is dropped on change
@@ -831,7 +831,7 @@ _NO_TRANSFER = frozenset((AXFR, IXFR))
 
 
 class ViewAnswers:
-    """A view's own answers for gateway zone names, under its class filters (kdns.dns.views
+    """A view's own answers for gateway zone names, under its class filters (kdns.policy.views
     asks it per query of the view's clients). None: the registry's answer is the view's too
     (every name the overlay does not hold, and every name outside gateway zones), so a view
     whose filters agree with [gateway]'s on every name costs one test.
@@ -848,9 +848,9 @@ class ViewAnswers:
 
     def __init__(self, overlay: Overlay, registry: Any, resolver: Any) -> None:
         self.overlay = overlay
-        self.registry = registry  # kdns.dns.registry.Registry
+        self.registry = registry  # kdns.authority.registry.Registry
         self.table: GatewayTable = registry.gateway
-        self.resolver = resolver  # kdns.dns.resolver.Resolver: fallthrough and cuts
+        self.resolver = resolver  # kdns.authority.resolver.Resolver: fallthrough and cuts
         self._memo: dict[bytes, Any] = {}
         self._at = (-1, -1)
 
