@@ -24,6 +24,7 @@ import dns.rcode
 import pytest
 import yaml
 
+from kdns.authority import nametable
 from kdns.authority import registry as registry_module
 from kdns.authority.registry import Registry
 from kdns.authority.resolver import Resolver
@@ -114,14 +115,14 @@ def test_srv_and_glue_of_a_large_service_are_bounded() -> None:
 def _thawed(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """Count the stored records the registry reads back while rendering."""
     count = [0]
-    thaw = registry_module._thaw
+    thaw = nametable.thaw
 
     def counting(frozen: bytes) -> Iterator[tuple[int, bytes]]:
         for item in thaw(frozen):
             count[0] += 1
             yield item
 
-    monkeypatch.setattr(registry_module, "_thaw", counting)
+    monkeypatch.setattr(nametable, "thaw", counting)
     return count
 
 
