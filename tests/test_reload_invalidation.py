@@ -374,7 +374,7 @@ async def test_a_reload_swaps_and_invalidates_in_one_step(
     """A reload that changes the upstreams and a local zone: while the zone is still being
     read (in a thread), killer mode answers as standard mode does, from the old upstream for
     a cached name and a new one alike; after it, from the new upstream for both."""
-    import kdns.app as app_module
+    import kdns.running.datafiles as datafiles
     from tests.dnsupstream import DnsUpstream
 
     records = {("cached.example.org.", "A"): ["192.0.2.1"], ("fresh.example.org.", "A"): ["192.0.2.1"]}  # fmt: skip
@@ -397,14 +397,14 @@ async def test_a_reload_swaps_and_invalidates_in_one_step(
                 assert await ask("cached.example.org") == "192.0.2.1"
             reading = asyncio.Event()
             release = asyncio.Event()
-            real_load = app_module.load_local_zone
+            real_load = datafiles.load_local_zone
 
             def slow_load(*args: object) -> object:
                 loop.call_soon_threadsafe(reading.set)
                 asyncio.run_coroutine_threadsafe(release.wait(), loop).result(10)
                 return real_load(*args)  # type: ignore[arg-type]
 
-            monkeypatch.setattr(app_module, "load_local_zone", slow_load)
+            monkeypatch.setattr(datafiles, "load_local_zone", slow_load)
             (tmp_path / "home2.zone").write_text(_zone_text(www="192.0.2.77"))
             moved = {"upstreams": [new_up.upstream("udp")], "local_zones": ["home.example=" + str(tmp_path / "home2.zone")]}  # fmt: skip
             new = build_config(None, {}, {**flags, **moved})
