@@ -40,6 +40,9 @@ class Hints(NamedTuple):
     internal: tuple[str, ...] = ()  # internal-hostname: a Service's ClusterIP(s)
     targets: tuple[str, ...] = ()  # target: IPs (A/AAAA) or one hostname (CNAME)
     ttl: int = -1  # ttl in seconds; -1: unset
+    # gateway-hostname-source on a route: "" (spec hostnames, else the listener's, plus the
+    # annotation's), "annotation-only" or "defined-hosts-only" (kdns.authority.gateway).
+    source: str = ""
 
 
 EMPTY_HINTS = Hints()
@@ -186,6 +189,11 @@ class ListenerSet(NamedTuple):
     name: str
     gateway: tuple[str, str]  # spec.parentRef (namespace defaulted to the ListenerSet's)
     listeners: tuple[Listener, ...]
+    # status.conditions Accepted=True at the current generation (its Gateway's controller
+    # accepted it), and the names of the status.listeners entries that say Accepted=True.
+    accepted: bool = False
+    accepted_listeners: tuple[str, ...] = ()
+    hints: Hints = EMPTY_HINTS  # its target annotation wins over its Gateway's
 
     @property
     def kind(self) -> str:

@@ -1525,19 +1525,72 @@ def gatewayclass(name: str = "eg", controller: str = CONTROLLER) -> JSON:
     }
 
 
-def listenerset(
-    ns: str, name: str, parent: tuple[str, str], listeners: Iterable[ListenerSpec]
-) -> JSON:
-    """A gateway.networking.k8s.io/v1 ListenerSet (Gateway API 1.5) of ``parent`` (ns, name)."""
+def _condition(kind: str, ok: bool, reason: str, generation: int) -> JSON:
     return {
+        "type": kind,
+        "status": "True" if ok else "False",
+        "reason": reason,
+        "observedGeneration": generation,
+        "message": "",
+        "lastTransitionTime": "2026-01-01T00:00:00Z",
+    }
+
+
+def listenerset(
+    ns: str,
+    name: str,
+    parent: tuple[str, str],
+    listeners: Iterable[ListenerSpec],
+    *,
+    accepted: bool | None = True,
+    rejected: Iterable[str] = (),
+    generation: int = 1,
+    observed: int | None = None,
+    annotations: Mapping[str, str] | None = None,
+) -> JSON:
+    """A gateway.networking.k8s.io/v1 ListenerSet (Gateway API 1.5) of ``parent`` (ns, name),
+    with the status its Gateway's controller writes (ListenerSetStatus): Accepted and
+    Programmed conditions (``accepted=False``: NotAllowed; None: no status at all) observed at
+    ``observed`` (default: ``generation``), and one ListenerEntryStatus per listener, Accepted
+    unless its name is in ``rejected`` (then Conflicted, as a listener clashing with one of the
+    Gateway's)."""
+    specs = [_listener(x) for x in listeners]
+    metadata = _metadata(ns, name, None)
+    metadata["generation"] = generation
+    if annotations:
+        metadata["annotations"] = dict(annotations)
+    obj: JSON = {
         "kind": "ListenerSet",
         "apiVersion": "gateway.networking.k8s.io/v1",
-        "metadata": _metadata(ns, name, None),
-        "spec": {
-            "parentRef": {"namespace": parent[0], "name": parent[1]},
-            "listeners": [_listener(x) for x in listeners],
-        },
+        "metadata": metadata,
+        "spec": {"parentRef": {"namespace": parent[0], "name": parent[1]}, "listeners": specs},
     }
+    if accepted is None:
+        return obj
+    seen = generation if observed is None else observed
+    refused = set(rejected)
+    obj["status"] = {
+        "conditions": [
+            _condition("Accepted", accepted, "Accepted" if accepted else "NotAllowed", seen),
+            _condition("Programmed", accepted, "Programmed" if accepted else "Invalid", seen),
+        ],
+        "listeners": [
+            {
+                "name": spec["name"],
+                "port": spec["port"],
+                "attachedRoutes": 0,
+                "supportedKinds": [],
+                "conditions": [
+                    _condition("Accepted", spec["name"] not in refused, "Accepted", seen),
+                    _condition("Conflicted", spec["name"] in refused, "HostnameConflict", seen),
+                ],
+            }
+            for spec in specs
+        ]
+        if accepted
+        else [],
+    }
+    return obj
 
 
 # "name", ("ns", "name"), ("ns", "name", "sectionName") or ("ns", "name", "sectionName", port);

@@ -359,11 +359,21 @@ def slim_namespace(raw: Raw) -> Namespace:
 
 GATEWAY_GROUP = "gateway.networking.k8s.io"
 # external-dns's annotations (what a migration keeps), k8s_gateway's, then kdns's own.
-EXTERNAL_DNS = "external-dns.alpha.kubernetes.io/"
-HOSTNAME_ANNOTATIONS = (EXTERNAL_DNS + "hostname", "coredns.io/hostname", "kdns.io/hostname")
-INTERNAL_HOSTNAME = EXTERNAL_DNS + "internal-hostname"
-TARGET = EXTERNAL_DNS + "target"
-TTL = EXTERNAL_DNS + "ttl"
+# external-dns reads its annotations under external-dns.kubernetes.io/ since v0.22.0 and under
+# external-dns.alpha.kubernetes.io/ before (its annotations docs, "Annotation prefix"): both are
+# read, the new prefix winning where an object carries both (as --enable-legacy-annotation-prefix
+# merges them).
+EXTERNAL_DNS = "external-dns.kubernetes.io/"
+EXTERNAL_DNS_LEGACY = "external-dns.alpha.kubernetes.io/"
+# external-dns's (under either prefix), k8s_gateway's, kdns's.
+HOSTNAME_ANNOTATIONS = ("hostname", "coredns.io/hostname", "kdns.io/hostname")
+INTERNAL_HOSTNAME = "internal-hostname"
+TARGET = "target"
+TTL = "ttl"
+# Which hostnames a route / an Ingress publishes: "annotation-only" or "defined-hosts-only".
+GATEWAY_HOSTNAME_SOURCE = "gateway-hostname-source"
+INGRESS_HOSTNAME_SOURCE = "ingress-hostname-source"
+_HOSTNAME_SOURCES = frozenset(("annotation-only", "defined-hosts-only"))
 INGRESS_CLASS_ANNOTATION = "kubernetes.io/ingress.class"
 _LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
 _MAX_ANNOTATION = 1024  # longer values (JSON blobs) are no filter anyone writes
@@ -432,23 +442,35 @@ def _ttl(value: str) -> int | None:
     return seconds if 0 < seconds <= _MAX_TTL else None
 
 
-def _hints(raw: Raw, kind: str, key: tuple[str, str]) -> Hints:
-    """The DNS annotations of an object (``EMPTY_HINTS`` when it has none)."""
+def _hints(raw: Raw, kind: str, key: tuple[str, str], source_key: str = "") -> Hints:
+    """The DNS annotations of an object (``EMPTY_HINTS`` when it has none); ``source_key``:
+    external-dns's hostname-source annotation the object's kind reads, if any."""
     annotations = (raw.get("metadata") or _EMPTY).get("annotations") or _EMPTY
     if not annotations:
         return EMPTY_HINTS
 
-    def listed(name: str) -> list[str]:
-        value = annotations.get(name)
+    def external(name: str) -> Any:
+        value = annotations.get(EXTERNAL_DNS + name)
+        return annotations.get(EXTERNAL_DNS_LEGACY + name) if value is None else value
+
+    def listed(value: Any) -> list[str]:
         return [part for part in value.split(",")] if isinstance(value, str) else []
 
     field = "metadata.annotations"
     hostnames = _hostnames(
-        [h for name in HOSTNAME_ANNOTATIONS for h in listed(name)], kind, key, f"{field}[hostname]"
+        listed(external("hostname"))
+        + [
+            h for name in HOSTNAME_ANNOTATIONS[1:] for h in listed(annotations.get(name))
+        ],  # fmt: skip
+        kind,
+        key,
+        f"{field}[hostname]",
     )
-    internal = _hostnames(listed(INTERNAL_HOSTNAME), kind, key, f"{field}[internal-hostname]")
+    internal = _hostnames(
+        listed(external(INTERNAL_HOSTNAME)), kind, key, f"{field}[internal-hostname]"
+    )
     targets: list[str] = []
-    for part in listed(TARGET):
+    for part in listed(external(TARGET)):
         text = part.strip()
         ip = normalize_ip(text)
         name = ip or _hostname(text)
@@ -458,14 +480,24 @@ def _hints(raw: Raw, kind: str, key: tuple[str, str]) -> Hints:
         elif name not in targets:
             targets.append(name)
     ttl = -1
-    value = annotations.get(TTL)
+    value = external(TTL)
     if isinstance(value, str):
         parsed = _ttl(value)
         if parsed is None:
             skipped(kind, key, f"{field}[ttl]", value, "not a TTL (seconds, or like 1m30s)")
         else:
             ttl = min(parsed, 3600 * 24 * 7)
-    hints = Hints(hostnames, internal, tuple(targets), ttl)
+    source = ""
+    value = external(source_key) if source_key else None
+    if isinstance(value, str):
+        # external-dns compares the value case-insensitively and falls back to its default
+        # (both sources of names) on anything else, with a warning.
+        source = value.strip().lower()
+        if source not in _HOSTNAME_SOURCES:
+            why = "not annotation-only or defined-hosts-only: both sources are used"
+            skipped(kind, key, f"{field}[{source_key}]", value, why)
+            source = ""
+    hints = Hints(hostnames, internal, tuple(targets), ttl, source)
     return EMPTY_HINTS if hints == EMPTY_HINTS else hints
 
 
@@ -557,6 +589,18 @@ def slim_gateway(raw: Raw) -> Gateway:
     )
 
 
+def _condition_true(conditions: Any, kind: str, generation: Any) -> bool:
+    """The condition of type ``kind`` says True, observed at ``generation`` (metav1.Condition;
+    one observed for an older generation is stale, as external-dns reads route status since
+    kubernetes-sigs/external-dns#5241; either side unknown: current)."""
+    for cond in conditions or ():
+        if isinstance(cond, Mapping) and cond.get("type") == kind:
+            observed = cond.get("observedGeneration")
+            current = generation is None or observed is None or observed == generation
+            return cond.get("status") == "True" and current
+    return False
+
+
 def slim_listenerset(raw: Raw) -> ListenerSet:
     namespace, name = _meta(raw, "ListenerSet")
     spec = raw.get("spec") or _EMPTY
@@ -564,7 +608,24 @@ def slim_listenerset(raw: Raw) -> ListenerSet:
     gateway = ("", "")
     if (ref.get("group") or GATEWAY_GROUP) == GATEWAY_GROUP and (ref.get("kind") or "Gateway") == "Gateway":  # fmt: skip
         gateway = (sys.intern(ref.get("namespace") or namespace), str(ref.get("name") or ""))
-    return ListenerSet(namespace, name, gateway, _listeners(spec))
+    # status as the Gateway's controller writes it (ListenerSetStatus): conditions Accepted and
+    # Programmed for the set, an entry per listener (ListenerEntryStatus) with its own.
+    generation = (raw.get("metadata") or _EMPTY).get("generation")
+    status = raw.get("status") or _EMPTY
+    entries = [e for e in status.get("listeners") or () if isinstance(e, Mapping)]
+    return ListenerSet(
+        namespace,
+        name,
+        gateway,
+        _listeners(spec),
+        _condition_true(status.get("conditions"), "Accepted", generation),
+        tuple(
+            str(e.get("name"))
+            for e in entries
+            if e.get("name") and _condition_true(e.get("conditions"), "Accepted", generation)
+        ),
+        _hints(raw, "ListenerSet", (namespace, name)),
+    )
 
 
 def slim_gatewayclass(raw: Raw) -> GatewayClass:
@@ -614,14 +675,8 @@ def _accepted(raw: Raw, namespace: str) -> tuple[tuple[ParentRef, str], ...]:
         parent = _parent_ref(entry.get("parentRef"), namespace)
         if parent is None:
             continue
-        for cond in entry.get("conditions") or ():
-            if not isinstance(cond, Mapping) or cond.get("type") != "Accepted":
-                continue
-            observed = cond.get("observedGeneration")
-            current = generation is None or observed is None or observed == generation
-            if cond.get("status") == "True" and current:
-                out.append((parent, str(entry.get("controllerName") or "")))
-            break
+        if _condition_true(entry.get("conditions"), "Accepted", generation):
+            out.append((parent, str(entry.get("controllerName") or "")))
     return tuple(out)
 
 
@@ -636,7 +691,7 @@ def _slim_route(raw: Raw, kind: str) -> Route:
         _parent_refs(spec.get("parentRefs") or (), namespace),
         _meta_filters(raw),
         _accepted(raw, namespace),
-        _hints(raw, kind, (namespace, name)),
+        _hints(raw, kind, (namespace, name), GATEWAY_HOSTNAME_SOURCE),
     )
 
 
@@ -669,10 +724,18 @@ def slim_ingress(raw: Raw) -> Ingress:
     entries = [i for i in ingress if isinstance(i, Mapping)]
     annotations = (raw.get("metadata") or _EMPTY).get("annotations") or _EMPTY
     ingress_class = spec.get("ingressClassName") or annotations.get(INGRESS_CLASS_ANNOTATION)
+    hosts = _hostnames([r.get("host") for r in rules], "Ingress", key, "spec.rules[].host")
+    hints = _hints(raw, "Ingress", key, INGRESS_HOSTNAME_SOURCE)
+    # external-dns's ingress-hostname-source (source/ingress.go): the rules' hosts alone, or
+    # the hostname annotation's alone; unset, both.
+    if hints.source == "annotation-only":
+        hosts = ()
+    elif hints.source == "defined-hosts-only" and hints.hostnames:
+        hints = hints._replace(hostnames=())
     return Ingress(
         namespace,
         name,
-        _hostnames([r.get("host") for r in rules], "Ingress", key, "spec.rules[].host"),
+        hosts,
         _ips(
             [i["ip"] for i in entries if i.get("ip") is not None],
             "Ingress",
@@ -687,7 +750,7 @@ def slim_ingress(raw: Raw) -> Ingress:
         ),
         _meta_filters(raw),
         str(ingress_class) if isinstance(ingress_class, str) else "",
-        _hints(raw, "Ingress", key),
+        hints,
     )
 
 
