@@ -32,7 +32,7 @@ from kdns.server.mmsg import LIBC, MSG_DONTWAIT, NAME, RECV_SLOT, SLOT, SLOTS, B
 from kdns.server.querylog import log_query
 from kdns.server.rrl import SEND, SLIP, slip_reply
 from kdns.server.stats import Stats
-from kdns.server.wire import DEFERRED, Query, Responder
+from kdns.server.wire import DEFERRED, PEER_LATER, Query, Responder
 
 log = logging.getLogger("kdns.udp")
 
@@ -68,6 +68,7 @@ class UdpServer:
         self.query_log = False  # flipped live on reload; every query then takes the logged path
         self._closed = False
         self._batch = Batch() if LIBC is not None else None
+        self._at = 0  # the batch slot being answered (current_peer)
         asyncio.get_running_loop().add_reader(self.fd, self._readable)
 
     # Listener interface (kdns.server.listeners): close(), is_closing() and query_log.
@@ -158,18 +159,23 @@ class UdpServer:
     def _answer(self, data: bytes, now: float, batch: Batch | None, i: int, peer: Any) -> bytes | None:  # fmt: skip
         """The standard path for one query: the reply to send now, or None (dropped, or
         DEFERRED: a forwarded answer that ``send_reply`` sends when it comes)."""
-        if peer is None:
-            peer = batch.peer(i, self.v6)  # type: ignore[union-attr]
+        if peer is None:  # a batch: the address becomes a tuple only when a stage needs it
+            if self.query_log:
+                peer = batch.peer(i, self.v6)  # type: ignore[union-attr]
+            else:
+                self._at = i
         started = perf_counter() if self.query_log else 0.0
         try:
-            response = self.responder.respond(data, self.channel, peer, self)
+            response = self.responder.respond(
+                data, self.channel, PEER_LATER if peer is None else peer, self
+            )
         except Exception:
             self._internal_error()
             return None
         if started and response is not DEFERRED:
             log_query("udp", peer, data, response, perf_counter() - started)  # type: ignore[arg-type]
         if self.front is not None:
-            self.front.store(data, response, now, batch, i, peer)
+            self.front.store(data, response, now, batch, i, peer)  # peer None: from batch[i]
         # Never several messages over UDP (zone transfers are TCP only).
         return response if type(response) is bytes else None
 
@@ -228,6 +234,10 @@ class UdpServer:
             family = socket.AF_INET6 if self.v6 else socket.AF_INET
             return socket.inet_pton(family, peer[0].split("%", 1)[0])
         return batch.client(i, self.v6)
+
+    def current_peer(self) -> Any:
+        """The address of the batch's datagram being answered (``PEER_LATER``)."""
+        return self._batch.peer(self._at, self.v6)  # type: ignore[union-attr]
 
     def peer(self, batch: Batch | None, i: int, peer: Any) -> Any:
         """Who sent datagram ``i`` (or ``peer``), as an address tuple."""

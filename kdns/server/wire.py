@@ -368,6 +368,10 @@ class Responder:
             if edns is not None and edns.version:
                 return self._badvers(data, qend, edns)
         self.qtype = data[pos + 1 : pos + 3]  # for the meter
+        if peer is PEER_LATER and (
+            self.acl is not None or self.views is not None or self.rewrite is not None
+        ):
+            peer = _peer_now(replier)
         if self.acl is not None:
             action = self.acl.decide(
                 peer[0] if peer else "", name, (data[pos + 1] << 8) | data[pos + 2]
@@ -397,6 +401,8 @@ class Responder:
             if answer is not None:
                 self.stats.derived_hits += 1
             else:
+                if peer is PEER_LATER:
+                    peer = _peer_now(replier)
                 qtype, qclass = struct.unpack_from("!HH", data, pos + 1)
                 if qtype in META_TYPES:
                     # RFC 6895 3.1: OPT, TKEY and TSIG are meta-types, never asked for; type 0
@@ -420,6 +426,8 @@ class Responder:
                             return DEFERRED
                         return response if watch is None else self.inspected(watch, response, query)  # fmt: skip
             if answer.rcode == 3 and self.autopath is not None:  # NXDOMAIN: the pod's walk?
+                if peer is PEER_LATER:
+                    peer = _peer_now(replier)
                 autopath = self.autopath
                 autopath.kept = None
                 walked = autopath.walk(self, data, name, qend, edns, channel, peer, replier, answer, watch)  # fmt: skip
@@ -429,6 +437,8 @@ class Responder:
                     self.keep = kept[4] if kept is not None else 0.0
                     return walked
             if self.template is not None and (answer.rcode == 3 or answer.rcode == 5):
+                if peer is PEER_LATER:
+                    peer = _peer_now(replier)
                 qtype, qclass = struct.unpack_from("!HH", data, pos + 1)
                 templated = self.template.lookup(name, qtype, qclass, key, peer)
                 if templated is not None:
@@ -441,6 +451,8 @@ class Responder:
             return self.reply(data, qend, edns, tcp, answer)
         # An ExternalName chased upstream: the reply depends on the client (forward.allow) and
         # on upstream TTLs, so it is this reply's alone (never in the wire cache).
+        if peer is PEER_LATER:
+            peer = _peer_now(replier)
         if not self._may_forward(peer):
             if watch is not None:
                 return self._inspect_local(watch, data, name, pos, qend, edns, channel, answer)
@@ -603,6 +615,12 @@ _EDE_HEAD = b"\x00\x0f"
 EDE_BLOCKED = 15
 EDE_FILTERED = 17
 
+# What the UDP loop passes as ``peer`` to ``respond``: the client's address is made into a
+# tuple (half a microsecond) only when a stage needs it, asked of the replier
+# (``current_peer``): policy, a name that is not pre-rendered, an ExternalName chase. A
+# pre-rendered answer with no policy configured never needs it.
+PEER_LATER: Any = type("PeerLater", (), {"__slots__": (), "__repr__": lambda self: "PEER_LATER"})()
+
 # What ``respond`` returns for a query answered later through its replier (forwarding): no
 # message now. An empty list, so TCP's "several messages" path writes nothing for it.
 DEFERRED: list[bytes] = []
@@ -615,6 +633,12 @@ FILTERED = empty(NOERROR, False)
 REFUSED_ANSWER = empty(REFUSED, False)
 FORMERR_ANSWER = empty(FORMERR, False)
 META_TYPES = frozenset((0, OPT, 249, 250))  # reserved, OPT, TKEY, TSIG
+
+
+def _peer_now(replier: Any) -> Any:
+    """The client's address, asked of the UDP server that passed ``PEER_LATER`` (its
+    ``current_peer``: the datagram of its batch being answered)."""
+    return replier.current_peer()
 
 
 def _header_reply(data: bytes, rcode: int) -> bytes:
