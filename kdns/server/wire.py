@@ -379,7 +379,7 @@ class Responder:
             if action != ALLOW:
                 if action == DROP:
                     return None
-                return self.reply(data, qend, edns, tcp, FILTERED if action == FILTER else BLOCKED)
+                return self._denied(data, qend, edns, tcp, action)
         key = name + data[pos + 1 : qend]
         watch = None
         if self.views is not None:
@@ -418,7 +418,7 @@ class Responder:
                     if answer is TRANSFER:
                         return self._transfer(query, peer)
                     if self.forwarder is None or not self._may_forward(peer):
-                        answer = REFUSED_ANSWER
+                        return self._not_forwarded(data, qend, edns, tcp)
                     else:
                         query.view = watch
                         response = self.forwarder.handle(query, replier, peer)
@@ -496,14 +496,35 @@ class Responder:
     def blocked_reply(self, data: bytes, qend: int, edns: Edns | None, tcp: bool, answer: Answer, text: str) -> bytes:  # fmt: skip
         """A block list's reply; with EDNS, its OPT carries Extended DNS Error 15 (Blocked,
         RFC 8914) whose EXTRA-TEXT names the list."""
-        response = self.reply(data, qend, edns, tcp, answer)
-        if edns is not None:
-            extra = text.encode()[:200]
-            option = _EDE_HEAD + _U16.pack(2 + len(extra)) + _U16.pack(EDE_BLOCKED) + extra
-            response = response[:-2] + _U16.pack(len(option)) + option
+        response = with_ede(self.reply(data, qend, edns, tcp, answer), edns, EDE_BLOCKED, text)
         if querylog.noting:
             querylog.note_blocked(response, text.split()[2] if text.startswith("blocked by ") else "?")  # fmt: skip
         return response
+
+    def _denied(self, data: bytes, qend: int, edns: Edns | None, tcp: bool, action: str) -> bytes:  # fmt: skip
+        """An ACL's ``block`` (REFUSED) or ``filter`` (NOERROR, nothing), with an Extended DNS
+        Error when the query had EDNS. RFC 8914 tells the three policy codes apart: 15 Blocked
+        is a domain on the operator's block list (kdns's block lists), 17 Filtered a name
+        filtered by the policy that applies to this client, 18 Prohibited a query refused to an
+        unauthorised client ("annotate its REFUSED message"). ``filter`` answers an empty
+        NOERROR to the clients and names the rule picks: 17, as CoreDNS's acl plugin sends
+        (coredns/coredns#5532). ``block`` refuses the client: 18, where CoreDNS sends 15; 15
+        would name a block list, and kdns keeps it for its block lists."""
+        if action == FILTER:
+            return with_ede(self.reply(data, qend, edns, tcp, FILTERED), edns, EDE_FILTERED, "filtered by acl")  # fmt: skip
+        return with_ede(self.reply(data, qend, edns, tcp, BLOCKED), edns, EDE_PROHIBITED, "refused by acl")  # fmt: skip
+
+    def _not_forwarded(self, data: bytes, qend: int, edns: Edns | None, tcp: bool) -> bytes:
+        """REFUSED for a name outside kdns's zones that is not forwarded for this client (a
+        template did not answer it either): forward.allow keeps the client out (EDE 18
+        Prohibited, as BIND's allow-recursion), or there is no forwarding at all (EDE 20 Not
+        Authoritative: RFC 8914 4.21, "not configured for recursion")."""
+        self.zone = REFUSED_ANSWER.zone
+        self.keep = FOREVER
+        refused = self.reply(data, qend, edns, tcp, REFUSED_ANSWER)
+        if self.forwarder is None:
+            return with_ede(refused, edns, EDE_NOT_AUTHORITATIVE, "")
+        return with_ede(refused, edns, EDE_PROHIBITED, "recursion not allowed for this client")  # fmt: skip
 
     def _viewed(self, special: Answer, data: bytes, name: bytes, pos: int, qend: int, edns: Edns | None, channel: int, peer: Any, replier: Replier | None) -> bytes | list[bytes] | None:  # fmt: skip
         """The client's view decided: a block list's answer (never kept by killer mode's wire
@@ -525,7 +546,9 @@ class Responder:
             or self.forwarder is None
             or not self._may_forward(peer)
         ):
-            return self.reply(data, qend, edns, tcp, REFUSED_ANSWER)
+            # The client's view hides this zone from it: refused by policy (EDE 18).
+            refused = self.reply(data, qend, edns, tcp, REFUSED_ANSWER)
+            return with_ede(refused, edns, EDE_PROHIBITED, "zone not in this client's view")
         response = self.forwarder.handle(Query(data, name, qtype, qend, edns, channel, self), replier, peer)  # fmt: skip
         return DEFERRED if response is None else response
 
@@ -610,10 +633,25 @@ FOREVER = float("inf")
 # What the rewrite stage returns for a question no rule rewrites: the path goes on.
 NOT_REWRITTEN: Any = object()
 
-# RFC 8914 Extended DNS Errors: option code 15, INFO-CODEs Blocked (15) and Filtered (17).
+# RFC 8914 Extended DNS Errors: option code 15, INFO-CODEs Blocked (15), Filtered (17),
+# Prohibited (18), Not Authoritative (20).
 _EDE_HEAD = b"\x00\x0f"
 EDE_BLOCKED = 15
 EDE_FILTERED = 17
+EDE_PROHIBITED = 18
+EDE_NOT_AUTHORITATIVE = 20
+
+
+def with_ede(response: bytes, edns: Edns | None, code: int, text: str) -> bytes:
+    """``response`` (built by ``Responder.reply``, whose OPT record ends it with an empty
+    RDATA) with an EDE option of ``code`` and EXTRA-TEXT ``text``; unchanged without EDNS
+    (RFC 8914 2: the option lives in the OPT record)."""
+    if edns is None:
+        return response
+    extra = text.encode()[:200]
+    option = _EDE_HEAD + _U16.pack(2 + len(extra)) + _U16.pack(code) + extra
+    return response[:-2] + _U16.pack(len(option)) + option
+
 
 # What the UDP loop passes as ``peer`` to ``respond``: the client's address is made into a
 # tuple (half a microsecond) only when a stage needs it, asked of the replier
