@@ -540,16 +540,16 @@ def refresh_latency(dnsperf_bin: str, objects: Path, blocklist: Path, datafile: 
 
 def loop_stalls(blocklist: Path) -> dict[str, Any]:
     """In this process: how late a 1 ms timer of an asyncio loop fires while the list's body
-    is parsed off the loop (kdns.policy.listfetch.parse_off_loop), in a forked child (kdns's
+    is parsed off the loop (kdns.policy.listsource.parse_off_loop), in a forked child (kdns's
     way) and in a thread at a 0.5 ms switch interval (the fallback), next to an idle loop.
     Both run on one machine at the same time, so its other load is in all three."""
     import asyncio
     import pickle
 
-    from kdns.policy import listfetch
+    from kdns.policy import listsource
 
     body = blocklist.read_bytes()
-    source = listfetch.Source(None, "http://127.0.0.1/ads.hosts", "hosts")
+    source = listsource.Source(None, "http://127.0.0.1/ads.hosts", "hosts")
 
     async def measure(parse: bool) -> dict[str, Any]:
         lags: list[float] = []
@@ -564,7 +564,7 @@ def loop_stalls(blocklist: Path) -> dict[str, Any]:
         task = asyncio.create_task(ticker())
         began = time.perf_counter()
         if parse:
-            loaded = await listfetch.parse_off_loop(source, body)
+            loaded = await listsource.parse_off_loop(source, body)
             assert loaded.entries == len(blocklist.read_text().splitlines()) - 3
         else:
             await asyncio.sleep(5)
@@ -575,11 +575,11 @@ def loop_stalls(blocklist: Path) -> dict[str, Any]:
 
     out: dict[str, Any] = {"idle": asyncio.run(measure(False))}
     for label, fork in (("fork", True), ("thread", False)):
-        listfetch.FORK = fork
+        listsource.FORK = fork
         out[label] = asyncio.run(measure(True))
-    listfetch.FORK = hasattr(os, "fork")
-    loaded = listfetch.parse_source(source, body)
-    data = pickle.dumps(tuple(getattr(loaded, k) for k in listfetch._SLOTS), pickle.HIGHEST_PROTOCOL)  # fmt: skip
+    listsource.FORK = hasattr(os, "fork")
+    loaded = listsource.parse_source(source, body)
+    data = pickle.dumps(tuple(getattr(loaded, k) for k in listsource._SLOTS), pickle.HIGHEST_PROTOCOL)  # fmt: skip
     t0 = time.perf_counter()
     pickle.loads(data)
     out["unpickle_ms"] = round((time.perf_counter() - t0) * 1e3, 2)  # the loop's wait, per list

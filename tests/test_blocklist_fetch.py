@@ -266,17 +266,17 @@ def test_a_refresh_parses_in_a_forked_child_whose_hashes_are_this_process_s(tmp_
     process never holds the GIL for it): the index equals a parse here, hash for hash, and
     blocks the same names; the thread fallback gives the same; an unreadable file is an
     OSError as before."""
-    from kdns.policy import listfetch
+    from kdns.policy import listsource
     from kdns.policy.views import View
 
     path = tmp_path / "mixed.txt"
     path.write_text("||ads.example^\n@@||ok.ads.example^\n/^track[0-9]+\\./\n0.0.0.0 h.example\n$$bad\n")  # fmt: skip
-    source = listfetch.Source(str(path), None, "auto")
-    here = listfetch.parse_source(source)
-    assert listfetch.FORK
-    forked = asyncio.run(listfetch.parse_off_loop(source))
-    monkeypatch.setattr(listfetch, "FORK", False)
-    threaded = asyncio.run(listfetch.parse_off_loop(source))
+    source = listsource.Source(str(path), None, "auto")
+    here = listsource.parse_source(source)
+    assert listsource.FORK
+    forked = asyncio.run(listsource.parse_off_loop(source))
+    monkeypatch.setattr(listsource, "FORK", False)
+    threaded = asyncio.run(listsource.parse_off_loop(source))
     for got in (forked, threaded):
         assert list(got.hashes) == list(here.hashes) and got.index == here.index
         assert (got.entries, got.skipped_by, got.exceptions) == (here.entries, here.skipped_by, here.exceptions)  # fmt: skip
@@ -284,6 +284,6 @@ def test_a_refresh_parses_in_a_forked_child_whose_hashes_are_this_process_s(tmp_
         verdicts = {n: view.blocked(names.to_wire(n).lower()) is not None
                     for n in ("x.ads.example", "ok.ads.example", "track7.example", "h.example", "example")}  # fmt: skip
         assert verdicts == {"x.ads.example": True, "ok.ads.example": False, "track7.example": True, "h.example": True, "example": False}  # fmt: skip
-    monkeypatch.setattr(listfetch, "FORK", True)
+    monkeypatch.setattr(listsource, "FORK", True)
     with pytest.raises(OSError):
-        asyncio.run(listfetch.parse_off_loop(listfetch.Source(str(tmp_path / "gone.txt"), None, "auto")))  # fmt: skip
+        asyncio.run(listsource.parse_off_loop(listsource.Source(str(tmp_path / "gone.txt"), None, "auto")))  # fmt: skip
