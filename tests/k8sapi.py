@@ -5,7 +5,9 @@ runs against a cluster, this server answers the same HTTP requests an API server
 the resources kdns watches: core/v1 ``services``, ``pods``, ``namespaces`` and
 discovery.k8s.io/v1 ``endpointslices``; and, when installed (``installed=`` / ``install()``,
 as a CRD is), gateway.networking.k8s.io ``gateways``, ``httproutes``, ``grpcroutes`` (v1),
-``tlsroutes`` (v1alpha2) and networking.k8s.io/v1 ``ingresses``. A resource not installed
+``tlsroutes`` (v1, v1alpha3, v1alpha2: ``serve()`` narrows the versions served, as an older
+CRD does, and the others answer 404), ``tcproutes``/``udproutes`` (v1alpha2) and
+networking.k8s.io/v1 ``ingresses``. A resource not installed
 answers 404 on every path and is absent from discovery, as on a cluster without the CRD;
 ``uninstall()`` deletes its objects (DELETED events), ends its watches and turns it 404. The client gets a generated kubeconfig and cannot tell
 the difference (within what is implemented here).
@@ -109,8 +111,22 @@ class Resource:
 
     plural: str
     kind: str
-    api_version: str  # "v1" or "group/version", spelled as objects spell it
+    api_version: str  # "v1" or "group/version", spelled as objects spell it: the stored one
     namespaced: bool = True
+    # Every version of the group this resource can be served at (a CRD's spec.versions), the
+    # stored one first; which of them are served is the server's choice (``serve()``).
+    versions: tuple[str, ...] = ()
+
+    @property
+    def group(self) -> str:
+        return self.api_version.rpartition("/")[0]
+
+    @property
+    def all_versions(self) -> tuple[str, ...]:
+        return self.versions or (self.api_version.rpartition("/")[2],)
+
+    def group_version(self, version: str) -> str:
+        return f"{self.group}/{version}" if self.group else version
 
     @property
     def list_kind(self) -> str:
@@ -136,7 +152,14 @@ RESOURCES: dict[str, Resource] = {
         Resource("listenersets", "ListenerSet", "gateway.networking.k8s.io/v1"),
         Resource("httproutes", "HTTPRoute", "gateway.networking.k8s.io/v1"),
         Resource("grpcroutes", "GRPCRoute", "gateway.networking.k8s.io/v1"),
-        Resource("tlsroutes", "TLSRoute", "gateway.networking.k8s.io/v1alpha2"),
+        # Gateway API v1.5: TLSRoute is v1 in the standard channel; the experimental channel
+        # also serves v1alpha3 and v1alpha2, and older releases v1alpha2 (and v1alpha3) only.
+        Resource(
+            "tlsroutes",
+            "TLSRoute",
+            "gateway.networking.k8s.io/v1",
+            versions=("v1", "v1alpha3", "v1alpha2"),
+        ),
         Resource("tcproutes", "TCPRoute", "gateway.networking.k8s.io/v1alpha2"),
         Resource("udproutes", "UDPRoute", "gateway.networking.k8s.io/v1alpha2"),
         Resource("ingresses", "Ingress", "networking.k8s.io/v1"),
@@ -182,6 +205,11 @@ class Target:
     resource: Resource
     namespace: str | None  # None: across all namespaces (or cluster-scoped)
     name: str | None
+    api_version: str = ""  # the group/version the request named ("": the stored one)
+
+    @property
+    def version(self) -> str:
+        return self.api_version or self.resource.api_version
 
 
 def parse_target(path: str) -> Target | None:
@@ -200,9 +228,11 @@ def parse_target(path: str) -> Target | None:
     if not 1 <= len(rest) <= 2:
         return None
     res = RESOURCES.get(rest[0])
-    if res is None or res.api_version != group_version or (ns is not None and not res.namespaced):
+    if res is None or (ns is not None and not res.namespaced):
         return None
-    return Target(res, ns, rest[1] if len(rest) == 2 else None)
+    if group_version not in {res.group_version(v) for v in res.all_versions}:
+        return None
+    return Target(res, ns, rest[1] if len(rest) == 2 else None, group_version)
 
 
 # --- errors as the API server spells them ----------------------------------------------------
@@ -417,16 +447,26 @@ END = b""
 class Watcher:
     """One open watch stream: a filter and a queue of event lines for its handler to write."""
 
-    def __init__(self, resource: Resource, flt: Filter, bookmarks: bool) -> None:
+    def __init__(self, resource: Resource, flt: Filter, bookmarks: bool, api_version: str = "") -> None:  # fmt: skip
         self.resource = resource
         self.filter = flt
         self.bookmarks = bookmarks
+        # The version the watch asked for: objects are converted to it (apiVersion), as the
+        # API server converts a CRD's stored version for the request.
+        self.api_version = api_version or resource.api_version
         self.queue: asyncio.Queue[bytes | None] = asyncio.Queue()
 
     def offer(self, event: Event) -> None:
         line = self._convert(event)
         if line is not None:
-            self.queue.put_nowait(line)
+            self.queue.put_nowait(self._as_version(line))
+
+    def _as_version(self, line: bytes) -> bytes:
+        if self.api_version == self.resource.api_version:
+            return line
+        doc = json.loads(line)
+        doc["object"]["apiVersion"] = self.api_version
+        return _dumps(doc) + b"\n"
 
     def _convert(self, event: Event) -> bytes | None:
         # Selector transitions, as the watch cache does (cacheWatcher.convertToWatchEvent): an
@@ -447,7 +487,7 @@ class Watcher:
 
     def added(self, obj: JSON) -> None:
         if self.filter(obj):
-            self.queue.put_nowait(_event_line("ADDED", obj))
+            self.queue.put_nowait(self._as_version(_event_line("ADDED", obj)))
 
     def bookmark(self, rv: int) -> None:
         # Watch bookmarks: "all events up to rv were sent", an object with only kind,
@@ -456,7 +496,7 @@ class Watcher:
         if self.bookmarks:
             obj = {
                 "kind": self.resource.kind,
-                "apiVersion": self.resource.api_version,
+                "apiVersion": self.api_version,
                 "metadata": {"resourceVersion": str(rv)},
             }
             self.queue.put_nowait(_event_line("BOOKMARK", obj))
@@ -688,18 +728,28 @@ def _verb(method: str, target: Target | None, params: Mapping[str, str]) -> str:
 # --- discovery -------------------------------------------------------------------------------
 
 
-def _discovery(path: str, server_address: str, installed: Iterable[str] = CORE) -> JSON | None:
+def _discovery(
+    path: str,
+    server_address: str,
+    installed: Iterable[str] = CORE,
+    versions_served: Mapping[str, Sequence[str]] | None = None,
+) -> JSON | None:
     """Minimal /version, /api, /apis and group-version documents (kubectl and clients that
     discover need them; kubernetes_asyncio's generated API calls do not). Only installed
-    resources are listed."""
+    resources are listed, at the versions served (``versions_served``: plural -> versions;
+    default every version of the resource)."""
     served = [RESOURCES[plural] for plural in RESOURCES if plural in set(installed)]
+
+    def versions_of(r: Resource) -> Sequence[str]:
+        return (versions_served or {}).get(r.plural, r.all_versions)
+
     group_versions: dict[str, list[str]] = {}
     for r in served:
-        if "/" in r.api_version:
-            group, version = r.api_version.split("/")
-            versions = group_versions.setdefault(group, [])
-            if version not in versions:
-                versions.append(version)
+        if r.group:
+            versions = group_versions.setdefault(r.group, [])
+            for version in versions_of(r):
+                if version not in versions:
+                    versions.append(version)
     groups = [
         {
             "name": group,
@@ -730,7 +780,7 @@ def _discovery(path: str, server_address: str, installed: Iterable[str] = CORE) 
         },
         "/apis": {"kind": "APIGroupList", "apiVersion": "v1", "groups": groups},
     }
-    for gv in {r.api_version for r in served}:
+    for gv in {r.group_version(v) for r in served for v in versions_of(r)}:
         docs["/api/v1" if gv == "v1" else f"/apis/{gv}"] = {
             "kind": "APIResourceList",
             "apiVersion": "v1",
@@ -744,7 +794,7 @@ def _discovery(path: str, server_address: str, installed: Iterable[str] = CORE) 
                     "verbs": ["get", "list", "watch"],
                 }
                 for r in served
-                if r.api_version == gv
+                if gv in {r.group_version(v) for v in versions_of(r)}
             ],
         }
     return docs.get(path.rstrip("/") or "/")
@@ -761,6 +811,9 @@ class _Server:
         self.watch_timeout = watch_timeout
         self.store = Store()
         self.installed: set[str] = set(CORE)
+        # plural -> the versions served (a CRD of an older release serves fewer); absent:
+        # every version of the resource.
+        self.served: dict[str, tuple[str, ...]] = {}
         self.records: list[RequestRecord] = []
         self.delay = 0.0
         self.faults: list[_Fault] = []
@@ -826,6 +879,20 @@ class _Server:
     def install(self, plurals: Iterable[str]) -> None:
         self.installed.update(resource_for(p).plural for p in plurals)
 
+    def serve(self, plural: str, versions: Sequence[str]) -> None:
+        """The CRD now serves only ``versions`` (an older or newer release applied): the other
+        versions' paths answer 404 and their open watches end."""
+        resource = resource_for(plural)
+        unknown = set(versions) - set(resource.all_versions)
+        if unknown:
+            raise ValueError(f"{resource.plural} has no version {sorted(unknown)}")
+        self.served[resource.plural] = tuple(versions)
+        gone = {resource.group_version(v) for v in resource.all_versions if v not in versions}
+        for watcher in self.store.watchers(resource):
+            if watcher.api_version in gone:
+                self.store.unsubscribe(watcher)
+                watcher.stop(abruptly=False)
+
     def uninstall(self, plurals: Iterable[str]) -> None:
         """A CRD deleted: its objects go (DELETED events), its watches end, paths turn 404."""
         for plural in plurals:
@@ -872,8 +939,13 @@ class _Server:
                 raise ApiError(405, f"the server does not allow this method: {request.method}")
             if target is not None and target.resource.plural not in self.installed:
                 raise ApiError(404, "the server could not find the requested resource")
+            if target is not None and not self.serves(target):
+                # A version the CRD does not serve: the API server has no such path.
+                raise ApiError(404, "the server could not find the requested resource")
             if target is None:
-                doc = _discovery(request.path, f"{self.host}:{self.port}", self.installed)
+                doc = _discovery(
+                    request.path, f"{self.host}:{self.port}", self.installed, self.served
+                )
                 if doc is None:
                     raise ApiError(404, "the server could not find the requested resource")
                 return _json_response(doc)
@@ -898,12 +970,18 @@ class _Server:
                 return ApiError(fault.status, message).response(headers)
         return None
 
+    def serves(self, target: Target) -> bool:
+        """The version ``target`` names is one the resource is served at."""
+        resource = target.resource
+        served = self.served.get(resource.plural, resource.all_versions)
+        return target.version in {resource.group_version(v) for v in served}
+
     def _get(self, target: Target) -> web.Response:
         assert target.name is not None
         obj = self.store.get(target.resource, target.namespace or "", target.name)
         if obj is None:
             raise ApiError(404, f'{target.resource.plural} "{target.name}" not found')
-        return _json_response(obj)
+        return _json_response({**obj, "apiVersion": target.version})
 
     def _list_rv(self, params: Mapping[str, str]) -> int:
         """The snapshot a list without continue is served from ("Resource versions")."""
@@ -943,7 +1021,7 @@ class _Server:
         return _json_response(
             {
                 "kind": target.resource.list_kind,
-                "apiVersion": target.resource.api_version,
+                "apiVersion": target.version,
                 "metadata": meta,
                 "items": [_strip_type(obj) for _, obj in page],
             }
@@ -968,7 +1046,7 @@ class _Server:
             await response.write(_event_line("ERROR", error))
             await response.write_eof()
             return response
-        watcher = Watcher(target.resource, flt, bookmarks)
+        watcher = Watcher(target.resource, flt, bookmarks, target.version)
         self.store.subscribe(watcher, start)
         try:
             cut = await self._pump(watcher, response, timeout)
@@ -1177,6 +1255,12 @@ class K8sApi:
     def uninstall(self, *kinds: str) -> None:
         """Remove resources (a CRD deleted): objects deleted, watches ended, paths 404."""
         self._call(self._server.uninstall, kinds)
+
+    def serve(self, kind: str, *versions: str) -> None:
+        """Serve ``kind`` at these versions only (its CRD from another Gateway API release:
+        ``serve("tlsroutes", "v1alpha2")`` is TLSRoute before v1.5); every other version of it
+        answers 404 and its watches end. Objects stay (one storage, as a CRD's)."""
+        self._call(self._server.serve, kind, versions)
 
     def delete(self, kind: str, namespace: str, name: str) -> JSON:
         """Delete (KeyError if missing); returns the final object with the deletion's

@@ -13,6 +13,10 @@
   wait for a CRD that may never come) and is retried with a slower backoff (up to 30 s);
   once it is served, it is listed and watched like the others. A CRD removed later empties
   the kind.
+- API versions: a resource is asked for at its newest version first, then at each older one
+  the API server may still serve (``Resource.fallbacks``) on a 404 for the version, so a
+  Gateway API CRD of an older release (TLSRoute v1alpha2 before v1.5) is watched too. Each
+  retry of an absent resource starts again from the newest.
 - Raw JSON all the way: requests go through kubernetes_asyncio's ``ApiClient`` (its
   authentication, TLS and aiohttp session) with ``_preload_content=False``, straight to the
   resource's path; no generated ``*Api`` class, no OpenAPI model object, per request or event.
@@ -82,6 +86,13 @@ class Resource:
     field_selector: str | None = None
     optional: bool = False  # may be absent from the API (a CRD not installed): see above
     rbac: str = ""  # where the RBAC rule for an optional resource lives, for the 403 message
+    # The collection at older API versions, newest first: asked for when the API server
+    # answers 404 for the newer one (a CRD of an older release). See above.
+    fallbacks: tuple[str, ...] = ()
+
+    @property
+    def paths(self) -> tuple[str, ...]:
+        return (self.path, *self.fallbacks)
 
 
 _GW = "/apis/gateway.networking.k8s.io"
@@ -99,21 +110,40 @@ RESOURCES = {
         slim_pod,
         field_selector="status.phase!=Succeeded,status.phase!=Failed,status.phase!=Unknown",
     ),
-    # Gateway zones ([gateway] zones): watched only when configured.
+    # Gateway zones ([gateway] zones): watched only when configured, each at the newest
+    # version the API server serves. Gateway API v1.5: GatewayClass, Gateway, HTTPRoute v1
+    # (standard since v1.0; v1beta1 before), GRPCRoute v1 (since v1.1; v1alpha2 before),
+    # ListenerSet v1 (new in v1.5: earlier releases had only the experimental XListenerSet of
+    # another group), TLSRoute v1 (standard since v1.5; the experimental channel also serves
+    # v1alpha3 and v1alpha2, older releases only those), TCPRoute/UDPRoute v1alpha2 (experimental;
+    # v1 asked first so a release that promotes them is followed without a kdns change).
     **{
-        kind: Resource(kind, path, slim, optional=True, rbac="manifests/gateway/")
-        for kind, path, slim in (
-            ("GatewayClass", f"{_GW}/v1/gatewayclasses", slim_gatewayclass),
-            ("Gateway", f"{_GW}/v1/gateways", slim_gateway),
-            ("ListenerSet", f"{_GW}/v1/listenersets", slim_listenerset),  # standard since 1.5
-            ("HTTPRoute", f"{_GW}/v1/httproutes", slim_httproute),
-            ("GRPCRoute", f"{_GW}/v1/grpcroutes", slim_grpcroute),
-            ("TLSRoute", f"{_GW}/v1alpha2/tlsroutes", slim_tlsroute),
-            ("TCPRoute", f"{_GW}/v1alpha2/tcproutes", slim_tcproute),
-            ("UDPRoute", f"{_GW}/v1alpha2/udproutes", slim_udproute),
-            ("Ingress", "/apis/networking.k8s.io/v1/ingresses", slim_ingress),
+        kind: Resource(
+            kind,
+            f"{_GW}/{versions[0]}/{plural}",
+            slim,
+            optional=True,
+            rbac="manifests/gateway/",
+            fallbacks=tuple(f"{_GW}/{version}/{plural}" for version in versions[1:]),
+        )
+        for kind, plural, versions, slim in (
+            ("GatewayClass", "gatewayclasses", ("v1", "v1beta1"), slim_gatewayclass),
+            ("Gateway", "gateways", ("v1", "v1beta1"), slim_gateway),
+            ("ListenerSet", "listenersets", ("v1",), slim_listenerset),
+            ("HTTPRoute", "httproutes", ("v1", "v1beta1"), slim_httproute),
+            ("GRPCRoute", "grpcroutes", ("v1", "v1alpha2"), slim_grpcroute),
+            ("TLSRoute", "tlsroutes", ("v1", "v1alpha3", "v1alpha2"), slim_tlsroute),
+            ("TCPRoute", "tcproutes", ("v1", "v1alpha2"), slim_tcproute),
+            ("UDPRoute", "udproutes", ("v1", "v1alpha2"), slim_udproute),
         )
     },
+    "Ingress": Resource(
+        "Ingress",
+        "/apis/networking.k8s.io/v1/ingresses",
+        slim_ingress,
+        optional=True,
+        rbac="manifests/gateway/",
+    ),
 }
 
 Query = list[tuple[str, str]]
@@ -251,6 +281,8 @@ class Reflector:
     ) -> None:
         self.resource = resource
         self.kind = resource.kind
+        self.path = resource.path  # the version asked for now (Resource.fallbacks)
+        self._misses = 0  # versions answered 404 in a row
         self.api_client = api_client
         self.registry = registry
         self.page_size = page_size
@@ -272,7 +304,7 @@ class Reflector:
         if self.resource.field_selector:
             query.append(("fieldSelector", self.resource.field_selector))
         return self.api_client.call_api(
-            self.resource.path,
+            self.path,
             "GET",
             query_params=query,
             header_params={"Accept": "application/json"},
@@ -299,6 +331,8 @@ class Reflector:
             except asyncio.CancelledError:
                 raise
             except ApiError as exc:
+                if self.resource.optional and exc.status == 404 and self._older_version():
+                    continue
                 if self.resource.optional and exc.status in (403, 404):
                     await self._absent(exc)
                 else:
@@ -320,6 +354,24 @@ class Reflector:
             delay,
         )
         await asyncio.sleep(delay)
+
+    def _older_version(self) -> bool:
+        """After a 404: ask for another version, True; every version missed in a row, False
+        (absent; the next attempt starts from the newest). From the newest down, then round
+        to the newest: a watch on an old version whose CRD upgrade dropped it (1.4's v1alpha2
+        under 1.5's standard channel) moves to the new one at once instead of emptying the
+        kind. A version change lists again (a relist swaps the objects in one batch)."""
+        paths = self.resource.paths
+        self._misses += 1
+        if self._misses >= len(paths):
+            self._misses = 0
+            self.path = paths[0]
+            return False
+        index = paths.index(self.path) if self.path in paths else -1
+        self.path = paths[(index + 1) % len(paths)]
+        log.debug("%s: version not served; asking for %s", self.kind, self.path)
+        self.resource_version = None
+        return True
 
     async def _absent(self, exc: ApiError) -> None:
         """An optional resource the API does not serve (404: CRD not installed) or will not
@@ -407,6 +459,9 @@ class Reflector:
                 break
             await asyncio.sleep(0)  # let queries in between pages
         listing.finish(self.registry)
+        self._misses = 0
+        if self.path != self.resource.path:
+            log.info("%s: watching %s (the API server serves no newer version)", self.kind, self.path)  # fmt: skip
         if self.absent:
             log.info("%s: now served by the API server", self.kind)
             self.absent = False
