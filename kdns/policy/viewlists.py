@@ -41,6 +41,8 @@ def build_views(config: Any, lists: Lists, zones: Any, counts: dict[tuple[str, s
                 [blocking[n] for n in v.blocklists if n in blocking] if on else [],
                 [allowing[n] for n in v.allowlists if n in allowing] if on else [],
                 own,
+                # Blocky's allowlist-only group (kdns.policy.views rule 1a), while it applies.
+                only_allow=on and bool(v.allowlists) and not v.blocklists,
             )
         )
     return Views(views, zones, counts)

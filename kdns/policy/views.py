@@ -12,6 +12,15 @@ block lists, or give them a view of their own listed first). For a client in a v
    decides, as AdGuard Home merges its lists: ``@@...$important`` > ``$important`` >
    ``@@`` exceptions > blocking rules (the first list, in the view's order, with the
    strongest rule is the one named);
+1a. allowlist only: a view that names allowlists and no block lists blocks every name that is
+   not on its allowlists, kdns's own names included (Blocky: "If a group has **only**
+   allowlist entries -> this means only domains from this list are allowed, all other
+   domains will be blocked"; its resolver answers every question type so, with the reason
+   "BLOCKED (WHITELIST ONLY)"). The answer is ``null`` (0.0.0.0 / ::, NODATA for other
+   types: kdns's block list default), named ``allowlist-only`` in the EDE, the query log and
+   the counters. An allowlist not loaded yet (its first download) allows nothing: the view
+   fails closed, as Blocky's does. CNAME targets are checked against block lists only, as
+   Blocky checks them against its denylists: an allowed name's CNAME chain is not judged;
 1b. CNAME inspection: an answer (forwarded, local zone, ExternalName) whose CNAME chain
    passes through a name the view blocks gets that list's answer instead;
 2. with ``zones`` set, a name whose most specific zone of kdns's is not listed is not served
@@ -55,8 +64,12 @@ _UNSEEN = object()
 BlockCounts = dict[tuple[str, str], int]  # (view, list) -> blocked queries
 
 
+# What an allowlist-only view answers for a name none of its allowlists holds (rule 1a).
+ALLOWLIST_ONLY = "allowlist-only"
+
+
 class View:
-    __slots__ = ("name", "networks", "zones", "lists", "allow", "gateway", "_simple", "_keys", "_verdicts")  # fmt: skip
+    __slots__ = ("name", "networks", "zones", "lists", "allow", "only_allow", "filters", "gateway", "_simple", "_keys", "_verdicts")  # fmt: skip
 
     def __init__(
         self,
@@ -66,6 +79,7 @@ class View:
         lists: Sequence[BlockList],
         allow: Sequence[BlockList] = (),
         gateway: Any = None,
+        only_allow: bool = False,
     ) -> None:
         self.name = name
         # Its gateway answers under class filters of its own (kdns.authority.gateway.ViewAnswers),
@@ -76,9 +90,16 @@ class View:
         self.zones = None if zones is None else frozenset(names.to_wire(z) for z in zones)
         self.lists = tuple(lists)
         self.allow = tuple(allow)  # [[allowlists]]: every rule of theirs unblocks
+        # Allowlist only (rule 1a): the configuration names allowlists and no block lists (as
+        # configured, not as loaded: an allowlist still downloading allows nothing).
+        self.only_allow: BlockList | None = None
+        if only_allow:
+            self.only_allow = BlockList(ALLOWLIST_ONLY, "", "auto", "null")
+        # Whether ``blocked`` is asked for this view's clients at all.
+        self.filters = bool(self.lists) or self.only_allow is not None
         # Names only, no allowlist: a hash probe per label and list, nothing else.
         self._simple = not self.allow and all(lst.simple for lst in self.lists)
-        self._keys = {id(lst): (name, lst.name) for lst in self.lists}
+        self._keys = {id(lst): (name, lst.name) for lst in (*self.lists, self.only_allow) if lst is not None}  # fmt: skip
         # name -> verdict of the lists, for the names asked again and again (a LAN asks the
         # same few thousand): one dict lookup instead of a hash and probe per label. A view
         # is rebuilt when its lists change, so verdicts never outlive them.
@@ -99,6 +120,8 @@ class View:
         lists = self.lists
         pos = 0
         end = len(name) - 1
+        if self.only_allow is not None:
+            return None if self._allowed(name) else self.only_allow
         if self._simple:
             while pos < end:
                 h = hash(name[pos:] if pos else name) & MASK
@@ -124,6 +147,19 @@ class View:
                     break
         return chosen if best in (BLOCK, IMPORTANT) else None
 
+    def _allowed(self, name: bytes) -> bool:
+        """Whether one of the view's allowlists holds ``name`` (the name, a parent of it, or
+        a pattern rule matching it). The root is on no list."""
+        suffixes = []
+        pos, end = 0, len(name) - 1
+        while pos < end:
+            suffixes.append(hash(name[pos:] if pos else name) & MASK)
+            pos += name[pos] + 1
+        if not suffixes:
+            return False
+        text = text_name(name)
+        return any(allowlist.strongest(suffixes, text)[0] for allowlist in self.allow)
+
     def explain(self, name: bytes) -> list[str]:
         """Every rule of the view's lists that matches ``name``, and the verdict, as lines
         (``kdns explain``): ``allowlist home: exception ||nas.example^`` ..."""
@@ -144,6 +180,9 @@ class View:
                 matched = f"name {labels[what]}" if isinstance(what, int) else f"pattern {what}"
                 lines.append(f"{role} {blocklist.name}: {KIND_NAMES[kind]} rule, {matched}")
         found = self._lookup(name)
+        if found is not None and found is self.only_allow:
+            lines.append(f"verdict: blocked by {ALLOWLIST_ONLY} (on none of the view's allowlists)")  # fmt: skip
+            return lines
         lines.append(
             f"verdict: blocked by {found.name}" if found is not None else "verdict: not blocked"
         )
@@ -163,7 +202,10 @@ class View:
 
     def cname_blocked(self, response: bytes) -> tuple[BlockList, bytes] | None:
         """CNAME inspection: the list blocking a CNAME target in ``response``'s answer
-        section (and that target), None when the chain passes through no blocked name."""
+        section (and that target), None when the chain passes through no blocked name. Block
+        lists only: an allowlist-only view does not judge the targets (rule 1a)."""
+        if not self.lists:
+            return None
         for target in cname_targets(response):
             found = self.blocked(target)
             if found is not None:
@@ -231,8 +273,9 @@ class Views:
         if view is None:
             self.watching = None
             return None
-        if view.lists:
-            self.watching = view
+        if view.filters:
+            # CNAME chains are inspected for views with block lists (not allowlist-only ones).
+            self.watching = view if view.lists else None
             blocklist = view.blocked(name)
             if blocklist is not None:
                 self.hit = blocklist
