@@ -9,8 +9,13 @@ journal: Kubernetes state is the only history.
 What a transfer holds is exactly what queries see: ``registry.records(name)`` for every name
 whose most specific zone is the transferred one (names of a more specific zone we also serve are
 left to that zone's transfer), lazy names included (``records`` merges their owners and skips the
-lazy marker), empty non-terminals implied by their descendants. TTLs are the registry's: SOA
-min(ttl, 300), the ``dns-version`` TXT 28800, everything else ``registry.ttl``.
+lazy marker), empty non-terminals implied by their descendants. TTLs are the registry's
+(``ttl_of``): SOA min(ttl, 300), the ``dns-version`` TXT 28800, a gateway name's own (``[gateway]
+ttl``, a ``ttl`` annotation), a local zone's RRsets their own, everything else ``registry.ttl``.
+A client in a ``[[views]]`` entry with gateway class filters of its own gets the gateway zone
+as that view's queries see it: the names its overlay answers otherwise (another controller's
+address, a name only its classes claim, a name none of them claims) as the view answers them
+(kdns.authority.gateway.ViewAnswers).
 
 Messages (RFC 5936 2.2): the client's ID, QR and AA set, RD copied, RCODE NOERROR, and the
 client's question echoed in *every* message. RFC 5936 2.2.1 requires it in the first and allows
@@ -34,8 +39,8 @@ import struct
 from collections.abc import Iterable
 from typing import Any, Protocol
 
-from kdns.authority.registry import DNS_VERSION_TTL, Registry
-from kdns.authority.zones import LOCAL, Zone
+from kdns.authority.registry import Registry
+from kdns.authority.zones import GATEWAY, Zone
 from kdns.dns import names
 from kdns.dns.networks import Networks
 from kdns.dns.records import (
@@ -47,7 +52,6 @@ from kdns.dns.records import (
     REFUSED,
     SERVFAIL,
     SOA,
-    TXT,
 )
 
 NOTAUTH = 9  # RFC 2136 / RFC 5936 2.2.1: not authoritative for the zone
@@ -106,20 +110,33 @@ def _reversed(name: bytes) -> bytes:
     return name[::-1]
 
 
-def zone_rrsets(registry: Registry, zone: Zone) -> list[RRset]:
-    """Every RRset of ``zone`` but its SOA, in ``zone_names`` order (apex first)."""
-    dns_version = names.to_wire("dns-version." + registry.cluster.text)
-    ttl = registry.ttl
+def zone_rrsets(registry: Registry, zone: Zone, view: Any = None) -> list[RRset]:
+    """Every RRset of ``zone`` but its SOA, in ``zone_names`` order (apex first); ``view``: the
+    client's view's gateway answers (kdns.authority.gateway.ViewAnswers), None for
+    [gateway]'s."""
+    ttl_of = registry.ttl_of
     records = registry.records
+    inside = zone_names(registry, zone)
+    if view is not None and zone.kind == GATEWAY:
+        # Names only the view's classes claim join the zone; names it holds are its own.
+        extra = [
+            name
+            for name in view.names_below(zone.apex)
+            if not registry.has_records(name) and registry.zones.find(name) is zone
+        ]
+        if extra:
+            inside = sorted(inside + extra, key=_reversed)
+    else:
+        view = None
     out: list[RRset] = []
-    for name in zone_names(registry, zone):
-        for rtype, rdatas in records(name).items():
-            if rtype == SOA:
+    for name in inside:
+        held = view.held(name) if view is not None else None
+        rrsets, ttls = (records(name), None) if held is None else held
+        for rtype, rdatas in rrsets.items():
+            if rtype == SOA or not rdatas:
                 continue  # sent first and last by the caller
-            rr_ttl = DNS_VERSION_TTL if (rtype == TXT and name == dns_version) else ttl
-            if zone.kind == LOCAL:
-                rr_ttl = registry.ttl_of(name, rtype)  # a local zone's RRsets have their own
-            out.append((name, rtype, rr_ttl, rdatas))
+            own = ttls.get(rtype) if ttls else None
+            out.append((name, rtype, ttl_of(name, rtype) if own is None else own, rdatas))
     return out
 
 
@@ -215,16 +232,18 @@ def axfr_messages(
     max_size: int = DEFAULT_MAX_SIZE,
     *,
     rd: bool = False,
+    view: Any = None,
 ) -> list[bytes]:
     """The full transfer of a zone as DNS messages (without TCP length prefixes).
 
     ``zone_apex_wire``: the lowercased wire name of one of the registry's zone apexes
     (``KeyError`` otherwise); ``query_id``: the client's two ID bytes; ``question``: the
-    client's question section as received (name + type + class), echoed in every message.
+    client's question section as received (name + type + class), echoed in every message;
+    ``view``: the client's view's gateway answers (``zone_rrsets``).
     """
     zone = registry.zones.by_apex[zone_apex_wire]
     soa = soa_rrset(registry, zone)
-    rrsets = [soa, *zone_rrsets(registry, zone), soa]  # RFC 5936 2.2: SOA first and last
+    rrsets = [soa, *zone_rrsets(registry, zone, view), soa]  # RFC 5936 2.2: SOA first and last
     return _pack_messages(rrsets, zone.apex, query_id, question, max_size, rd)
 
 
@@ -237,6 +256,7 @@ def transfer_messages(
     max_size: int = DEFAULT_MAX_SIZE,
     *,
     rd: bool = False,
+    view: Any = None,
 ) -> list[bytes]:
     """AXFR or IXFR (the type is read from ``question``) for a zone.
 
@@ -251,7 +271,7 @@ def transfer_messages(
         if serial_up_to_date(client_serial, serial_of(zone)):
             soa = soa_rrset(registry, zone)
             return _pack_messages([soa], zone.apex, query_id, question, max_size, rd)
-    return axfr_messages(registry, zone_apex_wire, query_id, question, max_size, rd=rd)
+    return axfr_messages(registry, zone_apex_wire, query_id, question, max_size, rd=rd, view=view)
 
 
 # ----------------------------------------------------------------------- policy
@@ -314,8 +334,10 @@ def respond_transfer(
     *,
     tcp: bool,
     max_size: int = DEFAULT_MAX_SIZE,
+    view: Any = None,
 ) -> list[bytes]:
-    """Every reply message to an AXFR/IXFR query, as a TCP server would write them.
+    """Every reply message to an AXFR/IXFR query, as a TCP server would write them
+    (``view``: the client's view's gateway answers, ``zone_rrsets``).
 
     The checks, in CoreDNS ``transfer`` ServeDNS order where it has one:
     - not TCP: REFUSED (CoreDNS transfer; RFC 5936 4.2: AXFR is TCP only);
@@ -369,6 +391,7 @@ def respond_transfer(
         client_serial,
         max_size,
         rd=bool(query[2] & 0x01),
+        view=view,
     )
 
 
@@ -380,6 +403,9 @@ class _Query(Protocol):
 
     @property
     def tcp(self) -> bool: ...
+
+    @property
+    def responder(self) -> Any: ...
 
 
 class ZoneTransfers:
@@ -402,6 +428,22 @@ class ZoneTransfers:
     def messages(self, query: _Query, peer: Any) -> list[bytes] | None:
         client = str(peer[0]) if peer else ""
         replies = respond_transfer(
-            self.registry, self.policy, query.data, client, tcp=query.tcp, max_size=self.max_size
+            self.registry,
+            self.policy,
+            query.data,
+            client,
+            tcp=query.tcp,
+            max_size=self.max_size,
+            view=_view_answers(query, client),
         )
         return replies or None
+
+
+def _view_answers(query: _Query, client: str) -> Any:
+    """The gateway answers of the client's ``[[views]]`` entry, when its class filters are its
+    own (kdns.policy.views.View.gateway); None: [gateway]'s, as for a client in no view."""
+    views = getattr(query.responder, "views", None)
+    if views is None or not client:
+        return None
+    view = views.view_of(client)
+    return None if view is None else view.gateway

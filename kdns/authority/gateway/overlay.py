@@ -135,12 +135,7 @@ class ViewAnswers:
         overrides = overlay.overrides
         if name in overrides:
             own = overrides[name]
-            records = self._others(name)
-            if own is not None:
-                for rtype, rdata in own.answer:
-                    rdatas = records.setdefault(rtype, [])
-                    if rdata not in rdatas:
-                        rdatas.append(rdata)
+            records = self._merged(name, own)
             if records:
                 return self._render(name, name, qtype, records, zone, own)
             exists = registry.has_descendants(name)
@@ -162,6 +157,37 @@ class ViewAnswers:
                 records.setdefault(rtype, []).append(rdata)
             return self._render(wildcard, name, qtype, records, zone, own)
         return self.resolver.unclaimed(name, zone, exists)
+
+    def held(self, name: bytes) -> tuple[Records, dict[int, int] | None] | None:
+        """What this view answers for ``name`` itself when its overlay holds the name: its
+        records and their TTLs of their own per type (None: the registry's TTLs). None when
+        the registry's records are the view's. What a zone transfer to the view's clients
+        holds for the name (kdns.authority.transfer), as its queries are answered."""
+        own = self.overlay.overrides.get(name, _ABSENT)
+        if own is _ABSENT:
+            return None
+        return self._merged(name, own), self._ttls(own)
+
+    def names_below(self, apex: bytes) -> list[bytes]:
+        """The names the overlay holds at or below ``apex`` (a view may claim names nobody
+        claims under [gateway]'s filters)."""
+        return [name for name in self.overlay.overrides if name.endswith(apex)]
+
+    def _merged(self, name: bytes, own: Claim | None) -> Records:
+        """``name``'s registry records with [gateway]'s winning claim's swapped for ``own``'s."""
+        records = self._others(name)
+        if own is not None:
+            for rtype, rdata in own.answer:
+                rdatas = records.setdefault(rtype, [])
+                if rdata not in rdatas:
+                    rdatas.append(rdata)
+        return records
+
+    def _ttls(self, own: Claim | None) -> dict[int, int] | None:
+        if own is None:
+            return None
+        ttl = own.ttl if own.ttl >= 0 else self.overlay.ttl
+        return None if ttl is None else {rtype: ttl for rtype, _ in own.answer}
 
     def _others(self, name: bytes) -> Records:
         """``name``'s registry records without [gateway]'s winning claim's."""
@@ -186,9 +212,4 @@ class ViewAnswers:
             or (CNAME in records and (qtype in (A, AAAA) or zone.kind == LOCAL))
         ):
             return zone.negative(name, NOERROR)
-        ttls = None
-        if own is not None:
-            ttl = own.ttl if own.ttl >= 0 else self.overlay.ttl
-            if ttl is not None:
-                ttls = {rtype: ttl for rtype, _ in own.answer}
-        return self.registry.render_answer(owner, qtype, records, ttls)
+        return self.registry.render_answer(owner, qtype, records, self._ttls(own))
