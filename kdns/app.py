@@ -120,6 +120,7 @@ class App(Serving):
         self.listeners.set_query_log(config.query_log)
         querylog.noting = config.query_log  # blocked replies name their list in the log
         querylog.set_classes(config.log_classes)  # [log] classes (CoreDNS log class)
+        querylog.set_zones(config.log_zones)  # [log] zones (a log in one server block)
         self.autopath = Autopath(self.registry, autopath_search(config)) if config.autopath else None  # fmt: skip
         self._configure_responder(config)
         server = "dns://" + format_hostport(config.listen[0]) if config.listen else "dns://:53"

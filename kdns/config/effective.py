@@ -45,6 +45,7 @@ class Config:
     log_format: str = "text"
     query_log: bool = False
     log_classes: tuple[str, ...] = ("all",)  # [log] classes (CoreDNS log class)
+    log_zones: tuple[str, ...] = (".",)  # [log] zones: the query log's names (CoreDNS log NAMES)
     startup_timeout: float = 5.0
     udp_size: int = 1232
     tcp_idle_timeout: float = 10.0

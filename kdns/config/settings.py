@@ -208,6 +208,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("log_format", "log.format", _Choice("text", "json"), "log-format"),
     Setting("query_log", "log.query_log", _Bool(), "query-log"),
     Setting("log_classes", "log.classes", _List(_Choice(*_LOG_CLASSES), empty_ok=False)),
+    # CoreDNS: a log plugin in one server block logs the queries of that block's zones only.
+    Setting("log_zones", "log.zones", _List(_ZoneOrRoot(), empty_ok=False)),
     Setting("hosts_file", "hosts.file", _Path()),
     Setting("hosts_entries", "hosts.entries", _List(_HostsEntry())),
     Setting("hosts_zones", "hosts.zones", _List(_ZoneOrRoot(), empty_ok=False)),

@@ -95,6 +95,9 @@ class EmptyGlob:
     pattern: str
     file: str
     line: int
+    # The glob's folder exists (the coredns-custom dump is there) and holds no such entry: the
+    # ConfigMap has none, so nothing is missing.
+    dumped: bool = False
 
 
 # --- tokens ------------------------------------------------------------------------------
@@ -337,8 +340,17 @@ def _file_loader(
         full = pattern if os.path.isabs(pattern) else os.path.join(base, pattern)
         if glob.has_magic(full):
             paths = sorted(glob.glob(full))
+            if not paths and os.path.isabs(pattern):
+                # k3s's /etc/coredns/custom/*.server is the coredns-custom ConfigMap mounted in
+                # the pod: on the machine that imports, its dump lies beside the Corefile, in
+                # custom/ (the docs' commands write it there).
+                beside = os.path.join(base, os.path.basename(os.path.dirname(pattern)))
+                paths = sorted(glob.glob(os.path.join(beside, os.path.basename(pattern))))
             if not paths:
-                unset.append(EmptyGlob(pattern, where.file, where.line))
+                folder = os.path.dirname(full)
+                if os.path.isabs(pattern) and not os.path.isdir(folder):
+                    folder = os.path.join(base, os.path.basename(folder))
+                unset.append(EmptyGlob(pattern, where.file, where.line, os.path.isdir(folder)))
         elif os.path.exists(full):
             paths = [full]
         else:

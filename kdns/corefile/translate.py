@@ -20,6 +20,8 @@ kdns cannot take is reported, not written.
 
 from __future__ import annotations
 
+import os
+
 from kdns.corefile.handlers import HANDLERS
 from kdns.corefile.parse import Directive, EmptyGlob, EnvUse, ServerBlock
 from kdns.corefile.translator import Translation, _Translator
@@ -38,13 +40,19 @@ def translate(
     bound = {name for b in blocks for d in _all(b.directives) if d.name == "bind" for v in d.env_args.values() for name in v}  # fmt: skip
     for use in unset_env or []:
         if isinstance(use, EmptyGlob):
+            folder = os.path.basename(os.path.dirname(use.pattern)) or "."
+            name = os.path.basename(use.pattern)
+            if use.dumped:  # the dump is there and has no such entry: nothing is missing
+                t.note("server", None, f"import {use.pattern} ({os.path.basename(use.file)}:{use.line}): {folder}/ holds no {name}, so the ConfigMap has none")  # fmt: skip
+                continue
+            here = "" if not os.path.isabs(use.pattern) else f" (nor {folder}/{name} beside the Corefile)"  # fmt: skip
             t.problem(
                 f"{use.file}:{use.line}",
-                f"import {use.pattern} matched no file, so what it would bring in is not "
-                "translated: dump the ConfigMap's other entries beside the Corefile (AKS "
-                "coredns-custom, k3s coredns-custom: kubectl -n kube-system get configmap "
-                "coredns-custom -o json | jq -r '.data | to_entries[] | .key' ...) and "
-                "import again",
+                f"import {use.pattern} matched no file{here}, so the coredns-custom entries it "
+                f"would bring in are not translated: dump the coredns-custom ConfigMap into "
+                f"{folder}/ beside the Corefile, one file per key (docs/coredns-plugins.md has "
+                "the kubectl loop), and import again; if the "
+                f"ConfigMap has no {name} key, nothing is missing",
             )
             continue
         if use.name in bound:

@@ -175,6 +175,8 @@ class _Translator:
         self.external_ttl: list[tuple[int, Directive]] = []
         self.acl_root: list[tuple[dict[str, object], Directive]] = []
         self.acl_zoned: list[tuple[dict[str, object], Directive]] = []
+        # log directives: (directive, its block, the zones it logs, its classes)
+        self.log_entries: list[tuple[Directive, _Block, list[str], tuple[str, ...]]] = []
         taken: dict[tuple[str, int], str] = {}
         for block in blocks:
             by_port: dict[int, list[str]] = {}

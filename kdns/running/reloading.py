@@ -254,6 +254,7 @@ class Reloading(DataFiles):
             self.listeners.set_query_log(new.query_log)
             querylog.noting = new.query_log
             querylog.set_classes(new.log_classes)
+            querylog.set_zones(new.log_zones)
             self._configure_responder(new)
             self.responder.set_udp_size(new.udp_size)
             self._configure_tcp(new)

@@ -33,12 +33,26 @@ def note_blocked(response: bytes, list_name: str) -> None:
 
 CLASSES = ("success", "denial", "error", "all")
 _wanted: frozenset[str] | None = None  # None: every class ("all")
+_zones: tuple[str, ...] | None = None  # None: every name ([log] zones = ["."])
 
 
 def set_classes(classes: tuple[str, ...]) -> None:
     """Log only responses of these classes (CoreDNS log ``class``); "all" or none: all."""
     global _wanted
     _wanted = None if not classes or "all" in classes else frozenset(classes)
+
+
+def set_zones(zones: tuple[str, ...]) -> None:
+    """Log only names in these zones (CoreDNS: ``log`` in one server block logs that block's
+    zones; ``log NAMES...`` the names under NAMES); "." or none: every name."""
+    global _zones
+    wanted = tuple(z.strip(".").lower() for z in zones)
+    _zones = None if not wanted or "" in wanted else tuple(sorted(set(wanted)))
+
+
+def _in_zones(name: str, zones: tuple[str, ...]) -> bool:
+    name = name.rstrip(".").lower()
+    return any(name == z or name.endswith("." + z) for z in zones)
 
 
 def classify(response: bytes | None) -> str:
@@ -88,6 +102,10 @@ def log_query(proto: str, client: Any, data: bytes, response: bytes | None, seco
             _NOTES.pop(response, None)
         return
     name, qtype = _question(data)
+    if _zones is not None and not _in_zones(name, _zones):
+        if response is not None and _NOTES:
+            _NOTES.pop(response, None)
+        return
     if response is None:
         outcome = "dropped"
     else:

@@ -21,7 +21,9 @@ from kdns.corefile.translator import (
 
 
 def _kubernetes(t: _Translator, d: Directive, b: _Block) -> None:
-    zones = [z for arg in d.args for z in _zone(arg, d)] or b.zones
+    # A zone written twice (rke2-coredns renders `kubernetes cluster.local cluster.local ...`
+    # from its values) is one zone to CoreDNS too.
+    zones = list(dict.fromkeys(z for arg in d.args for z in _zone(arg, d))) or b.zones
     cluster = [z for z in zones if not _is_reverse(z)]
     reverse = [z for z in zones if _is_reverse(z)]
     if not cluster or cluster[0] == ".":

@@ -175,6 +175,22 @@ def _forward(t: _Translator, d: Directive, b: _Block) -> None:
     from_zones = _zone(d.args[0], d)
     if from_zones == ["."]:
         from_zones = b.zones
+    else:
+        # The block gets its zones' names only, and forward takes FROM's only (forward README:
+        # "FROM is the base domain to match for the request to be forwarded"): what this
+        # forward handles is where the two meet.
+        meet = [z if _in_zone(z, bz) else bz for z in from_zones for bz in b.zones if _in_zone(z, bz) or _in_zone(bz, z)]  # fmt: skip
+        if not meet:
+            t.unsupported(
+                d,
+                d.args[0],
+                f"this forward sits in the {' '.join(b.zones)} block, which gets no name under "
+                f"{d.args[0]}: it forwards nothing, and CoreDNS answers that block's names "
+                "SERVFAIL (no next plugin); left out (kdns sends those names to its upstreams); "
+                f"write forward . {' '.join(d.args[1:])} to forward the block's names",
+            )
+            return
+        from_zones = list(dict.fromkeys(meet))
     text = "forward " + " ".join(d.args)
     if "__PILLAR__CLUSTER__DNS__" in targets and "." not in from_zones:
         # node-local-dns: node-cache fills in the kube-dns-upstream Service's ClusterIP at run

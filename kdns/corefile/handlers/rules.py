@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import re
+
 from kdns.corefile.parse import Directive
 from kdns.corefile.translator import (
     _bad,
     _Block,
+    _in_zone,
     _loc,
     _Translator,
     _zone,
@@ -69,7 +72,9 @@ def _rewrite(t: _Translator, d: Directive, b: _Block) -> None:
         except RuleError as exc:
             t.unsupported(d, " ".join(line), f"kdns cannot take this rule: {exc.problem}")
             continue
-        if not b.root:
+        if not b.root and _scope(table, b.zones):
+            pass  # the rule now matches that block's names only, as in CoreDNS
+        elif not b.root:
             t.problem(
                 d.where,
                 f"plugin rewrite: a rule of the {' '.join(b.keys)} block is not supported by "
@@ -78,6 +83,24 @@ def _rewrite(t: _Translator, d: Directive, b: _Block) -> None:
             )
         table["#"] = f"{_loc(d)} rewrite {mode} {' '.join(line)}"
         t.tables.setdefault("rewrite", []).append(table)
+
+
+def _scope(table: dict[str, object], zones: list[str]) -> bool:
+    """Whether the name rule ``table`` of a server block for ``zones`` matches names of those
+    zones only (CoreDNS runs a block's rewrite for its own names only), narrowing a regex so it
+    does: an exact name or a suffix inside the zones already does; a regex gets a look-ahead
+    on the zones (the groups, and so TO's {1}..., stay as written)."""
+    if table["field"] != "name":
+        return False
+    source = str(table["from"]).lower().rstrip(".")
+    match = table.get("match", "exact")
+    if match in ("exact", "suffix"):
+        return any(_in_zone(source, zone) for zone in zones)
+    if match != "regex" or "{0}" in str(table["to"]):
+        return False
+    inside = "|".join(re.escape(zone) for zone in zones)
+    table["from"] = rf"^(?=(?:.+\.)?(?:{inside})\.?$).*?(?:{table['from']})"
+    return True
 
 
 def _template(t: _Translator, d: Directive, b: _Block) -> None:
@@ -91,10 +114,16 @@ def _template(t: _Translator, d: Directive, b: _Block) -> None:
     zones = [z for arg in d.args[2:] for z in _zone(arg, d)] or b.zones
     table: dict[str, object] = {"class": d.args[0].upper(), "type": d.args[1].upper(), "zones": zones}  # fmt: skip
     lists: dict[str, list[str]] = {}
+    dropped: list[str] = []
     for o in d.block or []:
         if o.name in ("match", "answer", "additional", "authority"):
             if not o.args:
                 raise _bad(o, f"{o.name} takes an argument")
+            if o.name != "match" and not "".join(o.args).strip():
+                # `authority ""` (copied from the template README's examples): no record. CoreDNS
+                # appends a nil record and cannot pack the reply; kdns answers without one.
+                dropped.append(f'{o.name} "" (line {o.line}): no record')
+                continue
             lists.setdefault(o.name, []).extend(o.args if o.name == "match" else [" ".join(o.args)])  # fmt: skip
         elif o.name == "rcode" and len(o.args) == 1:
             table["rcode"] = o.args[0].upper()
@@ -110,5 +139,5 @@ def _template(t: _Translator, d: Directive, b: _Block) -> None:
     except TemplateError as exc:
         t.unsupported(d, None, f"kdns cannot take this template: {exc.problem}")
         return
-    table["#"] = f"{_loc(d)} template {' '.join(d.args)}"
+    table["#"] = f"{_loc(d)} template {' '.join(d.args)}" + "".join(f"; {x}" for x in dropped)
     t.tables.setdefault("template", []).append(table)

@@ -13,6 +13,7 @@ from kdns.corefile.translator import (
     _Block,
     _duration,
     _integer,
+    _loc,
     _seconds_value,
     _Translator,
     _zone,
@@ -57,8 +58,9 @@ def _errors(t: _Translator, d: Directive, b: _Block) -> None:
 
 def _log(t: _Translator, d: Directive, b: _Block) -> None:
     """log [NAMES...] [FORMAT] { class CLASSES... }: the query log, its classes as CoreDNS's
-    (success, denial, error, all: log README)."""
-    t.set("log.query_log", True, d, "log " + " ".join(d.args))
+    (success, denial, error, all: log README). A log in one server block logs that block's
+    queries only ("the log plugin ... in a server block"): kdns's ``log.zones``, resolved over
+    every block once all are read."""
     classes: list[str] = []
     for o in d.block or []:
         if o.name != "class" or not o.args:
@@ -67,13 +69,41 @@ def _log(t: _Translator, d: Directive, b: _Block) -> None:
             if name not in ("success", "denial", "error", "all"):
                 raise _bad(o, f"unknown class {name!r} (success, denial, error, all)")
             classes.append(name)
-    if classes and "all" not in classes:
-        t.set("log.classes", list(dict.fromkeys(classes)), d, "class " + " ".join(classes))
-    zones = [a for a in d.args if not a.startswith("{")]
-    if any(z for a in zones for z in _zone(a, d) if z != "." and z not in b.zones):
-        t.note("log", d, "kdns logs the queries of every zone")
-    if len(zones) < len(d.args):
+    names = [a for a in d.args if not a.startswith("{")]
+    if len(names) < len(d.args):
         t.note("log", d, "kdns logs in its own format (client, name, type, rcode, duration)")
+    # NAMES narrow the block's zones ("." or none: all of them).
+    zones = [z for a in names for z in _zone(a, d) if z != "."] or list(b.zones)
+    kept = ("all",) if not classes or "all" in classes else tuple(dict.fromkeys(classes))
+    if not t.log_entries:
+        t.finish_checks.append(lambda: _finish_log(t))
+    t.log_entries.append((d, b, zones, kept))
+
+
+def _finish_log(t: _Translator) -> None:
+    entries = t.log_entries
+    first = entries[0][0]
+    t.set("log.query_log", True, first, "log " + " ".join(first.args))
+    everything = any("." in zones for _, _, zones, _ in entries)
+    if not everything:
+        zones = list(dict.fromkeys(z for _, _, block_zones, _ in entries for z in block_zones))
+        where = ", ".join(dict.fromkeys(_loc(d) for d, _, _, _ in entries))
+        t.set("log.zones", zones, None, f"log in the server blocks of {' '.join(zones)} ({where})")
+    else:
+        logged = {id(b) for _, b, _, _ in entries}
+        quiet = [z for blk in t.blocks if id(blk) not in logged and blk.port == entries[0][1].port for z in blk.zones]  # fmt: skip
+        if quiet:
+            t.note("log", first, f"kdns also logs the queries of {' '.join(quiet)}, whose server blocks have no log")  # fmt: skip
+    kinds = list(dict.fromkeys(kept for _, _, _, kept in entries))
+    if kinds[0] != ("all",):
+        t.set("log.classes", list(kinds[0]), first, "class " + " ".join(kinds[0]))
+    for d, _, _, kept in entries:
+        if kept != kinds[0]:
+            t.problem(
+                d.where,
+                f"plugin log: class {' '.join(kept)} for this block is not supported by kdns: kdns "
+                f"has one log.classes for every zone, kept {' '.join(kinds[0])} from {first.where}",
+            )
 
 
 def _loop(t: _Translator, d: Directive, b: _Block) -> None:
