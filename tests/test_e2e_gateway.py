@@ -473,3 +473,33 @@ def test_view_class_filters_per_audience(api: K8sApi, tmp_path: Path, mode: str)
         eventually(lambda: ask_from(proc, "127.0.0.2", wiki)[1] == ["192.168.1.250"])
         assert ask_from(proc, "127.0.0.3", wiki)[1] == [EXTERNAL_IP]
         assert ask_from(proc, "127.0.0.1", wiki)[1] == [EXTERNAL_IP]
+
+
+def test_listenerset_status_and_hostname_source_through_the_api(api: K8sApi, kdns: Kdns) -> None:
+    """A ListenerSet's routes answer once its Gateway's controller writes Accepted=True into
+    its status (external-dns newListenerSetObject), and stop when a listener is found in
+    conflict; gateway-hostname-source: defined-hosts-only keeps a hostless redirect route off
+    its listener's hostname."""
+    team = f"team.{ZONE}"
+    api.add(gateway("infra", "shared", ["192.168.1.252"], [("https", f"*.{ZONE}")], allowed_listeners="All"))  # fmt: skip
+    api.add(listenerset("apps", "team", ("infra", "shared"), [("team", team, "Same", "HTTPS")], accepted=None))  # fmt: skip
+    api.add(httproute("apps", "team", [], [{"kind": "ListenerSet", "name": "team"}]))
+    api.add(
+        httproute(
+            "apps",
+            "redirect",
+            [],
+            [("infra", "shared")],
+            annotations={
+                "external-dns.alpha.kubernetes.io/gateway-hostname-source": "defined-hosts-only"
+            },  # fmt: skip
+        )
+    )
+    eventually(lambda: api.count("watch", "listenersets") > 0)
+    assert rcode(kdns, team) == dns.rcode.NXDOMAIN  # not accepted yet
+    api.modify(listenerset("apps", "team", ("infra", "shared"), [("team", team, "Same", "HTTPS")]))  # fmt: skip
+    eventually(lambda: a_records(kdns, team) == ["192.168.1.252"])
+    api.modify(listenerset("apps", "team", ("infra", "shared"), [("team", team, "Same", "HTTPS")], rejected=["team"]))  # fmt: skip
+    eventually(lambda: rcode(kdns, team) == dns.rcode.NXDOMAIN)
+    # The redirect route claimed nothing: its listener's *.home.example.com is no name of it.
+    assert rcode(kdns, f"anything.{ZONE}") == dns.rcode.NXDOMAIN
