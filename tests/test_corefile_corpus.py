@@ -198,7 +198,19 @@ UPSTREAM = {
 }
 
 
-@pytest.mark.parametrize("name", ["kubeadm.Corefile", "minikube.Corefile", "helm-chart.Corefile"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "kubeadm.Corefile",
+        "minikube.Corefile",
+        "helm-chart.Corefile",
+        "talos.Corefile",
+        "microk8s.Corefile",
+        "rke2.Corefile",
+        "openshift-forwarding.Corefile",
+        "aks/aks.Corefile",
+    ],
+)
 def test_cluster_corefiles_serve(name: str, tmp_path: Path) -> None:
     path = tmp_path / "kdns.toml"
     path.write_text(import_corefile(str(CORPUS / name), {}).toml)

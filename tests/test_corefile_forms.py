@@ -1,0 +1,198 @@
+"""Corefile forms of the published corpus, each against the CoreDNS behaviour it encodes:
+
+- log README: "the log plugin ... in a server block" logs the queries that block gets; a
+  server block gets its zones' names only (CoreDNS server blocks: the most specific zone wins);
+- forward README: "FROM is the base domain to match for the request to be forwarded": a
+  forward whose FROM lies outside its block's zones handles nothing there;
+- rewrite runs in its server block, so a zone block's rule never sees other zones' names;
+- template README: each `answer`/`authority`/`additional` is one RR (an empty one is none);
+- import README: a glob that matches nothing is no error (the coredns-custom dump decides).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import dns.rcode
+import pytest
+
+from kdns.config import Config, build_config
+from kdns.corefile import import_corefile, import_text
+from kdns.rules.rewrite import _Compiled
+from kdns.server import querylog
+from tests.kdnsproc import FIXTURES as KDNS_FIXTURES
+from tests.kdnsproc import Kdns
+
+CORPUS = Path(__file__).resolve().parent / "fixtures" / "corefiles"
+MAIN = """.:53 {
+    errors
+    kubernetes cluster.local in-addr.arpa ip6.arpa
+    forward . 192.0.2.53
+    cache 30
+}
+"""
+
+
+def load(toml: str, tmp_path: Path) -> Config:
+    path = tmp_path / "kdns.toml"
+    path.write_text(toml)
+    return build_config(str(path), {})
+
+
+# --- log in one server block ----------------------------------------------------------------
+
+
+def test_log_in_a_zone_block_logs_that_zone_only(tmp_path: Path) -> None:
+    result = import_text(MAIN + "example.com {\n  log\n  forward . 192.0.2.1\n}\n")
+    assert result.complete, result.problems
+    config = load(result.toml, tmp_path)
+    assert config.query_log and config.log_zones == ("example.com",)
+
+
+def test_log_in_the_root_block_logs_every_name(tmp_path: Path) -> None:
+    text = MAIN.replace("errors", "errors\n    log") + "example.com {\n  forward . 192.0.2.1\n}\n"
+    result = import_text(text)
+    config = load(result.toml, tmp_path)
+    assert config.query_log and config.log_zones == (".",)
+    assert "kdns also logs the queries of example.com" in result.toml  # said, not hidden
+
+
+def test_log_names_narrow_the_block() -> None:
+    result = import_text(MAIN.replace("errors", "errors\n    log example.org"))
+    assert 'zones = ["example.org"]' in result.toml
+
+
+def test_log_classes_that_differ_per_block_are_reported() -> None:
+    text = MAIN.replace("errors", "errors\n    log . {\n class error\n }")
+    text += "example.com {\n  log . {\n    class denial\n  }\n  forward . 192.0.2.1\n}\n"
+    result = import_text(text)
+    assert len(result.problems) == 1 and "class denial for this block" in result.problems[0]
+
+
+def test_query_log_zones_filter(caplog: pytest.LogCaptureFixture) -> None:
+    import dns.message
+
+    def wire(name: str) -> tuple[bytes, bytes]:
+        query = dns.message.make_query(name, "A")
+        return query.to_wire(), dns.message.make_response(query).to_wire()
+
+    querylog.set_zones(("example.com",))
+    try:
+        with caplog.at_level(logging.INFO, logger="kdns.query"):
+            for name in ("www.example.com", "example.com", "www.notexample.com", "other.org"):
+                querylog.log_query("udp", ("127.0.0.1", 5), *wire(name), 0.001)
+    finally:
+        querylog.set_zones((".",))
+    logged = " ".join(r.getMessage() for r in caplog.records)
+    assert "www.example.com." in logged and " example.com." in logged
+    assert "notexample" not in logged and "other.org" not in logged
+
+
+# --- forward FROM against its block ---------------------------------------------------------
+
+
+def test_forward_from_outside_its_block_is_not_a_forward_zone(tmp_path: Path) -> None:
+    """AKS docs' `contoso.com:53 { forward foo.com 1.1.1.1 }`: the block gets contoso.com's
+    names, the forward takes foo.com's: nothing is forwarded there (CoreDNS: SERVFAIL)."""
+    result = import_text(MAIN + "contoso.com:53 {\n  forward foo.com 1.1.1.1\n}\n")
+    assert len(result.problems) == 1 and "forwards nothing" in result.problems[0]
+    assert load(result.toml, tmp_path).forward_zones == ()
+
+
+@pytest.mark.parametrize(
+    ("block", "origin", "zone"),
+    [
+        ("example.com", "sub.example.com", "sub.example.com"),  # FROM inside: that subzone
+        ("sub.example.com", "example.com", "sub.example.com"),  # FROM above: the whole block
+    ],
+)
+def test_forward_from_meets_its_block(tmp_path: Path, block: str, origin: str, zone: str) -> None:
+    result = import_text(MAIN + f"{block} {{\n  forward {origin} 192.0.2.7\n}}\n")
+    assert result.complete, result.problems
+    assert [z for z, _ in load(result.toml, tmp_path).forward_zones] == [zone]
+
+
+# --- rewrite in a zone block ------------------------------------------------------------------
+
+
+def test_zone_block_regex_rewrite_matches_that_zone_only(tmp_path: Path) -> None:
+    result = import_corefile(str(CORPUS / "aks-rewrite" / "aks-rewrite.Corefile"), {})
+    assert result.complete, result.problems
+    rule = _Compiled(load(result.toml, tmp_path).rewrites[0])
+    assert rule.request("web.contoso.com.", 1, 1) == ("web.default.svc.cluster.local.", 1, 1)
+    assert rule.request("web.contoso.com.evil.org.", 1, 1) is None  # the . block's name
+    assert rule.request("web.notcontoso.com.", 1, 1) is None
+
+
+def test_zone_block_exact_rewrite_inside_the_zone_is_complete() -> None:
+    text = MAIN + "lan.example {\n  rewrite name nas.lan.example nas.storage.svc.cluster.local\n  forward . 192.0.2.1\n}\n"  # fmt: skip
+    assert import_text(text).complete
+
+
+def test_zone_block_prefix_rewrite_is_still_reported() -> None:
+    text = MAIN + "lan.example {\n  rewrite name prefix nas nas-1\n  forward . 192.0.2.1\n}\n"
+    result = import_text(text)
+    assert len(result.problems) == 1 and "as scoped" in result.problems[0]
+
+
+# --- template, kubernetes zones, import globs -----------------------------------------------
+
+
+def test_template_empty_authority_is_no_record(tmp_path: Path) -> None:
+    text = MAIN.replace(
+        "errors",
+        'errors\n  template IN A empty.com {\n    answer "{{ .Name }} 0 IN A 0.0.0.0"\n    authority ""\n  }',
+    )
+    result = import_text(text)
+    assert result.complete, result.problems
+    assert len(load(result.toml, tmp_path).templates) == 1
+    assert 'authority "" (line' in result.toml
+
+
+def test_kubernetes_zone_written_twice_is_one(tmp_path: Path) -> None:
+    """rke2-coredns renders `kubernetes cluster.local cluster.local in-addr.arpa ip6.arpa`."""
+    result = import_corefile(str(CORPUS / "rke2.Corefile"), {})
+    assert result.complete, result.problems
+    assert load(result.toml, tmp_path).cluster_domain == "cluster.local"
+
+
+def test_empty_glob_with_the_dump_folder_is_complete(tmp_path: Path) -> None:
+    (tmp_path / "custom").mkdir()
+    (tmp_path / "Corefile").write_text(MAIN.replace("cache 30", "cache 30\n    import custom/*.override"))  # fmt: skip
+    result = import_corefile(str(tmp_path / "Corefile"), {})
+    assert result.complete, result.problems
+    assert "custom/ holds no *.override" in result.toml
+
+
+def test_empty_glob_without_the_dump_names_the_folder(tmp_path: Path) -> None:
+    (tmp_path / "Corefile").write_text(MAIN + "import custom/*.server\n")
+    (problem,) = import_corefile(str(tmp_path / "Corefile"), {}).problems
+    assert "dump the coredns-custom ConfigMap into custom/ beside the Corefile" in problem
+
+
+def test_k3s_absolute_glob_is_read_beside_the_corefile(tmp_path: Path) -> None:
+    """k3s mounts coredns-custom at /etc/coredns/custom: its dump beside the Corefile is read."""
+    (tmp_path / "custom").mkdir()
+    (tmp_path / "custom" / "lan.server").write_text("lan.example:53 {\n  forward . 192.0.2.9\n}\n")  # fmt: skip
+    (tmp_path / "Corefile").write_text(MAIN + "import /nonexistent-kdns-test/custom/*.server\n")
+    result = import_corefile(str(tmp_path / "Corefile"), {})
+    assert result.complete, result.problems
+    assert load(result.toml, tmp_path).forward_zones == (("lan.example", ("192.0.2.9",)),)
+
+
+# --- served --------------------------------------------------------------------------------
+
+
+def test_aks_rewrite_translation_serves_the_cluster_name_under_the_zone(tmp_path: Path) -> None:
+    """The AKS docs' rewrite: kubernetes.contoso.com is the kubernetes Service, and the answer
+    carries the name that was asked (answer name)."""
+    path = tmp_path / "kdns.toml"
+    path.write_text(import_corefile(str(CORPUS / "aks-rewrite" / "aks-rewrite.Corefile"), {}).toml)
+    cluster = str(KDNS_FIXTURES / "cluster.yaml")
+    with Kdns("-c", str(path), "--objects", cluster, "--no-forward") as proc:
+        reply = proc.query("kubernetes.contoso.com")
+    assert reply.rcode() == dns.rcode.NOERROR
+    assert [(rrset.name.to_text(), [r.to_text() for r in rrset]) for rrset in reply.answer] == [
+        ("kubernetes.contoso.com.", ["10.0.0.1"])
+    ]
