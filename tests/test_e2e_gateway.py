@@ -101,7 +101,7 @@ def test_route_hostnames_answer_their_gateways_address(kdns: Kdns) -> None:
     assert a_records(kdns, GRAFANA) == [INTERNAL_IP]
     assert a_records(kdns, f"blog.{ZONE}") == [EXTERNAL_IP]
     assert a_records(kdns, f"grpc.{ZONE}") == [INTERNAL_IP]  # GRPCRoute (v1)
-    assert a_records(kdns, f"mqtt.{ZONE}") == [INTERNAL_IP]  # TLSRoute (v1alpha2), TLS listener
+    assert a_records(kdns, f"mqtt.{ZONE}") == [INTERNAL_IP]  # TLSRoute (v1), TLS listener
     assert a_records(kdns, GRAFANA.upper()) == [INTERNAL_IP]  # case-insensitive
     assert rcode(kdns, f"nothing.{ZONE}") == dns.rcode.NXDOMAIN
     soa = kdns.query(f"nothing.{ZONE}", "A").authority
