@@ -225,14 +225,15 @@ class Responder:
         "meter",
         "forwarder",
         "transfers",
-        "acl",
-        "views",
+        "_acl",
+        "_views",
         "forward_allow",
-        "autopath",
-        "rewrite",
-        "template",
+        "_autopath",
+        "_rewrite",
+        "_template",
         "rrl",
-        "loadbalance",
+        "_loadbalance",
+        "_memo",
         "zone",
         "qtype",
         "keep",
@@ -255,21 +256,24 @@ class Responder:
         self.meter = meter
         self.forwarder: Forwarding | None = None
         self.transfers: Transfers | None = None
-        self.acl: Filter | None = None
-        self.views: ClientViews | None = None  # [[views]]: kdns.policy.views.Views
+        # The reply memo (see ``_remember``): on while no stage that judges the client or
+        # rewrites the question is configured; the setters below turn it on and off.
+        self._memo: dict[bytes, list[Any]] | None = {}
+        self._acl: Filter | None = None
+        self._views: ClientViews | None = None  # [[views]]: kdns.policy.views.Views
         self.forward_allow: Callable[[str], bool] | None = None  # None: every client
         # CoreDNS autopath (kdns.authority.autopath.Autopath): asked where a name would be NXDOMAIN
         # only; None costs that path one attribute test and the rest nothing.
-        self.autopath: Autopathing | None = None
+        self._autopath: Autopathing | None = None
         # CoreDNS rewrite (kdns.rules.rewrite.Rewrite, before local data) and template
         # (kdns.rules.template.Templates, after autopath, before forward): None costs the hot
         # path one attribute test; configured, a question no rule matches costs one set lookup.
-        self.rewrite: Any = None
-        self.template: Any = None
+        self._rewrite: Any = None
+        self._template: Any = None
         # Response rate limiting (kdns.server.rrl.Rrl), applied by the UDP transport to what
         # this returns; None (the default) costs the hot path one attribute test.
         self.rrl: Any = None
-        self.loadbalance = False
+        self._loadbalance = False
         self.zone = "."  # zone and qtype of the last answer, read by the meter
         self.qtype = b""
         # Until when (monotonic seconds) the same query bytes get the same reply bytes, for
@@ -279,7 +283,76 @@ class Responder:
         self._turn = 0
         self.set_udp_size(udp_size)
 
+    # The stages set from outside (kdns.running.wiring on start and reload). Setting one
+    # starts the reply memo afresh, or turns it off while a stage that judges the client or
+    # rewrites the question is on: a memo hit skips every stage before local data.
+
+    @property
+    def acl(self) -> Filter | None:
+        return self._acl
+
+    @acl.setter
+    def acl(self, value: Filter | None) -> None:
+        self._acl = value
+        self._memo_reset()
+
+    @property
+    def views(self) -> ClientViews | None:
+        return self._views
+
+    @views.setter
+    def views(self, value: ClientViews | None) -> None:
+        self._views = value
+        self._memo_reset()
+
+    @property
+    def autopath(self) -> Autopathing | None:
+        return self._autopath
+
+    @autopath.setter
+    def autopath(self, value: Autopathing | None) -> None:
+        self._autopath = value
+        self._memo_reset()
+
+    @property
+    def rewrite(self) -> Any:
+        return self._rewrite
+
+    @rewrite.setter
+    def rewrite(self, value: Any) -> None:
+        self._rewrite = value
+        self._memo_reset()
+
+    @property
+    def template(self) -> Any:
+        return self._template
+
+    @template.setter
+    def template(self, value: Any) -> None:
+        self._template = value
+        self._memo_reset()
+
+    @property
+    def loadbalance(self) -> bool:
+        return self._loadbalance
+
+    @loadbalance.setter
+    def loadbalance(self, value: bool) -> None:
+        self._loadbalance = value
+        self._memo_reset()
+
+    def _memo_reset(self) -> None:
+        plain = (
+            self._acl is None
+            and self._views is None
+            and self._autopath is None
+            and self._rewrite is None
+            and self._template is None
+        )
+        self._memo = {} if plain else None
+
     def set_udp_size(self, udp_size: int) -> None:
+        self._memo_reset()  # replies carry our OPT record, which says the size
         self.udp_size = udp_size
         # Our OPT record: root owner, type 41, class = our UDP payload size, TTL carries
         # extended rcode 0, version 0 and the DO bit echoed (RFC 3225 3).
@@ -300,6 +373,14 @@ class Responder:
         """The response to one query: bytes, several messages (a zone transfer over TCP),
         ``DEFERRED`` (answered later through ``replier`` once an upstream replies; counted
         and logged then) or None (dropped)."""
+        memo = self._memo
+        if memo is not None and channel < TCP4:
+            entry = memo.get(data[2:])
+            if entry is not None:
+                answer = entry[M_ANSWER]
+                source = self.answers if entry[M_REGISTRY] else self.derived
+                if answer.body is entry[M_BODY] and source.get(entry[M_KEY]) is answer:
+                    return self._recalled(data, channel, entry)
         meter = self.meter
         if meter is None:
             return self._respond(data, channel, peer, replier)
@@ -369,11 +450,11 @@ class Responder:
                 return self._badvers(data, qend, edns)
         self.qtype = data[pos + 1 : pos + 3]  # for the meter
         if peer is PEER_LATER and (
-            self.acl is not None or self.views is not None or self.rewrite is not None
+            self._acl is not None or self._views is not None or self._rewrite is not None
         ):
             peer = _peer_now(replier)
-        if self.acl is not None:
-            action = self.acl.decide(
+        if self._acl is not None:
+            action = self._acl.decide(
                 peer[0] if peer else "", name, (data[pos + 1] << 8) | data[pos + 2]
             )
             if action != ALLOW:
@@ -382,16 +463,17 @@ class Responder:
                 return self._denied(data, qend, edns, tcp, action)
         key = name + data[pos + 1 : qend]
         watch = None
-        if self.views is not None:
-            special = self.views.pick(peer, name, (data[pos + 1] << 8) | data[pos + 2])
+        if self._views is not None:
+            special = self._views.pick(peer, name, (data[pos + 1] << 8) | data[pos + 2])
             if special is not None:
                 return self._viewed(special, data, name, pos, qend, edns, channel, peer, replier)
-            watch = self.views.watching  # a view with block lists: CNAME chains are inspected
-        if self.rewrite is not None and key not in self.rewrite.passes:
-            rewritten = self.rewrite.respond(self, data, key, qend, edns, channel, peer, replier)
+            watch = self._views.watching  # a view with block lists: CNAME chains are inspected
+        if self._rewrite is not None and key not in self._rewrite.passes:
+            rewritten = self._rewrite.respond(self, data, key, qend, edns, channel, peer, replier)
             if rewritten is not NOT_REWRITTEN:
                 return rewritten
         answer = self.answers.get(key)
+        found = 1  # where the answer came from: 1 answers, 2 derived, 0 computed now
         if answer is not None:
             self.stats.answer_hits += 1
         else:
@@ -400,7 +482,9 @@ class Responder:
             answer = self.derived.get(key)
             if answer is not None:
                 self.stats.derived_hits += 1
+                found = 2
             else:
+                found = 0
                 if peer is PEER_LATER:
                     peer = _peer_now(replier)
                 qtype, qclass = struct.unpack_from("!HH", data, pos + 1)
@@ -409,8 +493,8 @@ class Responder:
                     # is reserved. Such a question is malformed (as BIND and Knot answer).
                     return self.reply(data, qend, edns, tcp, FORMERR_ANSWER)
                 answer = self.resolve(name, qtype, qclass, key)
-                if answer is FORWARD and self.template is not None:
-                    templated = self.template.lookup(name, qtype, qclass, key, peer)
+                if answer is FORWARD and self._template is not None:
+                    templated = self._template.lookup(name, qtype, qclass, key, peer)
                     if templated is not None:
                         return self._templated(data, qend, edns, tcp, templated)
                 if answer is FORWARD or answer is TRANSFER:
@@ -425,10 +509,10 @@ class Responder:
                         if response is None:
                             return DEFERRED
                         return response if watch is None else self.inspected(watch, response, query)  # fmt: skip
-            if answer.rcode == 3 and self.autopath is not None:  # NXDOMAIN: the pod's walk?
+            if answer.rcode == 3 and self._autopath is not None:  # NXDOMAIN: the pod's walk?
                 if peer is PEER_LATER:
                     peer = _peer_now(replier)
-                autopath = self.autopath
+                autopath = self._autopath
                 autopath.kept = None
                 walked = autopath.walk(self, data, name, qend, edns, channel, peer, replier, answer, watch)  # fmt: skip
                 if walked is not None:  # a reply for this namespace's pods at most
@@ -436,11 +520,11 @@ class Responder:
                     kept = autopath.kept
                     self.keep = kept[4] if kept is not None else 0.0
                     return walked
-            if self.template is not None and (answer.rcode == 3 or answer.rcode == 5):
+            if self._template is not None and (answer.rcode == 3 or answer.rcode == 5):
                 if peer is PEER_LATER:
                     peer = _peer_now(replier)
                 qtype, qclass = struct.unpack_from("!HH", data, pos + 1)
-                templated = self.template.lookup(name, qtype, qclass, key, peer)
+                templated = self._template.lookup(name, qtype, qclass, key, peer)
                 if templated is not None:
                     return self._templated(data, qend, edns, tcp, templated)
         self.zone = answer.zone  # for the meter
@@ -448,7 +532,10 @@ class Responder:
             self.keep = FOREVER
             if watch is not None and answer.body.find(b"\x00\x05\x00\x01") >= 0:  # a CNAME
                 return self._inspect_local(watch, data, name, pos, qend, edns, channel, answer)
-            return self.reply(data, qend, edns, tcp, answer)
+            response = self.reply(data, qend, edns, tcp, answer)
+            if found and not tcp and self._memo is not None and self.keep is FOREVER:
+                self._remember(data, key, answer, found == 1, response, qend)
+            return response
         # An ExternalName chased upstream: the reply depends on the client (forward.allow) and
         # on upstream TTLs, so it is this reply's alone (never in the wire cache).
         if peer is PEER_LATER:
@@ -464,6 +551,59 @@ class Responder:
         if response is None:
             return DEFERRED
         return response if watch is None else self.inspected(watch, response, query)
+
+    # ---------------------------------------------------------- the reply memo
+
+    def _remember(self, data: bytes, key: bytes, answer: Answer, registry: bool, response: bytes, qend: int) -> None:  # fmt: skip
+        """Keep a pre-rendered answer's reply by the query's bytes after its ID, so the same
+        question (flags, EDNS size and DO bit included) is answered next time without the
+        header checks, the name walk and the reply's assembly.
+
+        Invalidation: an entry is served only while the answers dict (or the derived memo) it
+        came from still maps its key to the same Answer object holding the same body bytes;
+        everything else in the reply is a function of the query bytes and of settings whose
+        setters start the memo afresh (udp_size, loadbalance, the stages). Only replies the
+        registry gives every client alike get here (no ACL, views, rewrite, autopath or
+        template configured; no rotation; UDP), and only queries without EDNS options (a
+        client cookie would make every entry one client's). Bounded: MEMO_MAX entries, then
+        it starts afresh, so a flood of names costs an insert each and nothing more."""
+        if len(data) > qend + 11:
+            return  # EDNS options (a cookie): this client's bytes alone
+        memo = self._memo
+        if memo is None:
+            return
+        if len(memo) >= MEMO_MAX:
+            memo.clear()
+        memo[data[2:]] = [registry, key, answer, answer.body, response[2:], self.qtype, None, None, None]  # fmt: skip
+
+    def _recalled(self, data: bytes, channel: int, entry: list[Any]) -> bytes:
+        """A memo hit: the client's ID + the kept reply, counted as a dict answer is, and
+        metered into the row kept with the entry (one per UDP channel)."""
+        started = perf_counter()
+        response = data[:2] + entry[M_REPLY]
+        self.zone = entry[M_ANSWER].zone
+        self.qtype = entry[M_QTYPE]
+        self.keep = FOREVER
+        if entry[M_REGISTRY]:
+            self.stats.answer_hits += 1
+        else:
+            self.stats.derived_hits += 1
+        meter = self.meter
+        if meter is not None:
+            row = entry[M_ROWS + channel]
+            if row is None or entry[M_METER] is not meter:
+                row = meter.rows.get(
+                    (channel, self.qtype, self.zone, response[3] & 0x0F, len(data), len(response))
+                ) or meter.new_row(channel, self.qtype, self.zone, response[3] & 0x0F, len(data), len(response))  # fmt: skip
+                entry[M_ROWS + channel] = row
+                entry[M_METER] = meter
+            seconds = perf_counter() - started
+            row[0] += seconds
+            if seconds <= FAST_DURATION:
+                row[1] += 1
+            else:
+                meter.slow(row, seconds)
+        return response
 
     def _templated(self, data: bytes, qend: int, edns: Edns | None, tcp: bool, answer: Answer) -> bytes:  # fmt: skip
         """A template's answer: the same for every client unless a template reads the
@@ -592,14 +732,14 @@ class Responder:
         room = limit - 12 - len(question) - len(opt)
         body = answer.body
         if len(body) <= room:
-            if self.loadbalance and answer.rotate:
+            if self._loadbalance and answer.rotate:
                 self._turn += 1
                 body = answer.rotated(self._turn)
                 self.keep = 0.0  # a rotation is this reply's alone
             counts = answer.counts_edns if edns else answer.counts
             return head + b"\x00\x01" + counts + question + body + opt
         turn = None
-        if self.loadbalance and answer.rotate:  # truncated replies rotate too (item 4)
+        if self._loadbalance and answer.rotate:  # truncated replies rotate too (item 4)
             self._turn += 1
             turn = self._turn
             self.keep = 0.0  # a rotation is this reply's alone
@@ -630,6 +770,9 @@ class Responder:
 
 
 FOREVER = float("inf")
+# The reply memo (Responder._remember): its bound, and the fields of an entry.
+MEMO_MAX = 8192
+M_REGISTRY, M_KEY, M_ANSWER, M_BODY, M_REPLY, M_QTYPE, M_ROWS, M_METER = 0, 1, 2, 3, 4, 5, 6, 8
 # What the rewrite stage returns for a question no rule rewrites: the path goes on.
 NOT_REWRITTEN: Any = object()
 
