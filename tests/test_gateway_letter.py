@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from kdns.authority.gateway import COMPATIBLE, GROUP, kind_allowed
-from kdns.k8s import objects
+from kdns.k8s import annotations, objects
 from kdns.k8s.objects import slim
 from kdns.model import Listener
 from tests.k8sapi import (
@@ -246,9 +246,9 @@ def test_gateway_hostname_source_on_a_tcproute() -> None:
 
 
 def test_bad_hostname_source_is_counted() -> None:
-    before = objects.SKIPPED[("HTTPRoute", f"metadata.annotations[{objects.GATEWAY_HOSTNAME_SOURCE}]")]  # fmt: skip
+    before = objects.SKIPPED[("HTTPRoute", f"metadata.annotations[{annotations.GATEWAY_HOSTNAME_SOURCE}]")]  # fmt: skip
     slim(httproute("apps", "r", [], ["eg"], annotations={SOURCE: "both"}))
-    after = objects.SKIPPED[("HTTPRoute", f"metadata.annotations[{objects.GATEWAY_HOSTNAME_SOURCE}]")]  # fmt: skip
+    after = objects.SKIPPED[("HTTPRoute", f"metadata.annotations[{annotations.GATEWAY_HOSTNAME_SOURCE}]")]  # fmt: skip
     assert after == before + 1
 
 
