@@ -282,17 +282,30 @@ class _Translator:
         # The main block first: where kdns has one setting, its value wins.
         for block in sorted(self.blocks, key=lambda b: b is not main):
             if block.port != main.port:
-                self.problem(
-                    f"{block.file}:{block.line}",
-                    f"server block {' '.join(block.keys)} on port {block.port} is not supported "
-                    f"by kdns: kdns answers the same names on every listen address (port "
-                    f"{main.port} here); serve this block from CoreDNS or merge it into the "
-                    f"port {main.port} blocks",
-                )
+                self.problem(f"{block.file}:{block.line}", self._other_port(block, main))
                 continue
             for d in block.directives:
                 self.directive(d, block)
         self.finish(main)
+
+    def _other_port(self, block: _Block, main: _Block) -> str:
+        """Why a block on another port does not translate, and what the user can do: kdns has
+        one set of names for every listen address, so it cannot run a second server on that
+        port answering only these zones (CoreDNS refuses other names there)."""
+        zones = " ".join(block.zones)
+        here = []
+        for zone in block.zones:
+            covering = [b for b in self.blocks if b.port == main.port and any(_in_zone(zone, z) for z in b.zones)]  # fmt: skip
+            best = max(covering, key=lambda b: max(len(z) for z in b.zones if _in_zone(zone, z)), default=None)  # fmt: skip
+            here.append(f"{zone} as the {' '.join(best.keys)} block does" if best else f"no {zone}")  # fmt: skip
+        return (
+            f"server block {' '.join(block.keys)} on port {block.port} is not supported by kdns: "
+            f"kdns answers one set of names on every listen address, so it has no server of its "
+            f"own for {zones} on port {block.port} (CoreDNS answers only {zones} there, with "
+            f"this block's plugins); on port {main.port} kdns answers {', '.join(here)}. To "
+            f'answer on port {block.port} too, add ":{block.port}" to server.listen (every zone '
+            f"is then answered there), or keep CoreDNS for this block"
+        )
 
     def directive(self, d: Directive, block: _Block) -> None:
         self.seen.add(d.name)

@@ -82,6 +82,12 @@ def _rewrite(t: _Translator, d: Directive, b: _Block) -> None:
                 "anyway (its FROM only matches names of that zone when it names them)",
             )
         table["#"] = f"{_loc(d)} rewrite {mode} {' '.join(line)}"
+        cluster = t.values.get("kubernetes.cluster_domain")
+        target = str(table.get("to", "")).lower().rstrip(".")
+        if not b.root and cluster is not None and _in_zone(target, str(cluster.value)):
+            # CoreDNS hands the rewritten name to the rest of this block (its forward); kdns
+            # answers it where it lives, the cluster (what the AKS docs' example is after).
+            table["#"] += f"; kdns answers {cluster.value} names itself, where this block would forward them"  # fmt: skip
         t.tables.setdefault("rewrite", []).append(table)
 
 
