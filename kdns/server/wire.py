@@ -485,14 +485,14 @@ class Responder:
                 found = 2
             else:
                 found = 0
-                if peer is PEER_LATER:
-                    peer = _peer_now(replier)
                 qtype, qclass = struct.unpack_from("!HH", data, pos + 1)
                 if qtype in META_TYPES:
                     # RFC 6895 3.1: OPT, TKEY and TSIG are meta-types, never asked for; type 0
                     # is reserved. Such a question is malformed (as BIND and Knot answer).
                     return self.reply(data, qend, edns, tcp, FORMERR_ANSWER)
                 answer = self.resolve(name, qtype, qclass, key)
+                if peer is PEER_LATER and (answer is FORWARD or answer is TRANSFER):
+                    peer = _peer_now(replier)  # forward.allow, the forwarder, transfer ACLs
                 if answer is FORWARD and self._template is not None:
                     templated = self._template.lookup(name, qtype, qclass, key, peer)
                     if templated is not None:
