@@ -46,11 +46,11 @@ _ZONE_ALIASES = {"cache_success_ttl": "success_ttl", "cache_denial_ttl": "denial
 
 
 class _ForwardZone(_Kind):
-    """A split-horizon rule: ``ZONE=UPSTREAM[+UPSTREAM...]`` (flags, env, TOML strings) or a
-    TOML table ``{name = "lan.example.com", upstreams = ["192.168.1.1"]}`` with, optionally,
+    """A split-horizon rule: ``ZONE=UPSTREAM[+UPSTREAM...][;KEY=VALUE...]`` (flags, env, TOML
+    strings; KEY one of ``_ZONE_OPTIONS``) or a TOML table ``{name = "lan.example.com", upstreams = ["192.168.1.1"]}`` with, optionally,
     the zone's own settings (``_ZONE_OPTIONS``)."""
 
-    expected = "ZONE=UPSTREAM[+UPSTREAM...] or {name, upstreams, policy, tls_servername, tls_ca_file, force_tcp, prefer_udp, max_concurrent, max_fails, health_check, success_ttl, denial_ttl}"  # fmt: skip
+    expected = "ZONE=UPSTREAM[+UPSTREAM...][;KEY=VALUE...] or {name, upstreams, policy, tls_servername, tls_ca_file, force_tcp, prefer_udp, max_concurrent, max_fails, health_check, success_ttl, denial_ttl}"  # fmt: skip
 
     def check(self, value: object) -> tuple[str, tuple[str, ...]]:
         options: list[tuple[str, object]] = []
@@ -74,8 +74,22 @@ class _ForwardZone(_Kind):
             zone, ups = value["name"], value["upstreams"]
             ups = [ups] if isinstance(ups, str) else ups
         elif isinstance(value, str) and "=" in value:
-            zone, _, rest = value.partition("=")
+            # Flags and env: ZONE=UPSTREAM[+UPSTREAM...][;KEY=VALUE...], the table's settings
+            # after semicolons (--forward-zone 'corp.example=10.0.0.1;policy=sequential').
+            rule, *settings = value.split(";")
+            zone, _, rest = rule.partition("=")
             ups = [u for u in rest.split("+") if u.strip()]
+            table: dict[str, object] = {"name": zone, "upstreams": ups}
+            for setting in filter(str.strip, settings):
+                key, equals, text = (part.strip() for part in setting.partition("="))
+                kind = _ZONE_OPTIONS.get(_ZONE_ALIASES.get(key, key))
+                if kind is None or not equals:
+                    raise _Invalid(f"expected KEY=VALUE with KEY one of {', '.join(_ZONE_OPTIONS)}, got {setting.strip()!r}")  # fmt: skip
+                if key in table:
+                    raise _Invalid(f"{key} given twice")
+                table[key] = kind.from_text(text)
+            if settings and ups:
+                return self.check(table)
         else:
             self.fail(value)
         if not isinstance(zone, str) or not isinstance(ups, list) or not ups:

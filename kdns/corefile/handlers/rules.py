@@ -87,7 +87,7 @@ def _rewrite(t: _Translator, d: Directive, b: _Block) -> None:
         if not b.root and cluster is not None and _in_zone(target, str(cluster.value)):
             # CoreDNS hands the rewritten name to the rest of this block (its forward); kdns
             # answers it where it lives, the cluster (what the AKS docs' example is after).
-            table["#"] += f"; kdns answers {cluster.value} names itself, where this block would forward them"  # fmt: skip
+            table["#"] = str(table["#"]) + f"; kdns answers {cluster.value} names itself, where this block would forward them"  # fmt: skip
         t.tables.setdefault("rewrite", []).append(table)
 
 
