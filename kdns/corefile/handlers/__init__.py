@@ -21,6 +21,7 @@ from kdns.corefile.handlers.server import (
     _loadbalance,
     _log,
     _loop,
+    _minimal,
     _prometheus,
     _ready,
     _reload,
@@ -58,6 +59,7 @@ HANDLERS: dict[str, Handler] = {
     "debug": _debug,
     "root": _root,
     "cancel": _cancel,
+    "minimal": _minimal,
     "multisocket": _workers,
     "reuseport": _workers,
 }

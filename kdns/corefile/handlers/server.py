@@ -106,6 +106,12 @@ def _finish_log(t: _Translator) -> None:
             )
 
 
+def _minimal(t: _Translator, d: Directive, b: _Block) -> None:
+    """minimal (strip the authority and additional sections of positive answers): kdns's
+    positive answers carry no authority section; SRV answers keep their targets' addresses."""
+    t.note("server", d, "kdns's positive answers carry no authority records already (SRV answers keep their targets' addresses)")  # fmt: skip
+
+
 def _loop(t: _Translator, d: Directive, b: _Block) -> None:
     t.note("forward", d, "kdns always checks its upstreams for a forwarding loop at start")
 
