@@ -4,12 +4,15 @@ child process forked for it, else in a thread."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import os
 import pickle
 import re
 import signal
+import struct
 import sys
+from array import array
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -67,13 +70,20 @@ if sys.version_info >= (3, 12):  # the child only parses: it takes no lock but t
     warnings.filterwarnings("ignore", r".*multi-threaded, use of fork\(\)", DeprecationWarning)
 
 
-def _parse_forked(source: Source, body: bytes | None) -> BlockList:
-    """``parse_source`` in a child forked from this thread; its result comes back pickled
-    through a pipe. A forked child keeps this process's ``hash()`` secret, so the hashes it
-    computes are the ones lookups here compute. Seconds of pure-Python parsing (1M rules:
-    4.5 s) then never hold this process's GIL: what the event loop waits for is the fork and
-    unpickling the index (about 2 ms each per 1M names), not the parse. The child runs at
-    nice 19, so where it shares a core with this process the kernel runs this one first."""
+_HEAD = struct.Struct("!QQQ")  # lengths: the pickled rest, the hashes, the prefix index
+_BIG = ("hashes", "index")  # arrays sent as their raw bytes, rebuilt in slices on the loop
+_REST = tuple(slot for slot in _SLOTS if slot not in _BIG)
+REBUILD_SLICE = 1 << 19  # bytes of an array copied per step of the event loop (~0.1 ms)
+
+
+def _parse_forked(source: Source, body: bytes | None) -> bytes:
+    """``parse_source`` in a child forked from this thread; what it sends back through a pipe
+    (``_HEAD``, the index's small parts pickled, then the hashes and the prefix index as raw
+    bytes), for ``_rebuild`` on the loop. A forked child keeps this process's ``hash()``
+    secret, so the hashes it computes are the ones lookups here compute. Seconds of
+    pure-Python parsing (1M rules: 4.5 s) never hold this process's GIL; the child runs at
+    SCHED_IDLE (``_yield_cpu``). What the event loop still waits for is the fork itself (the
+    GIL is held through it: 3-4 ms for a 100 MB process here) and slices of the rebuild."""
     read_fd, write_fd = os.pipe()
     pid = os.fork()
     if pid == 0:  # the child: parse, write, exit without the parent's cleanup
@@ -83,15 +93,19 @@ def _parse_forked(source: Source, body: bytes | None) -> BlockList:
             for number in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
                 signal.signal(number, signal.SIG_DFL)
             signal.set_wakeup_fd(-1)  # a signal here must not wake the parent's loop
-            os.nice(19)  # on a shared core the kernel runs the serving process first
+            _yield_cpu()
+            big: list[memoryview] = []
             try:
                 loaded = parse_source(source, body)
-                payload: tuple[bool, Any] = (True, tuple(getattr(loaded, k) for k in _SLOTS))
+                payload: tuple[bool, Any] = (True, tuple(getattr(loaded, k) for k in _REST))
+                big = [memoryview(loaded.hashes).cast("B"), memoryview(loaded.index).cast("B")]
             except OSError as exc:
                 payload = (False, (exc.errno, exc.strerror, exc.filename))
-            data = memoryview(pickle.dumps(payload, pickle.HIGHEST_PROTOCOL))
-            while data:
-                data = data[os.write(write_fd, data) :]
+            rest = pickle.dumps(payload, pickle.HIGHEST_PROTOCOL)
+            sizes = [len(part) for part in big] or [0, 0]
+            for data in (memoryview(_HEAD.pack(len(rest), *sizes)), memoryview(rest), *big):
+                while data:
+                    data = data[os.write(write_fd, data) :]
         except BaseException:
             code = 1
         finally:
@@ -99,18 +113,47 @@ def _parse_forked(source: Source, body: bytes | None) -> BlockList:
     os.close(write_fd)
     try:
         with os.fdopen(read_fd, "rb") as pipe:
-            received = pipe.read()
+            received = pipe.read()  # in this thread, without the GIL while it waits
     finally:
         _, status = os.waitpid(pid, 0)
-    if not received:
+    if len(received) < _HEAD.size:
         raise RuntimeError(f"block list {source.where}: the parsing process failed (status {status})")  # fmt: skip
-    ok, value = pickle.loads(received)
+    return received
+
+
+async def _rebuild(source: Source, received: bytes) -> BlockList:
+    """The BlockList of a child's reply, on the event loop: the small parts unpickled, then
+    the hashes (8 MiB per 1M names) and the prefix index copied into their arrays a slice at
+    a time with a turn of the loop between slices. Unpickling the 8 MiB at once held the GIL
+    5-10 ms (benchmarks/refresh_lag.py), longer than the 5 ms a refresh may stall DNS."""
+    rest, hashes, index = _HEAD.unpack_from(received)
+    view = memoryview(received)[_HEAD.size :]
+    ok, value = pickle.loads(view[:rest])
     if not ok:
         raise OSError(*value)
     loaded = BlockList(source.where, source.where, source.format, "nxdomain")
-    for slot, got in zip(_SLOTS, value, strict=True):
+    for slot, got in zip(_REST, value, strict=True):
         setattr(loaded, slot, got)
+    at = rest
+    for slot, size in zip(_BIG, (hashes, index), strict=True):
+        built = array(getattr(loaded, slot).typecode)
+        for offset in range(at, at + size, REBUILD_SLICE):
+            built.frombytes(view[offset : min(offset + REBUILD_SLICE, at + size)])
+            await asyncio.sleep(0)
+        setattr(loaded, slot, built)
+        at += size
     return loaded
+
+
+def _yield_cpu() -> None:
+    """In the parsing child: let the serving process run first on a shared CPU. SCHED_IDLE,
+    because a waking SCHED_NORMAL task preempts a SCHED_IDLE one at once, where a nice 19
+    task keeps the CPU until the next scheduler tick: measured with benchmarks/refresh_lag.py
+    (one CPU for both), nice 19 alone made the serving loop wake 4.8 ms late every ~50 ms of
+    the parse. nice 19 stays for where SCHED_IDLE is missing (not Linux)."""
+    os.nice(19)
+    with contextlib.suppress(AttributeError, OSError):
+        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
 
 
 async def parse_off_loop(source: Source, body: bytes | None = None) -> BlockList:
@@ -120,7 +163,7 @@ async def parse_off_loop(source: Source, body: bytes | None = None) -> BlockList
     default 5 ms the event loop waited for it (measured, 1M rules: 7 ms p99 and 379 ms worst
     loop stalls; at 0.5 ms: 4.3 ms p99, 12 ms worst; benchmarks/lan.py's refresh run)."""
     if FORK:
-        return await asyncio.to_thread(_parse_forked, source, body)
+        return await _rebuild(source, await asyncio.to_thread(_parse_forked, source, body))
     global _parsing
     if _parsing == 0:
         _parsing_restore.append(sys.getswitchinterval())
