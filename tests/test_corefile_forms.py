@@ -21,6 +21,7 @@ from kdns.config import Config, build_config
 from kdns.corefile import import_corefile, import_text
 from kdns.rules.rewrite import _Compiled
 from kdns.server import querylog
+from tests.dnsupstream import DnsUpstream
 from tests.kdnsproc import FIXTURES as KDNS_FIXTURES
 from tests.kdnsproc import Kdns
 
@@ -196,3 +197,40 @@ def test_aks_rewrite_translation_serves_the_cluster_name_under_the_zone(tmp_path
     assert [(rrset.name.to_text(), [r.to_text() for r in rrset]) for rrset in reply.answer] == [
         ("kubernetes.contoso.com.", ["10.0.0.1"])
     ]
+
+
+# --- no forward for the . block ---------------------------------------------------------------
+
+
+def test_no_forward_at_all_is_no_forwarding(tmp_path: Path) -> None:
+    """A Corefile without forward: CoreDNS answers names outside its zones with an error,
+    never from an upstream; kdns's default (resolv.conf's nameservers) is switched off."""
+    result = import_text(".:53 {\n    kubernetes cluster.local\n    cache 30\n}\n")
+    assert result.complete, result.problems
+    assert load(result.toml, tmp_path).forward is False
+
+
+def test_forward_zones_without_a_root_forward_refuse_other_names(tmp_path: Path) -> None:
+    """Only a stub domain forwards (CoreDNS: `.` has no forward, so other names get an
+    error): kdns forwards that zone and refuses the rest instead of asking resolv.conf's
+    nameservers."""
+    records = {("www.example.org.", "A"): ["192.0.2.8"], ("www.other.test.", "A"): ["192.0.2.9"]}
+    with DnsUpstream(records) as up:
+        text = f".:53 {{\n    kubernetes cluster.local\n}}\nexample.org {{\n    forward . 127.0.0.1:{up.port}\n}}\n"  # fmt: skip
+        result = import_text(text)
+        assert result.complete, result.problems
+        path = tmp_path / "kdns.toml"
+        path.write_text(result.toml)
+        cluster = str(KDNS_FIXTURES / "cluster.yaml")
+        with Kdns("-c", str(path), "--objects", cluster) as proc:
+            assert [r.to_text() for s in proc.query("www.example.org").answer for r in s] == ["192.0.2.8"]  # fmt: skip
+            assert proc.query("www.other.test").rcode() == dns.rcode.REFUSED
+            assert proc.query("kubernetes.default.svc.cluster.local").answer
+    assert "www.other.test." not in {q.name.lower() for q in up.queries}
+
+
+def test_a_cache_only_in_a_zone_block_is_reported() -> None:
+    text = ".:53 {\n    kubernetes cluster.local\n    forward . 192.0.2.53\n}\n"
+    text += "consul.local {\n    cache 30\n    forward . 10.150.0.1\n}\n"
+    (problem,) = import_text(text).problems
+    assert "a cache in the consul.local block only" in problem

@@ -170,6 +170,7 @@ class _Translator:
         self.pillar_blocks: list[_Block] = []  # node-local-dns's __PILLAR__CLUSTER__DNS__
         self.shared: dict[str, list[_Value]] = {}  # once-only settings asked for per block
         self.listen: list[str] = []
+        self.root_forward = False  # a forward (or proxy) for the . block's names
         self.finish_checks: list[Callable[[], None]] = []
         self.seen: set[str] = set()
         self.external_ttl: list[tuple[int, Directive]] = []
@@ -378,6 +379,7 @@ class _Translator:
                 current = self.values.get(f"cache.{key}")
                 if current is None or value < current.value:  # type: ignore[operator]
                     self.values[f"cache.{key}"] = _Value(value, f"cache of {' '.join(block.keys)} ({block.file}:{block.line}), the lower", "")  # fmt: skip
+        self.finish_default_route(main)
         if self.forward_zones:
             entries = []
             for zone, (ups, _, own) in self.forward_zones.items():
@@ -396,6 +398,34 @@ class _Translator:
             where = ", ".join(sorted({w for _, w, _ in self.forward_zones.values()}))
             self.values["forward.zones"] = _Value(entries, where, "")
             _BY_TOML["forward.zones"].kind.check(entries)
+
+    def finish_default_route(self, main: _Block) -> None:
+        """No forward for the . block: CoreDNS answers names outside its blocks' zones with an
+        error (REFUSED outside every block; SERVFAIL, "no next plugin", in a . block without
+        forward), where kdns would send them to resolv.conf's nameservers. And a cache only in
+        zone blocks: CoreDNS caches those zones' names only, kdns every forwarded name."""
+        if not self.root_forward:
+            if not self.forward_zones and not self.pillar_blocks:
+                self.set("forward.enabled", False, None, "no forward for the . block: names outside kdns's zones are refused, not forwarded")  # fmt: skip
+            else:
+                # No default route: an empty resolv.conf and no forward.upstreams leave only the
+                # zones' routes, and kdns refuses what none of them takes.
+                self.set("forward.resolv_conf", "/dev/null", None, "no forward for the . block: only the forward zones are forwarded, other names refused")  # fmt: skip
+        root = [b for b in self.blocks if b.root and b.port == main.port]
+        cached = [b for b in self.blocks if b.port == main.port and not b.root and _has(b, "cache") and _has(b, "forward")]  # fmt: skip
+        if root and cached and not any(_has(b, "cache") for b in root) and self.root_forward:
+            block = cached[0]
+            self.problem(
+                f"{block.file}:{block.line}",
+                f"plugin cache: a cache in the {' '.join(block.keys)} block only is not supported "
+                f"by kdns: kdns's cache holds every forwarded answer, and the . block has no "
+                "cache (CoreDNS caches only this block's names); add cache to the . block, or "
+                "set cache.enabled = false",
+            )
+        for zone, (_, where, _) in self.forward_zones.items():
+            own = self.zone_blocks.get(zone)
+            if own is not None and not own.root and not _has(own, "cache") and any(_has(b, "cache") for b in root):  # fmt: skip
+                self.note("cache", None, f"{zone}: its block ({where}) has no cache; kdns caches its answers as every forwarded name's")  # fmt: skip
 
     def finish_acl(self) -> None:
         # Rules of a zone's own server block first: CoreDNS sends a query to the most specific

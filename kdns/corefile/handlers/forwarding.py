@@ -207,6 +207,7 @@ def _forward(t: _Translator, d: Directive, b: _Block) -> None:
         return
     ups, files = _upstreams(t, d, targets, server_name, force_tcp)
     if "." in from_zones:
+        t.root_forward = True
         for key, default in (("policy", "random"), ("max_fails", 2), ("health_check", 0.5)):
             # CoreDNS's defaults, which are kdns's: a forward without the option asks for these
             t.share(f"forward.{key}", own.get(key, default), d, f"{key} {own[key]}" if key in own else "")  # fmt: skip
