@@ -24,6 +24,7 @@ from kdns.killer.wirecache import (
     E_VIEW,
     E_WATCH,
     WireCache,
+    ends_in_bare_opt,
     without_options,
 )
 from kdns.server.mmsg import Batch
@@ -56,7 +57,7 @@ class WireFront:
             entry = entries.get(data[2:-14] + b"\x00\x00")  # wirecache.cookie_key, inlined
         else:
             entry = entries.get(data[2:])
-            if entry is None and data[11:12] not in (b"\x00", b""):
+            if entry is None and data[11:12] not in (b"\x00", b"") and not ends_in_bare_opt(data):
                 key = without_options(data)  # options other than one cookie: walk
                 if key is not None:
                     entry = entries.get(key)

@@ -82,6 +82,14 @@ def qname_of(key: bytes) -> bytes:
     return b""
 
 
+def ends_in_bare_opt(query: bytes) -> bool:
+    """Whether the message ends in what looks like an OPT record without options (root owner,
+    type 41, RDLENGTH 0): the common EDNS query, whose key is its own bytes after the ID, so
+    ``without_options`` need not walk it. A look-alike that is not one only loses a cache hit
+    (its key is then its own bytes, as for any query ``without_options`` turns down)."""
+    return query[-11:-8] == b"\x00\x00\x29" and query[-2:] == b"\x00\x00"
+
+
 def without_options(query: bytes) -> bytes | None:
     """The cache key of a query (a whole message) whose only extra record is an OPT record
     with options: the bytes after the ID with the options left out (RDLENGTH 0). None when the
@@ -168,7 +176,7 @@ class WireCache:
         rcode = reply[3] & 0x0F
         if rcode not in (0, 3) or len(query) < 17:
             return None  # errors and refusals are one-offs: never cached
-        key = without_options(query) if query[11] else None
+        key = without_options(query) if query[11] and not ends_in_bare_opt(query) else None
         if key is None:
             key = query[2:]
         if reply[6:8] == b"\x00\x00":  # negative: admitted on its second miss
