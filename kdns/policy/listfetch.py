@@ -18,6 +18,13 @@ index (8 MiB of hashes per 1M names) through a pipe, so the serving process neve
 GIL for the parse; the new index is swapped in by the app in one step of the event loop (views
 rebuilt, killer mode's wire cache invalidated with them). A file list is re-read
 when its (inode, mtime, size) moves, as before.
+
+With ``--workers`` one process downloads: the first (kdns.server.workers calls
+``share_downloads`` before forking and ``follow_downloads`` in each worker). The workers never
+download; each second they look at the copy the first process keeps (in ``cache_dir``, or a
+private directory made for the pod's processes when it is unset) and load it when it moves,
+so N processes make one request per refresh to the list's server. A worker that finds no copy
+within ``FOLLOW_GRACE`` (a ``cache_dir`` the first process cannot write) downloads its own.
 """
 
 from __future__ import annotations
@@ -83,12 +90,44 @@ async def in_background(func: Callable[..., T], *args: Any) -> T:
     return await asyncio.get_running_loop().run_in_executor(_background, func, *args)
 
 
+# --workers: whether this process follows the first one's downloads, and where the copies go
+# when [blocking] cache_dir is unset (made by the first process before it forks).
+_follower = False
+_shared_dir: str | None = None
+FOLLOW_GRACE = 120.0  # seconds plus the download's own time before a worker downloads itself
+
+
+def share_downloads() -> str | None:
+    """In the first process, before ``--workers`` forks: a private directory for the list
+    copies when ``[blocking] cache_dir`` is unset (the caller removes it at exit). None when
+    it cannot be made (a read-only /tmp): every process then downloads its own lists."""
+    global _shared_dir
+    try:
+        _shared_dir = tempfile.mkdtemp(prefix="kdns-lists-")
+    except OSError as exc:
+        log.warning("--workers: no directory to share downloaded lists in (%s): each process downloads its own", exc)  # fmt: skip
+        _shared_dir = None
+    return _shared_dir
+
+
+def follow_downloads() -> None:
+    """In a ``--workers`` worker: load the first process's copies, never download."""
+    global _follower
+    _follower = True
+
+
 class Lists:
     """Every list source some view uses: loading, refreshing, what the metrics read."""
 
     def __init__(self, settings: FetchSettings) -> None:
         self.settings = settings
         self.sources: dict[tuple[str, str], Source] = {}
+        self.follower = _follower  # a --workers worker: URL lists come from the copies
+        self._looked = 0.0  # a follower's first look for a copy (monotonic)
+
+    def copy_dir(self) -> str | None:
+        """Where the copies of URL lists are kept: cache_dir, else the --workers directory."""
+        return self.settings.cache_dir or _shared_dir
 
     # ------------------------------------------------------------------ which sources
 
@@ -143,7 +182,8 @@ class Lists:
             source.loaded = parse_source(source, cached[0])
             source.last_success = cached[1]
             source.size = len(cached[0])
-            log.info("block list %s: %s, from the copy in %s", source.url, describe(source.loaded), self.settings.cache_dir)  # fmt: skip
+            source.stamp = cached[2]
+            log.info("block list %s: %s, from the copy in %s", source.url, describe(source.loaded), self.copy_dir())  # fmt: skip
             age = time.time() - cached[1]
             source.due = time.monotonic() + max(0.0, source.refresh - age) if source.refresh else time.monotonic()  # fmt: skip
             return True
@@ -178,7 +218,7 @@ class Lists:
             source.due = 0.0
             return False
         source.loaded = await parse_off_loop(source, cached[0])
-        source.last_success, source.size = cached[1], len(cached[0])
+        source.last_success, source.size, source.stamp = cached[1], len(cached[0]), cached[2]
         source.due = time.monotonic() + max(0.0, source.refresh - (time.time() - cached[1])) if source.refresh else time.monotonic()  # fmt: skip
         return True
 
@@ -201,6 +241,12 @@ class Lists:
                     log.error("block list %s unchanged: cannot read: %s", source.file, exc.strerror or exc)  # fmt: skip
                     continue
                 log.info("block list %s reloaded: %s", source.file, describe(fresh))
+            elif self.follower and self.copy_dir() and not self._gave_up(now):
+                followed = await self._follow(source)
+                if followed is not None and source.key in self.sources:
+                    source.loaded, source.last_success = followed
+                    changed = True
+                continue
             else:
                 clock = time.monotonic() if now is None else now
                 if source.due > clock or (source.loaded is not None and not source.refresh):
@@ -215,6 +261,39 @@ class Lists:
                 source.last_success = time.time()
                 changed = True
         return changed
+
+    async def _follow(self, source: Source) -> tuple[BlockList, float] | None:
+        """A --workers worker: the list from the first process's copy when the copy moved
+        since this process loaded it (a stat a second), with when it was downloaded."""
+        directory = self.copy_dir()
+        assert directory is not None
+        stamp = file_stamp(source.cache_path(directory))
+        if stamp is None or stamp == source.stamp:
+            return None
+        cached = await in_background(self._cached, source)
+        if cached is None:
+            return None
+        source.stamp, source.size = cached[2], len(cached[0])
+        fresh = await parse_off_loop(source, cached[0])
+        log.info("block list %s: %s, from the copy the first process downloaded", source.url, describe(fresh))  # fmt: skip
+        return fresh, cached[1]
+
+    def _gave_up(self, now: float | None) -> bool:
+        """A follower with a URL list still missing its copy FOLLOW_GRACE (plus the
+        downloads' own time) after it first looked: the first process cannot write the
+        copies, so this process downloads its own from now on (one warning)."""
+        clock = time.monotonic() if now is None else now
+        if all(s.loaded is not None for s in self.sources.values() if s.url is not None):
+            return False
+        if not self._looked:
+            self._looked = clock
+            return False
+        grace = FOLLOW_GRACE + self.settings.timeout * self.settings.attempts
+        if clock - self._looked < grace:
+            return False
+        log.warning("--workers: no copy of the URL lists from the first process in %s after %.0f s: this process downloads its own", self.copy_dir(), grace)  # fmt: skip
+        self.follower = False
+        return True
 
     async def _download(self, source: Source) -> BlockList | None:
         """Download (with retries), check, keep on disk, parse; None: keep what is loaded."""
@@ -274,7 +353,7 @@ class Lists:
     # ------------------------------------------------------------------ the cache dir
 
     def _meta(self, source: Source) -> dict[str, Any]:
-        cache_dir = self.settings.cache_dir
+        cache_dir = self.copy_dir()
         if not cache_dir:
             return {}
         try:
@@ -284,22 +363,24 @@ class Lists:
         except (OSError, ValueError):
             return {}
 
-    def _cached(self, source: Source) -> tuple[bytes, float] | None:
-        """The last good copy of a URL list and when it was downloaded, if kept."""
-        cache_dir = self.settings.cache_dir
+    def _cached(self, source: Source) -> tuple[bytes, float, tuple[int, int, int]] | None:
+        """The last good copy of a URL list, when it was downloaded and its file's stamp."""
+        cache_dir = self.copy_dir()
         if not cache_dir:
             return None
         meta = self._meta(source)
         try:
             with open(source.cache_path(cache_dir), "rb") as handle:
+                stamp = os.fstat(handle.fileno())
                 body = handle.read()
         except OSError:
             return None
-        return body, float(meta.get("fetched", 0.0) or os.path.getmtime(source.cache_path(cache_dir)))  # fmt: skip
+        fetched = float(meta.get("fetched", 0.0) or stamp.st_mtime)
+        return body, fetched, (stamp.st_ino, stamp.st_mtime_ns, stamp.st_size)
 
     def _keep(self, source: Source, fetched: Fetched) -> None:
         """Write a good download over the last one (a rename: never half a file)."""
-        cache_dir = self.settings.cache_dir
+        cache_dir = self.copy_dir()
         if not cache_dir or fetched.body is None:
             return
         path = source.cache_path(cache_dir)

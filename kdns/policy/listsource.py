@@ -28,7 +28,7 @@ class Source:
     format: str
     refresh: float = 0.0
     loaded: BlockList | None = None
-    stamp: tuple[int, int, int] | None = None  # file lists: when last looked at
+    stamp: tuple[int, int, int] | None = None  # the file (a URL list: its copy) last loaded
     due: float = 0.0  # URL lists: monotonic time of the next download
     last_success: float = 0.0  # wall-clock time of the last good load (0: never)
     size: int = 0  # bytes of the last good download (the shrink guard's reference)

@@ -20,6 +20,10 @@ first process by more than the kernel's signal delivery. Where prctl does not ex
 comes from end-of-file: the spawner watches its control socket to the first process, each
 worker its metrics channel, and both exit when the other end closes.
 
+Block lists by URL: the first process downloads them; the workers load the copy it keeps
+(kdns.policy.listfetch: ``share_downloads`` here before the spawner is forked, so every
+process knows the directory; ``follow_downloads`` in each worker).
+
 Metrics: the spawner hands the first process one end of a socket pair per worker (SCM_RIGHTS
 over the control socket). At scrape time the first process writes a request on each channel
 and the worker answers with a snapshot of its metric families (``kdns.metrics``); nothing
@@ -36,6 +40,7 @@ import logging
 import math
 import os
 import select
+import shutil
 import signal
 import socket
 import struct
@@ -44,6 +49,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NoReturn
+
+from kdns.policy import listfetch
 
 log = logging.getLogger("kdns.workers")
 
@@ -215,6 +222,7 @@ def start(count: int) -> Pool | Seat:
     """Fork the spawner; it forks workers 1..count-1. Call before any event loop exists.
     Returns the Pool in the first process, a Seat in a worker (the spawner never returns)."""
     first = os.getpid()
+    shared = listfetch.share_downloads()  # before the fork: every process knows where
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     pid = os.fork()
     if pid == 0:
@@ -228,7 +236,9 @@ def start(count: int) -> Pool | Seat:
         count - 1,
         "s" if count > 2 else "",
     )
-    return Pool(pid, ours, count)
+    pool = Pool(pid, ours, count)
+    pool.shared_dir = shared
+    return pool
 
 
 @dataclass
@@ -335,6 +345,7 @@ class _Spawner:
             self.ctl.close()
             parent_end.close()
             die_with_parent(me)
+            listfetch.follow_downloads()  # the first process downloads the URL lists
             return Seat(index, child_end, restarted)
         child_end.close()
         self.children[index] = _Child(pid, time.monotonic())
@@ -395,6 +406,7 @@ class Pool:
         # restarts it whole. A new spawner cannot be forked from here (see "Why a spawner").
         self.on_spawner_lost: Callable[[str], None] = lambda why: None
         self.closing = False  # a stop signal was passed on: the spawner ends as asked
+        self.shared_dir: str | None = None  # list copies without a cache_dir (removed at close)
 
     @property
     def processes(self) -> int:
@@ -543,3 +555,5 @@ class Pool:
             member = self.members.pop(index)
             member.sock.close()
         self.ctl.close()
+        if self.shared_dir is not None:
+            shutil.rmtree(self.shared_dir, ignore_errors=True)
