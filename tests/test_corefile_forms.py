@@ -234,3 +234,23 @@ def test_a_cache_only_in_a_zone_block_is_reported() -> None:
     text += "consul.local {\n    cache 30\n    forward . 10.150.0.1\n}\n"
     (problem,) = import_text(text).problems
     assert "a cache in the consul.local block only" in problem
+
+
+# --- forward except, bind with kubernetes ---------------------------------------------------
+
+
+def test_forward_except_of_our_own_zones_changes_nothing() -> None:
+    """forward README: "except IGNORED_NAMES... will not be forwarded": names kdns answers
+    itself (the cluster domain) are never forwarded anyway; other names are reported."""
+    own = MAIN.replace("forward . 192.0.2.53", "forward . 192.0.2.53 {\n        except cluster.local\n    }")  # fmt: skip
+    assert import_text(own).complete
+    other = MAIN.replace("forward . 192.0.2.53", "forward . 192.0.2.53 {\n        except corp.example\n    }")  # fmt: skip
+    (problem,) = import_text(other).problems
+    assert "except corp.example is not supported" in problem
+
+
+def test_bind_with_kubernetes_on_53_is_the_deployments_5353(tmp_path: Path) -> None:
+    """The shipped Deployment cannot bind port 53 (non-root, its Services map 53 to 5353):
+    `bind 0.0.0.0` keeps its address, on 5353."""
+    result = import_text(MAIN.replace("errors", "errors\n    bind 0.0.0.0"))
+    assert load(result.toml, tmp_path).listen == (("0.0.0.0", 5353),)

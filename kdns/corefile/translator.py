@@ -324,10 +324,12 @@ class _Translator:
 
     def finish(self, main: _Block) -> None:
         cluster = "kubernetes" in self.seen
-        if cluster and not self.listen and main.port == 53:
+        if cluster and main.port == 53:
             # The shipped Deployment runs kdns as non-root with no capabilities: its Services
-            # map port 53 to 5353 (manifests/), so the Corefile's :53 is :5353 there.
-            self.set("server.listen", [":5353"], None, "the Corefile's :53; the kdns Services map 53 to it (non-root)")  # fmt: skip
+            # map port 53 to 5353 (manifests/), so the Corefile's :53 is :5353 there, on the
+            # addresses of `bind` if any (`bind 0.0.0.0` is 0.0.0.0:5353).
+            hosts = [address.rsplit(":", 1)[0] for address in self.listen] or [""]
+            self.set("server.listen", [f"{host}:5353" for host in hosts], None, "the Corefile's :53; the kdns Services map 53 to it (non-root)")  # fmt: skip
             self.set("log.format", "json", None, "as manifests/configmap.yaml: one JSON object a line")  # fmt: skip
         else:
             self.set(

@@ -134,6 +134,23 @@ def _forward(t: _Translator, d: Directive, b: _Block) -> None:
     def unsupported(advice: str) -> Callable[[Directive], None]:
         return lambda o: t.unsupported(d, o.name, advice)
 
+    def except_(o: Directive) -> None:
+        """except ZONE...: names kdns answers itself never reach its forwarder anyway (the
+        cluster domain, external and local zones: `forward . X { except cluster.local }`)."""
+        if not o.args:
+            raise _bad(o, "takes ZONE...")
+        excepted = [z for a in o.args for z in _zone(a, o)]
+
+        def check() -> None:
+            ours = _own_zones(t) + [str(z["name"]) for z in t.tables.get("zones", [])]
+            outside = [z for z in excepted if not any(_in_zone(z, own) for own in ours)]
+            if outside:
+                t.unsupported(d, f"except {' '.join(outside)}", "kdns forwards every name outside its own zones")  # fmt: skip
+            else:
+                t.note("forward", o, f"except {' '.join(excepted)}: kdns answers those names itself, never forwards them")  # fmt: skip
+
+        t.finish_checks.append(check)
+
     _options(
         t,
         d,
@@ -151,7 +168,7 @@ def _forward(t: _Translator, d: Directive, b: _Block) -> None:
             "max_idle_conns": note("kdns keeps one pipelined connection per upstream"),
             "fail_timeout": note("kdns marks an upstream down after max_fails failures"),
             "spray": note("when every upstream is down kdns tries them all"),
-            "except": unsupported("kdns forwards every name outside its own zones"),
+            "except": except_,
             "next": unsupported("kdns returns the upstream's answer as it is"),
             "next_on_nodata": unsupported("kdns returns the upstream's answer as it is"),
             "failover": unsupported("kdns tries the next upstream only on a timeout or error"),
