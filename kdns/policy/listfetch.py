@@ -30,65 +30,25 @@ within ``FOLLOW_GRACE`` (a ``cache_dir`` the first process cannot write) downloa
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
-import contextlib
 import json
 import logging
 import os
 import random
 import tempfile
 import time
-from collections.abc import Callable, Iterable
-from typing import Any, TypeVar
+from collections.abc import Iterable
+from typing import Any
 
 from kdns.policy.blocklist import BlockList, file_stamp
 from kdns.policy.download import Fetched, FetchError, FetchSettings, download
 from kdns.policy.listsource import Source, describe, parse_off_loop, parse_source
+from kdns.policy.listthread import in_background, paced_write
 
 # Imported from here by the app and the CLI (views and schedules live in modules of their own).
 from kdns.policy.schedules import active, schedule_state, seconds_to_next_minute
 from kdns.policy.viewlists import build_views, explain
 
 log = logging.getLogger("kdns.blocklist")
-
-T = TypeVar("T")
-
-# Downloads, reads and writes of list copies run in one thread of their own at SCHED_IDLE
-# (Linux sets the policy per thread): their system calls copy tens of MiB (a 36 MB list's
-# download, its copy to cache_dir) and, with the serving loop on the same CPU, a thread of
-# normal priority kept the loop waiting up to 17 ms while the copy was written
-# (benchmarks/refresh_lag.py, one CPU). At SCHED_IDLE the loop preempts it at once.
-_background: concurrent.futures.ThreadPoolExecutor | None = None
-
-
-def _lower_this_thread() -> None:
-    with contextlib.suppress(AttributeError, OSError):
-        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
-
-
-PACE_BYTES = 1 << 18  # a copy on disk is written this much at a time...
-PACE_PAUSE = 0.001  # ...with this pause between writes
-
-
-def paced_write(out: Any, data: bytes) -> None:
-    """Write ``data`` (a list's copy, tens of MiB) a quarter MiB at a time with a millisecond
-    between writes: in one write the kernel copied 36 MB at once and the serving loop, on the
-    same CPU, woke up to 10-30 ms late while it did (benchmarks/refresh_lag.py); paced, the
-    copy takes about 0.2 s and the loop's waits stay at the machine's own."""
-    view = memoryview(data)
-    for offset in range(0, len(view), PACE_BYTES):
-        out.write(view[offset : offset + PACE_BYTES])
-        if offset + PACE_BYTES < len(view):
-            time.sleep(PACE_PAUSE)
-
-
-async def in_background(func: Callable[..., T], *args: Any) -> T:
-    """``func(*args)`` in the list thread (created on first use, idle priority)."""
-    global _background
-    if _background is None:
-        _background = concurrent.futures.ThreadPoolExecutor(1, "kdns-lists", _lower_this_thread)  # fmt: skip
-    return await asyncio.get_running_loop().run_in_executor(_background, func, *args)
-
 
 # --workers: whether this process follows the first one's downloads, and where the copies go
 # when [blocking] cache_dir is unset (made by the first process before it forks).
