@@ -65,11 +65,11 @@ class WireFront:
             return None
         if entry[E_NS] is not None and not self._same_namespace(batch, i, peer, entry[E_NS]):
             return None
-        responder = self.responder
+        # ACL and views judge every hit; forward.allow only a forwarded name's (by default it
+        # is on, for the private ranges, and a cluster name's hit must not pay for it).
         if (
-            responder.acl is not None
-            or self.forward_allowed is not None
-            or responder.views is not None
+            self.responder.per_client
+            or (self.forward_allowed is not None and entry[E_META][1] == ".")
         ) and not self._may_hit(batch, i, peer, entry):
             return None
         self._hits.append(entry)

@@ -234,6 +234,7 @@ class Responder:
         "rrl",
         "_loadbalance",
         "_memo",
+        "per_client",
         "zone",
         "qtype",
         "keep",
@@ -259,6 +260,8 @@ class Responder:
         # The reply memo (see ``_remember``): on while no stage that judges the client or
         # rewrites the question is configured; the setters below turn it on and off.
         self._memo: dict[bytes, list[Any]] | None = {}
+        # Whether the ACL or views judge each client (killer mode's hits check them then).
+        self.per_client = False
         self._acl: Filter | None = None
         self._views: ClientViews | None = None  # [[views]]: kdns.policy.views.Views
         self.forward_allow: Callable[[str], bool] | None = None  # None: every client
@@ -350,6 +353,7 @@ class Responder:
             and self._template is None
         )
         self._memo = {} if plain else None
+        self.per_client = self._acl is not None or self._views is not None
 
     def set_udp_size(self, udp_size: int) -> None:
         self._memo_reset()  # replies carry our OPT record, which says the size
