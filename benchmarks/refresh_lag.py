@@ -196,7 +196,8 @@ async def measure(config: Any, qps: int, datafile: Path, lists: ListServer, debu
 
     class Slow(logging.Handler):
         def emit(self, record: logging.LogRecord) -> None:
-            slow.append((time.perf_counter(), record.getMessage()[:300]))
+            message = record.getMessage()
+            slow.append((time.perf_counter(), message[:160] + " ... " + message[-24:]))
 
     if debug:
         loop = asyncio.get_running_loop()
@@ -257,10 +258,13 @@ def report(result: dict[str, Any], entries: int, qps: int) -> dict[str, Any]:
          "steps": steps.during(due, due + lag) or ["(none timed)"]}
         for due, lag in worst
     ]  # fmt: skip
-    timed = {}
+    timed: dict[str, list[float]] = {}
+    timeline = []
     for name, s, e in steps.spans:
         if begin - 0.01 <= s <= end:
             timed.setdefault(name, []).append(round((e - s) * 1e3, 2))
+            if not name.startswith("gc generation 0"):
+                timeline.append({"step": name, "from_s": round(s - begin, 3), "to_s": round(e - begin, 3)})  # fmt: skip
     lags = sorted(lag for _, lag in during)
 
     def pct(values: list[float], p: float) -> float:
@@ -295,6 +299,7 @@ def report(result: dict[str, Any], entries: int, qps: int) -> dict[str, Any]:
             if t >= begin - 0.01
         ],
         "steps_ms": timed,
+        "timeline": timeline,
     }
     return out
 

@@ -287,3 +287,42 @@ def test_a_refresh_parses_in_a_forked_child_whose_hashes_are_this_process_s(tmp_
     monkeypatch.setattr(listsource, "FORK", True)
     with pytest.raises(OSError):
         asyncio.run(listsource.parse_off_loop(listsource.Source(str(tmp_path / "gone.txt"), None, "auto")))  # fmt: skip
+
+
+def test_the_parse_helper_gives_the_same_index_and_its_loss_falls_back(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:  # fmt: skip
+    """The parse helper (listsource.Helper, forked once while kdns is small) parses a body
+    and a file to the index a parse here gives; a body of a list the size of the helper's
+    socket buffer many times over goes through whole; when the helper dies, the next parse
+    forks its own child (one warning) and gives the same index."""
+    import os
+    import signal
+
+    from kdns.policy import listsource
+
+    monkeypatch.setattr(listsource, "_helper", None)
+    listsource.start_helper()
+    helper = listsource._helper
+    assert helper is not None
+    try:
+        body = b"".join(b"0.0.0.0 n%d.ads.example\n" % i for i in range(60_000)) + b"@@||n7.ads.example^\n"  # fmt: skip
+        url = listsource.Source(None, "http://127.0.0.1/x", "auto")
+        here = listsource.parse_source(url, body)
+        got = asyncio.run(listsource.parse_off_loop(url, body))
+        assert list(got.hashes) == list(here.hashes) and got.index == here.index
+        assert got.exceptions == here.exceptions and got.entries == here.entries == 60_001
+        path = tmp_path / "list.txt"
+        path.write_bytes(body[:1000])
+        file = listsource.Source(str(path), None, "hosts")
+        assert list(asyncio.run(listsource.parse_off_loop(file)).hashes) == list(listsource.parse_source(file).hashes)  # fmt: skip
+        with pytest.raises(OSError):  # an unreadable file: OSError through the helper too
+            asyncio.run(listsource.parse_off_loop(listsource.Source(str(tmp_path / "gone"), None, "auto")))  # fmt: skip
+        assert listsource._helper is helper  # still there after a failed job
+        os.kill(helper.pid, signal.SIGKILL)
+        os.waitpid(helper.pid, 0)
+        with caplog.at_level("WARNING", logger="kdns.blocklist"):
+            again = asyncio.run(listsource.parse_off_loop(url, body))
+        assert list(again.hashes) == list(here.hashes)
+        assert listsource._helper is None and "the parse helper is gone" in caplog.text
+    finally:
+        if listsource._helper is not None:
+            listsource._helper.close()

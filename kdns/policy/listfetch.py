@@ -41,7 +41,7 @@ from typing import Any
 
 from kdns.policy.blocklist import BlockList, file_stamp
 from kdns.policy.download import Fetched, FetchError, FetchSettings, download
-from kdns.policy.listsource import Source, describe, parse_off_loop, parse_source
+from kdns.policy.listsource import Source, describe, parse_off_loop, parse_source, start_helper
 from kdns.policy.listthread import in_background, paced_write
 
 # Imported from here by the app and the CLI (views and schedules live in modules of their own).
@@ -121,6 +121,8 @@ class Lists:
         """At start, before serving: every file list and every URL list's cached copy (no
         network: a URL list without a copy is downloaded in the background right after)."""
         sources = self.wanted(config)
+        if sources:
+            start_helper()  # forked now, while this process is small (listsource.Helper)
         for source in sources:
             self._load_blocking(source)
         self.set_wanted(sources)

@@ -6,17 +6,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import logging
 import os
 import pickle
 import re
 import signal
+import socket
 import struct
 import sys
+import threading
 from array import array
 from dataclasses import dataclass, field
 from typing import Any
 
 from kdns.policy.blocklist import BlockList
+
+log = logging.getLogger("kdns.blocklist")
 
 
 @dataclass
@@ -76,36 +81,57 @@ _REST = tuple(slot for slot in _SLOTS if slot not in _BIG)
 REBUILD_SLICE = 1 << 19  # bytes of an array copied per step of the event loop (~0.1 ms)
 
 
-def _parse_forked(source: Source, body: bytes | None) -> bytes:
-    """``parse_source`` in a child forked from this thread; what it sends back through a pipe
-    (``_HEAD``, the index's small parts pickled, then the hashes and the prefix index as raw
-    bytes), for ``_rebuild`` on the loop. A forked child keeps this process's ``hash()``
-    secret, so the hashes it computes are the ones lookups here compute. Seconds of
-    pure-Python parsing (1M rules: 4.5 s) never hold this process's GIL; the child runs at
-    SCHED_IDLE (``_yield_cpu``). What the event loop still waits for is the fork itself (the
-    GIL is held through it: 3-4 ms for a 100 MB process here) and slices of the rebuild."""
+def _reply(source: Source, body: bytes | None) -> list[memoryview]:
+    """In a parsing child: ``parse_source`` and the reply's parts (``_HEAD``, the index's
+    small parts pickled, then the hashes and the prefix index as raw bytes)."""
+    big: list[memoryview] = []
+    try:
+        loaded = parse_source(source, body)
+        payload: tuple[bool, Any] = (True, tuple(getattr(loaded, k) for k in _REST))
+        big = [memoryview(loaded.hashes).cast("B"), memoryview(loaded.index).cast("B")]
+    except OSError as exc:
+        payload = (False, (exc.errno, exc.strerror, exc.filename))
+    rest = pickle.dumps(payload, pickle.HIGHEST_PROTOCOL)
+    sizes = [len(part) for part in big] or [0, 0]
+    return [memoryview(_HEAD.pack(len(rest), *sizes)), memoryview(rest), *big]
+
+
+def _write_all(fd: int, parts: list[memoryview]) -> None:
+    for data in parts:
+        while data:
+            data = data[os.write(fd, data) :]
+
+
+def _quiet_child() -> None:
+    """A child forked from kdns: default signal handlers, no wake-ups of the parent's loop,
+    idle priority."""
+    for number in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(number, signal.SIG_DFL)
+    signal.set_wakeup_fd(-1)  # a signal here must not wake the parent's loop
+    _yield_cpu()
+
+
+def _parse_forked(source: Source, body: bytes | None) -> bytes | bytearray:
+    """``parse_source`` in a child, its reply (``_reply``) for ``_rebuild`` on the loop: from
+    the parse helper (``Helper``) when it runs, else from a child forked from this thread.
+    Either child keeps this process's ``hash()`` secret (both are forks of it), so the hashes
+    it computes are the ones lookups here compute. Seconds of pure-Python parsing (1M rules:
+    4.5 s) never hold this process's GIL; the child runs at SCHED_IDLE (``_yield_cpu``)."""
+    helper = _helper
+    if helper is not None:
+        try:
+            return helper.parse(source, body)
+        except OSError as exc:
+            _stop_helper(f"the parse helper is gone ({exc}): parsing in children forked per list")  # fmt: skip
+    # A fork of this process holds its GIL through the fork: 3-5 ms at 100 MB (refresh_lag.py).
     read_fd, write_fd = os.pipe()
     pid = os.fork()
     if pid == 0:  # the child: parse, write, exit without the parent's cleanup
         code = 0
         try:
             os.close(read_fd)
-            for number in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-                signal.signal(number, signal.SIG_DFL)
-            signal.set_wakeup_fd(-1)  # a signal here must not wake the parent's loop
-            _yield_cpu()
-            big: list[memoryview] = []
-            try:
-                loaded = parse_source(source, body)
-                payload: tuple[bool, Any] = (True, tuple(getattr(loaded, k) for k in _REST))
-                big = [memoryview(loaded.hashes).cast("B"), memoryview(loaded.index).cast("B")]
-            except OSError as exc:
-                payload = (False, (exc.errno, exc.strerror, exc.filename))
-            rest = pickle.dumps(payload, pickle.HIGHEST_PROTOCOL)
-            sizes = [len(part) for part in big] or [0, 0]
-            for data in (memoryview(_HEAD.pack(len(rest), *sizes)), memoryview(rest), *big):
-                while data:
-                    data = data[os.write(write_fd, data) :]
+            _quiet_child()
+            _write_all(write_fd, _reply(source, body))
         except BaseException:
             code = 1
         finally:
@@ -121,7 +147,133 @@ def _parse_forked(source: Source, body: bytes | None) -> bytes:
     return received
 
 
-async def _rebuild(source: Source, received: bytes) -> BlockList:
+class Helper:
+    """The parse helper: a process forked once, before kdns serves (``start_helper``), that
+    forks a child per parse. A fork of the serving process holds its GIL for the whole fork
+    (3-5 ms for a 100 MB process, measured with benchmarks/refresh_lag.py: the largest wait a
+    refresh left the loop), and the serving process then pays a copy-on-write fault for each
+    page it writes while the child lives. The helper is small and idle; its forks cost the
+    serving process nothing. Jobs go over a socket pair, one at a time: the job pickled
+    (the source, and the body to parse), the child's reply back as ``_reply`` made it. The
+    helper exits when this process closes the socket (it dies with us)."""
+
+    def __init__(self) -> None:
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.pid = os.fork()
+        if self.pid == 0:
+            code = 0
+            try:
+                ours.close()
+                _quiet_child()
+                self._serve(theirs)
+            except BaseException:
+                code = 1
+            finally:
+                os._exit(code)
+        theirs.close()
+        self.sock = ours
+        self.lock = threading.Lock()
+
+    @staticmethod
+    def _serve(sock: socket.socket) -> None:
+        while True:
+            head = _recv_exact(sock, _JOB.size)
+            if head is None:
+                return  # kdns closed its end: it is gone or stopping
+            job = _recv_exact(sock, _JOB.unpack(head)[0])
+            if job is None:
+                return
+            file, url, fmt, size = pickle.loads(job)
+            body = None if size < 0 else _recv_exact(sock, size)
+            if size >= 0 and body is None:
+                return
+            pid = os.fork()
+            if pid == 0:
+                code = 0
+                try:
+                    text = None if body is None else bytes(body)  # lines as bytes, as at home
+                    _write_all(sock.fileno(), _reply(Source(file, url, fmt), text))
+                except BaseException:
+                    code = 1
+                finally:
+                    os._exit(code)
+            del body
+            _, status = os.waitpid(pid, 0)
+            if status:  # no reply from it: say so, or kdns would wait for one forever
+                _write_all(sock.fileno(), [memoryview(_HEAD.pack(0, 0, 0))])
+
+    def parse(self, source: Source, body: bytes | None) -> bytearray:
+        """One job (blocking: run it in a thread). OSError when the helper is gone."""
+        # The body goes as it is (sendall releases the GIL): pickled with the job, its tens
+        # of MiB would be copied holding the GIL.
+        size = -1 if body is None else len(body)
+        job = pickle.dumps((source.file, source.url, source.format, size), pickle.HIGHEST_PROTOCOL)  # fmt: skip
+        with self.lock:
+            self.sock.sendall(_JOB.pack(len(job)) + job)
+            if body is not None:
+                self.sock.sendall(body)
+            head = _recv_exact(self.sock, _HEAD.size)
+            if head is None:
+                raise ConnectionResetError("the parse helper closed its socket")
+            rest, hashes, index = _HEAD.unpack(head)
+            if rest == 0:
+                raise RuntimeError(f"block list {source.where}: the parsing process failed")
+            received = bytearray(_HEAD.size + rest + hashes + index)
+            received[: _HEAD.size] = head
+            if not _recv_into(self.sock, memoryview(received)[_HEAD.size :]):
+                raise ConnectionResetError("the parse helper closed its socket")
+        return received
+
+    def close(self) -> None:
+        self.sock.close()
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(self.pid, 0)
+
+
+_JOB = struct.Struct("!Q")
+_helper: Helper | None = None
+
+
+def _recv_exact(sock: socket.socket, size: int) -> bytearray | None:
+    """``size`` bytes from ``sock`` (None at end of file)."""
+    buffer = bytearray(size)
+    return buffer if _recv_into(sock, memoryview(buffer)) else None
+
+
+def _recv_into(sock: socket.socket, view: memoryview) -> bool:
+    """Fill ``view`` from ``sock`` (False at end of file); the GIL is released while it waits."""
+    got = 0
+    while got < len(view):
+        n = sock.recv_into(view[got:])
+        if n == 0:
+            return False
+        got += n
+    return True
+
+
+def start_helper() -> None:
+    """Fork the parse helper (once; before serving, while this process is small: kdns calls
+    it when it loads its lists at start). Where fork is missing, or it fails: nothing (each
+    parse forks its own child, or runs in a thread)."""
+    global _helper
+    if _helper is not None or not FORK:
+        return
+    try:
+        _helper = Helper()
+    except OSError as exc:
+        log.warning("block lists: no parse helper (%s): parsing in children forked per list", exc)  # fmt: skip
+
+
+def _stop_helper(why: str) -> None:
+    global _helper
+    if _helper is not None:
+        log.warning("block lists: %s", why)
+        helper, _helper = _helper, None
+        with contextlib.suppress(OSError):
+            helper.close()
+
+
+async def _rebuild(source: Source, received: bytes | bytearray) -> BlockList:
     """The BlockList of a child's reply, on the event loop: the small parts unpickled, then
     the hashes (8 MiB per 1M names) and the prefix index copied into their arrays a slice at
     a time with a turn of the loop between slices. Unpickling the 8 MiB at once held the GIL
