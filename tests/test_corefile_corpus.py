@@ -205,28 +205,33 @@ UPSTREAM = {
 }
 
 
-@pytest.mark.parametrize(
-    "name",
-    [
-        "kubeadm.Corefile",
-        "minikube.Corefile",
-        "helm-chart.Corefile",
-        "talos.Corefile",
-        "microk8s.Corefile",
-        "rke2.Corefile",
-        "openshift-forwarding.Corefile",
-        "aks/aks.Corefile",
-    ],
-)
-def test_cluster_corefiles_serve(name: str, tmp_path: Path) -> None:
-    path = tmp_path / "kdns.toml"
-    path.write_text(import_corefile(str(CORPUS / name), {}).toml)
-    with DnsUpstream(UPSTREAM) as up:
-        with Kdns("-c", str(path), "--objects", CLUSTER, "--upstream", up.upstream()) as proc:
-            cluster = proc.query("kubernetes.default.svc.cluster.local")
+@pytest.mark.parametrize("name", sorted(n for n, p in EXPECTED.items() if p is not None))
+def test_every_translation_serves(name: str, tmp_path: Path) -> None:
+    """Each translation, started on loopback with the test cluster's objects: a cluster name
+    answers, and a name outside every zone goes to the upstream (or, when the Corefile
+    forwards nothing, is refused). A hosts file the Corefile names is one of the test's."""
+    toml = import_corefile(str(CORPUS / name), {}).toml
+    hosts = tmp_path / "hosts"
+    hosts.write_text("192.0.2.77 nodehost.corpus.test\n")
+    toml = re.sub(r'^file = "/etc/[^"]*"', f'file = "{hosts}"', toml, flags=re.M)
+    config = load(toml, tmp_path)
+    records = {("www.forwarded.test.", "A"): ["192.0.2.1"]}
+    with DnsUpstream(records) as up:
+        flags = ["--upstream", up.upstream()] if config.forward else []
+        with Kdns("-c", str(tmp_path / "kdns.toml"), "--objects", CLUSTER, *flags) as proc:
+            cluster = proc.query(f"kubernetes.default.svc.{config.cluster_domain}")
+            if name == "external-acl.Corefile":  # acl: 10/8 and 192.168/16 only, then block
+                assert cluster.rcode() == dns.rcode.REFUSED  # CoreDNS acl README: block
+                return
             assert cluster.rcode() == dns.rcode.NOERROR and cluster.answer
-            forwarded = proc.query("www.example.com")
-            assert [r.to_text() for rrset in forwarded.answer for r in rrset] == ["192.0.2.1"]
+            forwarded = proc.query("www.forwarded.test")
+            if config.forward:
+                assert [r.to_text() for rrset in forwarded.answer for r in rrset] == ["192.0.2.1"]
+            else:
+                assert forwarded.rcode() == dns.rcode.REFUSED
+            if config.hosts_file:
+                host = proc.query("nodehost.corpus.test")
+                assert [r.to_text() for rrset in host.answer for r in rrset] == ["192.0.2.77"]
             if name == "minikube.Corefile":
                 host = proc.query("host.minikube.internal")
                 assert [r.to_text() for rrset in host.answer for r in rrset] == ["192.168.49.1"]
