@@ -164,6 +164,11 @@ class Helper:
             code = 0
             try:
                 ours.close()
+                # Nothing of kdns's stays open here (listening sockets, --workers channels):
+                # their other ends see end of file when kdns closes them, not when we do.
+                keep = theirs.fileno()
+                os.closerange(3, keep)
+                os.closerange(keep + 1, _max_fd())
                 _quiet_child()
                 self._serve(theirs)
             except BaseException:
@@ -228,6 +233,13 @@ class Helper:
         self.sock.close()
         with contextlib.suppress(ChildProcessError):
             os.waitpid(self.pid, 0)
+
+
+def _max_fd() -> int:
+    try:
+        return int(os.sysconf("SC_OPEN_MAX"))
+    except (OSError, ValueError):
+        return 65536
 
 
 _JOB = struct.Struct("!Q")
