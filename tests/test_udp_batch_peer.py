@@ -122,3 +122,47 @@ async def test_views_pick_each_datagram_of_a_batch_by_its_own_sender(transport: 
     answers = [[rr.to_text() for rrset in r.answer for rr in rrset] if r else None for r in replies]
     assert answers[0] == answers[2] == answers[3] == ["10.96.10.20"]
     assert answers[1] == ["0.0.0.0"]
+
+
+async def test_a_datagram_without_reply_does_not_shift_the_others(transport: object, tmp_path: object) -> None:  # fmt: skip
+    """Replies of a batch leave together (sendmmsg); one datagram that gets no reply (a
+    response, dropped: RFC 1035 never answers QR=1) must not send a neighbour's reply to
+    the wrong client, in that batch nor in the next (the addresses moved for the gap are put
+    back)."""
+    path = tmp_path / "kdns.toml"  # type: ignore[operator]
+    path.write_text("")
+    config = build_config(str(path), {}, _flags())
+    app = App(config)
+    await app.start_source()
+    port = (await app.listeners.bind(config.listen[0]))[0].port
+    clients = _clients()
+    names = ["web.shop.svc.cluster.local", "db.data.svc.cluster.local", "x.shop.svc.cluster.local", "kubernetes.default.svc.cluster.local"]  # fmt: skip
+    try:
+        for round_ in range(2):
+            sent = {}
+            for index, client in enumerate(clients):
+                q = dns.message.make_query(names[index], "A")
+                q.id = 1000 * (round_ + 1) + index
+                data = bytearray(q.to_wire())
+                if round_ == 0 and index == 1:
+                    data[2] |= 0x80  # QR: a response, never answered
+                client.sendto(bytes(data), ("127.0.0.1", port))
+                sent[index] = q
+            got: dict[int, dns.message.Message] = {}
+            deadline = asyncio.get_running_loop().time() + 5
+            expected = {0, 2, 3} if round_ == 0 else {0, 1, 2, 3}
+            while set(got) != expected and asyncio.get_running_loop().time() < deadline:
+                await asyncio.sleep(0.02)
+                for index, client in enumerate(clients):
+                    try:
+                        got[index] = dns.message.from_wire(client.recv(4096))
+                    except BlockingIOError:
+                        pass
+            assert set(got) == expected
+            for index, reply in got.items():
+                assert reply.id == sent[index].id
+                assert reply.question[0].name == sent[index].question[0].name
+    finally:
+        for client in clients:
+            client.close()
+        await app.listeners.close_all()

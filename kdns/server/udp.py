@@ -68,6 +68,14 @@ class UdpServer:
         self.query_log = False  # flipped live on reload; every query then takes the logged path
         self._closed = False
         self._batch = Batch() if LIBC is not None else None
+        if self._batch is not None:
+            # Reply k of a batch goes to the sender of datagram k unless an earlier datagram
+            # of the batch got no reply: addresses are pointed at once here, and per reply
+            # only after such a gap (``_answer_batch`` puts them back when it made one).
+            batch = self._batch
+            for k in range(SLOTS):
+                batch.send_u64[k * 8] = batch.names_base + k * NAME
+                batch.send_u32[k * 16 + 2] = 28 if self.v6 else 16
         self._at = 0  # the batch slot being answered (current_peer)
         asyncio.get_running_loop().add_reader(self.fd, self._readable)
 
@@ -104,21 +112,30 @@ class UdpServer:
         now = time.monotonic() if front is not None else 0.0
         rrl = self.responder.rrl
         recv, send, recv_u32 = batch.recv, batch.send, batch.recv_u32
-        send_u32, send_u64, send_iov = batch.send_u32, batch.send_u64, batch.send_iov_u64
+        send_u64, send_iov = batch.send_u64, batch.send_iov_u64
         names_base = batch.names_base
-        namelen = 28 if self.v6 else 16
+        # The standard path called directly when nothing else wants the datagram (no front,
+        # no query log): one call per datagram less.
+        respond = self.responder.respond if front is None and not self.query_log else None
+        channel = self.channel
         out_count = 0
         for i in range(count):
             start = i * RECV_SLOT
             data = recv[start : start + recv_u32[i * 16 + 14]].tobytes()
             try:  # one bad datagram (or a bug) costs that datagram only, never the batch
-                reply = hit(data, now, batch, i, None) if hit is not None else None
-                if reply is None:
-                    reply = self._answer(data, now, batch, i, None)
-                    if front is not None:
-                        now = time.monotonic()  # misses take the time: later hits check anew
+                if respond is not None:
+                    self._at = i
+                    reply = respond(data, channel, PEER_LATER, self)
+                    if type(reply) is not bytes:
+                        continue  # dropped, or DEFERRED: sent by send_reply when it comes
+                else:
+                    reply = hit(data, now, batch, i, None) if hit is not None else None
                     if reply is None:
-                        continue
+                        reply = self._answer(data, now, batch, i, None)
+                        if front is not None:
+                            now = time.monotonic()  # misses take the time: later hits check anew
+                        if reply is None:
+                            continue
                 if rrl is not None:
                     reply = self._rate_limit(rrl, reply, batch.peer(i, self.v6))
                     if reply is None:
@@ -133,8 +150,8 @@ class UdpServer:
             at = out_count * SLOT
             send[at : at + size] = reply
             send_iov[out_count * 2 + 1] = size
-            send_u64[out_count * 8] = names_base + i * NAME
-            send_u32[out_count * 16 + 2] = namelen
+            if out_count != i:
+                send_u64[out_count * 8] = names_base + i * NAME
             out_count += 1
         self.stats.udp_queries += count
         start = 0
@@ -153,6 +170,9 @@ class UdpServer:
                 break
             self.stats.udp_send_errors += 1
             start += 1
+        if out_count != count:  # a gap moved addresses: point them back for the next batch
+            for k in range(out_count):
+                send_u64[k * 8] = names_base + k * NAME
         if front is not None:
             front.done(perf_counter() - started)
 
