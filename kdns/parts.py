@@ -6,6 +6,7 @@ block lists. Kept apart from the lifecycle (kdns.app) so what a setting builds i
 from __future__ import annotations
 
 import logging
+import os
 from typing import Any
 
 from kdns.authority.chaos import Chaos
@@ -191,7 +192,11 @@ def build_hosts(config: Config) -> Hosts | None:
     if config.hosts_file is None and not config.hosts_entries:
         return None
     entries = parse_lines(config.hosts_entries, "hosts.entries")
-    if config.hosts_file is not None:
+    if config.hosts_file is not None and not os.path.exists(config.hosts_file):
+        # CoreDNS hosts: "File does not exist" is a warning, and the file is read once it
+        # appears (k3s's NodeHosts before its ConfigMap key is mounted); kdns does the same.
+        log.warning("hosts: %s does not exist (yet): read once it appears", config.hosts_file)
+    elif config.hosts_file is not None:
         entries += read_hosts_file(config.hosts_file)
     return Hosts(
         entries,

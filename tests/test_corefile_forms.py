@@ -254,3 +254,29 @@ def test_bind_with_kubernetes_on_53_is_the_deployments_5353(tmp_path: Path) -> N
     `bind 0.0.0.0` keeps its address, on 5353."""
     result = import_text(MAIN.replace("errors", "errors\n    bind 0.0.0.0"))
     assert load(result.toml, tmp_path).listen == (("0.0.0.0", 5353),)
+
+
+# --- k3s NodeHosts before it is mounted -----------------------------------------------------
+
+
+def test_k3s_translation_starts_before_nodehosts_exists(tmp_path: Path) -> None:
+    """CoreDNS hosts: a FILE that does not exist is a warning ("File does not exist"), and it
+    is read once it appears; the k3s translation names /etc/coredns/NodeHosts, which the kdns
+    Deployment mounts from k3s's coredns ConfigMap: kdns starts without it, then serves it."""
+    import re
+    import time
+
+    nodehosts = tmp_path / "NodeHosts"
+    toml = import_corefile(str(CORPUS / "k3s.Corefile"), {}).toml
+    (tmp_path / "kdns.toml").write_text(re.sub(r'^file = "[^"]*"', f'file = "{nodehosts}"', toml, flags=re.M))  # fmt: skip
+    cluster = str(KDNS_FIXTURES / "cluster.yaml")
+    with Kdns("-c", str(tmp_path / "kdns.toml"), "--objects", cluster, "--no-forward", "--reload-interval", "0.2") as proc:  # fmt: skip
+        assert proc.query("kubernetes.default.svc.cluster.local").answer
+        nodehosts.write_text("192.0.2.31 agent-1\n")
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            answer = proc.query("agent-1").answer
+            if answer:
+                break
+            time.sleep(0.1)
+        assert [r.to_text() for rrset in answer for r in rrset] == ["192.0.2.31"]

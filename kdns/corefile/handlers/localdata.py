@@ -24,6 +24,10 @@ def _hosts(t: _Translator, d: Directive, b: _Block) -> None:
     t.set("hosts.zones", zones, d, "zones " + " ".join(zones))
     if d.args:
         t.set("hosts.file", d.args[0], d, "hosts " + d.args[0])
+        if d.args[0].endswith("/NodeHosts"):  # k3s writes it into its coredns ConfigMap
+            t.note("hosts", d, f"mount k3s's coredns ConfigMap key NodeHosts at {d.args[0]} in the kdns Deployment (docs/migrating-from-coredns.md); until then kdns serves without it, as CoreDNS does")  # fmt: skip
+        elif d.args[0] != "/etc/hosts":
+            t.note("hosts", d, f"{d.args[0]} is read in the kdns pod: mount it there; until then kdns serves without it, as CoreDNS does")  # fmt: skip
     else:
         t.note("hosts", d, "no FILE: CoreDNS reads /etc/hosts too; set hosts.file to serve it")
     entries: list[object] = []
