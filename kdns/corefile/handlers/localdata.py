@@ -80,7 +80,7 @@ def _file(t: _Translator, d: Directive, b: _Block) -> None:
         except ValueError as exc:
             t.unsupported(d, f"zone {zone}", f"kdns cannot take this zone: {exc}")
             continue
-        entry["#"] = f"{_loc(d)} file {' '.join(d.args)}"
+        entry["#"] = f"{_loc(d)} file {' '.join(d.args)}; read in the kdns pod: mount it there"
         t.tables.setdefault("zones", []).append(entry)
 
     def check() -> None:
