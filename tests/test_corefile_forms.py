@@ -280,3 +280,13 @@ def test_k3s_translation_starts_before_nodehosts_exists(tmp_path: Path) -> None:
                 break
             time.sleep(0.1)
         assert [r.to_text() for rrset in answer for r in rrset] == ["192.0.2.31"]
+
+
+@pytest.mark.parametrize(("pods", "on"), [("verified", True), ("insecure", False), ("disabled", False)])  # fmt: skip
+def test_autopath_follows_corednss_pod_cache(tmp_path: Path, pods: str, on: bool) -> None:
+    """CoreDNS's kubernetes AutoPath looks the client up in its pod cache, which only `pods
+    verified` keeps: with insecure or disabled pods `autopath @kubernetes` does nothing."""
+    text = MAIN.replace("kubernetes cluster.local in-addr.arpa ip6.arpa", f"kubernetes cluster.local in-addr.arpa ip6.arpa {{\n        pods {pods}\n    }}\n    autopath @kubernetes")  # fmt: skip
+    result = import_text(text)
+    assert result.complete, result.problems
+    assert load(result.toml, tmp_path).autopath is on

@@ -181,9 +181,13 @@ def _autopath(t: _Translator, d: Directive, b: _Block) -> None:
         return
 
     def check() -> None:
+        # CoreDNS's kubernetes plugin completes search paths only with `pods verified` (its
+        # AutoPath returns nothing without the pod cache): otherwise autopath does nothing,
+        # and so kdns leaves it off.
         pods = t.values.get("kubernetes.pods")
-        if pods is not None and pods.value == "disabled":
-            t.unsupported(d, None, "autopath needs `pods verified` (or insecure) in kubernetes")
+        if pods is None or pods.value != "verified":
+            mode = pods.value if pods is not None else "disabled"
+            t.note("kubernetes", d, f"autopath @kubernetes does nothing in CoreDNS with pods {mode} (it needs pods verified): left off; kubernetes.autopath = true turns kdns's on")  # fmt: skip
             return
         t.set("kubernetes.autopath", True, d, "autopath @kubernetes")
 
