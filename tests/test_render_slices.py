@@ -16,6 +16,7 @@ import dns.rcode
 
 from kdns.authority.registry import GRADUAL_NAMES, STEP_COST, Registry
 from kdns.authority.resolver import Resolver
+from kdns.authority.slices import Pacer
 from kdns.authority.zones import ZoneSet
 from kdns.dns import names
 from kdns.dns.records import SOA
@@ -141,7 +142,7 @@ async def test_a_huge_service_is_committed_in_slices_each_name_old_or_new() -> N
     task = asyncio.create_task(probe())
     await asyncio.sleep(0)
     started = turns
-    await apply_gradually(registry, objects(1), budget=0.0)
+    await apply_gradually(registry, objects(1), Pacer(0.005))
     done = True
     await task
 

@@ -31,14 +31,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import hashlib
 import logging
 import os
-import time
-from collections.abc import Iterator
 
 from kdns.authority.registry import Registry
+from kdns.authority.slices import Pacer
+from kdns.k8s.background import parsing, quiet_gc
 from kdns.k8s.demo import demo_objects
 from kdns.k8s.sources import SourceError, load_objects, manifest_files
 from kdns.model import KINDS, EndpointSlice, KubeObject, Namespace, Service
@@ -55,14 +54,12 @@ def apply_all(registry: Registry, objects: list[KubeObject]) -> None:
 
 
 async def apply_gradually(
-    registry: Registry, objects: list[KubeObject], budget: float = 0.005
+    registry: Registry, objects: list[KubeObject], pacer: Pacer | None = None
 ) -> None:
     """``apply_all`` without stalling the event loop: objects are upserted (then the missing
     ones deleted) one at a time, each rendered as it goes in (a huge one in slices of names,
-    ``Registry.flush_steps``), with a yield to the loop whenever ``budget`` seconds of work
-    have passed."""
-    clock = time.perf_counter
-    started = clock()
+    ``Registry.flush_steps``), in slices of work ``pacer`` cuts (kdns.authority.slices)."""
+    pacer = pacer or Pacer()
     for kind in KINDS:
         keep: set[tuple[str, str]] = set()
         for obj in objects:
@@ -72,23 +69,11 @@ async def apply_gradually(
             with registry.deferred():
                 registry.upsert(obj)
             # Rendered now, in slices for a huge object (each name swapped in whole).
-            for _ in registry.flush_steps():
-                if clock() - started > budget:
-                    await asyncio.sleep(0)
-                    started = clock()
-            if clock() - started > budget:
-                await asyncio.sleep(0)
-                started = clock()
+            await pacer.run(registry.flush_steps())
         for key in [k for k in registry.keys(kind) if k not in keep]:
             with registry.deferred():
                 registry.delete(kind, key)
-            for _ in registry.flush_steps():
-                if clock() - started > budget:
-                    await asyncio.sleep(0)
-                    started = clock()
-            if clock() - started > budget:
-                await asyncio.sleep(0)
-                started = clock()
+            await pacer.run(registry.flush_steps())
 
 
 def declares_empty(paths: tuple[str, ...]) -> bool:
@@ -130,22 +115,6 @@ def _weight(objects: list[KubeObject]) -> int:
         elif isinstance(obj, Service):
             weight += len(obj.ports)
     return weight
-
-
-@contextlib.contextmanager
-def _frozen_gc() -> Iterator[None]:
-    """No cyclic collection while a manifest is applied, and what it keeps moved out of the
-    collector's generations afterwards (as the reflector does after a LIST): a full collection
-    over a 10,000-endpoint cluster walks the whole heap for hundreds of milliseconds while
-    queries wait; the objects applied live until the next reload and hold no cycles."""
-    collecting = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        gc.freeze()
-        if collecting:
-            gc.enable()
 
 
 def copy_objects(source: Registry, target: Registry) -> None:
@@ -205,7 +174,7 @@ class StaticSource:
             objects = load_objects(self.paths)
             what = ", ".join(self.paths)
         self._weight = _weight(objects)
-        with _frozen_gc():
+        with quiet_gc():
             apply_all(self.registry, objects)
         self.registry.synced = True
         log.info("loaded %d objects from %s", len(objects), what)
@@ -243,7 +212,8 @@ class StaticSource:
                 return False
             # Parsed off the event loop: YAML of a 10,000-endpoint slice takes a second of
             # CPU; in a thread the loop still gets the interpreter every few milliseconds.
-            objects = await asyncio.to_thread(load_objects, self.paths)
+            with parsing():
+                objects = await asyncio.to_thread(load_objects, self.paths)
             for _ in range(5):
                 if _weight(objects) >= self._weight:
                     break
@@ -257,7 +227,8 @@ class StaticSource:
                     break
                 log.info("manifests changed while being read; reading them again")
                 stamp, digest = again_stamp, again
-                objects = await asyncio.to_thread(load_objects, self.paths)
+                with parsing():
+                    objects = await asyncio.to_thread(load_objects, self.paths)
             else:
                 log.warning("manifests keep changing; keeping the last good objects for now")
                 return False
@@ -284,7 +255,7 @@ class StaticSource:
         async with self.lock or contextlib.nullcontext():
             while True:
                 target = self.registry
-                with _frozen_gc():
+                with quiet_gc():
                     await apply_gradually(target, objects)
                 if self.registry is target:
                     break
