@@ -153,7 +153,11 @@ class Resolver:
             # NODATA. An ExternalName's CNAME is pre-rendered for A/AAAA/CNAME/ANY only;
             # other types get NODATA, as from CoreDNS.
             return zone.negative(qname, NOERROR)
-        if registry.pods_mode == "insecure" and zone.kind == CLUSTER:
+        if (
+            registry.pods_mode == "insecure"
+            and zone.kind == CLUSTER
+            and qname.endswith(self._pod_suffix)  # the rest of the zone skips the call
+        ):
             pod = self._insecure_pod(qname, qtype, zone)
             if pod is not None:
                 return pod

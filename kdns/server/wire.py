@@ -775,7 +775,7 @@ class Responder:
 
 FOREVER = float("inf")
 # The reply memo (Responder._remember): its bound, and the fields of an entry.
-MEMO_MAX = 8192
+MEMO_MAX = 16384
 M_REGISTRY, M_KEY, M_ANSWER, M_BODY, M_REPLY, M_QTYPE, M_ROWS, M_METER = 0, 1, 2, 3, 4, 5, 6, 8
 # What the rewrite stage returns for a question no rule rewrites: the path goes on.
 NOT_REWRITTEN: Any = object()
