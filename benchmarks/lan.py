@@ -29,7 +29,10 @@ the runs. Also (``--parts``; issue 21's Proof):
   lists    in this process: load time, index size and lookup cost (hit, miss) of the 1M-line
            hosts list and of a 1M-rule adblock list, and of the hosts list beside 14 regexes
   stalls   in this process: how late a 1 ms loop timer fires while the list is parsed off the
-           loop, in a forked child (kdns's way) and in a thread (the fallback), and idle
+           loop, in a child of the parse helper (kdns's way) and in a thread (the fallback),
+           and idle; and
+           the loop's own share, the index rebuilt in slices (its longest step, its total)
+           (benchmarks/refresh_lag.py times each step of a refresh inside the real App)
   refresh  kdns-lan with the list by URL from a loopback HTTP server: dnsperf at 10,000 qps
            (-v: its own percentiles) and a probe client (a query every 2 ms), a phase with no
            refresh, then a phase during which the list is downloaded, parsed and swapped in;
@@ -544,12 +547,12 @@ def loop_stalls(blocklist: Path) -> dict[str, Any]:
     way) and in a thread at a 0.5 ms switch interval (the fallback), next to an idle loop.
     Both run on one machine at the same time, so its other load is in all three."""
     import asyncio
-    import pickle
 
     from kdns.policy import listsource
 
     body = blocklist.read_bytes()
     source = listsource.Source(None, "http://127.0.0.1/ads.hosts", "hosts")
+    listsource.start_helper()  # as kdns does at start: "fork" parses in the helper's child
     # Counted here, before any ticker runs: counting the lines on the loop while it measured
     # (as this part first did) was itself the 240-300 ms "stall" it reported.
     expected = len(body.splitlines()) - 3
@@ -582,11 +585,31 @@ def loop_stalls(blocklist: Path) -> dict[str, Any]:
         listsource.FORK = fork
         out[label] = asyncio.run(measure(True))
     listsource.FORK = hasattr(os, "fork")
-    loaded = listsource.parse_source(source, body)
-    data = pickle.dumps(tuple(getattr(loaded, k) for k in listsource._SLOTS), pickle.HIGHEST_PROTOCOL)  # fmt: skip
-    t0 = time.perf_counter()
-    pickle.loads(data)
-    out["unpickle_ms"] = round((time.perf_counter() - t0) * 1e3, 2)  # the loop's wait, per list
+    # What the loop does itself with a parsed 1M list: the index copied into its arrays a
+    # slice at a time (listsource._rebuild); its longest step and the whole, per list.
+    received = listsource._parse_forked(source, body)
+    steps: list[float] = []
+
+    async def rebuild() -> None:
+        last = time.perf_counter()
+
+        async def timed_sleep(delay: float) -> None:
+            nonlocal last
+            steps.append(time.perf_counter() - last)
+            await real_sleep(delay)
+            last = time.perf_counter()
+
+        listsource.asyncio.sleep = timed_sleep  # type: ignore[attr-defined]
+        try:
+            await listsource._rebuild(source, received)
+        finally:
+            listsource.asyncio.sleep = real_sleep  # type: ignore[attr-defined]
+
+    real_sleep = asyncio.sleep
+    began = time.perf_counter()
+    asyncio.run(rebuild())
+    out["rebuild_ms"] = round((time.perf_counter() - began) * 1e3, 2)
+    out["rebuild_step_max_ms"] = round(max(steps) * 1e3, 3)
     print(f"loop stalls: {out}", flush=True)
     return out
 
