@@ -429,6 +429,7 @@ class Reflector:
         removed) go; settled, so readiness does not wait; retried with a slow backoff."""
         self.stats.errors += 1
         self.resource_version = None  # list again once it is back
+        self._misses = 0  # (a 403 on an older version) the next round asks every version
         if not self.absent:
             self.absent = True
             if exc.status == 404:
