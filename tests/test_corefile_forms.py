@@ -290,3 +290,12 @@ def test_autopath_follows_corednss_pod_cache(tmp_path: Path, pods: str, on: bool
     result = import_text(text)
     assert result.complete, result.problems
     assert load(result.toml, tmp_path).autopath is on
+
+
+def test_a_zone_block_forwarding_only_a_subzone_is_reported() -> None:
+    """`example.com { forward sub.example.com X }`: the block's other names reach the end of
+    CoreDNS's plugin chain (SERVFAIL); kdns would send them to its default upstreams."""
+    (problem,) = import_text(
+        MAIN + "example.com {\n    forward sub.example.com 10.0.0.1\n}\n"
+    ).problems
+    assert "names of example.com outside sub.example.com" in problem

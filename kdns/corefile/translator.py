@@ -20,6 +20,8 @@ _SECTIONS = tuple(dict.fromkeys(s.section for s in SETTINGS))
 _REVERSE = ("in-addr.arpa", "ip6.arpa")
 _DURATION = re.compile(r"([0-9]*\.?[0-9]+)(ns|us|µs|ms|s|m|h)")
 _UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+# Plugins that answer names themselves: a block with one of them is not only its forward.
+_ANSWERING = ("kubernetes", "k8s_external", "hosts", "file", "auto", "template", "chaos", "etcd")
 _DEFAULT_PORTS = {"dns": 53, "tls": 853, "https": 443, "grpc": 443, "quic": 853}
 
 
@@ -171,6 +173,7 @@ class _Translator:
         self.shared: dict[str, list[_Value]] = {}  # once-only settings asked for per block
         self.listen: list[str] = []
         self.root_forward = False  # a forward (or proxy) for the . block's names
+        self.block_forwards: dict[int, list[str]] = {}  # id(block) -> the zones it forwards
         self.finish_checks: list[Callable[[], None]] = []
         self.seen: set[str] = set()
         self.external_ttl: list[tuple[int, Directive]] = []
@@ -413,6 +416,21 @@ class _Translator:
                 # No default route: an empty resolv.conf and no forward.upstreams leave only the
                 # zones' routes, and kdns refuses what none of them takes.
                 self.set("forward.resolv_conf", "/dev/null", None, "no forward for the . block: only the forward zones are forwarded, other names refused")  # fmt: skip
+        for block in self.blocks:
+            forwarded = self.block_forwards.get(id(block))
+            if block.root or forwarded is None or any(_has(block, p) for p in _ANSWERING):
+                continue
+            # CoreDNS: a name of this block that its forward does not take reaches the end of
+            # the plugin chain (SERVFAIL, "no next plugin found"); kdns would forward it.
+            rest = [z for z in block.zones if not any(_in_zone(z, f) for f in forwarded)]
+            if rest:
+                self.problem(
+                    f"{block.file}:{block.line}",
+                    f"server block {' '.join(block.keys)}: names of {' '.join(rest)} outside "
+                    f"{' '.join(forwarded)} are not supported by kdns: this block forwards only "
+                    f"{' '.join(forwarded)}, so CoreDNS answers the rest SERVFAIL; kdns sends them "
+                    "to its default upstreams",
+                )
         root = [b for b in self.blocks if b.root and b.port == main.port]
         cached = [b for b in self.blocks if b.port == main.port and not b.root and _has(b, "cache") and _has(b, "forward")]  # fmt: skip
         if root and cached and not any(_has(b, "cache") for b in root) and self.root_forward:

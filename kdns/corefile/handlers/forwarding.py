@@ -208,6 +208,7 @@ def _forward(t: _Translator, d: Directive, b: _Block) -> None:
             )
             return
         from_zones = list(dict.fromkeys(meet))
+    t.block_forwards.setdefault(id(b), []).extend(from_zones)
     text = "forward " + " ".join(d.args)
     if "__PILLAR__CLUSTER__DNS__" in targets and "." not in from_zones:
         # node-local-dns: node-cache fills in the kube-dns-upstream Service's ClusterIP at run
