@@ -37,7 +37,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks import lan, servers, workload  # noqa: E402
+from benchmarks import lan_blocking, servers, workload  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "refresh_lag.json"
 TICK = 0.001
@@ -169,7 +169,7 @@ class ListServer:
 
     def update(self) -> None:
         staged = self.directory / "ads.hosts.new"
-        staged.write_bytes(self.body + f"0.0.0.0 {lan.REFRESH_MARKER}\n".encode())
+        staged.write_bytes(self.body + f"0.0.0.0 {lan_blocking.REFRESH_MARKER}\n".encode())
         staged.rename(self.directory / "ads.hosts")
 
     def close(self) -> None:
@@ -323,7 +323,7 @@ def main() -> None:
         tmp = Path(tmpdir)
         cluster = workload.cluster_objects()
         objects = workload.write_objects(cluster, tmp / "objects.json")
-        body = lan.write_blocklist(tmp / "ads.hosts", args.entries).read_bytes()
+        body = lan_blocking.write_blocklist(tmp / "ads.hosts", args.entries).read_bytes()
         datafile = workload.write_queries(workload.plain_queries(cluster), tmp / "queries.txt")
         (tmp / "www").mkdir()
         server = ListServer(tmp / "www", body)
