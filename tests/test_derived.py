@@ -20,7 +20,7 @@ from kdns.authority.registry import Registry
 from kdns.authority.resolver import Resolver
 from kdns.dns import names
 from kdns.model import Endpoint, EndpointPort, EndpointSlice, Namespace, Service
-from kdns.server import wire as wire_module
+from kdns.server import edns as edns_module
 from kdns.server.wire import Responder
 from tests.test_registry import eps, headless, make, svc
 
@@ -190,9 +190,10 @@ def test_edns_fast_path_matches_the_full_parse(monkeypatch: pytest.MonkeyPatch) 
     registry = make()
     registry.upsert(svc("web", "10.0.0.1"))
     r = responder(registry)
+    r._memo = None  # the table of OPTs is under test here, not the reply memo before it
     plain = wire("web.default.svc.cluster.local", edns=0, do=True)
     seen: dict[bytes, object] = {}
-    monkeypatch.setattr(wire_module, "_EDNS_SEEN", seen)
+    monkeypatch.setattr(edns_module, "_EDNS_SEEN", seen)
     parsed = r.respond(plain)  # the full parse, which remembers the OPT
     assert len(seen) == 1
     fast = r.respond(plain)  # the fast path: one lookup in the table

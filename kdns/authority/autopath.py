@@ -294,7 +294,7 @@ class _Walk:
                 self.floor = _negative_ttl(answer, self.floor)
             return None  # NXDOMAIN; SERVFAIL (not synced) or REFUSED: as CoreDNS, go on
         forwarder = responder.forwarder
-        if answer.chase is not None and forwarder is not None and responder._may_forward(peer):
+        if answer.chase is not None and forwarder is not None and responder.may_forward(peer):
             # An ExternalName to an outside name: the forwarder appends its addresses.
             responder.keep = 0.0
             outcome = forwarder.chase(self._candidate(candidate), answer, self.replier, peer)
@@ -312,7 +312,7 @@ class _Walk:
         forwarder = responder.forwarder
         if forwarder is None:
             return None
-        if not responder._may_forward(self.peer):
+        if not responder.may_forward(self.peer):
             self.denied = True  # this client would be REFUSED for it
             return None
         responder.keep = 0.0
