@@ -18,8 +18,13 @@ from __future__ import annotations
 
 STAGES: tuple[tuple[str, str], ...] = (
     ("transport", "kdns/server/udp.py, tcp.py, listeners.py; killer/front.py"),
-    ("header checks", "kdns/server/wire.py (QR, opcode, QDCOUNT, EDNS)"),
     ("killer wire cache", "kdns/killer/wirecache.py (killer mode only)"),
+    (
+        "reply memo",
+        "kdns/server/replymemo.py (a repeated question answered from its kept reply, while "
+        "no stage that judges the client or rewrites the question is configured)",
+    ),
+    ("header checks", "kdns/server/wire.py (QR, opcode, QDCOUNT), server/edns.py (OPT)"),
     (
         "policy",
         "kdns/policy/acl.py, server/rrl.py, policy/views.py, policy/blocklist.py, dns/networks.py",
@@ -40,5 +45,8 @@ STAGES: tuple[tuple[str, str], ...] = (
         "forward",
         "kdns/server/forwarding.py, forward/upstreams.py, forward/cache.py (per-zone settings)",
     ),
-    ("reply", "kdns/server/wire.py (EDNS, truncation, EDE), dns/answer.py"),
+    (
+        "reply",
+        "kdns/server/wire.py (EDNS, truncation), server/policyreplies.py (EDE), dns/answer.py",
+    ),
 )
