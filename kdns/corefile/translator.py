@@ -20,8 +20,6 @@ _SECTIONS = tuple(dict.fromkeys(s.section for s in SETTINGS))
 _REVERSE = ("in-addr.arpa", "ip6.arpa")
 _DURATION = re.compile(r"([0-9]*\.?[0-9]+)(ns|us|µs|ms|s|m|h)")
 _UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
-# Plugins that answer names themselves: a block with one of them is not only its forward.
-_ANSWERING = ("kubernetes", "k8s_external", "hosts", "file", "auto", "template", "chaos", "etcd")
 _DEFAULT_PORTS = {"dns": 53, "tls": 853, "https": 443, "grpc": 443, "quic": 853}
 
 
@@ -281,35 +279,18 @@ class _Translator:
     # the walk
 
     def run(self) -> None:
+        from kdns.corefile import checks  # it reads this module's state helpers
+
         main = next((b for b in self.blocks if _has(b, "kubernetes")), None)
         main = main or next((b for b in self.blocks if b.root), self.blocks[0])
         # The main block first: where kdns has one setting, its value wins.
         for block in sorted(self.blocks, key=lambda b: b is not main):
             if block.port != main.port:
-                self.problem(f"{block.file}:{block.line}", self._other_port(block, main))
+                self.problem(f"{block.file}:{block.line}", checks.other_port(self, block, main))
                 continue
             for d in block.directives:
                 self.directive(d, block)
         self.finish(main)
-
-    def _other_port(self, block: _Block, main: _Block) -> str:
-        """Why a block on another port does not translate, and what the user can do: kdns has
-        one set of names for every listen address, so it cannot run a second server on that
-        port answering only these zones (CoreDNS refuses other names there)."""
-        zones = " ".join(block.zones)
-        here = []
-        for zone in block.zones:
-            covering = [b for b in self.blocks if b.port == main.port and any(_in_zone(zone, z) for z in b.zones)]  # fmt: skip
-            best = max(covering, key=lambda b: max(len(z) for z in b.zones if _in_zone(zone, z)), default=None)  # fmt: skip
-            here.append(f"{zone} as the {' '.join(best.keys)} block does" if best else f"no {zone}")  # fmt: skip
-        return (
-            f"server block {' '.join(block.keys)} on port {block.port} is not supported by kdns: "
-            f"kdns answers one set of names on every listen address, so it has no server of its "
-            f"own for {zones} on port {block.port} (CoreDNS answers only {zones} there, with "
-            f"this block's plugins); on port {main.port} kdns answers {', '.join(here)}. To "
-            f'answer on port {block.port} too, add ":{block.port}" to server.listen (every zone '
-            f"is then answered there), or keep CoreDNS for this block"
-        )
 
     def directive(self, d: Directive, block: _Block) -> None:
         self.seen.add(d.name)
@@ -326,6 +307,8 @@ class _Translator:
         return [b for b in self.blocks if _has(b, "forward")]
 
     def finish(self, main: _Block) -> None:
+        from kdns.corefile import checks
+
         cluster = "kubernetes" in self.seen
         if cluster and main.port == 53:
             # The shipped Deployment runs kdns as non-root with no capabilities: its Services
@@ -378,13 +361,13 @@ class _Translator:
             if not first.explicit and first.value == default:
                 continue  # left at a CoreDNS default that is kdns's too
             self.values.setdefault(key, first)
-        self.finish_acl()
+        checks.acl_order(self)
         for block in self.pillar_blocks:  # their zones come from KDNS_FORWARD_ZONE: the lower
             for key, value in self.block_ttls.get(id(block), {}).items():  # cap for everything
                 current = self.values.get(f"cache.{key}")
                 if current is None or value < current.value:  # type: ignore[operator]
                     self.values[f"cache.{key}"] = _Value(value, f"cache of {' '.join(block.keys)} ({block.file}:{block.line}), the lower", "")  # fmt: skip
-        self.finish_default_route(main)
+        checks.default_route(self, main)
         if self.forward_zones:
             entries = []
             for zone, (ups, _, own) in self.forward_zones.items():
@@ -403,70 +386,6 @@ class _Translator:
             where = ", ".join(sorted({w for _, w, _ in self.forward_zones.values()}))
             self.values["forward.zones"] = _Value(entries, where, "")
             _BY_TOML["forward.zones"].kind.check(entries)
-
-    def finish_default_route(self, main: _Block) -> None:
-        """No forward for the . block: CoreDNS answers names outside its blocks' zones with an
-        error (REFUSED outside every block; SERVFAIL, "no next plugin", in a . block without
-        forward), where kdns would send them to resolv.conf's nameservers. And a cache only in
-        zone blocks: CoreDNS caches those zones' names only, kdns every forwarded name."""
-        if not self.root_forward:
-            if not self.forward_zones and not self.pillar_blocks:
-                self.set("forward.enabled", False, None, "no forward for the . block: names outside kdns's zones are refused, not forwarded")  # fmt: skip
-            else:
-                # No default route: an empty resolv.conf and no forward.upstreams leave only the
-                # zones' routes, and kdns refuses what none of them takes.
-                self.set("forward.resolv_conf", "/dev/null", None, "no forward for the . block: only the forward zones are forwarded, other names refused")  # fmt: skip
-        for block in self.blocks:
-            forwarded = self.block_forwards.get(id(block))
-            if block.root or forwarded is None or any(_has(block, p) for p in _ANSWERING):
-                continue
-            # CoreDNS: a name of this block that its forward does not take reaches the end of
-            # the plugin chain (SERVFAIL, "no next plugin found"); kdns would forward it.
-            rest = [z for z in block.zones if not any(_in_zone(z, f) for f in forwarded)]
-            if rest:
-                self.problem(
-                    f"{block.file}:{block.line}",
-                    f"server block {' '.join(block.keys)}: names of {' '.join(rest)} outside "
-                    f"{' '.join(forwarded)} are not supported by kdns: this block forwards only "
-                    f"{' '.join(forwarded)}, so CoreDNS answers the rest SERVFAIL; kdns sends them "
-                    "to its default upstreams",
-                )
-        root = [b for b in self.blocks if b.root and b.port == main.port]
-        cached = [b for b in self.blocks if b.port == main.port and not b.root and _has(b, "cache") and _has(b, "forward")]  # fmt: skip
-        if root and cached and not any(_has(b, "cache") for b in root) and self.root_forward:
-            block = cached[0]
-            self.problem(
-                f"{block.file}:{block.line}",
-                f"plugin cache: a cache in the {' '.join(block.keys)} block only is not supported "
-                f"by kdns: kdns's cache holds every forwarded answer, and the . block has no "
-                "cache (CoreDNS caches only this block's names); add cache to the . block, or "
-                "set cache.enabled = false",
-            )
-        for zone, (_, where, _) in self.forward_zones.items():
-            own = self.zone_blocks.get(zone)
-            if own is not None and not own.root and not _has(own, "cache") and any(_has(b, "cache") for b in root):  # fmt: skip
-                self.note("cache", None, f"{zone}: its block ({where}) has no cache; kdns caches its answers as every forwarded name's")  # fmt: skip
-
-    def finish_acl(self) -> None:
-        # Rules of a zone's own server block first: CoreDNS sends a query to the most specific
-        # block, so they come before the . block's rules (which kdns applies to every zone).
-        rules = self.acl_zoned + self.acl_root
-        if not rules:
-            return
-        self.values["acl.rules"] = _Value(
-            [rule for rule, _ in rules],
-            ", ".join(dict.fromkeys(_loc(d) for _, d in rules)),
-            rules[0][1].where,
-        )
-        others = [b for b in self.blocks if not b.root and not _has(b, "acl")]
-        if self.acl_root and others:
-            zones = " ".join(z for b in others for z in b.zones)
-            self.problem(
-                self.acl_root[0][1].where,
-                f"plugin acl: the . block's rules reaching {zones} is not supported by kdns: "
-                "those zones' server blocks have no acl, but kdns applies these rules to every "
-                "zone; add allow rules for them first if that matters",
-            )
 
     def render(self, source: str) -> str:
         lines = [
