@@ -36,7 +36,7 @@ _TABLE = (
     Plugin("health", SUPPORTED, "health.listen, health.lameduck", ""),
     Plugin("ready", SUPPORTED, "ready.listen", ""),
     Plugin("errors", SUPPORTED, "(always on)", ""),
-    Plugin("log", SUPPORTED, "log.query_log, log.classes", ""),
+    Plugin("log", SUPPORTED, "log.query_log, log.classes, log.zones", ""),
     Plugin("hosts", SUPPORTED, "[hosts] file, entries, zones, ttl, fallthrough, no_reverse", ""),
     Plugin("file", PARTLY, "[[zones]] name, file", ""),
     Plugin("chaos", SUPPORTED, "[chaos] enabled, version, authors", ""),
