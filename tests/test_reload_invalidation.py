@@ -35,6 +35,7 @@ from kdns.app import App
 from kdns.authority import zones as zones_module
 from kdns.authority.localzones import from_records
 from kdns.authority.registry import Registry
+from kdns.authority.slices import Pacer
 from kdns.authority.zones import LOCAL, ZoneSet
 from kdns.config import Config, build_config
 from kdns.k8s import static
@@ -439,8 +440,8 @@ async def _rebuild_during_objects_reload(
     # node): the registry rebuild below lands between two objects, every time.
     real = static.apply_gradually
 
-    async def one_by_one(registry: Registry, objs: list[object], budget: float = 0.005) -> None:
-        await real(registry, objs, 0.0)  # type: ignore[arg-type]
+    async def one_by_one(registry: Registry, objs: list[object], pacer: object = None) -> None:
+        await real(registry, objs, Pacer(0.0))  # type: ignore[arg-type]
 
     monkeypatch.setattr(static, "apply_gradually", one_by_one)
     _write(objects, _objects(count, 2))
@@ -500,7 +501,9 @@ async def test_an_objects_reload_follows_a_registry_swapped_under_it(
     real = static.apply_gradually
     swapped = Registry(zone_set())
 
-    async def swap_midway(registry: Registry, objs: list[object], budget: float = 0.005) -> None:
+    async def swap_midway(
+        registry: Registry, objs: list[object], pacer: Pacer | None = None
+    ) -> None:
         if registry is first:
             with registry.batch():
                 for obj in objs[:10]:
@@ -508,7 +511,7 @@ async def test_an_objects_reload_follows_a_registry_swapped_under_it(
             static.copy_objects(first, swapped)
             source.set_registry(swapped)
             await asyncio.sleep(0)
-        await real(registry, objs, budget)  # type: ignore[arg-type]
+        await real(registry, objs, pacer)  # type: ignore[arg-type]
 
     monkeypatch.setattr(static, "apply_gradually", swap_midway)
     _write(objects, _objects(50, 2))
