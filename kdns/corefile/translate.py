@@ -51,8 +51,8 @@ def translate(
                 f"import {use.pattern} matched no file{here}, so the coredns-custom entries it "
                 f"would bring in are not translated: dump the coredns-custom ConfigMap into "
                 f"{folder}/ beside the Corefile, one file per key (docs/coredns-plugins.md has "
-                "the kubectl loop), and import again; if the "
-                f"ConfigMap has no {name} key, nothing is missing",
+                "the kubectl loop), and import again; no coredns-custom ConfigMap (k3s's is "
+                f"optional), or none of its keys named {name}: an empty {folder}/ says so",
             )
             continue
         if use.name in bound:
