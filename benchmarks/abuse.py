@@ -4,6 +4,7 @@ client measures its latency; then a fuzz run. Loopback only, bounded in time and
     .venv/bin/python benchmarks/abuse.py                 # every attack + 1,000,000-packet fuzz
     .venv/bin/python benchmarks/abuse.py --fuzz 100000   # a shorter fuzz
     .venv/bin/python benchmarks/abuse.py --only any,tcp-hog --fuzz 0
+    .venv/bin/python benchmarks/abuse.py --only reload --baseline fdc9e12   # before/after
 
 Prints one row per attack: packets/connections sent, the good client's p99 (and max) UDP
 latency during the attack, wrong answers it got, kdns's RSS before/after; then the fuzz:
@@ -1002,6 +1003,89 @@ def killer_main(args: argparse.Namespace) -> None:
 # --- main ----------------------------------------------------------------------------------------
 
 
+# --- reload schedule, before/after in one run ---------------------------------------------------
+
+RELOAD_RESULTS = ROOT / "benchmarks" / "results" / "reload.json"
+
+
+def _tree(rev: str) -> Path:
+    """``rev``'s kdns package, unpacked from git (read-only to this checkout) into a temp dir."""
+    where = Path(tempfile.mkdtemp(prefix="kdns-rev-"))
+    archive = subprocess.run(["git", "-C", str(ROOT), "archive", rev, "kdns"], check=True, capture_output=True)  # fmt: skip
+    subprocess.run(["tar", "-x", "-C", str(where)], input=archive.stdout, check=True)
+    return where
+
+
+def _serve_from(tree: Path | None) -> Callable[..., list[str]]:
+    """tests.kdnsproc's command, running the kdns package of ``tree`` (None: this checkout)."""
+    if tree is None:
+        return lambda *args: [sys.executable, "-m", "kdns.cli", *args]
+    boot = f"import runpy, sys; sys.path.insert(0, {str(tree)!r}); runpy.run_module('kdns.cli', run_name='__main__', alter_sys=True)"  # fmt: skip
+    return lambda *args: [sys.executable, "-c", boot, *args]
+
+
+def reload_compare(args: argparse.Namespace) -> None:
+    """The reload attack against ``--baseline REV``'s kdns and this checkout's, alternating, in
+    one run: the good client's p50/p99/max during each server's reloads, then both summed up
+    (every round's latencies together) and written to benchmarks/results/reload.json."""
+    import tests.kdnsproc as kdnsproc
+
+    servers = {f"baseline {args.baseline}": _tree(args.baseline), "this checkout": None}
+    workdir = Path(tempfile.mkdtemp(prefix="kdns-reload-"))
+    objects = workdir / "cluster.yaml"
+    config = workdir / "kdns.toml"
+    config.write_text(
+        f'[rrl]\nenabled = true\nresponses_per_second = 20\nexempt = ["{GOOD_SOURCE}/32"]\n'
+    )
+    latencies: dict[str, list[float]] = {name: [] for name in servers}
+    print(f"{'server':28} {'round':>5} {'probes':>7} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} {'wrong':>6}")  # fmt: skip
+    for round_ in range(1, args.rounds + 1):
+        for name, tree in servers.items():
+            objects.write_text(yaml.safe_dump_all(manifests()))
+            saved = kdnsproc.kdns_command
+            kdnsproc.kdns_command = _serve_from(tree)
+            try:
+                with Kdns("-c", str(config), "--objects", str(objects)) as server:
+                    good = GoodClient(server.port)
+                    good.start()
+                    time.sleep(1)
+                    good.window()
+                    attack_reload(server, {"objects": objects})
+                    time.sleep(0.3)
+                    got, wrong = good.window()
+                    good.stop.set()
+                    good.join()
+            finally:
+                kdnsproc.kdns_command = saved
+            latencies[name] += got
+            ordered = sorted(got)
+            print(f"{name:28} {round_:5d} {len(got):7d} {ordered[len(got) // 2] * 1000:8.2f} "
+                  f"{p99(got) * 1000:8.2f} {ordered[-1] * 1000:8.2f} {wrong:6d}", flush=True)  # fmt: skip
+    summary = {}
+    for name, got in latencies.items():
+        ordered = sorted(got)
+        summary[name] = {
+            "probes": len(got),
+            "p50_ms": round(ordered[len(got) // 2] * 1000, 2),
+            "p99_ms": round(p99(got) * 1000, 2),
+            "p999_ms": round(ordered[min(len(got) - 1, int(len(got) * 0.999))] * 1000, 2),
+            "max_ms": round(ordered[-1] * 1000, 2),
+        }
+        row = summary[name]
+        print(f"{name:28} {'all':>5} {row['probes']:7d} {row['p50_ms']:8.2f} {row['p99_ms']:8.2f} {row['max_ms']:8.2f}")  # fmt: skip
+    result = {
+        "what": "benchmarks/abuse.py --only reload --baseline REV: good-client UDP latency "
+        "(a query every 2 ms) during 2 rewrites of a 10,000-endpoint + 1,000-port objects file "
+        "per round, each server in turn",
+        "date": time.strftime("%Y-%m-%d"),
+        "rounds": args.rounds,
+        "cpus": os.cpu_count(),
+        "servers": summary,
+    }
+    RELOAD_RESULTS.write_text(json.dumps(result, indent=1) + "\n")
+    print(f"written: {RELOAD_RESULTS.relative_to(ROOT)}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", help="comma-separated attacks: " + ",".join(ATTACKS))
@@ -1014,9 +1098,19 @@ def main() -> None:
                         help="with --killer: minutes of random names before RSS is read")  # fmt: skip
     parser.add_argument("--json", type=Path, default=KILLER_RESULTS,
                         help="with --killer: where to write the results")  # fmt: skip
+    parser.add_argument("--baseline", metavar="REV",
+                        help="with --only reload: also run REV's kdns (git), alternating, "
+                        "and write benchmarks/results/reload.json")  # fmt: skip
+    parser.add_argument("--rounds", type=int, default=2,
+                        help="with --baseline: reload runs per server")  # fmt: skip
     args = parser.parse_args()
     if args.killer:
         killer_main(args)
+        return
+    if args.baseline:
+        if args.only != "reload":
+            parser.error("--baseline compares the reload attack only: use --only reload")
+        reload_compare(args)
         return
     chosen = list(ATTACKS) if not args.only else args.only.split(",")
     workdir = Path(tempfile.mkdtemp(prefix="kdns-abuse-"))

@@ -218,3 +218,40 @@ def test_small_owners_are_rendered_at_once() -> None:
     assert registry.render_steps == before
     assert shape(ask(registry, "s.default.svc.cluster.local", "A"))[0] == dns.rcode.NOERROR
     assert GRADUAL_NAMES < ENDPOINTS
+
+
+def test_a_name_rendered_ahead_of_its_commit_equals_one_rendered_in_it() -> None:
+    """A headless Service of 700 named endpoints: its own name's SRV answer (about 30 KB, so
+    rendered ahead of its commit in slices) carries glue for its first targets. Every answer,
+    byte for byte, and the glue dependencies match a registry that rendered it in one step."""
+    port = ServicePort("p", "TCP", 80)
+
+    def medium(generation: int) -> list[KubeObject]:
+        endpoints = tuple(
+            Endpoint((_ip(1 + generation * 1000 + i),), f"host-{i}", True, "") for i in range(700)
+        )
+        return [
+            Namespace("default"),
+            Service("default", "mid", "ClusterIP", (), True, "", (port,), (), (), False),
+            EndpointSlice(
+                "default", "mid-1", "mid", "IPv4", (EndpointPort("p", "TCP", 80),), endpoints
+            ),
+        ]
+
+    sliced = Registry(ZoneSet.build("cluster.local", (), 5))
+    apply_all(sliced, medium(0))
+    steps = sliced.render_steps
+    with sliced.deferred():
+        sliced.upsert(medium(1)[2])
+    _drain(sliced.flush_steps())
+    assert sliced.render_steps - steps >= 5  # it did go in slices
+    whole = Registry(ZoneSet.build("cluster.local", (), 5))
+    apply_all(whole, medium(1))
+    mid = names.to_wire("mid.default.svc.cluster.local")
+    srv = sliced.answers[mid + b"\x00\x21\x00\x01"]
+    assert srv.sections[2], "the SRV answer carries glue: the case under test"
+    assert set(sliced.answers) == set(whole.answers)
+    for key, answer in whole.answers.items():
+        assert sliced.answers[key].sections == answer.sections, key
+    assert sliced._dep_targets == whole._dep_targets
+    assert sliced._deps == whole._deps

@@ -83,9 +83,12 @@ class AnswerRendering:
             return DNS_VERSION_TTL
         return self.ttl
 
-    def render_answer(self, name: bytes, qtype: int, records: Records, ttls: Mapping[int, int] | None = None) -> Answer:  # fmt: skip
+    def render_answer(self, name: bytes, qtype: int, records: Records, ttls: Mapping[int, int] | None = None, deps: list[bytes] | None = None) -> Answer:  # fmt: skip
         """A positive answer for ``name``/``qtype`` from its merged records (``ttls``: TTLs of
-        its own per type, for a view's gateway answers; kdns.authority.gateway.ViewAnswers)."""
+        its own per type, for a view's gateway answers; kdns.authority.gateway.ViewAnswers).
+        The in-zone names it reads (glue, a chased CNAME target) are registered as its
+        dependencies, or added to ``deps`` when given, for an answer rendered ahead of its
+        records' commit (kdns.authority.slices)."""
         if qtype == ANY:
             rtypes = list(records)
         elif qtype in records:
@@ -133,7 +136,8 @@ class AnswerRendering:
                         chase = target  # CoreDNS asks upstream for it (when forwarding)
                     continue
                 if target != name:
-                    self._deps.setdefault(target, set()).add(name)
+                    if deps is None:
+                        self._deps.setdefault(target, set()).add(name)
                     targets.append(target)
                 found = glue.get(target) if glue is not None else None
                 if found is None:
@@ -154,7 +158,9 @@ class AnswerRendering:
                             continue
                         room -= sum(10 + len(target) + len(rdata) for rdata in extra)
                         additional.append(rrset(target, glue_type, self._ttl(target, glue_type), extra))  # fmt: skip
-        if targets:
+        if targets and deps is not None:
+            deps += targets
+        elif targets:
             known = self._dep_targets.get(name, ())
             # ANY re-renders: never grow the index twice (and never quadratically).
             merged = tuple(dict.fromkeys((*known, *targets)))
