@@ -96,6 +96,8 @@ def _file(t: _Translator, d: Directive, b: _Block) -> None:
 def _chaos(t: _Translator, d: Directive, b: _Block) -> None:
     """chaos [VERSION] [AUTHORS...] -> [chaos] (chaos README)."""
     t.set("chaos.enabled", True, d, "chaos " + " ".join(d.args))
+    if not b.root:  # OpenShift's `hostname.bind:5353 { chaos }`
+        t.note("chaos", d, f"kdns answers every CH name it knows (version.bind, hostname.bind, ...), not only {' '.join(b.zones)}")  # fmt: skip
     if d.args:
         t.set("chaos.version", d.args[0], d, f"version {d.args[0]}")
     if d.args[1:]:
