@@ -34,8 +34,14 @@ $(BENCH_STAMP): $(STAMP)
 	$(BIN)/pip install --quiet -e '.[test,bench]'
 	touch $(BENCH_STAMP)
 
+# Then memory per Service / endpoint / Pod and sync time (benchmarks/cluster_scale.py --quick,
+# under a minute: import, demo, 1,050 Services), merged into benchmarks/results/cluster_scale.json,
+# which the docs cite. The large cluster (160,000 objects, ~10 minutes) is a flag:
+# make bench SCALE_ARGS="--only large".
+SCALE_ARGS ?= --quick
 bench: $(BENCH_STAMP)
 	$(BIN)/python benchmarks/qps.py $(BENCH_ARGS)
+	$(BIN)/python benchmarks/cluster_scale.py $(SCALE_ARGS) --json benchmarks/results/cluster_scale.json --merge
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -26,6 +26,7 @@ memory for; `large` is 10,000 Services, 100,000 endpoints and 50,000 Pods under
 
     .venv/bin/python benchmarks/cluster_scale.py                    # everything, once
     .venv/bin/python benchmarks/cluster_scale.py --only 1050 --repeat 3
+    .venv/bin/python benchmarks/cluster_scale.py --quick --json benchmarks/results/cluster_scale.json --merge   # make bench
     .venv/bin/python benchmarks/cluster_scale.py --only custom --services 500 --endpoints 5000 --pods 5000
 
 Targets (issue "Standard mode", Footprint): RSS after sync with 1,050 Services <= 50 MiB; demo
@@ -262,6 +263,7 @@ class Row:
 class Report:
     def __init__(self) -> None:
         self.rows: dict[str, Row] = {}
+        self.prefixes: list[str] = []  # row labels of the parts run (what a merge replaces)
 
     def add(self, label: str, value: float, unit: str, target: str = "") -> None:
         row = self.rows.setdefault(label, Row(label, unit, target))
@@ -273,13 +275,24 @@ class Report:
         for row in self.rows.values():
             print(row.text())
 
-    def save(self, path: Path, command: str) -> None:
+    def save(self, path: Path, command: str, parts: list[str], merge: bool) -> None:
         """The rows as JSON: what docs/deploying.md and the README cite (one place for the
-        figures; tests/test_docs.py checks the docs against it)."""
+        figures; tests/test_docs.py checks the docs against it). ``merge``: the rows of the
+        parts run now replace theirs in the file, the other parts' rows (the large cluster's,
+        from a run of its own) stay, and ``runs`` says which command measured each part."""
         import json
 
         rows = {r.label: {"unit": r.unit, "values": r.values} for r in self.rows.values()}
-        path.write_text(json.dumps({"command": command, "rows": rows}, indent=1) + "\n")
+        stamp = f"{command} ({time.strftime('%Y-%m-%d')})"
+        runs = dict.fromkeys(parts, stamp)
+        if merge and path.exists():
+            old = json.loads(path.read_text())
+            mine = tuple(self.prefixes)
+            kept = {k: v for k, v in old.get("rows", {}).items() if not k.startswith(mine)}
+            rows = {**kept, **rows}
+            before = old.get("runs") or {"(earlier)": old.get("command", "?")}
+            runs = {**{k: v for k, v in before.items() if k not in runs}, **runs}
+        path.write_text(json.dumps({"command": "; ".join(dict.fromkeys(runs.values())), "runs": runs, "rows": rows}, indent=1) + "\n")  # fmt: skip
 
 
 def measure_import(report: Report) -> None:
@@ -386,14 +399,20 @@ def main() -> None:
     parser.add_argument("--services", type=int, default=500, help="custom cluster")
     parser.add_argument("--endpoints", type=int, default=5000, help="custom cluster")
     parser.add_argument("--pods", type=int, default=5000, help="custom cluster (verified mode)")
+    parser.add_argument("--quick", action="store_true",
+                        help="import, demo and the 1,050-Service cluster only (make bench; "
+                        "about a minute): the large cluster is its own run, --only large")  # fmt: skip
+    parser.add_argument("--merge", action="store_true", help="with --json: keep the rows of "
+                        "the parts not run now (see Report.save)")  # fmt: skip
     args = parser.parse_args()
-    parts = args.only or ["import", "demo", *SHAPES]
+    parts = args.only or (["import", "demo", "1050"] if args.quick else ["import", "demo", *SHAPES])
     shapes = dict(SHAPES)
     shapes["custom"] = Shape(f"{args.services} svc/{args.endpoints} ep/{args.pods} pods",
                              args.services, args.endpoints, args.pods, 50,
                              "verified" if args.pods else "insecure", relist=True)  # fmt: skip
 
     report = Report()
+    report.prefixes = [{"import": "import kdns.app", "demo": "demo"}.get(p) or shapes[p].name for p in parts]  # fmt: skip
     for _ in range(args.repeat):
         if "import" in parts:
             measure_import(report)
@@ -426,7 +445,8 @@ def main() -> None:
                     measure_relist(report, shape, kubeconfig, api)
     report.print()
     if args.json is not None:
-        report.save(args.json, "benchmarks/cluster_scale.py " + " ".join(sys.argv[1:]))
+        command = "benchmarks/cluster_scale.py " + " ".join(sys.argv[1:])
+        report.save(args.json, command, parts, args.merge)
     sys.stdout.flush()
     os._exit(0)
 
