@@ -300,3 +300,12 @@ def test_a_zone_block_forwarding_only_a_subzone_is_reported() -> None:
         MAIN + "example.com {\n    forward sub.example.com 10.0.0.1\n}\n"
     ).problems
     assert "names of example.com outside sub.example.com" in problem
+
+
+@pytest.mark.parametrize(
+    ("suffix", "scoped"),
+    [(".lan.example", True), ("lan.example", False)],  # "lan.example" also ends "badlan.example"
+)
+def test_zone_block_suffix_rewrite_is_scoped_only_on_a_label_boundary(suffix: str, scoped: bool) -> None:  # fmt: skip
+    text = MAIN + f"lan.example {{\n  rewrite name suffix {suffix} .svc.cluster.local\n  forward . 192.0.2.1\n}}\n"  # fmt: skip
+    assert import_text(text).complete is scoped
