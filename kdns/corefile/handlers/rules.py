@@ -102,10 +102,9 @@ def _scope(table: dict[str, object], zones: list[str]) -> bool:
     match = table.get("match", "exact")
     if match == "exact":
         return any(_in_zone(source, zone) for zone in zones)
-    if match == "suffix":  # ".example.com" stays in example.com; "example.com" also matches
-        return source.startswith(".") and any(
-            _in_zone(source[1:], z) for z in zones
-        )  # "badexample.com"
+    if match == "suffix":
+        # ".example.com" stays in example.com; a bare "example.com" also ends "badexample.com"
+        return source.startswith(".") and any(_in_zone(source[1:], z) for z in zones)
     if match != "regex" or "{0}" in str(table["to"]):
         return False
     inside = "|".join(re.escape(zone) for zone in zones)
