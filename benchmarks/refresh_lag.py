@@ -144,8 +144,10 @@ blocklists = ["ads"]
 
 SERVE = """
 import functools, http.server, sys
-handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=sys.argv[1])
-handler.log_message = lambda *a: None
+class Quiet(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+handler = functools.partial(Quiet, directory=sys.argv[1])
 httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
 print(httpd.server_address[1], flush=True)
 httpd.serve_forever()
