@@ -309,3 +309,20 @@ def test_a_zone_block_forwarding_only_a_subzone_is_reported() -> None:
 def test_zone_block_suffix_rewrite_is_scoped_only_on_a_label_boundary(suffix: str, scoped: bool) -> None:  # fmt: skip
     text = MAIN + f"lan.example {{\n  rewrite name suffix {suffix} .svc.cluster.local\n  forward . 192.0.2.1\n}}\n"  # fmt: skip
     assert import_text(text).complete is scoped
+
+
+# --- text oddities --------------------------------------------------------------------------
+
+
+def test_a_byte_order_mark_and_crlf_lines_are_not_content(tmp_path: Path) -> None:
+    """A Corefile saved by a Windows editor: BOM and CRLF line ends."""
+    path = tmp_path / "Corefile"
+    path.write_bytes(b"\xef\xbb\xbf" + MAIN.replace("\n", "\r\n").encode())
+    result = import_corefile(str(path), {})
+    assert result.complete, result.problems
+    assert load(result.toml, tmp_path).upstreams == ("192.0.2.53",)
+
+
+def test_a_zone_kdns_cannot_take_is_named_not_a_traceback() -> None:
+    (problem,) = import_text(MAIN + "ex_ample!.com {\n  forward . 10.0.0.1\n}\n").problems
+    assert problem.startswith("Corefile:7: forward zone ex_ample!.com is not supported")

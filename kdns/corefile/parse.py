@@ -369,7 +369,8 @@ def _file_loader(
 
 def _read(path: str, where: Token | None = None) -> str:
     try:
-        with open(path, encoding="utf-8") as fh:
+        # utf-8-sig: a byte order mark (a Corefile saved on Windows) is not part of the text
+        with open(path, encoding="utf-8-sig") as fh:
             return fh.read()
     except (OSError, UnicodeDecodeError) as exc:
         problem = f"cannot read {path}: {getattr(exc, 'strerror', None) or exc}"
@@ -386,7 +387,7 @@ def parse_text(
     anchors relative imports. Raises ``CorefileError``."""
     env = {} if env is None else env
     unset: list[EnvUse | EmptyGlob] = []
-    tokens = substitute_env(tokenize(text, file), env, unset)
+    tokens = substitute_env(tokenize(text.removeprefix("\ufeff"), file), env, unset)
     parser = _Parser(tokens, file, _file_loader(env, unset))
     blocks = parser.blocks()
     if not blocks:

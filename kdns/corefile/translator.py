@@ -384,8 +384,17 @@ class _Translator:
                         entry[key] = setting
                 entries.append(entry)
             where = ", ".join(sorted({w for _, w, _ in self.forward_zones.values()}))
-            self.values["forward.zones"] = _Value(entries, where, "")
-            _BY_TOML["forward.zones"].kind.check(entries)
+            kept = []
+            for entry in entries:  # a zone kdns cannot take is named, not a traceback
+                try:
+                    _BY_TOML["forward.zones"].kind.check([entry])
+                except ValueError as exc:
+                    block = self.zone_blocks[str(entry["name"])]
+                    self.problem(f"{block.file}:{block.line}", f"forward zone {entry['name']} is not supported by kdns: {exc}")  # fmt: skip
+                    continue
+                kept.append(entry)
+            if kept:
+                self.values["forward.zones"] = _Value(kept, where, "")
 
     def render(self, source: str) -> str:
         lines = [
