@@ -326,3 +326,32 @@ def test_a_byte_order_mark_and_crlf_lines_are_not_content(tmp_path: Path) -> Non
 def test_a_zone_kdns_cannot_take_is_named_not_a_traceback() -> None:
     (problem,) = import_text(MAIN + "ex_ample!.com {\n  forward . 10.0.0.1\n}\n").problems
     assert problem.startswith("Corefile:7: forward zone ex_ample!.com is not supported")
+
+
+@pytest.mark.parametrize(
+    ("option", "exit_problem"),
+    [
+        ("policy endpoint_pod_names", None),  # CoreDNS refuses it: exit 2
+        (
+            "prefetch 5000",
+            "prefetch 5000 is not supported by kdns: kdns cannot take cache.prefetch",
+        ),
+    ],
+)
+def test_values_kdns_or_coredns_refuse_never_reach_the_output(option: str, exit_problem: str | None, tmp_path: Path) -> None:  # fmt: skip
+    """Found by mutating the corpus: every output loads, or the import names what it left out
+    (a forward policy CoreDNS does not know is CoreDNS's own startup error)."""
+    from kdns.corefile.parse import CorefileError
+
+    block = "forward . 192.0.2.53 {\n        " + option + "\n    }" if option.startswith("policy") else "forward . 192.0.2.53"  # fmt: skip
+    text = MAIN.replace("forward . 192.0.2.53", block)
+    if not option.startswith("policy"):
+        text = text.replace("cache 30", "cache 30 {\n        " + option + "\n    }")
+    if exit_problem is None:
+        with pytest.raises(CorefileError, match="takes random|round_robin|sequential"):
+            import_text(text)
+        return
+    result = import_text(text)
+    (problem,) = result.problems
+    assert exit_problem in problem
+    load(result.toml, tmp_path)

@@ -360,6 +360,12 @@ class _Translator:
             default = getattr(_DEFAULTS, _BY_TOML[key].field)
             if not first.explicit and first.value == default:
                 continue  # left at a CoreDNS default that is kdns's too
+            try:
+                _BY_TOML[key].kind.check(first.value)
+            except ValueError as exc:  # `prefetch 5000`: CoreDNS takes it, kdns's range not
+                what = first.source.split(" ", 1)[-1]  # the Corefile text, without its place
+                self.problem(first.where, f"{what} is not supported by kdns: kdns cannot take {key} = {toml_value(first.value)}: {exc}")  # fmt: skip
+                continue
             self.values.setdefault(key, first)
         checks.acl_order(self)
         for block in self.pillar_blocks:  # their zones come from KDNS_FORWARD_ZONE: the lower

@@ -88,8 +88,8 @@ def _forward(t: _Translator, d: Directive, b: _Block) -> None:
             force_tcp = True
 
     def policy(o: Directive) -> None:
-        if len(o.args) != 1:
-            raise _bad(o, "takes random|round_robin|sequential")
+        if len(o.args) != 1 or o.args[0] not in ("random", "round_robin", "sequential"):
+            raise _bad(o, "takes random|round_robin|sequential")  # CoreDNS refuses others
         own["policy"] = o.args[0]
 
     def max_fails(o: Directive) -> None:

@@ -69,8 +69,10 @@ def _log(t: _Translator, d: Directive, b: _Block) -> None:
             if name not in ("success", "denial", "error", "all"):
                 raise _bad(o, f"unknown class {name!r} (success, denial, error, all)")
             classes.append(name)
-    names = [a for a in d.args if not a.startswith("{")]
-    if len(names) < len(d.args):
+    # CoreDNS log setup: with two or more arguments, the last is the FORMAT when it holds a "{".
+    names = list(d.args)
+    if len(names) >= 2 and "{" in names[-1]:
+        names.pop()
         t.note("log", d, "kdns logs in its own format (client, name, type, rcode, duration)")
     # NAMES narrow the block's zones ("." or none: all of them).
     zones = [z for a in names for z in _zone(a, d) if z != "."] or list(b.zones)
@@ -88,7 +90,7 @@ def _finish_log(t: _Translator) -> None:
     if not everything:
         zones = list(dict.fromkeys(z for _, _, block_zones, _ in entries for z in block_zones))
         where = ", ".join(dict.fromkeys(_loc(d) for d, _, _, _ in entries))
-        t.set("log.zones", zones, None, f"log in the server blocks of {' '.join(zones)} ({where})")
+        t.set("log.zones", zones, first, f"log in the server blocks of {' '.join(zones)} ({where})")
     else:
         logged = {id(b) for _, b, _, _ in entries}
         quiet = [z for blk in t.blocks if id(blk) not in logged and blk.port == entries[0][1].port for z in blk.zones]  # fmt: skip
