@@ -50,9 +50,10 @@ Ahead = tuple[dict[int, Answer], list[bytes]]  # a name's answers by type, the n
 
 
 # Work done between two pauses of a ``Pacer``. A query that arrives during a slice waits for
-# the rest of it: the budget is about the most a slice adds to a query's latency (2 ms: the
-# p99 a probe saw during the abuse reload fell from ~8 to ~3 ms against 5 ms slices that ran
-# back to back; each pause costs the loop one pass, ~30 us).
+# the rest of it, so the budget (plus the longest step, ~3 ms) bounds what a render adds to a
+# query's wait; each pause costs the loop two passes, tens of microseconds. With the GC and
+# switch-interval changes of kdns.k8s.background, the abuse reload's probe p99 went from 11.6
+# to 5.2 ms in one run against 5 ms slices started back to back (benchmarks/results/reload.json).
 SLICE_BUDGET = 0.002
 
 

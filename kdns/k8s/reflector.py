@@ -17,6 +17,10 @@
   the API server may still serve (``Resource.fallbacks``) on a 404 for the version, so a
   Gateway API CRD of an older release (TLSRoute v1alpha2 before v1.5) is watched too. Each
   retry of an absent resource starts again from the newest.
+- A watch event is rendered before the next is read (events apply in order); a huge object
+  (a Service of thousands of endpoints) in slices with the loop serving queries between them
+  (``render``), its line parsed in a thread when over BIG_EVENT bytes. A relist applies its
+  differences in one batch, to stay atomic for readers.
 - Raw JSON all the way: requests go through kubernetes_asyncio's ``ApiClient`` (its
   authentication, TLS and aiohttp session) with ``_preload_content=False``, straight to the
   resource's path; no generated ``*Api`` class, no OpenAPI model object, per request or event.

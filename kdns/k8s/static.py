@@ -11,9 +11,10 @@ the two steps would empty the cluster (every name NXDOMAIN until the next poll).
 applied only when a second read, ``settle`` seconds later, finds the same content and nothing
 wrote the files in between (inode, size and mtime unchanged); otherwise the file was still being
 written, and the newer content is considered the same way. "Less" counts objects, endpoints and
-ports: a file cut short mid-write can parse with every object and fewer endpoints. Reloads are applied one object at a time, yielding to the event loop every few
-milliseconds, so a large manifest does not stop DNS while it is rendered (each object is swapped
-in whole: a query never sees half a Service).
+ports: a file cut short mid-write can parse with every object and fewer endpoints. Reloads are parsed in a thread (kdns.k8s.background.parsing) and applied one object at a time,
+a huge one in slices, with the event loop serving queries between slices of ~2 ms
+(kdns.authority.slices.Pacer), so a large manifest does not stop DNS while it is rendered
+(each name is swapped in whole: a query never sees half of a name's answers).
 
 A read with no objects at all is never applied: ``kubectl get ... > file`` that fails (no
 cluster, no credentials) leaves exactly an empty file, and applying it would empty the cluster.
