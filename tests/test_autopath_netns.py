@@ -132,8 +132,10 @@ class Network:
                 _run("ip", "-n", ns, "link", "set", "lo", "up")
             self.etc.mkdir(parents=True)
             search = " ".join(SEARCH)
+            # timeout:5 (glibc's default): the questions are counted, so a retransmission on
+            # a loaded test machine must not pass for a question of the walk.
             (self.etc / "resolv.conf").write_text(
-                f"nameserver {DNS_ADDR}\nsearch {search}\noptions ndots:5 attempts:2 timeout:2\n"
+                f"nameserver {DNS_ADDR}\nsearch {search}\noptions ndots:5 attempts:2 timeout:5\n"
             )
             (self.etc / "nsswitch.conf").write_text("hosts: files dns\n")
             (self.etc / "hosts").write_text("127.0.0.1 localhost\n")
