@@ -10,11 +10,9 @@ they are set (``Responder._memo_reset``). tests/test_reply_memo.py breaks when e
 
 from __future__ import annotations
 
-from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
 from kdns.dns.answer import Answer
-from kdns.server.meter import FAST_DURATION
 
 if TYPE_CHECKING:
     from kdns.server.wire import Responder
@@ -43,11 +41,17 @@ def remember(r: Responder, data: bytes, key: bytes, answer: Answer, registry: bo
     memo[data[2:]] = [registry, key, answer, answer.body, response[2:], r.qtype, None, None, None]  # fmt: skip
 
 
-def recalled(r: Responder, data: bytes, channel: int, entry: list[Any]) -> bytes:
-    """A memo hit: the client's ID + the kept reply, counted as a dict answer is, and
-    metered into the row kept with the entry (one per UDP channel)."""
-    started = perf_counter()
-    response = data[:2] + entry[M_REPLY]
+def holds(r: Responder, entry: list[Any]) -> bool:
+    """Whether ``entry`` may be served: its dict still maps its key to the same Answer, and
+    that Answer still holds the same body bytes (the invalidation story above)."""
+    answer = entry[M_ANSWER]
+    source = r.answers if entry[M_REGISTRY] else r.derived
+    return answer.body is entry[M_BODY] and source.get(entry[M_KEY]) is answer
+
+
+def recalled(r: Responder, data: bytes, entry: list[Any]) -> bytes:
+    """A memo hit: the client's ID + the kept reply, counted as a dict answer is (the caller
+    meters it, into the row the entry keeps: ``keep_row``)."""
     r.zone = entry[M_ANSWER].zone
     r.qtype = entry[M_QTYPE]
     r.keep = FOREVER
@@ -55,19 +59,10 @@ def recalled(r: Responder, data: bytes, channel: int, entry: list[Any]) -> bytes
         r.stats.answer_hits += 1
     else:
         r.stats.derived_hits += 1
-    meter = r.meter
-    if meter is not None:
-        row = entry[M_ROWS + channel]
-        if row is None or entry[M_METER] is not meter:
-            row = meter.rows.get(
-                (channel, r.qtype, r.zone, response[3] & 0x0F, len(data), len(response))
-            ) or meter.new_row(channel, r.qtype, r.zone, response[3] & 0x0F, len(data), len(response))  # fmt: skip
-            entry[M_ROWS + channel] = row
-            entry[M_METER] = meter
-        seconds = perf_counter() - started
-        row[0] += seconds
-        if seconds <= FAST_DURATION:
-            row[1] += 1
-        else:
-            meter.slow(row, seconds)
-    return response
+    return data[:2] + entry[M_REPLY]
+
+
+def keep_row(entry: list[Any], channel: int, meter: Any, row: list[float]) -> None:
+    """The meter row of ``entry``'s replies on ``channel`` (UDP4 or UDP6), kept with it."""
+    entry[M_ROWS + channel] = row
+    entry[M_METER] = meter

@@ -57,7 +57,7 @@ from kdns.server.query import (  # noqa: F401 (the protocols: imported from here
     Replier,
     Transfers,
 )
-from kdns.server.replymemo import FOREVER, M_ANSWER, M_BODY, M_KEY, M_REGISTRY, MEMO_MAX  # noqa: F401
+from kdns.server.replymemo import FOREVER, M_METER, M_ROWS, MEMO_MAX  # noqa: F401
 from kdns.server.stats import Stats
 
 Lookup = Callable[[bytes, int, int, bytes], Answer]  # name, qtype, qclass, question key
@@ -237,27 +237,32 @@ class Responder:
         """The response to one query: bytes, several messages (a zone transfer over TCP),
         ``DEFERRED`` (answered later through ``replier`` once an upstream replies; counted
         and logged then) or None (dropped)."""
-        memo = self._memo
-        if memo is not None and channel < TCP4:
-            entry = memo.get(data[2:])
-            if entry is not None:
-                answer = entry[M_ANSWER]
-                source = self.answers if entry[M_REGISTRY] else self.derived
-                if answer.body is entry[M_BODY] and source.get(entry[M_KEY]) is answer:
-                    return replymemo.recalled(self, data, channel, entry)
         meter = self.meter
-        if meter is None:
-            return self._respond(data, channel, peer, replier)
-        started = perf_counter()
-        response = self._respond(data, channel, peer, replier)
+        started = perf_counter() if meter is not None else 0.0
+        row = None
+        memo = self._memo
+        entry = memo.get(data[2:]) if memo is not None and channel < TCP4 else None
+        if entry is not None and replymemo.holds(self, entry):
+            response: bytes | list[bytes] | None = replymemo.recalled(self, data, entry)
+            if meter is None:
+                return response
+            row = entry[M_ROWS + channel]  # the entry keeps its rows: no key to build
+            if entry[M_METER] is not meter:
+                row = None
+        else:
+            entry = None
+            response = self._respond(data, channel, peer, replier)
+            if meter is None:
+                return response
         if response.__class__ is bytes:
             # Meter.record inlined (the call alone cost a third of the accounting): one row
             # per exact label set and sizes, a duration sum and a bucket count.
             seconds = perf_counter() - started
-            key = (channel, self.qtype, self.zone, response[3] & 0x0F, len(data), len(response))
-            row = meter.rows.get(key)
             if row is None:
-                row = meter.new_row(*key)
+                key = (channel, self.qtype, self.zone, response[3] & 0x0F, len(data), len(response))  # fmt: skip
+                row = meter.rows.get(key) or meter.new_row(*key)
+                if entry is not None:
+                    replymemo.keep_row(entry, channel, meter, row)
             row[0] += seconds
             if seconds <= FAST_DURATION:
                 row[1] += 1
