@@ -42,6 +42,20 @@ def _clients() -> list[socket.socket]:
     return clients
 
 
+async def _replies(clients: list[socket.socket], expected: set[int]) -> dict[int, dns.message.Message]:  # fmt: skip
+    """The replies the clients got (by index) once those ``expected`` are in, or after 5 s."""
+    got: dict[int, dns.message.Message] = {}
+    deadline = asyncio.get_running_loop().time() + 5
+    while set(got) != expected and asyncio.get_running_loop().time() < deadline:
+        await asyncio.sleep(0.02)
+        for index, client in enumerate(clients):
+            try:
+                got[index] = dns.message.from_wire(client.recv(4096))
+            except BlockingIOError:
+                pass
+    return got
+
+
 async def _one_batch(toml: str, tmp_path: object, questions: list[tuple[str, str]], **flags: object) -> list[dns.message.Message | None]:  # fmt: skip
     """Start kdns in process, send one question from each source before the loop runs (so
     one recvmmsg reads them all), and collect each client's reply (None: no reply)."""
@@ -55,16 +69,8 @@ async def _one_batch(toml: str, tmp_path: object, questions: list[tuple[str, str
     try:
         for client, (name, rdtype) in zip(clients, questions, strict=True):
             client.sendto(dns.message.make_query(name, rdtype).to_wire(), ("127.0.0.1", port))
-        replies: list[dns.message.Message | None] = [None] * len(clients)
-        deadline = asyncio.get_running_loop().time() + 5
-        while None in replies and asyncio.get_running_loop().time() < deadline:
-            await asyncio.sleep(0.02)
-            for index, client in enumerate(clients):
-                try:
-                    replies[index] = dns.message.from_wire(client.recv(4096))
-                except BlockingIOError:
-                    pass
-        return replies
+        got = await _replies(clients, set(range(len(clients))))
+        return [got.get(index) for index in range(len(clients))]
     finally:
         for client in clients:
             client.close()
@@ -148,16 +154,8 @@ async def test_a_datagram_without_reply_does_not_shift_the_others(transport: obj
                     data[2] |= 0x80  # QR: a response, never answered
                 client.sendto(bytes(data), ("127.0.0.1", port))
                 sent[index] = q
-            got: dict[int, dns.message.Message] = {}
-            deadline = asyncio.get_running_loop().time() + 5
             expected = {0, 2, 3} if round_ == 0 else {0, 1, 2, 3}
-            while set(got) != expected and asyncio.get_running_loop().time() < deadline:
-                await asyncio.sleep(0.02)
-                for index, client in enumerate(clients):
-                    try:
-                        got[index] = dns.message.from_wire(client.recv(4096))
-                    except BlockingIOError:
-                        pass
+            got = await _replies(clients, expected)
             assert set(got) == expected
             for index, reply in got.items():
                 assert reply.id == sent[index].id
