@@ -326,3 +326,19 @@ def test_the_parse_helper_gives_the_same_index_and_its_loss_falls_back(tmp_path:
     finally:
         if listsource._helper is not None:
             listsource._helper.close()
+
+
+@pytest.mark.parametrize("end", [b"\n", b"\r\n", b"\r"], ids=["lf", "crlf", "cr"])
+def test_a_download_is_read_line_by_line_as_splitlines_reads_it(end: bytes) -> None:
+    """A body's lines are read one at a time (not all made at once): the same rules as a
+    parse of ``body.splitlines()``, whatever the line ends, with or without a last one."""
+    from kdns.policy.blocklist import BlockList
+    from kdns.policy.listsource import Source, parse_source
+
+    lines = [b"# list", b"0.0.0.0 a.example b.example", b"||c.example^", b"@@||ok.c.example^", b"/^d[0-9]+\\./", b"bad name!", b"e.example"]  # fmt: skip
+    for body in (end.join(lines) + end, end.join(lines)):
+        got = parse_source(Source(None, "http://127.0.0.1/x", "auto"), body)
+        want = BlockList.parse("x", "x", "auto", "nxdomain", body.splitlines())
+        assert list(got.hashes) == list(want.hashes) and got.entries == want.entries == 6
+        assert got.skipped_by == want.skipped_by == {"invalid-name": 1}
+        assert got.exceptions == want.exceptions

@@ -148,11 +148,12 @@ def test_kdns_with_two_workers_downloads_each_list_once(tmp_path: Path, server: 
         f'[[blocklists]]\nname = "ads"\nurl = "{server.url("/hosts")}"\nrefresh = "1h"\n'
         '[[views]]\nname = "lan"\nnetworks = ["127.0.0.0/8"]\nblocklists = ["ads"]\n'
     )
-    before = set(glob.glob(f"{tempfile.gettempdir()}/kdns-lists-*"))
+    scratch = tmp_path / "tmp"  # kdns's TMPDIR: the shared directory is made here
+    scratch.mkdir()
     port = fixed_port()
     with Kdns(
         "--demo", "--config", str(config), "--workers", "2",
-        listen=False, env={"KDNS_LISTEN": f"{LOOPBACK}:{port}"},
+        listen=False, env={"KDNS_LISTEN": f"{LOOPBACK}:{port}", "TMPDIR": str(scratch)},
     ) as proc:  # fmt: skip
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
@@ -162,6 +163,6 @@ def test_kdns_with_two_workers_downloads_each_list_once(tmp_path: Path, server: 
         assert set(_blocked_from_many_ports(port, "x.ads.example.net")) == {"0.0.0.0"}
         assert len(server.requests) == 1, server.requests
         assert "from the copy the first process downloaded" in proc.log
-        created = set(glob.glob(f"{tempfile.gettempdir()}/kdns-lists-*")) - before
-        assert len(created) == 1
-    assert not (set(glob.glob(f"{tempfile.gettempdir()}/kdns-lists-*")) & created)
+        created = glob.glob(f"{scratch}/kdns-lists-*")
+        assert len(created) == 1 and glob.glob(f"{created[0]}/*.txt")  # the copy is there
+    assert glob.glob(f"{scratch}/kdns-lists-*") == []  # removed at exit

@@ -233,16 +233,21 @@ def test_readme_block_list_cost_is_benchmarks_results_lan_json() -> None:
     assert expected in text, (expected, text)
     assert f"512 KiB steps (the longest measured {figures['REBUILD_STEP']} ms, {figures['REBUILD_MS']} ms in all per 1M names" in text  # fmt: skip
     lag = json.loads((ROOT / "benchmarks" / "results" / "refresh_lag.json").read_text())
-    during, outside = lag["during_refresh"], lag["outside_refresh"]
 
     def ms(value: float) -> str:
         return f"{value:.1f}" if value >= 1 else f"{value:.2f}"
 
+    def trio(values: list[float]) -> str:
+        return " / ".join(ms(v) for v in values)
+
+    seconds = [run["refresh_seconds"] for run in lag["runs"]]
     assert (
-        f"during the refresh ({lag['refresh_seconds']:.1f} s) the loop woke p99 {ms(during['p99_ms'])} ms"
-        f" / max {ms(during['max_ms'])} ms late, against p99 {ms(outside['p99_ms'])} / max"
-        f" {ms(outside['max_ms'])} ms outside it in the same run"
+        f"three runs): during the refresh ({min(seconds):.1f}-{max(seconds):.1f} s) the loop woke p99"
+        f" {trio(lag['during_p99_ms'])} ms and at worst {trio(lag['during_max_ms'])} ms late,"
+        f" against p99 {trio(lag['outside_p99_ms'])} ms and at worst {trio(lag['outside_max_ms'])}"
+        " ms outside it in the same runs"
     ) in text
+    assert len(lag["runs"]) == 3 and lag["during_max_ms"] == [r["during_refresh"]["max_ms"] for r in lag["runs"]]  # fmt: skip
     assert lag["entries"] == 1_000_000 and lag["qps"] == 10_000
     assert (
         f"with no refresh, dnsperf p50 / p99 / max {figures['NR_P50']} / {figures['NR_P99']} /"

@@ -7,6 +7,7 @@ import asyncio
 import concurrent.futures
 import contextlib
 import os
+import sys
 import time
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -42,9 +43,26 @@ def paced_write(out: Any, data: bytes) -> None:
             time.sleep(PACE_PAUSE)
 
 
+SWITCH_INTERVAL = 0.0005  # the interpreter's thread switch interval while a job runs
+_running = 0
+_restore: list[float] = []
+
+
 async def in_background(func: Callable[..., T], *args: Any) -> T:
-    """``func(*args)`` in the list thread (created on first use, idle priority)."""
-    global _background
+    """``func(*args)`` in the list thread (created on first use, idle priority). While it
+    runs, the interpreter hands the GIL over every 0.5 ms instead of 5: urllib's Python code
+    between reads held it up to the full 5 ms, and the loop woke 6-11 ms late at the start of
+    a download (benchmarks/refresh_lag.py)."""
+    global _background, _running
     if _background is None:
         _background = concurrent.futures.ThreadPoolExecutor(1, "kdns-lists", _lower_this_thread)  # fmt: skip
-    return await asyncio.get_running_loop().run_in_executor(_background, func, *args)
+    if _running == 0:
+        _restore.append(sys.getswitchinterval())
+        sys.setswitchinterval(min(SWITCH_INTERVAL, _restore[-1]))
+    _running += 1
+    try:
+        return await asyncio.get_running_loop().run_in_executor(_background, func, *args)
+    finally:
+        _running -= 1
+        if _running == 0:
+            sys.setswitchinterval(_restore.pop())
