@@ -6,9 +6,10 @@ The real App runs in this process (the benchmark cluster from workload.py, a vie
 beside it in the same event loop a probe task sleeps 1 ms at a time and records how late each
 wake-up is: a late wake-up is the loop waiting (a step holding the GIL or running on the loop).
 Every step of the refresh is timed where it runs (the download and the copy on disk in their
-threads; the fork, the pipe read and the unpickle of the parse; the views swapped in; each
-garbage collection, by gc.callbacks), and each late wake-up is put beside the steps it
-overlapped. dnsperf (if installed) sends ``--qps`` queries a second from CPU 1 the whole time,
+threads; the parse, from the request to the parse helper to its reply; a fork of this process,
+if one happens; the views swapped in; each garbage collection, by gc.callbacks), and each late
+wake-up is put beside the steps it overlapped; the pod's memory (PSS of this process and its
+children) is sampled from another process. dnsperf (if installed) sends ``--qps`` queries a second from CPU 1 the whole time,
 this process is pinned to CPU 0, as benchmarks/lan.py pins kdns.
 
     .venv/bin/python benchmarks/refresh_lag.py                     # 1M lines, 10,000 qps, 3 runs

@@ -1,7 +1,8 @@
 """Block lists as Blocky and AdGuard Home users have them, at 1M rules.
 
 Storage: one 64-bit hash per listed name (Python's ``hash`` of the lowercased wire name, which
-is stable within a process; each process of ``--workers`` loads its own lists), sorted in an
+is stable within a process and its forks: the parse child computes what lookups here compute;
+each process of ``--workers`` indexes its lists itself), sorted in an
 ``array('Q')``, plus an index of where each 16-bit hash prefix starts. 1M names take 8 MiB
 and 256 KiB of index; the text of the names is never kept. A lookup hashes each suffix of the
 query name (``ads.tracker.example.com``, ``tracker.example.com``, ``example.com``, ``com``) and

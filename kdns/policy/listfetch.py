@@ -13,10 +13,11 @@ is too large, or is smaller than ``min_share`` of the last good one (a truncated
 error page served as 200) keeps the last good list, with one log line and
 ``kdns_blocklist_refresh_total{list,result}``.
 
-Parsing runs in a child process forked for it (``parse_off_loop``): it returns the compact
-index (8 MiB of hashes per 1M names) through a pipe, so the serving process never holds the
-GIL for the parse; the new index is swapped in by the app in one step of the event loop (views
-rebuilt, killer mode's wire cache invalidated with them). A file list is re-read
+Parsing runs in a child of the parse helper (``parse_off_loop``, kdns.policy.listsource): it
+returns the compact index (8 MiB of hashes per 1M names), so the serving process never holds
+the GIL for the parse; downloads and the copies on disk go through an idle-priority thread
+(kdns.policy.listthread); the new index is swapped in by the app in one step of the event
+loop (views rebuilt, killer mode's wire cache invalidated with them). A file list is re-read
 when its (inode, mtime, size) moves, as before.
 
 With ``--workers`` one process downloads: the first (kdns.server.workers calls

@@ -1,5 +1,6 @@
 """A list source (a file or a URL, read in one format) and its parse, off the event loop: in a
-child process forked for it, else in a thread."""
+child of the parse helper (a process forked once at start), else in a child forked for it,
+else in a thread; the index comes back as raw bytes and is rebuilt in slices on the loop."""
 
 from __future__ import annotations
 
