@@ -9,6 +9,7 @@ be right if the memo let go of the first; each names the check whose removal bre
 
 from __future__ import annotations
 
+import dns.edns
 import dns.message
 import dns.rcode
 import dns.rdatatype
@@ -141,15 +142,24 @@ def test_a_new_udp_size_reaches_remembered_replies() -> None:
     assert ask(r, query(WEB, edns=True)).payload == 4096
 
 
-def test_queries_with_edns_options_are_not_remembered() -> None:
-    """A client cookie makes the bytes one client's: such queries never fill the memo."""
+def test_a_client_cookie_shares_the_entry_of_the_same_query_without_it() -> None:
+    """RFC 7873: a server that does not do cookies answers as if the option were absent, so
+    a one-cookie query (dig's default) is kept under the bare query's key; other options
+    never fill the memo (they would make each entry one client's)."""
     registry = make()
     registry.upsert(svc("web", "10.0.0.1"))
     r = responder(registry)
-    q = dns.message.make_query(WEB, "A", use_edns=0, options=[dns.edns.GenericOption(10, b"\x01" * 8)])  # fmt: skip
-    for _ in range(3):
-        assert addresses(dns.message.from_wire(r.respond(q.to_wire()))) == ["10.0.0.1"]  # type: ignore[arg-type]
-    assert r._memo == {}
+    bare = query(WEB, edns=True)
+    cookie = dns.message.make_query(WEB, "A", use_edns=0, options=[dns.edns.GenericOption(10, b"\x01" * 8)])  # fmt: skip
+    cookie.id = 7
+    other = dns.message.make_query(WEB, "A", use_edns=0, options=[dns.edns.GenericOption(3, b"")])  # fmt: skip
+    other.id = 7
+    first = r.respond(cookie.to_wire())
+    assert r._memo is not None and list(r._memo) == [bare[2:]]
+    assert r.respond(bare) == first == r.respond(cookie.to_wire())
+    assert isinstance(first, bytes) and addresses(dns.message.from_wire(first)) == ["10.0.0.1"]
+    assert r.respond(other.to_wire()) == first
+    assert list(r._memo) == [bare[2:]]
 
 
 def test_tcp_is_never_answered_from_the_memo() -> None:

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 
 FOREVER = float("inf")  # Responder.keep for replies that change only when their data does
 MEMO_MAX = 16384  # entries; then the memo starts afresh
+COOKIE_OPTION = b"\x00\x0a\x00\x08"  # EDNS option code 10 (COOKIE), 8 bytes: a client cookie
 # The fields of an entry.
 M_REGISTRY, M_KEY, M_ANSWER, M_BODY, M_REPLY, M_QTYPE, M_ROWS, M_METER = 0, 1, 2, 3, 4, 5, 6, 8
 
@@ -27,18 +28,35 @@ def remember(r: Responder, data: bytes, key: bytes, answer: Answer, registry: bo
     """Keep a pre-rendered answer's reply (``response``) by the query's bytes after its ID.
 
     Only replies the registry gives every client alike get here (no ACL, views, rewrite,
-    autopath or template configured: ``Responder._memo_reset``; no rotation; UDP), and only
-    queries without EDNS options (a client cookie would make every entry one client's).
+    autopath or template configured: ``Responder._memo_reset``; no rotation; UDP).
     Bounded: MEMO_MAX entries, then it starts afresh, so a flood of names costs an insert
     each and nothing more."""
-    if len(data) > qend + 11:
-        return  # EDNS options (a cookie): this client's bytes alone
     memo = r._memo
     if memo is None:
         return
+    memo_key = key_of(data, qend)
+    if memo_key is None:
+        return
     if len(memo) >= MEMO_MAX:
         memo.clear()
-    memo[data[2:]] = [registry, key, answer, answer.body, response[2:], r.qtype, None, None, None]  # fmt: skip
+    memo[memo_key] = [registry, key, answer, answer.body, response[2:], r.qtype, None, None, None]  # fmt: skip
+
+
+def key_of(data: bytes, qend: int) -> bytes | None:
+    """The memo key of a query: its bytes after the ID. A query whose OPT record carries one
+    client COOKIE (RFC 7873 4.1: code 10, 8 bytes; dig sends one by default) is the same
+    query without it: kdns acts on no cookie and answers both alike, so it gets that query's
+    key and shares its entry. Other options: None (never kept: they would make every entry
+    one client's, and kdns's reply does not depend on them, but they are rare)."""
+    if len(data) == qend + 11 or len(data) == qend:
+        return data[2:]
+    if (
+        len(data) == qend + 23
+        and data[qend : qend + 3] == b"\x00\x00\x29"  # an OPT record, root-owned
+        and data[-14:-8] == b"\x00\x0c" + COOKIE_OPTION
+    ):
+        return data[2:-14] + b"\x00\x00"
+    return None
 
 
 def holds(r: Responder, entry: list[Any]) -> bool:
