@@ -46,8 +46,11 @@ A hostname is served only inside a configured gateway zone. Route wildcards
 number of labels below their suffix, even below a name that exists (the resolver asks
 ``wildcard_for``); a more specific name or wildcard always wins.
 
+One route attached through several parents answers the addresses of all of them (external-dns
+combines and de-duplicates the targets of every parent Gateway; IPs over a CNAME).
+
 Conflicts: claims that answer the same records agree (two routes behind one Gateway are the
-normal case). When they differ, one claim wins, deterministically: Gateway API routes before
+normal case). When different claimants' answers differ, one claimant wins, deterministically: Gateway API routes before
 Gateways before Ingresses before Services (HTTPRoute, GRPCRoute, TLSRoute, TCPRoute, UDPRoute,
 Gateway, Ingress, Service), then by the claimant's namespace/name, then by the Gateway's
 namespace/name; the others are logged once.

@@ -52,6 +52,28 @@ def passes(claim: Claim, classes: Classes) -> bool:
     return True
 
 
+def winning(claims: Iterable[Claim], classes: Classes) -> Claim | None:
+    """The claim that answers under ``classes``: the first that passes them, with the addresses
+    of its claimant's other passing claims added. A route attached through several parents
+    answers every parent's addresses (external-dns docs/sources/gateway.md: "The targets from
+    each parent Gateway matching the *Route are then combined and de-duplicated"; k8s_gateway
+    answers every Gateway's too). A CNAME cannot sit beside addresses (RFC 1034 3.6.2): when
+    one parent has IPs, the IPs answer; when none has, the first claim's CNAME."""
+    first: Claim | None = None
+    answer: set[tuple[int, bytes]] = set()
+    for claim in claims:
+        if not passes(claim, classes):
+            continue
+        if first is None:
+            first = claim
+        elif claim.order[:2] != first.order[:2] or claim.answer == first.answer:
+            continue
+        answer.update(r for r in claim.answer if r[0] != CNAME)
+    if first is None or not answer or set(first.answer) == answer:
+        return first
+    return first._replace(answer=tuple(sorted(answer)))
+
+
 def address_answer(ips: Iterable[str], hostnames: Iterable[str]) -> Answer:
     """A/AAAA for ``ips``; none: a CNAME to the first of ``hostnames`` (a load balancer's)."""
     records = sorted({rdata_address(ip) for ip in ips})

@@ -14,7 +14,7 @@ import logging
 from collections.abc import Iterable, Mapping
 
 from kdns.authority.gateway.attach import NAMESPACE_NAME_LABEL
-from kdns.authority.gateway.claims import Claim, Classes, Source, claims_of, passes
+from kdns.authority.gateway.claims import Claim, Classes, Source, claims_of, passes, winning
 from kdns.authority.gateway.overlay import WILDCARD, Overlay, wildcard_in
 from kdns.authority.gateway.settings import GatewaySettings
 from kdns.authority.zones import ZoneSet
@@ -320,7 +320,7 @@ class GatewayTable:
 
     @staticmethod
     def _first(claims: list[Claim], classes: Classes) -> Claim | None:
-        return next((c for c in claims if passes(c, classes)), None)
+        return winning(claims, classes)
 
     def winner(self, name: bytes) -> Claim | None:
         """The claim that answers ``name`` under [gateway]'s class filters."""
@@ -357,11 +357,12 @@ class GatewayTable:
         """The records ``name`` answers: the winning claim's (see the module docstring)."""
         filters = self.filters
         claims = [c for c in self.candidates(name) if passes(c, filters)]
-        if not claims:
+        winner = winning(claims, filters)
+        if winner is None:
             self.ttls.pop(name, None)
             return {}
-        winner = claims[0]
-        losers = [c for c in claims[1:] if c.answer != winner.answer]
+        # The winner's claimant's other parents are in its answer: not conflicts.
+        losers = [c for c in claims if c.order[:2] != winner.order[:2] and c.answer != winner.answer]  # fmt: skip
         if losers:
             self._log_conflict(name, winner, losers)
         ttl = winner.ttl if winner.ttl >= 0 else self.settings.ttl

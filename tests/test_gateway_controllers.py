@@ -1,0 +1,219 @@
+"""Gateway zones fed objects as controllers write them: Envoy Gateway, Istio, Cilium, NGINX
+Gateway Fabric, Traefik and kgateway status blocks (several parents and controllers on one route,
+observedGeneration, listener status arrays, conditions with reasons, status parentRefs spelled
+out or copied as the spec wrote them), Ingresses and LoadBalancer Services with the annotations
+users write. Each case names the Gateway API rule or the external-dns / k8s_gateway behaviour it
+checks. The objects are written here by hand, not by tests/k8sapi.py's helpers, so that their
+shapes are the controllers' and not kdns's own idea of them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tests.test_gateway import ZONE, a, ask, load, registry
+
+JSON = dict[str, Any]
+GROUP = "gateway.networking.k8s.io"
+EG = "gateway.envoyproxy.io/gatewayclass-controller"
+ISTIO = "istio.io/gateway-controller"
+CILIUM = "io.cilium/gateway-controller"
+NGF = "gateway.nginx.org/nginx-gateway-controller"
+TRAEFIK = "traefik.io/gateway-controller"
+KGATEWAY = "kgateway.dev/kgateway"
+CLASSES = {"eg": EG, "istio": ISTIO, "cilium": CILIUM, "nginx": NGF, "traefik": TRAEFIK, "kgateway": KGATEWAY}  # fmt: skip
+
+
+def condition(kind: str, ok: bool, generation: int = 1, reason: str = "") -> JSON:
+    return {
+        "type": kind,
+        "status": "True" if ok else "False",
+        "reason": reason or (kind if ok else "Invalid"),
+        "message": "",
+        "lastTransitionTime": "2026-12-01T10:00:00Z",
+        "observedGeneration": generation,
+    }
+
+
+def gatewayclass(name: str) -> JSON:
+    return {
+        "apiVersion": f"{GROUP}/v1",
+        "kind": "GatewayClass",
+        "metadata": {"name": name, "generation": 1},
+        "spec": {"controllerName": CLASSES[name]},
+        "status": {
+            "conditions": [condition("Accepted", True), condition("SupportedVersion", True)]
+        },  # fmt: skip
+    }
+
+
+def listener(name: str, protocol: str = "HTTP", port: int = 80, hostname: str = "", allowed: str = "All") -> JSON:  # fmt: skip
+    out: JSON = {"name": name, "protocol": protocol, "port": port}
+    if hostname:
+        out["hostname"] = hostname
+    out["allowedRoutes"] = {"namespaces": {"from": allowed}}
+    return out
+
+
+def gateway(ns: str, name: str, cls: str, addresses: list[JSON], listeners: list[JSON], **extra: Any) -> JSON:  # fmt: skip
+    """A Gateway with the status its controller writes: addresses, Accepted/Programmed, and a
+    status.listeners entry per listener (supportedKinds, attachedRoutes, conditions)."""
+    gen = extra.pop("generation", 1)
+    return {
+        "apiVersion": f"{GROUP}/v1",
+        "kind": "Gateway",
+        "metadata": {
+            "namespace": ns,
+            "name": name,
+            "generation": gen,
+            **extra.pop("metadata", {}),
+        },  # fmt: skip
+        "spec": {"gatewayClassName": cls, "listeners": listeners, **extra.pop("spec", {})},
+        "status": {
+            "addresses": addresses,
+            "conditions": [condition("Accepted", True, gen), condition("Programmed", True, gen)],
+            "listeners": [
+                {
+                    "name": item["name"],
+                    "attachedRoutes": 1,
+                    "supportedKinds": [
+                        {"group": GROUP, "kind": "HTTPRoute"},
+                        {"group": GROUP, "kind": "GRPCRoute"},
+                    ],  # fmt: skip
+                    "conditions": [
+                        condition("Accepted", True, gen),
+                        condition("Programmed", True, gen),
+                        condition("ResolvedRefs", True, gen),
+                    ],  # fmt: skip
+                }
+                for item in listeners
+            ],
+        },
+    }
+
+
+def ip(value: str) -> JSON:
+    return {"type": "IPAddress", "value": value}
+
+
+def parent_status(controller: str, ref: JSON, *conditions: JSON) -> JSON:
+    return {"controllerName": controller, "parentRef": ref, "conditions": list(conditions)}
+
+
+def httproute(ns: str, name: str, hostnames: list[str] | None, refs: list[JSON], parents: list[JSON], generation: int = 1, annotations: JSON | None = None) -> JSON:  # fmt: skip
+    route: JSON = {
+        "apiVersion": f"{GROUP}/v1",
+        "kind": "HTTPRoute",
+        "metadata": {
+            "namespace": ns,
+            "name": name,
+            "generation": generation,
+            "annotations": annotations or {},
+        },  # fmt: skip
+        "spec": {"parentRefs": refs, "rules": [{"backendRefs": [{"name": name, "port": 80}]}]},
+        "status": {"parents": parents},
+    }
+    if hostnames is not None:
+        route["spec"]["hostnames"] = hostnames
+    return route
+
+
+def spelled(ns: str, name: str, **more: Any) -> JSON:
+    """A status parentRef as NGINX Gateway Fabric and Cilium write it: group, kind and namespace
+    spelled out although the spec left them to their defaults."""
+    return {"group": GROUP, "kind": "Gateway", "namespace": ns, "name": name, **more}
+
+
+def cluster() -> list[JSON]:
+    """Three Gateways of three controllers: Envoy Gateway (HTTP + HTTPS *.zone), Istio, Cilium
+    (dual-stack)."""
+    return [
+        *(gatewayclass(c) for c in CLASSES),
+        gateway(
+            "infra",
+            "eg",
+            "eg",
+            [ip("192.168.1.10")],
+            [listener("http"), listener("https", "HTTPS", 443, f"*.{ZONE}")],
+        ),  # fmt: skip
+        gateway("istio-system", "istio", "istio", [ip("192.168.1.20")], [listener("http")]),
+        gateway(
+            "infra", "cilium", "cilium", [ip("192.168.1.30"), ip("fd00::30")], [listener("http")]
+        ),  # fmt: skip
+    ]
+
+
+# --- several parents, several controllers ---------------------------------------------------------
+
+
+def test_route_through_two_accepted_gateways_answers_both() -> None:
+    # external-dns docs/sources/gateway.md, "Targets": "The targets from each parent Gateway
+    # matching the *Route are then combined and de-duplicated"; k8s_gateway answers the
+    # addresses of every Gateway a route resolves to. One route on Envoy Gateway's and
+    # Cilium's Gateways (each controller writes its own status.parents entry) answers all
+    # three addresses, and no conflict is logged for it.
+    route = httproute(
+        "apps",
+        "web",
+        [f"web.{ZONE}"],
+        [{"name": "eg", "namespace": "infra"}, {"name": "cilium", "namespace": "infra"}],
+        [
+            parent_status(
+                EG,
+                {"name": "eg", "namespace": "infra"},
+                condition("Accepted", True),
+                condition("ResolvedRefs", True),
+            ),  # fmt: skip
+            parent_status(
+                CILIUM,
+                spelled("infra", "cilium"),
+                condition("Accepted", True, reason="Accepted"),
+                condition("ResolvedRefs", True),
+            ),  # fmt: skip
+        ],
+    )
+    reg = registry()
+    load(reg, *cluster(), route)
+    assert a(reg, f"web.{ZONE}") == ["192.168.1.10", "192.168.1.30", "fd00::30"]
+    reply = ask(reg, f"web.{ZONE}", "AAAA")
+    assert [r.to_text() for rrset in reply.answer for r in rrset] == ["fd00::30"]
+    # Only the accepted parents count: Cilium says NotAllowedByListeners -> Envoy's alone.
+    route["status"]["parents"][1]["conditions"][0] = condition("Accepted", False, reason="NotAllowedByListeners")  # fmt: skip
+    load(reg, route)
+    assert a(reg, f"web.{ZONE}") == ["192.168.1.10"]
+
+
+def test_two_parents_one_hostname_only_gateway_answers_the_addresses() -> None:
+    # Combining a Gateway with IPs and one whose status.addresses is only a Hostname: a CNAME
+    # cannot sit beside A records (RFC 1034 3.6.2), so the IPs answer.
+    reg = registry()
+    load(
+        reg,
+        *cluster(),
+        gateway(
+            "infra",
+            "aws",
+            "eg",
+            [{"type": "Hostname", "value": "k8s-infra-aws.elb.example.net"}],
+            [listener("http")],
+        ),  # fmt: skip
+        httproute(
+            "apps",
+            "web",
+            [f"web.{ZONE}"],
+            [{"name": "aws", "namespace": "infra"}, {"name": "eg", "namespace": "infra"}],
+            [
+                parent_status(EG, spelled("infra", "aws"), condition("Accepted", True)),
+                parent_status(EG, spelled("infra", "eg"), condition("Accepted", True)),
+            ],  # fmt: skip
+        ),
+        httproute(
+            "apps",
+            "only",
+            [f"only.{ZONE}"],
+            [{"name": "aws", "namespace": "infra"}],
+            [parent_status(EG, spelled("infra", "aws"), condition("Accepted", True))],
+        ),
+    )
+    assert a(reg, f"web.{ZONE}") == ["192.168.1.10"]
+    reply = ask(reg, f"only.{ZONE}")
+    assert [rrset.rdtype for rrset in reply.answer] == [5]  # CNAME alone
