@@ -5,7 +5,7 @@ slices.
 
 The loop is measured in CPU time of its own thread between two turns of a 1 ms ticker task, not
 wall time: this shared machine preempts the process for tens of milliseconds whatever kdns does,
-and the parse in a thread (kdns.k8s.reflector.BIG_EVENT) is not the loop's work. Rendered in
+and the parse in a thread (kdns.k8s.watchstream.BIG_EVENT) is not the loop's work. Rendered in
 one step, the object cost the loop one turn of 0.2-0.9 s here.
 """
 
@@ -29,6 +29,7 @@ from kdns.k8s.client import api_client
 from kdns.k8s.cluster import ClusterSource
 from kdns.k8s.objects import slim
 from kdns.k8s.static import apply_all
+from kdns.k8s.watchstream import MAX_LINE, lines
 from kdns.server.wire import Responder
 from tests.k8sapi import K8sApi, endpointslice, namespace, service
 
@@ -198,3 +199,37 @@ async def test_events_after_a_huge_one_apply_in_order(api: K8sApi, tmp_path: Pat
         empty = Registry(ZoneSet.build("cluster.local", (), 5))
         apply_all(empty, [o for o in (slim(raw) for raw in base()) if o])
         assert set(registry._names) - set(empty._names) == set()
+
+
+class _Chunks:
+    """What ``lines`` reads: the chunks a response body arrived in."""
+
+    def __init__(self, *chunks: bytes) -> None:
+        self.chunks = chunks
+
+    async def iter_any(self) -> AsyncIterator[bytes]:
+        for chunk in self.chunks:
+            yield chunk
+
+
+async def _read(*chunks: bytes) -> list[bytes]:
+    return [line async for line in lines(_Chunks(*chunks))]  # type: ignore[arg-type]
+
+
+async def test_watch_lines_are_cut_at_newlines_whatever_the_chunks() -> None:
+    """The Kubernetes watch is one JSON event per line ("API concepts", efficient detection
+    of changes), in whatever chunks the transport delivers."""
+    assert await _read(b'{"a":1}\n{"b"', b":2}\n", b'{"c":3}\n{"d":4}\n') == [
+        b'{"a":1}',
+        b'{"b":2}',
+        b'{"c":3}',
+        b'{"d":4}',
+    ]
+    assert await _read(b"x" * 1000, b"y" * 1000, b"\n") == [b"x" * 1000 + b"y" * 1000]
+    assert await _read(b"last line, no newline") == [b"last line, no newline"]
+    assert await _read(b"\n\nz\n") == [b"", b"", b"z"]
+
+
+async def test_a_watch_line_past_the_cap_is_an_error() -> None:
+    with pytest.raises(ValueError, match="longer than"):
+        await _read(*([b"x" * (1 << 20)] * ((MAX_LINE >> 20) + 1)))

@@ -101,21 +101,16 @@ class GradualFlush(NameTable):
 
     @contextmanager
     def deferred(self) -> Iterator[None]:
-        """Group changes like ``batch``, leaving them for ``flush_steps`` or
-        ``flush_gradually`` (or the next flush) instead of rendering them at the end."""
+        """Group changes like ``batch``, leaving them for ``flush_steps`` (or the next
+        flush) instead of rendering them at the end."""
         self._batch += 1
         try:
             yield
         finally:
             self._batch -= 1
 
-    async def flush_gradually(self, pacer: Pacer | None = None) -> None:
-        """``flush_steps`` on the event loop, paced by ``pacer`` (see ``Pacer``), so one huge
-        object never stalls the queries served beside it."""
-        await (pacer or Pacer()).run(self.flush_steps())
-
     def flush_steps(self) -> Iterator[None]:
-        """``flush`` in slices, for a driver that lets queries in between (``flush_gradually``).
+        """``flush`` in slices, for a driver that lets queries in between (``Pacer.run``).
 
         Small owners are flushed at once, as by ``flush``. An owner of more than GRADUAL_NAMES
         names or endpoints (a Service with thousands of endpoints) is rendered in slices (the

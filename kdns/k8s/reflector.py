@@ -36,7 +36,7 @@ import json
 import logging
 import random
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -44,8 +44,7 @@ from typing import Any
 import aiohttp
 
 from kdns.authority.registry import Registry
-from kdns.authority.slices import Pacer
-from kdns.k8s.background import parsing, quiet_gc
+from kdns.k8s.background import parsing
 from kdns.k8s.kube import ApiClient
 from kdns.k8s.objects import (
     slim_endpointslice,
@@ -62,6 +61,7 @@ from kdns.k8s.objects import (
     slim_tlsroute,
     slim_udproute,
 )
+from kdns.k8s.watchstream import BIG_EVENT, lines, render
 from kdns.model import EndpointSlice, KubeObject
 
 log = logging.getLogger("kdns.reflector")
@@ -71,11 +71,6 @@ Raw = dict[str, Any]
 # EndpointSlice annotation the endpoints controller sets to the time of the change that
 # triggered it (CoreDNS uses it for kubernetes_dns_programming_duration_seconds).
 TRIGGER_TIME = "endpoints.kubernetes.io/last-change-trigger-time"
-
-
-# A watch line (one object) longer than this is parsed and slimmed in a thread: a 10,000-endpoint
-# EndpointSlice is 0.6 MB of JSON, 30-50 ms of parsing; a normal object is a few hundred bytes.
-BIG_EVENT = 64 * 1024
 
 
 class Gone(Exception):
@@ -277,49 +272,6 @@ class _Listing:
             log.info(
                 "%s: relist applied %d changes, %d deletions", self.kind, len(changed), len(gone)
             )
-
-
-_DONE = object()
-MAX_LINE = 64 << 20  # one watch event; etcd stores objects of 1.5 MiB at most by default
-
-
-async def _lines(content: aiohttp.StreamReader) -> AsyncIterator[bytes]:
-    """The watch stream's lines (one JSON event each), joined once from the chunks they came
-    in: aiohttp's readline appends each chunk to what it has (``chunk += data``), quadratic in
-    the chunks of a line: 10-14 ms of one loop turn for a 0.6 MB event."""
-    parts: list[bytes] = []
-    size = 0
-    async for data in content.iter_any():
-        start = 0
-        while (end := data.find(b"\n", start)) != -1:
-            parts.append(data[start:end])
-            yield b"".join(parts)
-            parts, size = [], 0
-            start = end + 1
-        if start < len(data):
-            parts.append(data[start:])
-            size += len(data) - start
-            if size > MAX_LINE:
-                raise ValueError(f"a watch event longer than {MAX_LINE} bytes")
-    if parts:
-        yield b"".join(parts)
-
-
-async def render(registry: Registry) -> None:
-    """Render what changed: small owners at once (as ``flush``), a huge one (a Service of
-    thousands of endpoints) in slices with the loop serving queries between them, instead of
-    one step of 0.2-0.9 s. The next event waits for it: events still apply in order. GC paused
-    meanwhile (kdns.k8s.background.quiet_gc)."""
-    steps = registry.flush_steps()
-    if next(steps, _DONE) is _DONE:
-        return  # nothing big: flushed at once
-    with quiet_gc():
-        try:
-            await Pacer().run(steps)
-        except asyncio.CancelledError:
-            for _ in steps:  # stopped mid-render: finish at once, never half committed
-                pass
-            raise
 
 
 class Reflector:
@@ -548,7 +500,7 @@ class Reflector:
         started = time.monotonic()
         events = 0
         try:
-            async for line in _lines(response.content):
+            async for line in lines(response.content):
                 if line.strip():
                     if len(line) > BIG_EVENT:
                         with parsing():
