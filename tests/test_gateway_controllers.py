@@ -217,3 +217,104 @@ def test_two_parents_one_hostname_only_gateway_answers_the_addresses() -> None:
     assert a(reg, f"web.{ZONE}") == ["192.168.1.10"]
     reply = ask(reg, f"only.{ZONE}")
     assert [rrset.rdtype for rrset in reply.answer] == [5]  # CNAME alone
+
+
+# --- Ingresses and LoadBalancer Services as users write them ---------------------------------------
+
+
+def ingress(ns: str, name: str, hosts: list[str], lb: list[JSON], **spec: Any) -> JSON:
+    backend = {"service": {"name": name, "port": {"number": 80}}}
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "Ingress",
+        "metadata": {
+            "namespace": ns,
+            "name": name,
+            "generation": 1,
+            "annotations": spec.pop("annotations", {}),
+        },  # fmt: skip
+        "spec": {
+            "ingressClassName": "nginx",
+            "rules": [
+                {
+                    "host": h,
+                    "http": {"paths": [{"path": "/", "pathType": "Prefix", "backend": backend}]},
+                }
+                for h in hosts
+            ],  # fmt: skip
+            **spec,
+        },
+        "status": {"loadBalancer": {"ingress": lb}},
+    }
+
+
+def test_ingress_tls_hosts_are_published() -> None:
+    # external-dns source/ingress.go endpointsFromIngress: the hosts of spec.tls[].hosts are
+    # published beside spec.rules[].host unless --ignore-ingress-tls-spec (off by default);
+    # ingress-hostname-source: defined-hosts-only keeps them (they are defined hosts),
+    # annotation-only drops them.
+    tls = [{"hosts": [f"app.{ZONE}", f"www.app.{ZONE}"], "secretName": "app-tls"}]
+    lb = [{"ip": "192.168.2.4", "ipMode": "VIP", "ports": [{"port": 443, "protocol": "TCP"}]}]
+    reg = registry()
+    load(reg, ingress("apps", "app", [f"app.{ZONE}"], lb, tls=tls))
+    assert a(reg, f"app.{ZONE}") == a(reg, f"www.app.{ZONE}") == ["192.168.2.4"]
+    hostname = {"external-dns.alpha.kubernetes.io/hostname": f"alias.{ZONE}"}
+    for source, answered in (("defined-hosts-only", True), ("annotation-only", False)):
+        annotations = {**hostname, "external-dns.alpha.kubernetes.io/ingress-hostname-source": source}  # fmt: skip
+        reg = registry()
+        load(reg, ingress("apps", "app", [f"app.{ZONE}"], lb, tls=tls, annotations=annotations))
+        assert a(reg, f"www.app.{ZONE}") == (["192.168.2.4"] if answered else [])
+        assert a(reg, f"alias.{ZONE}") == ([] if answered else ["192.168.2.4"])
+
+
+def service(ns: str, name: str, lb: list[JSON], annotations: JSON, **spec: Any) -> JSON:
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"namespace": ns, "name": name, "annotations": annotations},
+        "spec": {
+            "type": "LoadBalancer",
+            "clusterIP": "10.96.0.5",
+            "clusterIPs": ["10.96.0.5"],
+            "ports": [
+                {
+                    "name": "http",
+                    "port": 80,
+                    "protocol": "TCP",
+                    "targetPort": 8080,
+                    "nodePort": 31080,
+                }
+            ],  # fmt: skip
+            **spec,
+        },
+        "status": {"loadBalancer": {"ingress": lb}},
+    }
+
+
+def test_load_balancer_service_external_ips_win() -> None:
+    # external-dns source/service.go extractLoadBalancerTargets: a LoadBalancer Service with
+    # spec.externalIPs publishes those, not its status.loadBalancer.ingress (a bare-metal LB
+    # that fronts the Service at addresses the cluster was told about).
+    hostname = {"external-dns.alpha.kubernetes.io/hostname": f"nas.{ZONE}"}
+    reg = registry()
+    load(
+        reg,
+        service(
+            "apps",
+            "nas",
+            [{"ip": "192.168.3.1", "ipMode": "VIP"}],
+            hostname,
+            externalIPs=["192.168.3.99"],
+        ),  # fmt: skip
+        service("apps", "web", [{"ip": "192.168.3.2"}], {"coredns.io/hostname": f"web.{ZONE}"}),
+        service(
+            "apps",
+            "cn",
+            [{"hostname": "k8s-apps-cn.elb.example.net"}],
+            {"external-dns.kubernetes.io/hostname": f"cn.{ZONE}"},
+            externalIPs=["192.168.3.98"],
+        ),  # fmt: skip
+    )
+    assert a(reg, f"nas.{ZONE}") == ["192.168.3.99"]
+    assert a(reg, f"web.{ZONE}") == ["192.168.3.2"]  # no externalIPs: the load balancer's
+    assert a(reg, f"cn.{ZONE}") == ["192.168.3.98"]  # over the load balancer's hostname

@@ -256,6 +256,11 @@ def slim_ingress(raw: Raw) -> Ingress:
     annotations = (raw.get("metadata") or EMPTY).get("annotations") or EMPTY
     ingress_class = spec.get("ingressClassName") or annotations.get(INGRESS_CLASS_ANNOTATION)
     hosts = valid_hostnames([r.get("host") for r in rules], "Ingress", key, "spec.rules[].host")
+    # external-dns publishes spec.tls[].hosts too (source/ingress.go endpointsFromIngress, unless
+    # --ignore-ingress-tls-spec): a host only the certificate names still gets a record.
+    tls_hosts = [h for t in spec.get("tls") or () if isinstance(t, Mapping) for h in t.get("hosts") or ()]  # fmt: skip
+    extra = valid_hostnames(tls_hosts, "Ingress", key, "spec.tls[].hosts")
+    hosts += tuple(h for h in extra if h not in hosts)
     hints = hints_of(raw, "Ingress", key, INGRESS_HOSTNAME_SOURCE)
     # external-dns's ingress-hostname-source (source/ingress.go): the rules' hosts alone, or
     # the hostname annotation's alone; unset, both.

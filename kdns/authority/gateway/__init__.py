@@ -33,12 +33,13 @@ Who claims a hostname:
   ``status.addresses`` (IPs as A/AAAA; a Hostname address as a CNAME when there is no IP);
 - a Gateway's own hostname annotation (external-dns.alpha.kubernetes.io/hostname: the names
   of its TCPRoutes and UDPRoutes, which have no hostnames of their own), answered like a route;
-- an Ingress of an allowed class (``ingress_classes``): each ``spec.rules[].host`` and its
+- an Ingress of an allowed class (``ingress_classes``): each ``spec.rules[].host`` and
+  ``spec.tls[].hosts`` entry (external-dns publishes both) and its
   hostname annotation (external-dns's ``ingress-hostname-source`` picks one of the two), answered with its ``target`` annotation, else its
   ``status.loadBalancer.ingress`` IPs (a CNAME to the ingress hostname when there is no IP);
 - a Service: a LoadBalancer's hostname annotations (external-dns's, k8s_gateway's
   ``coredns.io/hostname``, ``kdns.io/hostname``) answered with its ``target`` annotation,
-  else its ingress IPs, else a CNAME to its ingress hostname; any Service's external-dns
+  else its ``spec.externalIPs`` (external-dns), else its ingress IPs, else a CNAME to its ingress hostname; any Service's external-dns
   ``internal-hostname`` answered with its ClusterIPs.
 
 A hostname is served only inside a configured gateway zone. Route wildcards

@@ -177,7 +177,13 @@ def claims_of(table: GatewayTable, source: Source) -> dict[bytes, list[Claim]]:
         if svc is None or svc.meta is None or not settings.selects(svc.meta):
             return out
         hints = svc.hints or EMPTY_HINTS
-        answer = target_answer(hints) or address_answer(svc.lb_ips, svc.lb_hostnames)
+        # spec.externalIPs before the load balancer's status (external-dns source/service.go
+        # extractLoadBalancerTargets).
+        answer = (
+            target_answer(hints)
+            or address_answer(svc.external_ips, ())
+            or address_answer(svc.lb_ips, svc.lb_hostnames)
+        )
         for hostname in svc.hostnames:
             claim(hostname, "", answer, hints.ttl)
         internal = address_answer(svc.cluster_ips, ())
