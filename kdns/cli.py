@@ -123,7 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="print the kdns TOML for a CoreDNS Corefile; what does not translate goes to "
         "stderr (exit 0 complete, 1 partial, 2 unreadable)",
     )
-    corefile.add_argument("file", metavar="FILE")
+    corefile.add_argument("file", metavar="FILE", help="the Corefile; - reads standard input")
     explain = commands.add_parser(
         "explain", help="which rules of which lists match NAME for the clients of a view"
     )

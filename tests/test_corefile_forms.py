@@ -355,3 +355,20 @@ def test_values_kdns_or_coredns_refuse_never_reach_the_output(option: str, exit_
     (problem,) = result.problems
     assert exit_problem in problem
     load(result.toml, tmp_path)
+
+
+def test_import_corefile_reads_standard_input(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+    """`kubectl ... -o jsonpath='{.data.Corefile}' | kdns import-corefile -`: globs are read
+    from the current directory, where the coredns-custom dump is."""
+    import io
+
+    from kdns.corefile import run
+
+    (tmp_path / "custom").mkdir()
+    (tmp_path / "custom" / "x.server").write_text("example.org:53 {\n  forward . 10.0.0.9\n}\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr("sys.stdin", io.StringIO(MAIN + "import custom/*.server\n"))
+    assert run("-", {}) == 0
+    out = capsys.readouterr().out
+    assert "translated from <stdin>" in out
+    assert load(out, tmp_path).forward_zones == (("example.org", ("10.0.0.9",)),)

@@ -35,11 +35,16 @@ def import_text(
 
 
 def run(path: str, env: Mapping[str, str] | None = None) -> int:
-    """``kdns import-corefile FILE``: the TOML on stdout, what does not translate on stderr (one
+    """``kdns import-corefile FILE`` (``-``: standard input, imports relative to the current
+    directory): the TOML on stdout, what does not translate on stderr (one
     line each). Exit 0: complete; 1: translated without the parts named on stderr; 2: the
     Corefile cannot be read or parsed (one line, ``FILE:LINE: PROBLEM``)."""
     try:
-        result = import_corefile(path, env)
+        if path == "-":  # `kubectl ... -o jsonpath='{.data.Corefile}' | kdns import-corefile -`
+            text = sys.stdin.read().removeprefix("\ufeff")
+            result = import_text(text, "<stdin>", os.environ if env is None else env)
+        else:
+            result = import_corefile(path, env)
     except CorefileError as exc:
         print(f"kdns: {exc}", file=sys.stderr)
         return 2
