@@ -342,3 +342,32 @@ def test_a_download_is_read_line_by_line_as_splitlines_reads_it(end: bytes) -> N
         assert list(got.hashes) == list(want.hashes) and got.entries == want.entries == 6
         assert got.skipped_by == want.skipped_by == {"invalid-name": 1}
         assert got.exceptions == want.exceptions
+
+
+def test_a_helper_that_never_replies_counts_as_gone(monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:  # fmt: skip
+    """A parse child killed in the middle of its reply leaves the helper's socket quiet: past
+    HELPER_TIMEOUT the helper is dropped (killed when it does not end) and the list parses in
+    a child forked for it."""
+    import contextlib
+    import os
+    import signal
+
+    from kdns.policy import listsource
+
+    monkeypatch.setattr(listsource, "_helper", None)
+    monkeypatch.setattr(listsource, "HELPER_TIMEOUT", 0.5)
+    listsource.start_helper()
+    helper = listsource._helper
+    assert helper is not None
+    os.kill(helper.pid, signal.SIGSTOP)  # alive, holding its socket open, never answering
+    try:
+        source = listsource.Source(None, "http://127.0.0.1/x", "auto")
+        body = b"0.0.0.0 a.example\n||b.example^\n"
+        with caplog.at_level("WARNING", logger="kdns.blocklist"):
+            got = asyncio.run(listsource.parse_off_loop(source, body))
+        assert list(got.hashes) == list(listsource.parse_source(source, body).hashes)
+        assert listsource._helper is None and "the parse helper is gone" in caplog.text
+    finally:
+        with contextlib.suppress(ProcessLookupError, ChildProcessError):
+            os.kill(helper.pid, signal.SIGKILL)
+            os.waitpid(helper.pid, 0)

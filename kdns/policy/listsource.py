@@ -17,6 +17,7 @@ import socket
 import struct
 import sys
 import threading
+import time
 from array import array
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -190,6 +191,9 @@ class Helper:
             finally:
                 os._exit(code)
         theirs.close()
+        # A child killed mid-reply (the OOM killer) would leave us waiting for bytes that
+        # never come: past this, the helper counts as gone (OSError) and parses fork again.
+        ours.settimeout(HELPER_TIMEOUT)
         self.sock = ours
         self.lock = threading.Lock()
 
@@ -247,8 +251,16 @@ class Helper:
         return received
 
     def close(self) -> None:
+        """Let the helper go: it ends at end of file on its socket; one that does not within
+        a second (stuck, stopped) is killed, so this never waits on it for long."""
         self.sock.close()
         with contextlib.suppress(ChildProcessError):
+            for _ in range(100):
+                if os.waitpid(self.pid, os.WNOHANG)[0]:
+                    return
+                time.sleep(0.01)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, signal.SIGKILL)
             os.waitpid(self.pid, 0)
 
 
@@ -259,6 +271,7 @@ def _max_fd() -> int:
         return 65536
 
 
+HELPER_TIMEOUT = 900.0  # seconds for one job (a 1M-line list parses in 5-15 s)
 _JOB = struct.Struct("!Q")
 _helper: Helper | None = None
 
