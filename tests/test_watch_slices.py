@@ -201,6 +201,22 @@ async def test_events_after_a_huge_one_apply_in_order(api: K8sApi, tmp_path: Pat
         assert set(registry._names) - set(empty._names) == set()
 
 
+async def test_a_watch_stopped_mid_render_leaves_no_half_committed_service(
+    api: K8sApi, tmp_path: Path
+) -> None:
+    """Stopping the watch (a reload turning a kind off, shutdown) while a huge object is being
+    rendered in slices finishes that render at once: the registry holds the object whole."""
+    async with watching(api, tmp_path) as (registry, source):
+        await asyncio.to_thread(api.apply, big_slice(0))
+        await until(lambda: bool(registry._gradual))  # a sliced render in progress
+        await source.stop()
+        assert not registry._gradual and not registry._dirty
+        want = from_scratch(0)
+        assert set(registry.answers) == set(want.answers)
+        assert registry._ents == want._ents
+        assert addresses(registry) == addresses(want)
+
+
 class _Chunks:
     """What ``lines`` reads: the chunks a response body arrived in."""
 
