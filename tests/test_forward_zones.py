@@ -96,3 +96,30 @@ def test_tls_ca_file_is_the_zones_own(tmp_path: Path) -> None:
             q = dns.message.make_query("www.example.com", "A")
             failed = dns.query.udp(q, LOOPBACK, port=proc.port, timeout=5)
             assert failed.rcode() == dns.rcode.SERVFAIL
+
+
+def test_a_stub_domain_inside_the_cluster_domain_is_forwarded(tmp_path: Path) -> None:
+    """kube-dns stubDomains and CoreDNS's more specific server block (`my.cluster.local:53 {
+    forward . 10.150.0.1 }` beside `cluster.local:53 { kubernetes ... }`): names under the
+    stub domain go to its upstream. Names under svc.<zone> and pod.<zone> are the cluster's
+    and stay kdns's even when a forward zone names them; the rest of the zone keeps NXDOMAIN."""
+    records = {
+        ("db.my.cluster.local.", "A"): ["10.150.0.7"],
+        ("ghost.prod.svc.cluster.local.", "A"): ["192.0.2.66"],
+    }
+    with DnsUpstream(records) as up:
+        stub = up.upstream("udp")
+        path = conf(
+            tmp_path,
+            f'[forward]\nzones = ["my.cluster.local={stub}", "prod.svc.cluster.local={stub}"]\n',
+        )
+        with Kdns("-c", path, "--objects", CLUSTER) as proc:
+            resp = proc.query("db.my.cluster.local")
+            assert resp.rcode() == dns.rcode.NOERROR
+            assert [rr.to_text() for rrset in resp.answer for rr in rrset] == ["10.150.0.7"]
+            assert proc.query("ghost.prod.svc.cluster.local").rcode() == dns.rcode.NXDOMAIN
+            assert proc.query("nothing.cluster.local").rcode() == dns.rcode.NXDOMAIN
+            frontend = proc.query("frontend.prod.svc.cluster.local")
+            assert frontend.rcode() == dns.rcode.NOERROR and frontend.answer
+        asked = [q.name.lower() for q in up.queries if not q.name.endswith("kdns-loop-check.")]
+        assert asked == ["db.my.cluster.local."]

@@ -60,15 +60,28 @@ class Resolver:
         self.misses = 0  # questions neither the answers dict nor the derived memo held
         self.derived = 0  # of those, answers derived and remembered (metrics)
         self._servfail = {zone.text: empty(SERVFAIL, False, zone.text) for zone in self.zones}
-        # forward.zones strictly inside a local or gateway zone (lan.home.example.com -> the
-        # router, inside home.example.com): their names without records of ours, wildcard
-        # matches included, are forwarded. Cluster, reverse and external zones keep theirs.
+        # forward.zones strictly inside a zone of ours: their names without records of ours,
+        # wildcard matches included, are forwarded. A local or gateway zone's
+        # (lan.home.example.com -> the router, inside home.example.com), and a stub domain
+        # inside the cluster domain (kube-dns stubDomains, CoreDNS's more specific server
+        # block: my.cluster.local -> 10.150.0.1), except under svc.<zone> and pod.<zone>,
+        # whose names are the cluster's and never leave kdns. Reverse and external zones
+        # keep theirs.
+        cluster_own = tuple(
+            names.to_wire(f"{sub}.{zone.text}")
+            for zone in self.zones
+            if zone.kind == CLUSTER
+            for sub in ("svc", "pod")
+        )
         self._cuts = frozenset(
             wire
             for wire in map(names.to_wire, cuts)
             if (zone := self.zones.find(wire)) is not None
-            and zone.kind not in (CLUSTER, REVERSE, EXTERNAL)
+            and zone.kind not in (REVERSE, EXTERNAL)
             and wire != zone.apex
+            and not (
+                zone.kind == CLUSTER and any(names.is_subdomain(wire, own) for own in cluster_own)
+            )
         )
         # Zones whose unclaimed names go upstream instead of NXDOMAIN (k8s_gateway's
         # fallthrough, split-brain DNS: [gateway] fallthrough, [[zones]] fallthrough).

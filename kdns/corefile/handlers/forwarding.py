@@ -277,7 +277,17 @@ def _forward(t: _Translator, d: Directive, b: _Block) -> None:
         t.zone_blocks[zone] = b
 
     def inside_our_zones() -> None:
+        cluster = t.values["kubernetes.cluster_domain"].value if "kubernetes.cluster_domain" in t.values else None  # fmt: skip
         for zone in from_zones:
+            if (
+                isinstance(cluster, str)
+                and _in_zone(zone, cluster)
+                and zone != cluster
+                and not any(_in_zone(zone, f"{sub}.{cluster}") for sub in ("svc", "pod"))
+            ):
+                # A stub domain inside the cluster domain (kube-dns stubDomains): kdns
+                # forwards its names as CoreDNS's more specific server block does.
+                continue
             for own_zone in _own_zones(t):
                 if _in_zone(zone, own_zone) and zone in t.forward_zones:
                     del t.forward_zones[zone]
