@@ -18,7 +18,8 @@ if TYPE_CHECKING:
     from kdns.server.wire import Responder
 
 FOREVER = float("inf")  # Responder.keep for replies that change only when their data does
-MEMO_MAX = 16384  # entries; then the memo starts afresh
+MEMO_MAX = 32768  # entries (about 550 B each: 18 MiB full); then the memo starts afresh
+_QTYPES: dict[bytes, bytes] = {}  # at most 65,536 two-byte keys
 COOKIE_OPTION = b"\x00\x0a\x00\x08"  # EDNS option code 10 (COOKIE), 8 bytes: a client cookie
 # The fields of an entry.
 M_REGISTRY, M_KEY, M_ANSWER, M_BODY, M_REPLY, M_QTYPE, M_ROWS, M_METER = 0, 1, 2, 3, 4, 5, 6, 8
@@ -39,7 +40,8 @@ def remember(r: Responder, data: bytes, key: bytes, answer: Answer, registry: bo
         return
     if len(memo) >= MEMO_MAX:
         memo.clear()
-    memo[memo_key] = [registry, key, answer, answer.body, response[2:], r.qtype, None, None, None]  # fmt: skip
+    qtype = _QTYPES.setdefault(r.qtype, r.qtype)  # one bytes object per type, not per entry
+    memo[memo_key] = [registry, key, answer, answer.body, response[2:], qtype, None, None, None]  # fmt: skip
 
 
 def key_of(data: bytes, qend: int) -> bytes | None:
