@@ -36,8 +36,8 @@ $(BENCH_STAMP): $(STAMP)
 
 # Then memory per Service / endpoint / Pod and sync time (benchmarks/cluster_scale.py --quick,
 # under a minute: import, demo, 1,050 Services), merged into benchmarks/results/cluster_scale.json,
-# which the docs cite. The large cluster (160,000 objects, ~10 minutes) is a flag:
-# make bench SCALE_ARGS="--only large".
+# which README and docs/deploying.md cite (tests/test_docs.py names any figure they then lack).
+# The large cluster (160,000 objects, ~10 minutes) is a flag: make bench SCALE_ARGS="--only large".
 SCALE_ARGS ?= --quick
 bench: $(BENCH_STAMP)
 	$(BIN)/python benchmarks/qps.py $(BENCH_ARGS)
