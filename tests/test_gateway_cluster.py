@@ -315,3 +315,25 @@ def test_realistic_cluster_through_an_objects_file(tmp_path: Path) -> None:
         eventually(lambda: proc.get("ready")[0] == 200)
         for name, (rdtype, want) in EXPECTED.items():
             assert answers(proc, name, rdtype) == expected(want), name
+
+
+def test_a_malformed_object_from_the_api_is_skipped_not_fatal(api: K8sApi, tmp_path: Path) -> None:
+    # The API test server (like a CRD installed without its schema) sends what it is given: a
+    # Gateway whose spec.listeners is not a list must be ignored with a warning, as other
+    # objects kdns cannot use are, and the Gateway watch must go on. It ended the watch: kdns
+    # stayed Ready and never saw another Gateway change.
+    kubeconfig = api.kubeconfig(tmp_path / "kubeconfig")
+    with Kdns("--kubeconfig", str(kubeconfig), "--lameduck", "0", "--gateway-zone", ZONE) as proc:
+        eventually(lambda: proc.get("ready")[0] == 200)
+        eventually(lambda: answers(proc, f"web.{ZONE}", "A")[1] == ["192.168.1.10", "192.168.1.30"])  # fmt: skip
+        bad = gateway("infra", "bad", "eg", [ip("192.168.9.9")], [listener("http")])
+        bad["spec"]["listeners"] = 5
+        api.add(bad)
+        bad_route = httproute("apps", "bad", [f"bad.{ZONE}"], [], [])
+        bad_route["spec"]["parentRefs"] = True
+        api.add(bad_route)
+        api.modify(gateway("infra", "cilium", "cilium", [ip("192.168.1.33")], [listener("http")]))
+        eventually(lambda: answers(proc, f"web.{ZONE}", "A")[1] == ["192.168.1.10", "192.168.1.33"])  # fmt: skip
+        api.add(httproute("apps", "late", [f"late.{ZONE}"], [{"name": "eg", "namespace": "infra"}], [accepted(EG, {"name": "eg", "namespace": "infra"})]))  # fmt: skip
+        eventually(lambda: answers(proc, f"late.{ZONE}", "A")[1] == ["192.168.1.10"])
+        assert "ignoring an object the API sent" in proc.log

@@ -4,9 +4,10 @@ their controllers write (Gateway addresses, route ``status.parents``, ListenerSe
 
 from __future__ import annotations
 
+import functools
 import sys
-from collections.abc import Iterable, Mapping
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, TypeVar
 
 from kdns.k8s.annotations import (
     GATEWAY_HOSTNAME_SOURCE,
@@ -30,6 +31,27 @@ from kdns.model import (
 )
 
 GATEWAY_GROUP = "gateway.networking.k8s.io"
+T = TypeVar("T")
+
+
+def _shaped(slimmer: Callable[[Raw], T]) -> Callable[[Raw], T]:
+    """A field of the wrong shape (a number where the schema has a list: a hand-written file, a
+    CRD installed without its schema) makes the object a ValueError, which the API watch logs
+    and skips and an objects file reports with its line; as a TypeError it ended the kind's
+    watch, and kdns, still Ready, never saw another change of that kind."""
+
+    @functools.wraps(slimmer)
+    def slim(raw: Raw) -> T:
+        try:
+            return slimmer(raw)
+        except (AttributeError, TypeError, KeyError) as exc:
+            meta = raw.get("metadata") if isinstance(raw, Mapping) else None
+            meta = meta if isinstance(meta, Mapping) else EMPTY
+            who = "/".join(str(meta[k]) for k in ("namespace", "name") if meta.get(k))
+            kind = raw.get("kind") if isinstance(raw, Mapping) else None
+            raise ValueError(f"malformed {kind or 'object'} {who}: {type(exc).__name__}: {exc}") from None  # fmt: skip
+
+    return slim
 
 
 def _status_addresses(raw: Raw, key: tuple[str, str]) -> tuple[tuple[str, ...], tuple[str, ...]]:
@@ -101,6 +123,7 @@ def _listeners(spec: Mapping[str, Any]) -> tuple[Listener, ...]:
     return tuple(_listener(i) for i in spec.get("listeners") or () if isinstance(i, Mapping))
 
 
+@_shaped
 def slim_gateway(raw: Raw) -> Gateway:
     namespace, name = object_key(raw, "Gateway")
     spec = raw.get("spec") or EMPTY
@@ -132,6 +155,7 @@ def _condition_true(conditions: Any, kind: str, generation: Any) -> bool:
     return False
 
 
+@_shaped
 def slim_listenerset(raw: Raw) -> ListenerSet:
     namespace, name = object_key(raw, "ListenerSet")
     spec = raw.get("spec") or EMPTY
@@ -159,6 +183,7 @@ def slim_listenerset(raw: Raw) -> ListenerSet:
     )
 
 
+@_shaped
 def slim_gatewayclass(raw: Raw) -> GatewayClass:
     name = object_key(raw, "GatewayClass", namespaced=False)[1]
     return GatewayClass(name, str((raw.get("spec") or EMPTY).get("controllerName") or ""))
@@ -226,26 +251,32 @@ def _slim_route(raw: Raw, kind: str) -> Route:
     )
 
 
+@_shaped
 def slim_httproute(raw: Raw) -> Route:
     return _slim_route(raw, "HTTPRoute")
 
 
+@_shaped
 def slim_grpcroute(raw: Raw) -> Route:
     return _slim_route(raw, "GRPCRoute")
 
 
+@_shaped
 def slim_tlsroute(raw: Raw) -> Route:
     return _slim_route(raw, "TLSRoute")
 
 
+@_shaped
 def slim_tcproute(raw: Raw) -> Route:
     return _slim_route(raw, "TCPRoute")
 
 
+@_shaped
 def slim_udproute(raw: Raw) -> Route:
     return _slim_route(raw, "UDPRoute")
 
 
+@_shaped
 def slim_ingress(raw: Raw) -> Ingress:
     namespace, name = object_key(raw, "Ingress")
     key = (namespace, name)
