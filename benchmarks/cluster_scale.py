@@ -152,12 +152,20 @@ def answered(port: int, name: str, timeout: float = 0.2) -> bool:
 
 @dataclass
 class Start:
-    """One kdns start: when it synced and answered, counted from the process start."""
+    """One kdns start (``with``: the process runs inside): when it synced and answered,
+    counted from the process start."""
 
     proc: Kdns
-    started: float
+    started: float = 0.0
     synced: float | None = None
     answered: float | None = None
+
+    def __enter__(self) -> Kdns:
+        self.started = time.monotonic()
+        return self.proc.__enter__()
+
+    def __exit__(self, *exc: object) -> None:
+        self.proc.__exit__(*exc)
 
     def wait(self, name: str | None, timeout: float = 900) -> None:
         """Poll /ready and a DNS name (if any) until both succeed."""
@@ -177,11 +185,11 @@ class Start:
 
 
 def start(*args: str) -> Start:
-    """Start kdns; return as soon as its ports are known (before it synced)."""
-    proc = Kdns(*args, "--lameduck", "0", wait_serving=False, start_timeout=600)
-    started = time.monotonic()
-    proc.__enter__()
-    return Start(proc, started)
+    """A kdns to run with ``with``, which returns as soon as its ports are known (before it
+    synced). (Until 2026-12-07 this started the process and ``with`` started a second one:
+    every stage ran two kdns at once, the first never stopped, and the sync and first-answer
+    times counted from the first's start.)"""
+    return Start(Kdns(*args, "--lameduck", "0", wait_serving=False, start_timeout=600))
 
 
 class Prober(threading.Thread):
@@ -311,7 +319,7 @@ def measure_import(report: Report) -> None:
 
 def measure_demo(report: Report) -> None:
     run = start("--demo")
-    with run.proc:
+    with run:
         run.wait(DEMO_NAME, timeout=60)
         time.sleep(2)  # idle
         report.add("demo: resident memory, idle", rss_kib(run.proc.proc.pid) / 1024, "MiB",  # type: ignore[union-attr]
@@ -325,7 +333,7 @@ def measure_stage(report: Report, shape: Shape, stage: str, kubeconfig: str) -> 
     name = f"{shape.name}, {stage}"
     args = ("--kubeconfig", kubeconfig, "--pods", shape.pods_mode, "--startup-timeout", "600")
     run = start(*args)
-    with run.proc as proc:
+    with run as proc:
         run.wait(PROBE_NAME)
         assert run.synced is not None and run.answered is not None
         report.add(f"{name}: first sync (process start -> /ready 200)", run.synced, "s")
@@ -342,7 +350,7 @@ def measure_relist(report: Report, shape: Shape, kubeconfig: str, api: K8sApi) -
     name = shape.name
     args = ("--kubeconfig", kubeconfig, "--pods", shape.pods_mode, "--startup-timeout", "600")
     run = start(*args)
-    with run.proc as proc:
+    with run as proc:
         run.wait(PROBE_NAME)
         time.sleep(1)
         idle = probe(proc.port, PROBE_NAME, seconds=2)
@@ -378,7 +386,7 @@ def measure_relist(report: Report, shape: Shape, kubeconfig: str, api: K8sApi) -
 
 def empty_baseline(kubeconfig: str, pods_mode: str) -> int:
     run = start("--kubeconfig", kubeconfig, "--pods", pods_mode)
-    with run.proc as proc:
+    with run as proc:
         run.wait(None, timeout=60)
         time.sleep(1)
         return rss_kib(proc.proc.pid)  # type: ignore[union-attr]
