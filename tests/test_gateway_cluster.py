@@ -303,6 +303,12 @@ def test_realistic_cluster_through_the_api(api: K8sApi, tmp_path: Path) -> None:
         stale["status"]["parents"][0]["conditions"][0]["observedGeneration"] = 3
         api.modify(stale)
         eventually(lambda: answers(proc, f"stale.{ZONE}", "A") == expected(["192.168.1.10"]))
+        # One parent's address moves, then another parent goes: the combined answer follows.
+        api.modify(gateway("infra", "cilium", "cilium", [ip("192.168.1.31")], [listener("http")]))
+        eventually(lambda: answers(proc, f"web.{ZONE}", "A")[1] == ["192.168.1.10", "192.168.1.31"])  # fmt: skip
+        api.delete("gateways", "infra", "eg")
+        eventually(lambda: answers(proc, f"web.{ZONE}", "A")[1] == ["192.168.1.31"])
+        assert answers(proc, f"api.apps.{ZONE}", "A")[1] == ["192.168.1.50"]
         # The nas Service's ttl annotation (1m) is its records' TTL.
         assert proc.query(f"nas.{ZONE}", "A").answer[0].ttl == 60
 
