@@ -444,3 +444,27 @@ def test_polled_names_and_walks_still_prefetch_within_budget() -> None:
             h.tick()
     assert misses <= 2 and h.p.used >= 5
     assert h.client_upstream + len(h.fetched) <= 1.1 * 8 + 2
+
+
+async def test_a_full_tick_only_counts_the_misses_of_a_flood() -> None:
+    """Past ``per_tick`` observations in a tick the transport does not even read the sender's
+    address: the miss is counted as dropped, as Prefetcher.observe counts it."""
+    from kdns.killer.front import WireFront
+    from kdns.killer.wirecache import WireCache
+    from kdns.server.udp import UdpServer
+    from kdns.server.wire import Responder
+
+    harness = Harness(per_tick=2)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", 0))
+    responder = Responder({}, lambda *args: markov.NXDOMAIN)  # type: ignore[arg-type,return-value]
+    udp = UdpServer(sock, responder, Stats())
+    reads: list[int] = []
+    udp.client = lambda batch, i, peer: reads.append(i) or b"\x7f\x00\x00\x01"  # type: ignore[method-assign]
+    front = WireFront(udp, WireCache(), harness.p, None)
+    reply = query("x.example.com")[:2] + b"\x81\x83" + query("x.example.com")[4:]
+    for i in range(5):
+        front.store(query(f"n{i}.example.com"), reply, 0.0, None, i, ("127.0.0.1", 1))
+    udp.close()
+    assert len(harness.p.seen) == 2 and harness.p.dropped == 3
+    assert reads == [0, 1]

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from kdns.killer.markov import Prefetcher
 from kdns.killer.wirecache import (
     E_AT,
     E_EPOCH,
@@ -31,22 +32,20 @@ from kdns.server.mmsg import Batch
 from kdns.server.udp import UdpServer
 from kdns.server.wire import ALLOW, DEFERRED
 
-Observe = Callable[[bytes, bytes, int, bool], None]  # Prefetcher.observe
-
 
 class WireFront:
     def __init__(
         self,
         udp: UdpServer,
         wire: WireCache,
-        observe: Observe | None,
+        prefetcher: Prefetcher | None,
         forward_allowed: Callable[[str], bool] | None,
     ) -> None:
         self.udp = udp
         self.wire = wire
         self.responder = udp.responder
         self.channel = udp.channel
-        self.observe = observe
+        self.prefetcher = prefetcher
         self.forward_allowed = forward_allowed  # client ip -> bool, or None (everyone)
         self.allowed: dict[bytes, bool] = {}  # forward.allow decisions by packed address
         self._hits: list[list[Any]] = []
@@ -73,17 +72,17 @@ class WireFront:
         ) and not self._may_hit(batch, i, peer, entry):
             return None
         self._hits.append(entry)
-        if entry[E_WATCH] and self.observe is not None:
-            self.observe(self.udp.client(batch, i, peer), data, entry[E_META][2], True)
+        if entry[E_WATCH] and self.prefetcher is not None:
+            self._observe(batch, i, peer, data, entry[E_META][2], True)
         return data[:2] + entry[E_REPLY]
 
     def store(self, data: bytes, response: Any, now: float, batch: Batch | None, i: int, peer: Any) -> None:  # fmt: skip
         wire = self.wire
         wire.misses += 1
-        observe = self.observe
+        learns = self.prefetcher is not None
         if type(response) is not bytes:
-            if response is DEFERRED and observe is not None:
-                observe(self.udp.client(batch, i, peer), data, -1, True)
+            if response is DEFERRED and learns:
+                self._observe(batch, i, peer, data, -1, True)
             return
         responder = self.responder
         forwarded = responder.zone == "."
@@ -117,8 +116,19 @@ class WireFront:
                 for read in walked[2]:
                     if read != entry[E_NAME]:
                         wire.alias(entry, read)
-        if observe is not None:
-            observe(self.udp.client(batch, i, peer), data, response[3] & 0x0F, forwarded)
+        if learns:
+            self._observe(batch, i, peer, data, response[3] & 0x0F, forwarded)
+
+    def _observe(self, batch: Batch | None, i: int, peer: Any, data: bytes, rcode: int, forwarded: bool) -> None:  # fmt: skip
+        """Show the prefetcher a query; the sender's address is read only when this tick still
+        has room for it (under a flood of misses most are only counted: Prefetcher.observe)."""
+        prefetcher = self.prefetcher
+        if prefetcher is None:
+            return
+        if len(prefetcher.seen) < prefetcher.per_tick:
+            prefetcher.observe(self.udp.client(batch, i, peer), data, rcode, forwarded)
+        else:
+            prefetcher.dropped += 1
 
     def done(self, seconds: float) -> None:
         hits = self._hits

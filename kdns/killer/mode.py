@@ -98,8 +98,7 @@ class Killer:
 
     def udp_front(self, udp: UdpServer) -> WireFront:
         """DnsListeners' hook: the wire cache in front of this UDP socket's standard path."""
-        observe = self.prefetcher.observe if self.prefetcher is not None else None
-        front = WireFront(udp, self.wire, observe, self.forward_allowed)
+        front = WireFront(udp, self.wire, self.prefetcher, self.forward_allowed)
         self.fronts = [f for f in self.fronts if not f.udp.is_closing()] + [front]
         return front
 
