@@ -245,7 +245,7 @@ class Responder:
         if memo is not None and channel < TCP4:
             entry = memo.get(data[2:])
             if entry is None and data[-12:-8] == COOKIE_OPTION and data[-14:-12] == b"\x00\x0c":
-                entry = memo.get(data[2:-14] + b"\x00\x00")  # replymemo.key, inlined
+                entry = memo.get(data[2:-14] + b"\x00\x00")  # replymemo.key_of, inlined
         if entry is not None and replymemo.holds(self, entry):
             response: bytes | list[bytes] | None = replymemo.recalled(self, data, entry)
             if meter is None:
