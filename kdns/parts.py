@@ -57,6 +57,7 @@ def gateway_settings(config: Config) -> GatewaySettings:
         ingress_classes=config.ingress_classes,
         require_accepted=config.gateway_require_accepted,
         fallthrough=config.gateway_fallthrough,
+        service_names=config.gateway_service_names,
         ttl=config.gateway_ttl,
         nameserver=config.gateway_nameserver or "",
         nameserver_addresses=config.gateway_nameserver_addresses,

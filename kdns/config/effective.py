@@ -104,6 +104,7 @@ class Config:
     ingress_classes: tuple[str, ...] = ()  # Ingresses of these IngressClasses only
     gateway_require_accepted: bool = True  # a route's status must say its Gateway accepted it
     gateway_fallthrough: bool = False  # unclaimed gateway-zone names go upstream
+    gateway_service_names: bool = False  # LoadBalancer Services as <name>.<namespace>.<zone>
     gateway_ttl: int | None = None  # gateway names' TTL (None: kubernetes.ttl)
     gateway_nameserver: str | None = None  # the gateway zones' NS name (ns.dns.<zone>)
     gateway_nameserver_addresses: tuple[str, ...] = ()  # its glue (default: dns_service's)

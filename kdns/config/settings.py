@@ -196,6 +196,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("ingress_classes", "gateway.ingress_classes", _List(_ClassName())),
     Setting("gateway_require_accepted", "gateway.require_accepted", _Bool()),
     Setting("gateway_fallthrough", "gateway.fallthrough", _Bool()),
+    Setting("gateway_service_names", "gateway.service_names", _Bool()),
     Setting("gateway_ttl", "gateway.ttl", _Int(0, 86400)),
     Setting("gateway_nameserver", "gateway.nameserver", _Zone()),
     Setting("gateway_nameserver_addresses", "gateway.nameserver_addresses", _List(_IpAddress())),

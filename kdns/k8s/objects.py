@@ -44,6 +44,7 @@ from kdns.k8s.ingest import (
     valid_ips,
 )
 from kdns.model import (
+    EMPTY_HINTS,
     Endpoint,
     EndpointPort,
     EndpointSlice,
@@ -143,18 +144,18 @@ def slim_service(raw: Raw) -> Service:
 
 
 def _service_hostnames(raw: Raw, svc_type: str, key: tuple[str, str]) -> dict[str, Any]:
-    """``hostnames``, ``meta``, ``lb_hostnames`` and ``hints`` of a Service with DNS
-    annotations: a LoadBalancer's hostname annotations (external-dns's, a comma-separated list,
-    k8s_gateway's coredns.io/hostname, kdns.io/hostname), any Service's external-dns
-    internal-hostname (its ClusterIPs); nothing otherwise, so every other Service shares the
-    defaults."""
+    """``hostnames``, ``meta``, ``lb_hostnames`` and ``hints`` of a Service that may publish
+    gateway names: any LoadBalancer (its hostname annotations: external-dns's, a
+    comma-separated list, k8s_gateway's coredns.io/hostname, kdns.io/hostname; without one,
+    ``[gateway] service_names`` publishes it as <name>.<namespace>.<zone>, filtered by its
+    labels and annotations), and any Service with external-dns's internal-hostname (its
+    ClusterIPs); nothing otherwise, so every other Service shares the defaults."""
     annotations = (raw.get("metadata") or EMPTY).get("annotations") or EMPTY
-    if not annotations:
+    balanced = svc_type == "LoadBalancer"
+    hints = hints_of(raw, "Service", key) if annotations else EMPTY_HINTS
+    if not balanced and not hints.internal:
         return {}
-    hints = hints_of(raw, "Service", key)
-    hostnames = hints.hostnames if svc_type == "LoadBalancer" else ()
-    if not hostnames and not hints.internal:
-        return {}
+    hostnames = hints.hostnames if balanced else ()
     ingress = ((raw.get("status") or EMPTY).get("loadBalancer") or EMPTY).get("ingress") or ()
     lb_hostnames = valid_hostnames(
         [i.get("hostname") for i in ingress if isinstance(i, Mapping) and i.get("ip") is None],
@@ -165,7 +166,7 @@ def _service_hostnames(raw: Raw, svc_type: str, key: tuple[str, str]) -> dict[st
     return {
         "hostnames": hostnames,
         "meta": meta_filters(raw),
-        "lb_hostnames": lb_hostnames if svc_type == "LoadBalancer" else (),
+        "lb_hostnames": lb_hostnames if balanced else (),
         "hints": hints,
     }
 

@@ -66,6 +66,7 @@ GATEWAY_SETTINGS = (
     "ingress_classes",
     "gateway_require_accepted",
     "gateway_fallthrough",
+    "gateway_service_names",
     "gateway_ttl",
     "gateway_nameserver",
     "gateway_nameserver_addresses",

@@ -1,5 +1,6 @@
 """Claims: what each claimant (a route through one parent, a Gateway's or an Ingress's or a
-Service's hostname annotation) says a hostname answers, and the order that picks a winner.
+Service's hostname annotation, a LoadBalancer Service's ``<name>.<namespace>.<zone>`` with
+``service_names``) says a hostname answers, and the order that picks a winner.
 
 The answer of a route: its ``target`` annotation, else its ListenerSet's (when its parent is
 one), else its Gateway's, else the Gateway's ``status.addresses`` (IPs as A/AAAA; a Hostname
@@ -93,6 +94,11 @@ def target_answer(hints: Hints) -> Answer:
     return address_answer(ips, [t for t in hints.targets if t not in ips])
 
 
+def service_names(name: str, namespace: str, zones: Iterable[str]) -> tuple[str, ...]:
+    """k8s_gateway's names of a LoadBalancer Service: ``<name>.<namespace>.<zone>``."""
+    return tuple(f"{name}.{namespace}" + ("" if zone == "." else f".{zone}") for zone in zones)
+
+
 def parent_of(table: GatewayTable, parent: ParentRef) -> tuple[Gateway, tuple[Listener, ...], str, Hints] | None:  # fmt: skip
     """The Gateway behind ``parent``, the listeners it offers, the namespace they belong to
     and the parent's own annotations (a ListenerSet's target wins over its Gateway's); None
@@ -184,7 +190,13 @@ def claims_of(table: GatewayTable, source: Source) -> dict[bytes, list[Claim]]:
             or address_answer(svc.external_ips, ())
             or address_answer(svc.lb_ips, svc.lb_hostnames)
         )
-        for hostname in svc.hostnames:
+        hostnames = svc.hostnames
+        if not hostnames and settings.service_names and svc.type == "LoadBalancer":
+            # k8s_gateway (kubernetes.go serviceHostnameIndexFunc): a LoadBalancer Service
+            # is <name>.<namespace> under every zone, unless it has a hostname annotation,
+            # whose names it answers instead.
+            hostnames = service_names(svc.name, svc.namespace, settings.zones)
+        for hostname in hostnames:
             claim(hostname, "", answer, hints.ttl)
         internal = address_answer(svc.cluster_ips, ())
         for hostname in hints.internal:

@@ -42,6 +42,10 @@ class GatewaySettings(NamedTuple):
     ingress_classes: tuple[str, ...] = ()  # an Ingress's class; empty: any
     require_accepted: bool = True  # route status.parents must say Accepted=True
     fallthrough: bool = False  # unclaimed names go to the zone's upstreams
+    # k8s_gateway's names for LoadBalancer Services without a hostname annotation:
+    # <name>.<namespace>.<zone> in every gateway zone. Off by default: kdns never published
+    # them, and turning them on adds a name for every LoadBalancer of the cluster.
+    service_names: bool = False
     ttl: int | None = None  # gateway names' TTL; None: kubernetes.ttl
     nameserver: str = ""  # the gateway zones' NS name; "": ns.dns.<zone>
     nameserver_addresses: tuple[str, ...] = ()  # its glue; (): the DNS Service's addresses

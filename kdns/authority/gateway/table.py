@@ -204,7 +204,9 @@ class GatewayTable:
         source = ("Service", *key)
         svc = self.services.get(key)
         if source not in self.names_of and (svc is None or svc.meta is None):
-            return set()  # the common case: a Service that never published a hostname
+            # The common case: a Service that published no name and can publish none (meta
+            # is set only for LoadBalancers and internal-hostname Services: k8s/objects.py).
+            return set()
         return self._refresh((source,))
 
     def _of_gateway(self, key: GatewayKey) -> set[Source]:
