@@ -30,6 +30,14 @@ _TABLE = (
     # Translated.
     Plugin("kubernetes", PARTLY, "[kubernetes] cluster_domain, pods, ttl, ...", ""),
     Plugin("k8s_external", PARTLY, "kubernetes.external_zones", ""),
+    # An external plugin (ori-edge/k8s_gateway), common in homelabs: [gateway] does its job.
+    Plugin(
+        "k8s_gateway",
+        PARTLY,
+        "[gateway] zones, resources, ttl, nameserver, fallthrough, ingress_classes, "
+        "gateway_classes, service_names",
+        "",
+    ),
     Plugin("forward", PARTLY, "[forward] upstreams, zones, policy, max_fails, ...", ""),
     Plugin("cache", PARTLY, "[cache]", ""),
     Plugin("prometheus", SUPPORTED, "metrics.listen, metrics.compat", ""),
@@ -69,17 +77,6 @@ _TABLE = (
     Plugin("sign", NOT, "", "kdns does not sign zones"),
     Plugin("whoami", NOT, "", "kdns has no whoami answers; drop it"),
     Plugin("nsid", NOT, "", "kdns does not add NSID (RFC 5001); drop it"),
-    # An external plugin (ori-edge/k8s_gateway), common in homelabs: kdns's [gateway] does its
-    # job, but not to the letter (a LoadBalancer Service's name.namespace.ZONE).
-    Plugin(
-        "k8s_gateway",
-        NOT,
-        "",
-        "kdns's [gateway] section serves the same routes and Ingresses: gateway.zones, "
-        "resources, ttl, fallthrough, ingress_classes, gateway_classes (docs/homelab.md); "
-        "LoadBalancer Services answer their hostname annotations (coredns.io/hostname, "
-        "external-dns's), not name.namespace.ZONE; write [gateway] by hand",
-    ),
     Plugin(
         "any",
         NOT,

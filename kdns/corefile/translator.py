@@ -310,10 +310,13 @@ class _Translator:
         from kdns.corefile import checks
 
         cluster = "kubernetes" in self.seen
-        if cluster and main.port == 53:
-            # The shipped Deployment runs kdns as non-root with no capabilities: its Services
-            # map port 53 to 5353 (manifests/), so the Corefile's :53 is :5353 there, on the
-            # addresses of `bind` if any (`bind 0.0.0.0` is 0.0.0.0:5353).
+        # k8s_gateway reads the API server too: kdns keeps its watch, and runs as the shipped
+        # LAN Deployment (manifests/lan/, non-root, :5353).
+        watching = cluster or "k8s_gateway" in self.seen
+        if watching and main.port == 53:
+            # The shipped Deployments run kdns as non-root with no capabilities: their Services
+            # map port 53 to 5353 (manifests/, manifests/lan/), so the Corefile's :53 is :5353
+            # there, on the addresses of `bind` if any (`bind 0.0.0.0` is 0.0.0.0:5353).
             hosts = [address.rsplit(":", 1)[0] for address in self.listen] or [""]
             self.set("server.listen", [f"{host}:5353" for host in hosts], None, "the Corefile's :53; the kdns Services map 53 to it (non-root)")  # fmt: skip
             self.set("log.format", "json", None, "as manifests/configmap.yaml: one JSON object a line")  # fmt: skip
@@ -338,7 +341,9 @@ class _Translator:
             self.set("health.lameduck", 0, None, "no health plugin: no lameduck")
         if "cache" not in self.seen:
             self.set("cache.enabled", False, None, "no cache plugin in the Corefile")
-        if not cluster:
+        if not cluster and watching:
+            self.note("kubernetes", None, "k8s_gateway without kubernetes: kdns keeps the API watch for [gateway] and also answers cluster.local (the k8s_gateway Helm chart's forward . /etc/resolv.conf sent those names to the cluster DNS); block it for LAN clients with [acl] as manifests/lan/ does")  # fmt: skip
+        if not watching:
             self.set("kubernetes.enabled", False, None, "no kubernetes plugin: no cluster domain, no API watch")  # fmt: skip
             if self.listen:
                 # node-local-dns's shape: `bind` addresses put on a dummy interface by the pod
