@@ -210,3 +210,40 @@ def test_a_service_change_touches_only_its_own_names() -> None:
     # A ClusterIP Service that never published anything: nothing to re-render.
     load(reg, service("media", "c", "10.96.0.40"))
     assert table.service_changed(("media", "c")) == set()
+
+
+def test_an_annotation_name_outside_the_zones_answers_under_each_zone() -> None:
+    # gateway.go getQueryIndexKeys: a query is looked up as written and with the zone taken off,
+    # so k8s_gateway's own test Service (kubernetes_test.go: coredns.io/hostname "annotation")
+    # answers annotation.<zone>; test/service-annotation.yml's "good.ok" answers good.ok.<zone>.
+    reg = registry(zones=(ZONE, OTHER), service_names=True)
+    load(
+        reg,
+        lb("svc3", annotations={"coredns.io/hostname": "annotation"}),
+        lb("good", lb_ips=["192.168.1.231"], annotations={"coredns.io/hostname": "good.ok"}),
+        lb("nas", lb_ips=["192.168.1.232"], annotations={"coredns.io/hostname": f"nas.{ZONE}"}),
+    )
+    for zone in (ZONE, OTHER):
+        assert addresses(reg, f"annotation.{zone}") == ["192.168.1.230"]
+        assert addresses(reg, f"good.ok.{zone}") == ["192.168.1.231"]
+    assert addresses(reg, f"nas.{ZONE}") == ["192.168.1.232"]  # already in a zone: as written
+    assert addresses(reg, f"nas.{ZONE}.{OTHER}") == []
+    # Without service_names (kdns's own reading), a hostname annotation is a full name.
+    reg = registry(zones=(ZONE,))
+    load(reg, lb("svc3", annotations={"coredns.io/hostname": "annotation"}))
+    assert addresses(reg, f"annotation.{ZONE}") == []
+
+
+def test_annotation_names_k8s_gateway_refuses_are_refused() -> None:
+    # kubernetes.go checkDomainValid (RFC 1123, "*." taken off first) and
+    # test/service-annotation.yml: a 64-character label is not indexed; a lone "*" is no
+    # hostname. The Service then has no name at all: serviceHostnameIndexFunc indexes an
+    # annotated Service by its annotation alone, never by name.namespace.
+    for bad in ("a" * 64, "*", "-dash"):
+        raw = lb(annotations={"coredns.io/hostname": bad})
+        assert slim_service(raw).hostnames == (), bad
+        reg = registry(service_names=True)
+        load(reg, raw)
+        assert addresses(reg, f"jellyfin.media.{ZONE}") == [], bad
+        assert reg.gateway.claims == {}, bad
+    assert slim_service(lb(annotations={"coredns.io/hostname": "*.apps"})).hostnames == ("*.apps",)

@@ -36,7 +36,7 @@ _DURATION = re.compile(r"(?:([0-9]+)h)?(?:([0-9]+)m)?(?:([0-9]+)s)?")
 _MAX_TTL = 2_147_483_647  # RFC 2181 8
 
 
-def hostname_of(value: Any) -> str | None:
+def hostname_of(value: Any, single_label: bool = False) -> str | None:
     """A lowercased hostname without a trailing dot (``*.`` prefix allowed), or None."""
     if not isinstance(value, str):
         return None
@@ -46,17 +46,19 @@ def hostname_of(value: Any) -> str | None:
         return None
     # A wildcard is a whole leftmost label (Gateway API and RFC 4592 alike).
     first = labels[0] == "*" or _HOST_LABEL.fullmatch(labels[0])
-    if len(labels) < 2 or not first or not all(_HOST_LABEL.fullmatch(x) for x in labels[1:]):
+    if (len(labels) < 2 and (not single_label or name == "*")) or not first:
+        return None
+    if not all(_HOST_LABEL.fullmatch(x) for x in labels[1:]):
         return None
     return name
 
 
 def valid_hostnames(
-    values: Iterable[Any], kind: str, key: tuple[str, str], field: str
+    values: Iterable[Any], kind: str, key: tuple[str, str], field: str, single_label: bool = False
 ) -> tuple[str, ...]:
     out: list[str] = []
     for value in values:
-        name = hostname_of(value)
+        name = hostname_of(value, single_label)
         if name is None:
             if value not in (None, ""):
                 skipped(kind, key, field, value, "not a DNS hostname")
@@ -120,6 +122,9 @@ def hints_of(raw: Raw, kind: str, key: tuple[str, str], source_key: str = "") ->
         kind,
         key,
         f"{field}[hostname]",
+        # k8s_gateway's annotation names may be relative to its zones ("nas": nas.<zone>,
+        # [gateway] service_names); outside every zone a name answers nothing.
+        single_label=True,
     )
     internal = valid_hostnames(
         listed(external(INTERNAL_HOSTNAME)), kind, key, f"{field}[internal-hostname]"

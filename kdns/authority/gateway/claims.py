@@ -25,6 +25,16 @@ if TYPE_CHECKING:
 Source = tuple[str, str, str]  # (kind, namespace, name) of a claimant
 Answer = tuple[tuple[int, bytes], ...]  # (rtype, rdata), sorted
 _RANK = {kind: rank for rank, kind in enumerate(RESOURCES)}
+# A Service with one of these (even holding no valid name) is not <name>.<namespace> under
+# service_names: k8s_gateway indexes an annotated Service by the annotation alone.
+HOSTNAME_KEYS = frozenset(
+    (
+        "coredns.io/hostname",
+        "external-dns.alpha.kubernetes.io/hostname",
+        "external-dns.kubernetes.io/hostname",
+        "kdns.io/hostname",
+    )
+)
 
 
 class Claim(NamedTuple):
@@ -95,8 +105,21 @@ def target_answer(hints: Hints) -> Answer:
 
 
 def service_names(name: str, namespace: str, zones: Iterable[str]) -> tuple[str, ...]:
-    """k8s_gateway's names of a LoadBalancer Service: ``<name>.<namespace>.<zone>``."""
-    return tuple(f"{name}.{namespace}" + ("" if zone == "." else f".{zone}") for zone in zones)
+    """k8s_gateway's names of a LoadBalancer Service: ``<name>.<namespace>.<zone>``
+    (``namespace`` "": ``<name>.<zone>``)."""
+    base = f"{name}.{namespace}" if namespace else name
+    return tuple(base + ("" if zone == "." else f".{zone}") for zone in zones)
+
+
+def relative_names(hostnames: Iterable[str], zones: tuple[str, ...]) -> tuple[str, ...]:
+    """``hostnames``, each one outside every zone in ``zones`` put under each of them."""
+    out: list[str] = []
+    for hostname in hostnames:
+        if any(zone == "." or hostname == zone or hostname.endswith("." + zone) for zone in zones):
+            out.append(hostname)
+        else:
+            out.extend(service_names(hostname, "", zones))
+    return tuple(dict.fromkeys(out))
 
 
 def parent_of(table: GatewayTable, parent: ParentRef) -> tuple[Gateway, tuple[Listener, ...], str, Hints] | None:  # fmt: skip
@@ -191,11 +214,16 @@ def claims_of(table: GatewayTable, source: Source) -> dict[bytes, list[Claim]]:
             or address_answer(svc.lb_ips, svc.lb_hostnames)
         )
         hostnames = svc.hostnames
-        if not hostnames and settings.service_names and svc.type == "LoadBalancer":
+        if settings.service_names and svc.type == "LoadBalancer":
             # k8s_gateway (kubernetes.go serviceHostnameIndexFunc): a LoadBalancer Service
             # is <name>.<namespace> under every zone, unless it has a hostname annotation,
-            # whose names it answers instead.
-            hostnames = service_names(svc.name, svc.namespace, settings.zones)
+            # whose names it answers instead; a query matches an annotation name as written
+            # or with the zone taken off (gateway.go getQueryIndexKeys), so a name outside
+            # every zone ("nas") answers under each one.
+            if hostnames:
+                hostnames = relative_names(hostnames, settings.zones)
+            elif not any(key in HOSTNAME_KEYS for key, _ in svc.meta.annotations):
+                hostnames = service_names(svc.name, svc.namespace, settings.zones)
         for hostname in hostnames:
             claim(hostname, "", answer, hints.ttl)
         internal = address_answer(svc.cluster_ips, ())
