@@ -247,3 +247,25 @@ def test_annotation_names_k8s_gateway_refuses_are_refused() -> None:
         assert addresses(reg, f"jellyfin.media.{ZONE}") == [], bad
         assert reg.gateway.claims == {}, bad
     assert slim_service(lb(annotations={"coredns.io/hostname": "*.apps"})).hostnames == ("*.apps",)
+
+
+def test_the_k8s_gateway_ignore_label_hides_an_object() -> None:
+    # README "Excluding Specific Resources": `k8s-gateway.dns/ignore: "true"` on an Ingress,
+    # a LoadBalancer Service or a route: "the plugin will not return it's address".
+    ignore = {"k8s-gateway.dns/ignore": "true"}
+    reg = registry(service_names=True)
+    load(
+        reg,
+        lb("hidden", labels=ignore),
+        lb("shown", lb_ips=["192.168.1.231"], labels={"k8s-gateway.dns/ignore": "false"}),
+        ingress("apps", "hidden", [f"ing.{ZONE}"], ["192.168.1.241"], labels=ignore),
+        gatewayclass("eg", CONTROLLER),
+        gateway("infra", "eg", ["192.168.1.240"], ["http"]),
+        httproute("apps", "hidden", [f"route.{ZONE}"], [("infra", "eg")], labels=ignore),
+    )
+    assert addresses(reg, f"hidden.media.{ZONE}") == []
+    assert addresses(reg, f"shown.media.{ZONE}") == ["192.168.1.231"]
+    assert addresses(reg, f"ing.{ZONE}") == []
+    assert addresses(reg, f"route.{ZONE}") == []
+    load(reg, httproute("apps", "hidden", [f"route.{ZONE}"], [("infra", "eg")]))  # label gone
+    assert addresses(reg, f"route.{ZONE}") == ["192.168.1.240"]

@@ -8,6 +8,9 @@ from typing import NamedTuple
 from kdns.model import EMPTY_META, GATEWAY_RESOURCES, ROUTE_KINDS, Meta
 
 RESOURCES = GATEWAY_RESOURCES
+# k8s_gateway's opt-out (README "Excluding Specific Resources"): a route, Ingress or Service
+# labelled so publishes no name, whatever the filters say.
+IGNORE_LABEL = ("k8s-gateway.dns/ignore", "true")
 
 
 def parse_filter(text: str) -> tuple[str, str | None] | None:
@@ -57,6 +60,8 @@ class GatewaySettings(NamedTuple):
 
     def selects(self, meta: Meta | None) -> bool:
         meta = meta or EMPTY_META
+        if IGNORE_LABEL in meta.labels:
+            return False
         return _matches(meta.labels, parse_filter(self.label)) and _matches(
             meta.annotations, parse_filter(self.annotation)
         )
