@@ -121,3 +121,16 @@ def test_a_forward_for_a_gateway_zone(tmp_path: Path) -> None:
         path.write_text(result.toml)
         config = build_config(str(path), {})
         assert tuple(z[0] for z in config.forward_zones) == forwarded
+
+
+def test_beside_the_kubernetes_plugin(tmp_path: Path) -> None:
+    # Some homelabs build k8s_gateway into the cluster CoreDNS: both plugins in one block. The
+    # kubernetes plugin's settings stand (pods insecure), the gateway zone is added.
+    body = """    kubernetes cluster.local in-addr.arpa ip6.arpa {
+        pods insecure
+        fallthrough in-addr.arpa ip6.arpa
+    }
+    k8s_gateway home.example.com"""
+    config, problems = imported(body, tmp_path)
+    assert problems == []
+    assert config.pods == "insecure" and config.gateway_zones == ("home.example.com",)

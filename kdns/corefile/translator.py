@@ -342,6 +342,7 @@ class _Translator:
         if "cache" not in self.seen:
             self.set("cache.enabled", False, None, "no cache plugin in the Corefile")
         if not cluster and watching:
+            self.set("kubernetes.pods", "disabled", None, "k8s_gateway answers no pod names")
             self.note("kubernetes", None, "k8s_gateway without kubernetes: kdns keeps the API watch for [gateway] and also answers cluster.local (the k8s_gateway Helm chart's forward . /etc/resolv.conf sent those names to the cluster DNS); block it for LAN clients with [acl] as manifests/lan/ does")  # fmt: skip
         if not watching:
             self.set("kubernetes.enabled", False, None, "no kubernetes plugin: no cluster domain, no API watch")  # fmt: skip

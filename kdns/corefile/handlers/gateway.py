@@ -136,7 +136,6 @@ def _k8s_gateway(t: _Translator, d: Directive, b: _Block) -> None:
         t.set("gateway.service_names", True, d, "k8s_gateway answers LoadBalancer Services as NAME.NAMESPACE.ZONE")  # fmt: skip
     if "ttl" not in seen:
         t.set("gateway.ttl", DEFAULT_TTL, d, "no ttl option: k8s_gateway's default")
-    t.set("kubernetes.pods", "disabled", d, "k8s_gateway answers no pod names")
 
     def dead_forwards() -> None:
         # Without fallthrough k8s_gateway answers every name of its zones (NXDOMAIN when
