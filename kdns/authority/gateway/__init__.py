@@ -40,7 +40,10 @@ Who claims a hostname:
 - a Service: a LoadBalancer's hostname annotations (external-dns's, k8s_gateway's
   ``coredns.io/hostname``, ``kdns.io/hostname``) answered with its ``target`` annotation,
   else its ``spec.externalIPs`` (external-dns), else its ingress IPs, else a CNAME to its ingress hostname; any Service's external-dns
-  ``internal-hostname`` answered with its ClusterIPs.
+  ``internal-hostname`` answered with its ClusterIPs; with ``service_names`` (k8s_gateway's
+  names), a LoadBalancer without a hostname annotation as ``<name>.<namespace>.<zone>`` in
+  every zone, and an annotation name outside every zone under each zone. Objects labelled
+  ``k8s-gateway.dns/ignore=true`` publish nothing.
 
 A hostname is served only inside a configured gateway zone. Route wildcards
 (``*.apps.home.example.com``) follow the Gateway API rule, not RFC 4592: they match names any
