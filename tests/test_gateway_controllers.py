@@ -318,3 +318,21 @@ def test_load_balancer_service_external_ips_win() -> None:
     assert a(reg, f"nas.{ZONE}") == ["192.168.3.99"]
     assert a(reg, f"web.{ZONE}") == ["192.168.3.2"]  # no externalIPs: the load balancer's
     assert a(reg, f"cn.{ZONE}") == ["192.168.3.98"]  # over the load balancer's hostname
+
+
+def test_ingress_class_spec_before_the_legacy_annotation() -> None:
+    # external-dns source/ingress.go filterByIngressClass (--ingress-class): a non-empty
+    # spec.ingressClassName decides alone; without one, kubernetes.io/ingress.class does.
+    lb = [{"ip": "192.168.2.1"}]
+    legacy = {"kubernetes.io/ingress.class": "internal"}
+    reg = registry(ingress_classes=("internal",))
+    load(
+        reg,
+        ingress(
+            "apps", "spec", [f"spec.{ZONE}"], lb, ingressClassName="external", annotations=legacy
+        ),  # fmt: skip
+        ingress("apps", "empty", [f"empty.{ZONE}"], lb, ingressClassName="", annotations=legacy),
+        ingress("apps", "none", [f"none.{ZONE}"], lb, ingressClassName=None),
+    )
+    assert a(reg, f"spec.{ZONE}") == [] and a(reg, f"none.{ZONE}") == []
+    assert a(reg, f"empty.{ZONE}") == ["192.168.2.1"]
