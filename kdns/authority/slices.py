@@ -51,10 +51,12 @@ Ahead = tuple[dict[int, Answer], list[bytes]]  # a name's answers by type, the n
 
 # Work done between two pauses of a ``Pacer``. A query that arrives during a slice waits for
 # the rest of it, so the budget (plus the longest step, ~3 ms) bounds what a render adds to a
-# query's wait; each pause costs the loop two passes, tens of microseconds. With the GC and
-# switch-interval changes of kdns.k8s.background, the abuse reload's probe p99 went from 11.6
-# to 5.2 ms in one run against 5 ms slices started back to back (benchmarks/results/reload.json).
-SLICE_BUDGET = 0.002
+# query's wait; each pause costs the loop two passes, tens of microseconds. Smaller is better
+# for the tail until the pauses start to cost: benchmarks/slice_budget.py, one run of abuse.py's
+# reloads: probe p99 3.52 / 4.04 / 4.25 / 4.51 ms at 0.5 / 1 / 2 / 5 ms, the reloads as long
+# (benchmarks/results/slice_budget.json). The parse in a thread, not the slices, is most of
+# what is left (kdns.k8s.background).
+SLICE_BUDGET = 0.001
 
 
 class Pacer:

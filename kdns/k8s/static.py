@@ -12,7 +12,7 @@ applied only when a second read, ``settle`` seconds later, finds the same conten
 wrote the files in between (inode, size and mtime unchanged); otherwise the file was still being
 written, and the newer content is considered the same way. "Less" counts objects, endpoints and
 ports: a file cut short mid-write can parse with every object and fewer endpoints. Reloads are parsed in a thread (kdns.k8s.background.parsing) and applied one object at a time,
-a huge one in slices, with the event loop serving queries between slices of ~2 ms
+a huge one in slices, with the event loop serving queries between slices of ~1 ms
 (kdns.authority.slices.Pacer), so a large manifest does not stop DNS while it is rendered
 (each name is swapped in whole: a query never sees half of a name's answers).
 
