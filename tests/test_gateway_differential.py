@@ -1,9 +1,12 @@
 """Route attachment against an independent reading of external-dns: random Gateways (listener
-protocols, ports, hostnames, allowedRoutes namespaces and kinds) and a random HTTPRoute or
-TLSRoute (parentRefs with and without sectionName and port, spec hostnames, a hostname
-annotation, each parent's Accepted condition) go through kdns's registry and through a small
-model of external-dns's source/gateway.go (gatewayRouteResolver.resolve, resolveParentRef,
-matchRouteToListener, routeIsAllowed, gwMatchingHost, gwProtocolMatches): every hostname in the
+protocols, ports, hostnames, allowedRoutes namespaces Same/All/Selector and kinds,
+allowedListeners), a ListenerSet (accepted or not, per-listener status entries accepted,
+refused or missing) and a random HTTPRoute or TLSRoute (Gateway and ListenerSet parentRefs with
+and without sectionName and port, spec hostnames, a hostname annotation, gateway-hostname-source,
+each parent's Accepted condition) go through kdns's registry and through a small model of
+external-dns's source/gateway.go (gatewayRouteResolver.resolve and hosts, resolveParentRef,
+newListenerSetObject, matchRouteToListener, routeIsAllowed, gwMatchingHost, gwProtocolMatches,
+conditionStatusIsTrue; every condition here is at the current generation): every hostname in the
 zone, and the addresses it answers, must be the same. The model is written here from that code,
 not from kdns's; TCPRoute is left out on purpose (external-dns still lets it onto TLS listeners,
 which Gateway API v1.5 no longer does, and kdns follows v1.5)."""
@@ -25,6 +28,15 @@ GROUP = "gateway.networking.k8s.io"
 LISTENER_HOSTS = [None, f"*.{ZONE}", f"a.{ZONE}", f"*.x.{ZONE}", f"b.x.{ZONE}"]
 ROUTE_HOSTS = [f"a.{ZONE}", f"b.x.{ZONE}", f"*.x.{ZONE}", f"c.{ZONE}", f"*.{ZONE}", f"d.b.x.{ZONE}"]
 ANNOTATION = "external-dns.alpha.kubernetes.io/hostname"
+SOURCE = "external-dns.alpha.kubernetes.io/gateway-hostname-source"
+NAMESPACES = [
+    {
+        "apiVersion": "v1",
+        "kind": "Namespace",
+        "metadata": {"name": "infra", "labels": {"team": "a"}},
+    },  # fmt: skip
+    {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "apps"}},
+]
 
 
 def generate(rnd: random.Random) -> tuple[list[JSON], JSON]:
@@ -37,7 +49,9 @@ def generate(rnd: random.Random) -> tuple[list[JSON], JSON]:
             hostname = rnd.choice(LISTENER_HOSTS)
             if hostname and protocol != "TCP":
                 listener["hostname"] = hostname
-            allowed: JSON = {"namespaces": {"from": rnd.choice(["All", "Same"])}}
+            allowed: JSON = {"namespaces": {"from": rnd.choice(["All", "Same", "Selector"])}}
+            if allowed["namespaces"]["from"] == "Selector":
+                allowed["namespaces"]["selector"] = {"matchLabels": {"team": "a"}}
             if rnd.random() < 0.2:
                 allowed["kinds"] = [{"kind": rnd.choice(["HTTPRoute", "TLSRoute"])}]
             listener["allowedRoutes"] = allowed
@@ -55,9 +69,14 @@ def generate(rnd: random.Random) -> tuple[list[JSON], JSON]:
                 "status": {"addresses": [{"type": "IPAddress", "value": f"192.168.7.{i + 1}"}]},
             }
         )
+        if rnd.random() < 0.5:
+            gateways[-1]["spec"]["allowedListeners"] = {"namespaces": {"from": rnd.choice(["All", "Same"])}}  # fmt: skip
+    listener_set = generate_listenerset(rnd, rnd.choice(gateways))
     refs = []
-    for gw in rnd.sample(gateways, rnd.randint(1, 2)):
+    for gw in rnd.sample([*gateways, listener_set], rnd.randint(1, 2)):
         ref: JSON = {"name": gw["metadata"]["name"], "namespace": gw["metadata"]["namespace"]}
+        if gw["kind"] == "ListenerSet":
+            ref.update(group=GROUP, kind="ListenerSet")
         if rnd.random() < 0.4:
             ref["sectionName"] = rnd.choice(gw["spec"]["listeners"])["name"]
         if rnd.random() < 0.2:
@@ -65,6 +84,8 @@ def generate(rnd: random.Random) -> tuple[list[JSON], JSON]:
         refs.append(ref)
     hostnames = rnd.sample(ROUTE_HOSTS, rnd.randint(0, 2))
     annotations = {ANNOTATION: rnd.choice(ROUTE_HOSTS)} if rnd.random() < 0.25 else {}
+    if rnd.random() < 0.2:
+        annotations[SOURCE] = rnd.choice(["annotation-only", "defined-hosts-only"])
     route: JSON = {
         "apiVersion": f"{GROUP}/v1",
         "kind": rnd.choice(["HTTPRoute", "TLSRoute"]),
@@ -81,7 +102,48 @@ def generate(rnd: random.Random) -> tuple[list[JSON], JSON]:
             ]
         },  # fmt: skip
     }
-    return gateways, route
+    return [*gateways, listener_set], route
+
+
+def generate_listenerset(rnd: random.Random, gateway: JSON) -> JSON:
+    """A ListenerSet of ``gateway`` with the status its controller writes: the set Accepted or
+    not, each listener's entry Accepted, refused, or missing."""
+    listeners = [
+        {
+            "name": f"s{j}",
+            "protocol": rnd.choice(["HTTP", "HTTPS", "TLS"]),
+            "port": 443,
+            "hostname": rnd.choice(LISTENER_HOSTS[1:]),
+            "allowedRoutes": {"namespaces": {"from": rnd.choice(["All", "Same"])}},
+        }  # fmt: skip
+        for j in range(rnd.randint(1, 2))
+    ]
+    entries = [
+        {
+            "name": x["name"],
+            "attachedRoutes": 0,
+            "supportedKinds": [],
+            "conditions": [condition("Accepted", rnd.random() < 0.8)],
+        }  # fmt: skip
+        for x in listeners
+        if rnd.random() < 0.9
+    ]
+    return {
+        "apiVersion": f"{GROUP}/v1",
+        "kind": "ListenerSet",
+        "metadata": {"namespace": rnd.choice(["infra", "apps"]), "name": "set", "generation": 1},
+        "spec": {
+            "parentRef": {
+                "name": gateway["metadata"]["name"],
+                "namespace": gateway["metadata"]["namespace"],
+            },
+            "listeners": listeners,
+        },  # fmt: skip
+        "status": {
+            "conditions": [condition("Accepted", rnd.random() < 0.8)],
+            "listeners": entries,
+        },  # fmt: skip
+    }
 
 
 def matching_host(a: str, b: str) -> str | None:
@@ -95,25 +157,60 @@ def matching_host(a: str, b: str) -> str | None:
     return b if a.startswith("*.") and b.endswith(a[1:]) else None
 
 
-def external_dns(gateways: list[JSON], route: JSON) -> dict[str, list[str]]:
+def route_hosts(route: JSON) -> list[str]:
+    """gatewayRouteResolver.hosts: spec hostnames ("" when none: the listeners') and the
+    hostname annotation; gateway-hostname-source picks one of the two."""
+    meta, spec = route["metadata"], route["spec"]
+    spec_hosts = list(spec.get("hostnames") or [])
+    annotated = [meta["annotations"][ANNOTATION]] if ANNOTATION in meta["annotations"] else []
+    source = meta["annotations"].get(SOURCE)
+    if source == "annotation-only":
+        return annotated
+    if source == "defined-hosts-only":
+        return spec_hosts
+    return (spec_hosts or [""]) + annotated
+
+
+def sections(obj: JSON, by_key: dict[tuple[str, str, str], JSON]) -> tuple[JSON | None, str, list[JSON]]:  # fmt: skip
+    """newGatewayListenerObject / newListenerSetObject: (the Gateway, the namespace owning the
+    listeners, the attached listeners)."""
+    if obj["kind"] == "Gateway":
+        return obj, obj["metadata"]["namespace"], obj["spec"]["listeners"]
+    ref = obj["spec"]["parentRef"]
+    gw = by_key.get(("Gateway", ref.get("namespace") or obj["metadata"]["namespace"], ref["name"]))
+    if gw is None:
+        return None, "", []
+    allowed = ((gw["spec"].get("allowedListeners") or {}).get("namespaces") or {}).get("from", "None")  # fmt: skip
+    admitted = allowed == "All" or (allowed == "Same" and gw["metadata"]["namespace"] == obj["metadata"]["namespace"])  # fmt: skip
+    if not admitted or not accepted(obj["status"]["conditions"]):
+        return gw, "", []
+    entries = {e["name"]: accepted(e["conditions"]) for e in obj["status"]["listeners"]}
+    return gw, obj["metadata"]["namespace"], [x for x in obj["spec"]["listeners"] if entries.get(x["name"])]  # fmt: skip
+
+
+def accepted(conditions: list[JSON]) -> bool:
+    """conditionStatusIsTrue: the first condition of the type decides."""
+    return [c["status"] == "True" for c in conditions if c["type"] == "Accepted"][:1] == [True]
+
+
+def external_dns(objects: list[JSON], route: JSON) -> dict[str, list[str]]:
     """hostname -> targets, as external-dns's gateway source computes them for one route."""
     meta, spec = route["metadata"], route["spec"]
-    hosts = list(spec.get("hostnames") or [""])  # no spec hostnames: the listeners'
-    if ANNOTATION in meta["annotations"]:
-        hosts.append(meta["annotations"][ANNOTATION])
-    by_key = {(g["metadata"]["namespace"], g["metadata"]["name"]): g for g in gateways}
+    hosts = route_hosts(route)
+    labels = {n["metadata"]["name"]: n["metadata"].get("labels", {}) for n in NAMESPACES}
+    by_key = {(o["kind"], o["metadata"]["namespace"], o["metadata"]["name"]): o for o in objects}
     out: dict[str, set[str]] = {}
     for rps in route["status"]["parents"]:
         ref = rps["parentRef"]
-        ns = ref.get("namespace") or meta["namespace"]
-        if not any(r["name"] == ref["name"] and (r.get("namespace") or meta["namespace"]) == ns for r in spec["parentRefs"]):  # fmt: skip
+        ns, kind = ref.get("namespace") or meta["namespace"], ref.get("kind", "Gateway")
+        if not any(r["name"] == ref["name"] and (r.get("namespace") or meta["namespace"]) == ns and r.get("kind", "Gateway") == kind for r in spec["parentRefs"]):  # fmt: skip
             continue
-        gw = by_key.get((ns, ref["name"]))
-        accepted = [c["status"] == "True" for c in rps["conditions"] if c["type"] == "Accepted"]
-        if gw is None or not accepted[:1] == [True]:
+        obj = by_key.get((kind, ns, ref["name"]))
+        if obj is None or not accepted(rps["conditions"]):
             continue
+        gw, owner, listeners = sections(obj, by_key)
         section = ref.get("sectionName", "")
-        for listener in gw["spec"]["listeners"]:
+        for listener in listeners:
             if section and listener["name"] != section:
                 continue
             protocol = "HTTP" if listener["protocol"] == "HTTPS" else listener["protocol"]
@@ -122,7 +219,10 @@ def external_dns(gateways: list[JSON], route: JSON) -> dict[str, list[str]]:
             if ref.get("port") and ref["port"] != listener["port"]:
                 continue
             allowed = listener["allowedRoutes"]
-            if allowed["namespaces"]["from"] == "Same" and gw["metadata"]["namespace"] != meta["namespace"]:  # fmt: skip
+            from_ = allowed["namespaces"]["from"]
+            if from_ == "Same" and owner != meta["namespace"]:
+                continue
+            if from_ == "Selector" and labels.get(meta["namespace"], {}).get("team") != "a":
                 continue
             if allowed.get("kinds") and not any(k["kind"] == route["kind"] for k in allowed["kinds"]):  # fmt: skip
                 continue
@@ -130,14 +230,14 @@ def external_dns(gateways: list[JSON], route: JSON) -> dict[str, list[str]]:
                 if not listener.get("hostname") and host == "":
                     continue
                 match = matching_host(listener.get("hostname", ""), host)
-                if match is not None:
+                if match is not None and gw is not None:
                     out.setdefault(match, set()).add(gw["status"]["addresses"][0]["value"])
     return {h: sorted(v) for h, v in out.items() if h == ZONE or h.endswith("." + ZONE)}
 
 
 def kdns(gateways: list[JSON], route: JSON) -> dict[str, list[str]]:
     reg = registry()
-    load(reg, gatewayclass("eg"), *gateways, route)
+    load(reg, gatewayclass("eg"), *NAMESPACES, *gateways, route)
     out = {}
     for wire in reg.gateway.names_of.get((route["kind"], route["metadata"]["namespace"], "r"), ()):
         records = reg.records(wire).get(1, ())
@@ -156,4 +256,4 @@ def test_route_names_and_addresses_match_external_dns(seed: int) -> None:
         published += bool(want)
         combined += any(len(v) > 1 for v in want.values())
     # Not vacuous: many routes publish names, some through several Gateways at once.
-    assert published > 300 and combined > 10, (published, combined)
+    assert published > 250 and combined > 3, (published, combined)
