@@ -21,6 +21,8 @@ from kdns.k8s.objects import (
     slimmer_for,
 )
 from kdns.model import (
+    EMPTY_HINTS,
+    EMPTY_META,
     Endpoint,
     EndpointPort,
     EndpointSlice,
@@ -212,12 +214,19 @@ SERVICE_CASES = [
             cluster_ips=("10.96.0.5",),
             external_ips=("198.51.100.7", "2001:db8::1"),
             lb_ips=("203.0.113.10",),
+            # A LoadBalancer keeps what gateway names need ([gateway] service_names): its
+            # filter metadata and the hostname-only ingress entry (a CNAME there).
+            meta=EMPTY_META,
+            lb_hostnames=("lb.example.com",),
+            hints=EMPTY_HINTS,
         ),
-        id="spec.externalIPs and status.loadBalancer.ingress[].ip; hostname-only dropped",
+        id="spec.externalIPs and status.loadBalancer.ingress[].ip; hostname-only kept aside",
     ),
     pytest.param(
         svc({"type": "LoadBalancer", "clusterIP": "10.96.0.5"}, {"loadBalancer": {}}),
-        service(type="LoadBalancer", cluster_ips=("10.96.0.5",)),
+        service(
+            type="LoadBalancer", cluster_ips=("10.96.0.5",), meta=EMPTY_META, hints=EMPTY_HINTS
+        ),
         id="LoadBalancer without ingress yet (pending)",
     ),
     pytest.param(
