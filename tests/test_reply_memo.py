@@ -13,6 +13,7 @@ import dns.edns
 import dns.message
 import dns.rcode
 import dns.rdatatype
+import pytest
 
 from kdns.authority.registry import Registry
 from kdns.authority.resolver import Resolver
@@ -198,3 +199,34 @@ def test_memo_hits_are_metered_exactly_per_channel() -> None:
     ask(r, query(WEB), UDP4)
     assert sum(sum(row[1:]) for row in fresh.rows.values()) == 1
     assert sum(sum(row[1:]) for row in meter.rows.values()) == 8
+
+
+def test_a_full_memo_keeps_its_entries_and_renews_after_turning_many_away(monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    """Bounded without thrashing: a full memo turns new questions away (counted) and keeps
+    serving what it holds; a stale entry is still replaced; after RENEW_AFTER refusals it
+    starts afresh so that names popular now get in."""
+    from kdns.server import replymemo
+
+    monkeypatch.setattr(replymemo, "MEMO_MAX", 4)
+    monkeypatch.setattr(replymemo, "RENEW_AFTER", 6)
+    registry = make()
+    registry.upsert(svc("web", "10.0.0.1"))
+    r = responder(registry)
+    held = [query(f"n{i}.default.svc.cluster.local") for i in range(3)] + [query(WEB)]
+    for data in held * 2:  # derived names are kept on their second sight
+        r.respond(data)
+    assert r._memo is not None and len(r._memo) == 4
+    hits = r.stats.derived_hits + r.stats.answer_hits
+    for i in range(5):  # new questions, twice each: turned away, the held ones stay
+        data = query(f"new{i}.default.svc.cluster.local")
+        r.respond(data)
+        r.respond(data)
+    assert set(r._memo) == {d[2:] for d in held} and r.memo_refused == 5
+    registry.upsert(svc("web", "10.0.0.2"))  # a held entry goes stale: replaced, not refused
+    assert addresses(ask(r, query(WEB))) == ["10.0.0.2"]
+    assert r.memo_refused == 5 and r._memo[query(WEB)[2:]][2] is registry.answers[r._memo[query(WEB)[2:]][1]]  # fmt: skip
+    assert r.stats.derived_hits + r.stats.answer_hits > hits
+    late = query("late.default.svc.cluster.local")
+    r.respond(late)
+    r.respond(late)  # the sixth refusal: the memo starts afresh, and this one gets in
+    assert list(r._memo) == [late[2:]] and r.memo_refused == 0

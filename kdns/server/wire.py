@@ -94,6 +94,7 @@ class Responder:
         "rrl",
         "_loadbalance",
         "_memo",
+        "memo_refused",
         "per_client",
         "zone",
         "qtype",
@@ -213,6 +214,7 @@ class Responder:
             and self._template is None
         )
         self._memo = {} if plain else None
+        self.memo_refused = 0  # new questions turned away by the full memo (replymemo)
         self.per_client = self._acl is not None or self._views is not None
 
     def set_udp_size(self, udp_size: int) -> None:
