@@ -15,6 +15,8 @@ from kdns.k8s import demo
 from kdns.k8s.demo import demo_objects
 from kdns.k8s.sources import SourceError, iter_raw, load_objects, manifest_files
 from kdns.model import (
+    EMPTY_HINTS,
+    EMPTY_META,
     Endpoint,
     EndpointPort,
     EndpointSlice,
@@ -124,6 +126,11 @@ def test_cluster_fixture_loads_without_warnings(caplog: pytest.LogCaptureFixture
                 ("198.51.100.20", "2001:db8::14"),
                 ("192.0.2.10",),
                 False,
+                # A LoadBalancer keeps what [gateway] service_names reads: its (empty) filter
+                # metadata and its hostname-only ingress entry.
+                meta=EMPTY_META,
+                lb_hostnames=("lb-1234.elb.example.com",),
+                hints=EMPTY_HINTS,
             ),
             id="LoadBalancer ingress and externalIPs",
         ),
