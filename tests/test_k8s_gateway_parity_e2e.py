@@ -19,6 +19,7 @@ import dns.rcode
 import pytest
 
 from kdns.corefile import import_corefile
+from tests.dnsupstream import DnsUpstream
 from tests.k8sapi import (
     CORE,
     GATEWAY_API,
@@ -35,7 +36,8 @@ from tests.test_e2e_gateway import a_records, rcode
 from tests.test_e2e_watch import eventually
 
 ZONE = "home.example.com"
-CHART = Path(__file__).resolve().parent / "fixtures" / "corefiles" / "k8s-gateway-chart.Corefile"
+CORPUS = Path(__file__).resolve().parent / "fixtures" / "corefiles"
+CHART = CORPUS / "k8s-gateway-chart.Corefile"
 
 
 def jellyfin(lb_ips: list[str]) -> dict[str, object]:
@@ -51,11 +53,16 @@ def api() -> Iterator[K8sApi]:
         yield server
 
 
-def start(api: K8sApi, tmp_path: Path, toml: str) -> Kdns:
+def start(api: K8sApi, tmp_path: Path, toml: str, upstream: str = "127.0.0.1:9") -> Kdns:
+    """kdns on ``toml``; forwarding (the chart's ``forward . /etc/resolv.conf``) goes to a
+    loopback upstream, never off the machine."""
     path = tmp_path / "kdns.toml"
     path.write_text(toml)
     kubeconfig = api.kubeconfig(tmp_path / "kubeconfig")
-    return Kdns("-c", str(path), "--kubeconfig", str(kubeconfig), "--lameduck", "0")
+    return Kdns(
+        "-c", str(path), "--kubeconfig", str(kubeconfig), "--lameduck", "0",
+        "--upstream", upstream,
+    )  # fmt: skip
 
 
 def test_service_name_namespace_zone_answers_follows_and_goes(api: K8sApi, tmp_path: Path) -> None:
@@ -123,3 +130,28 @@ def test_the_imported_k8s_gateway_chart_corefile_serves_its_names(
         # ttl 300 (the chart's default value) on the names.
         resp = proc.query(f"jellyfin.media.{ZONE}", "A")
         assert [rrset.ttl for rrset in resp.answer] == [300]
+
+
+def test_the_imported_chart_with_dns_challenge_answers_acme_cnames(
+    api: K8sApi, tmp_path: Path
+) -> None:
+    # The chart's dnsChallenge: a template (CoreDNS template README, "match", "answer",
+    # "fallthrough") CNAMEs _acme-challenge.<host> to the DNS-01 domain; names the cluster
+    # claims still answer their addresses.
+    result = import_corefile(str(CORPUS / "k8s-gateway-chart-dns01.Corefile"), {})
+    assert result.complete, result.problems
+    api.add(jellyfin(["192.168.1.230"]))
+    with (
+        DnsUpstream({("grafana.dns01.clouddns.com.", "TXT"): ['"dns01-token"']}) as up,
+        start(api, tmp_path, result.toml, up.upstream()) as proc,
+    ):
+        eventually(lambda: proc.get("ready")[0] == 200)
+        eventually(lambda: a_records(proc, f"jellyfin.media.{ZONE}") == ["192.168.1.230"])
+        resp = proc.query(f"_acme-challenge.grafana.{ZONE}", "TXT")
+        answer = [r.to_text() for rrset in resp.answer for r in rrset]
+        # The template's CNAME alone, as CoreDNS's template answers it: cert-manager's
+        # resolver follows it to the DNS-01 zone itself.
+        assert answer == ["grafana.dns01.clouddns.com."], answer
+        asked = [q.name for q in up.queries if "kdns-loop-check" not in q.name]
+        assert asked == []  # nothing forwarded for it (only the start's loop check went out)
+        assert rcode(proc, f"nothing.{ZONE}") == dns.rcode.NXDOMAIN
