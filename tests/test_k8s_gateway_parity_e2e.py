@@ -11,6 +11,7 @@ no edit but the test's ports.
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -88,6 +89,25 @@ def test_service_name_namespace_zone_answers_follows_and_goes(api: K8sApi, tmp_p
         api.modify(jellyfin(["192.168.1.231"]))
         eventually(lambda: a_records(proc, name) == ["192.168.1.231"])
         api.delete("Service", "media", "jellyfin")
+        eventually(lambda: rcode(proc, name) == dns.rcode.NXDOMAIN)
+
+
+def test_service_names_turned_on_and_off_by_a_reload(api: K8sApi, tmp_path: Path) -> None:
+    # docs/configuration.md: every [gateway] key reloads live (a new registry is rendered).
+    api.add(jellyfin(["192.168.1.230"]))
+    toml = f'[gateway]\nzones = ["{ZONE}"]\nservice_names = false\n'
+    with start(api, tmp_path, toml) as proc:
+        eventually(lambda: proc.get("ready")[0] == 200)
+        name = f"jellyfin.media.{ZONE}"
+        eventually(lambda: a_records(proc, "jellyfin.media.svc.cluster.local") == ["10.96.7.7"])
+        assert rcode(proc, name) == dns.rcode.NXDOMAIN
+        path = tmp_path / "kdns.toml"
+        assert proc.proc is not None
+        path.write_text(toml.replace("false", "true"))
+        proc.proc.send_signal(signal.SIGHUP)
+        eventually(lambda: a_records(proc, name) == ["192.168.1.230"])
+        path.write_text(toml)
+        proc.proc.send_signal(signal.SIGHUP)
         eventually(lambda: rcode(proc, name) == dns.rcode.NXDOMAIN)
 
 
