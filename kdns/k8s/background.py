@@ -13,9 +13,10 @@ A source (manifest files, the API watch) sometimes has a lot to do at once: pars
   interpreter back every time it returns from a system call (epoll; recvmmsg and sendmmsg,
   ctypes calls that release it), and a thread running Python keeps it up to the switch
   interval each time, 5 ms by default: a query waited 10-15 ms during a parse. The interval is
-  0.5 ms while a parse runs, which costs the parse a few more switches, for its first second
-  only: beside a loop that never idles, a short interval starves the parse (the loop takes the
-  interpreter back after every system call), so a longer parse gets the default back.
+  0.5 ms while a parse runs, which costs the parse a few more switches, for its first seconds
+  only (a 10,000-endpoint manifest parses in about one): beside a loop that never idles, a
+  short interval starves the parse (the loop takes the interpreter back after every system
+  call), so a longer parse gets the default back.
 
 Both count their users, so overlapping work (a reload's parse and a watch event's render) ends
 them only when the last user is done.
@@ -34,7 +35,7 @@ PARSE_SWITCH_INTERVAL = 0.0005
 # short switch interval a busy loop takes the interpreter back at once, every time): the
 # default interval is restored, so the parse gets the share it had before (a 400-Service
 # manifest beside a spinning loop: 15 s at 5 ms, over 60 s at 0.5 ms).
-PARSE_SHORT_FOR = 1.0
+PARSE_SHORT_FOR = 3.0
 
 
 class _Counted:
