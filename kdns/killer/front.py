@@ -53,7 +53,7 @@ class WireFront:
     def hit(self, data: bytes, now: float, batch: Batch | None, i: int, peer: Any) -> bytes | None:
         entries = self.wire.entries
         if data[-12:-8] == b"\x00\x0a\x00\x08" and data[-14:-12] == b"\x00\x0c":
-            entry = entries.get(data[2:-14] + b"\x00\x00")  # wirecache.cookie_key, inlined
+            entry = entries.get(data[2:-14] + b"\x00\x00")  # edns.cookie_key, inlined (hits)
         else:
             entry = entries.get(data[2:])
             if entry is None and data[11:12] not in (b"\x00", b"") and not ends_in_bare_opt(data):

@@ -41,6 +41,7 @@ from __future__ import annotations
 from collections import deque
 from typing import Any
 
+from kdns.server.edns import cookie_key  # noqa: F401 (imported from here before)
 from kdns.server.meter import FAST_DURATION, Meter
 
 # Entry layout.
@@ -120,19 +121,6 @@ def without_options(query: bytes) -> bytes | None:
     if at != end:
         return None
     return query[2 : opt + 9] + b"\x00\x00"
-
-
-def cookie_key(query: bytes) -> bytes | None:
-    """The cache key of the commonest query with options, found without walking it: an OPT
-    record whose RDATA is one client COOKIE (RFC 7873 4.1: code 10, 8 bytes), sent last.
-
-    Safe without a walk: an entry under the returned key was made from a query that ends in a
-    record with RDLENGTH 0 (keys are stored without options); this query is that one with the
-    same 12 bytes of RDATA added, which the standard path reads past (a COOKIE option is never
-    acted on), so it deserves the same reply."""
-    if query[-12:-8] == b"\x00\x0a\x00\x08" and query[-14:-12] == b"\x00\x0c":
-        return query[2:-14] + b"\x00\x00"
-    return None
 
 
 class WireCache:

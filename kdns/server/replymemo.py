@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from kdns.dns.answer import Answer
+from kdns.server.edns import cookie_key
 
 if TYPE_CHECKING:
     from kdns.server.wire import Responder
@@ -21,7 +22,6 @@ FOREVER = float("inf")  # Responder.keep for replies that change only when their
 MEMO_MAX = 32768  # entries (about 550 B each: 18 MiB full)
 RENEW_AFTER = 4 * MEMO_MAX  # new questions a full memo turns away before it starts afresh
 _QTYPES: dict[bytes, bytes] = {}  # at most 65,536 two-byte keys
-COOKIE_OPTION = b"\x00\x0a\x00\x08"  # EDNS option code 10 (COOKIE), 8 bytes: a client cookie
 # The fields of an entry.
 M_REGISTRY, M_KEY, M_ANSWER, M_BODY, M_REPLY, M_QTYPE, M_ROWS, M_METER = 0, 1, 2, 3, 4, 5, 6, 8
 
@@ -54,20 +54,13 @@ def remember(r: Responder, data: bytes, key: bytes, answer: Answer, registry: bo
 
 
 def key_of(data: bytes, qend: int) -> bytes | None:
-    """The memo key of a query: its bytes after the ID. A query whose OPT record carries one
-    client COOKIE (RFC 7873 4.1: code 10, 8 bytes; dig sends one by default) is the same
-    query without it: kdns acts on no cookie and answers both alike, so it gets that query's
-    key and shares its entry. Other options: None (never kept: they would make every entry
-    one client's, and kdns's reply does not depend on them, but they are rare)."""
+    """The memo key of a query: its bytes after the ID; a one-COOKIE query shares the key of
+    the same query without it (kdns acts on no cookie and answers both alike: ``cookie_key``).
+    Other options: None (never kept: they would make every entry one client's, and they are
+    rare)."""
     if len(data) == qend + 11 or len(data) == qend:
         return data[2:]
-    if (
-        len(data) == qend + 23
-        and data[qend : qend + 3] == b"\x00\x00\x29"  # an OPT record, root-owned
-        and data[-14:-8] == b"\x00\x0c" + COOKIE_OPTION
-    ):
-        return data[2:-14] + b"\x00\x00"
-    return None
+    return cookie_key(data) if len(data) == qend + 23 else None
 
 
 def holds(r: Responder, entry: list[Any]) -> bool:

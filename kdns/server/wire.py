@@ -31,6 +31,7 @@ from kdns.server.edns import (  # noqa: F401 (EDE_* and with_ede: imported from 
     ONE_ADDITIONAL,
     Edns,
     Malformed,
+    cookie_key,
     plain_opt,
     read_edns,
     with_ede,
@@ -57,7 +58,7 @@ from kdns.server.query import (  # noqa: F401 (the protocols: imported from here
     Replier,
     Transfers,
 )
-from kdns.server.replymemo import COOKIE_OPTION, FOREVER, M_METER, M_ROWS, MEMO_MAX  # noqa: F401
+from kdns.server.replymemo import FOREVER, M_METER, M_ROWS, MEMO_MAX  # noqa: F401
 from kdns.server.stats import Stats
 
 Lookup = Callable[[bytes, int, int, bytes], Answer]  # name, qtype, qclass, question key
@@ -246,8 +247,8 @@ class Responder:
         entry = None
         if memo is not None and channel < TCP4:
             entry = memo.get(data[2:])
-            if entry is None and data[-12:-8] == COOKIE_OPTION and data[-14:-12] == b"\x00\x0c":
-                entry = memo.get(data[2:-14] + b"\x00\x00")  # replymemo.key_of, inlined
+            if entry is None and (cookie := cookie_key(data)) is not None:
+                entry = memo.get(cookie)
         if entry is not None and replymemo.holds(self, entry):
             response: bytes | list[bytes] | None = replymemo.recalled(self, data, entry)
             if meter is None:
