@@ -24,19 +24,16 @@ import dns.query
 import dns.rcode
 import pytest
 
-from kdns.authority.localzones import from_records
-from kdns.authority.registry import Registry
 from kdns.authority.resolver import Resolver
 from kdns.authority.zones import ZoneSet
 from kdns.config import build_config
 from kdns.dns import names
-from kdns.k8s.sources import load_objects
-from kdns.k8s.static import apply_all
 from kdns.policy.blocklist import BlockList
 from kdns.policy.listfetch import FetchSettings, Lists, build_views
 from kdns.policy.views import ALLOWLIST_ONLY, View, Views
 from kdns.server.wire import Responder
 from tests.kdnsproc import LOOPBACK, Kdns
+from tests.test_blocklist_answers import lan_registry
 
 FIXTURES = Path(__file__).parent / "fixtures"
 KIDS = ("192.168.2.7", 40000)
@@ -59,16 +56,7 @@ def build(tmp: Path, more: str = "") -> Responder:
     school.write_text(SCHOOL + more)
     ads = tmp / "ads.hosts"
     ads.write_text(ADS)
-    zones = ZoneSet.build("cluster.local", (), 5, local_zones=(("home.example.com", 300),))
-    registry = Registry(zones, ttl=5)
-    apply_all(registry, load_objects([str(FIXTURES / "cluster.yaml")]))
-    registry.set_local(
-        from_records(
-            "home.example.com",
-            ["nas A 192.168.1.11", "tv A 192.168.1.12", "school CNAME tv"],
-        )
-    )
-    registry.synced = True
+    registry = lan_registry(["nas A 192.168.1.11", "tv A 192.168.1.12", "school CNAME tv"])
     responder = Responder(registry.answers, Resolver(registry, forward=True).resolve)
     responder.derived = registry.derived
     allow = BlockList.load("school", str(school), "auto", "nxdomain")

@@ -35,19 +35,20 @@ LAN = ("192.168.1.23", 40000)
 POD = ("10.244.1.5", 40000)
 
 
-def build(answer: str = "nxdomain") -> Responder:
-    ads = BlockList.load("oisd", str(LISTS / "oisd-small.txt"), "adblock", answer)
-    mail = BlockList.load("mail", str(LISTS / "mail.txt"), "domains", answer)
+def lan_registry(records: list[str]) -> Registry:
+    """The fixture cluster beside a local zone home.example.com holding ``records``, synced."""
     zones = ZoneSet.build("cluster.local", (), 5, local_zones=(("home.example.com", 300),))
     registry = Registry(zones, ttl=5)
     apply_all(registry, load_objects([str(FIXTURES / "cluster.yaml")]))
-    registry.set_local(
-        from_records(
-            "home.example.com",
-            ["cdn CNAME track.ads.example.net.", "nas A 192.168.1.11", "web CNAME nas"],
-        )
-    )
+    registry.set_local(from_records("home.example.com", records))
     registry.synced = True
+    return registry
+
+
+def build(answer: str = "nxdomain") -> Responder:
+    ads = BlockList.load("oisd", str(LISTS / "oisd-small.txt"), "adblock", answer)
+    mail = BlockList.load("mail", str(LISTS / "mail.txt"), "domains", answer)
+    registry = lan_registry(["cdn CNAME track.ads.example.net.", "nas A 192.168.1.11", "web CNAME nas"])  # fmt: skip
     resolver = Resolver(registry, forward=True)
     responder = Responder(registry.answers, resolver.resolve)
     responder.derived = registry.derived
