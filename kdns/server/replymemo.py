@@ -10,10 +10,12 @@ they are set (``Responder._memo_reset``). tests/test_reply_memo.py breaks when e
 
 from __future__ import annotations
 
+from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
 from kdns.dns.answer import Answer
 from kdns.server.edns import cookie_key
+from kdns.server.meter import FAST_DURATION
 
 if TYPE_CHECKING:
     from kdns.server.wire import Responder
@@ -22,8 +24,10 @@ FOREVER = float("inf")  # Responder.keep for replies that change only when their
 MEMO_MAX = 32768  # entries (about 550 B each: 18 MiB full)
 RENEW_AFTER = 4 * MEMO_MAX  # new questions a full memo turns away before it starts afresh
 _QTYPES: dict[bytes, bytes] = {}  # at most 65,536 two-byte keys
-# The fields of an entry.
-M_REGISTRY, M_KEY, M_ANSWER, M_BODY, M_REPLY, M_QTYPE, M_ROWS, M_METER = 0, 1, 2, 3, 4, 5, 6, 8
+# The fields of an entry: where its Answer came from (True: the answers dict, False: the derived
+# memo), the key there, the Answer and its body when kept, the reply after the ID, the query type,
+# the meter rows of UDP4 and UDP6, the meter they belong to, the bare query's size.
+M_REGISTRY, M_KEY, M_ANSWER, M_BODY, M_REPLY, M_QTYPE, M_ROWS, M_METER, M_SIZE = 0, 1, 2, 3, 4, 5, 6, 8, 9  # fmt: skip
 
 
 def remember(r: Responder, data: bytes, key: bytes, answer: Answer, registry: bool, response: bytes, qend: int) -> None:  # fmt: skip
@@ -50,7 +54,7 @@ def remember(r: Responder, data: bytes, key: bytes, answer: Answer, registry: bo
         memo.clear()
         r.memo_refused = 0
     qtype = _QTYPES.setdefault(r.qtype, r.qtype)  # one bytes object per type, not per entry
-    memo[memo_key] = [registry, key, answer, answer.body, response[2:], qtype, None, None, None]  # fmt: skip
+    memo[memo_key] = [registry, key, answer, answer.body, response[2:], qtype, None, None, None, len(memo_key) + 2]  # fmt: skip
 
 
 def key_of(data: bytes, qend: int) -> bytes | None:
@@ -65,10 +69,16 @@ def key_of(data: bytes, qend: int) -> bytes | None:
 
 def holds(r: Responder, entry: list[Any]) -> bool:
     """Whether ``entry`` may be served: its dict still maps its key to the same Answer, and
-    that Answer still holds the same body bytes (the invalidation story above)."""
+    that Answer still holds the same body bytes (the invalidation story above). The batched
+    UDP loop (kdns.server.udp) writes this same test inline, with ``sources(r)``."""
     answer = entry[M_ANSWER]
     source = r.answers if entry[M_REGISTRY] else r.derived
     return answer.body is entry[M_BODY] and source.get(entry[M_KEY]) is answer
+
+
+def sources(r: Responder) -> tuple[dict[bytes, Answer], dict[bytes, Answer]]:
+    """The dicts an entry's Answer may come from, indexed by its ``M_REGISTRY`` flag."""
+    return (r.derived, r.answers)
 
 
 def recalled(r: Responder, data: bytes, entry: list[Any]) -> bytes:
@@ -85,6 +95,38 @@ def recalled(r: Responder, data: bytes, entry: list[Any]) -> bytes:
 
 
 def keep_row(entry: list[Any], channel: int, meter: Any, row: list[float]) -> None:
-    """The meter row of ``entry``'s replies on ``channel`` (UDP4 or UDP6), kept with it."""
+    """The meter row of ``entry``'s replies on ``channel`` (UDP4 or UDP6), kept with it; a
+    new meter (a reload's) lets go of the rows of the old one, on both channels."""
+    if entry[M_METER] is not meter:
+        entry[M_ROWS] = entry[M_ROWS + 1] = None
+        entry[M_METER] = meter
     entry[M_ROWS + channel] = row
-    entry[M_METER] = meter
+
+
+def record_hits(r: Responder, hits: list[list[Any]], channel: int, seconds: float) -> None:
+    """Memo hits the batched UDP loop answered (``hits``, their entries) on ``channel``, each
+    taking ``seconds`` from the read of its batch to the send of its reply (as killer mode's
+    wire cache records its hits): counted as dict answers are, and metered."""
+    registry_hits = sum(map(_FROM_REGISTRY, hits))
+    r.stats.answer_hits += registry_hits
+    r.stats.derived_hits += len(hits) - registry_hits
+    meter = r.meter
+    if meter is None:
+        return
+    slot = M_ROWS + channel
+    fast = seconds <= FAST_DURATION
+    for entry in hits:
+        row = entry[slot]
+        if row is None or entry[M_METER] is not meter:
+            reply = entry[M_REPLY]
+            key = (channel, entry[M_QTYPE], entry[M_ANSWER].zone, reply[1] & 0x0F, entry[M_SIZE], len(reply) + 2)  # fmt: skip
+            row = meter.rows.get(key) or meter.new_row(*key)
+            keep_row(entry, channel, meter, row)
+        row[0] += seconds
+        if fast:
+            row[1] += 1
+        else:
+            meter.slow(row, seconds)
+
+
+_FROM_REGISTRY = itemgetter(M_REGISTRY)

@@ -27,9 +27,12 @@ import time
 from time import perf_counter
 from typing import Any, Protocol
 
+from kdns.server import replymemo
+from kdns.server.edns import COOKIE_OPTION
 from kdns.server.meter import UDP4, UDP6
 from kdns.server.mmsg import LIBC, MSG_DONTWAIT, NAME, RECV_SLOT, SLOT, SLOTS, Batch
 from kdns.server.querylog import log_query
+from kdns.server.replymemo import M_ANSWER, M_BODY, M_KEY, M_REGISTRY, M_REPLY
 from kdns.server.rrl import SEND, SLIP, slip_reply
 from kdns.server.stats import Stats
 from kdns.server.wire import DEFERRED, PEER_LATER, Query, Responder
@@ -107,25 +110,48 @@ class UdpServer:
 
     def _answer_batch(self, batch: Batch, count: int) -> None:
         started = perf_counter()
+        responder = self.responder
         front = self.front
-        hit = front.hit if front is not None and not self.query_log else None
+        logged = self.query_log
+        hit = front.hit if front is not None and not logged else None
         now = time.monotonic() if front is not None else 0.0
-        rrl = self.responder.rrl
-        recv, send, recv_u32 = batch.recv, batch.send, batch.recv_u32
+        rrl = responder.rrl
+        recv, send, recv_u32 = batch.recv_map, batch.send, batch.recv_u32
         send_u64, send_iov = batch.send_u64, batch.send_iov_u64
         names_base = batch.names_base
+        # The reply memo (kdns.server.replymemo), asked here before anything else: a repeated
+        # question is the client's ID + its kept reply, and its metering waits for the batch's
+        # send (``record_hits``), as killer mode's hits do. ``replymemo.holds`` inline.
+        # Killer mode's front comes first instead (its hits hold until pushed out).
+        memo = responder.memo if front is None and not logged else None
+        memo_get = memo.get if memo is not None else None
+        sources = replymemo.sources(responder)
+        memo_hits: list[Any] = []
         # The standard path called directly when nothing else wants the datagram (no front,
-        # no query log): one call per datagram less.
-        respond = self.responder.respond if front is None and not self.query_log else None
+        # no query log): one call per datagram less; the memo was asked already.
+        respond = responder.respond_anew if front is None and not logged else None
         channel = self.channel
         out_count = 0
         for i in range(count):
             start = i * RECV_SLOT
-            data = recv[start : start + recv_u32[i * 16 + 14]].tobytes()
+            data = recv[start : start + recv_u32[i * 16 + 14]]
             try:  # one bad datagram (or a bug) costs that datagram only, never the batch
-                if respond is not None:
+                entry = memo_get(data[2:]) if memo_get is not None else None
+                if (
+                    entry is not None
+                    and entry[M_ANSWER].body is entry[M_BODY]
+                    and sources[entry[M_REGISTRY]].get(entry[M_KEY]) is entry[M_ANSWER]
+                ):
+                    reply = data[:2] + entry[M_REPLY]
+                    memo_hits.append(entry)
+                elif respond is not None:
                     self._at = i
-                    reply = respond(data, channel, PEER_LATER, self)
+                    if entry is None and data[-12:-8] == COOKIE_OPTION:
+                        # A client COOKIE: ``respond`` finds the bare query's entry and meters
+                        # the hit with this query's own size.
+                        reply = responder.respond(data, channel, PEER_LATER, self)
+                    else:
+                        reply = respond(data, channel, PEER_LATER, self)
                     if type(reply) is not bytes:
                         continue  # dropped, or DEFERRED: sent by send_reply when it comes
                 else:
@@ -173,8 +199,12 @@ class UdpServer:
         if out_count != count:  # a gap moved addresses: point them back for the next batch
             for k in range(out_count):
                 send_u64[k * 8] = names_base + k * NAME
-        if front is not None:
-            front.done(perf_counter() - started)
+        if memo_hits or front is not None:
+            seconds = perf_counter() - started
+            if memo_hits:
+                replymemo.record_hits(responder, memo_hits, channel, seconds)
+            if front is not None:
+                front.done(seconds)
 
     def _answer(self, data: bytes, now: float, batch: Batch | None, i: int, peer: Any) -> bytes | None:  # fmt: skip
         """The standard path for one query: the reply to send now, or None (dropped, or

@@ -58,7 +58,7 @@ from kdns.server.query import (  # noqa: F401 (the protocols: imported from here
     Replier,
     Transfers,
 )
-from kdns.server.replymemo import FOREVER, M_METER, M_ROWS, MEMO_MAX  # noqa: F401
+from kdns.server.replymemo import FOREVER, M_METER, M_ROWS, M_SIZE, MEMO_MAX  # noqa: F401
 from kdns.server.stats import Stats
 
 Lookup = Callable[[bytes, int, int, bytes], Answer]  # name, qtype, qclass, question key
@@ -206,6 +206,11 @@ class Responder:
         self._loadbalance = value
         self._memo_reset()
 
+    @property
+    def memo(self) -> dict[bytes, list[Any]] | None:
+        """The reply memo (kdns.server.replymemo), None while it is off."""
+        return self._memo
+
     def _memo_reset(self) -> None:
         plain = (
             self._acl is None
@@ -240,42 +245,61 @@ class Responder:
         """The response to one query: bytes, several messages (a zone transfer over TCP),
         ``DEFERRED`` (answered later through ``replier`` once an upstream replies; counted
         and logged then) or None (dropped)."""
-        meter = self.meter
-        started = perf_counter() if meter is not None else 0.0
-        row = None
         memo = self._memo
-        entry = None
         if memo is not None and channel < TCP4:
             entry = memo.get(data[2:])
             if entry is None and (cookie := cookie_key(data)) is not None:
                 entry = memo.get(cookie)
-        if entry is not None and replymemo.holds(self, entry):
-            response: bytes | list[bytes] | None = replymemo.recalled(self, data, entry)
-            if meter is None:
-                return response
-            row = entry[M_ROWS + channel]  # the entry keeps its rows: no key to build
-            if entry[M_METER] is not meter:
-                row = None
-        else:
-            entry = None
-            response = self._respond(data, channel, peer, replier)
-            if meter is None:
-                return response
-        if response.__class__ is bytes:
-            # Meter.record inlined (the call alone cost a third of the accounting): one row
-            # per exact label set and sizes, a duration sum and a bucket count.
-            seconds = perf_counter() - started
-            if row is None:
-                key = (channel, self.qtype, self.zone, response[3] & 0x0F, len(data), len(response))  # fmt: skip
-                row = meter.rows.get(key) or meter.new_row(*key)
-                if entry is not None:
-                    replymemo.keep_row(entry, channel, meter, row)
-            row[0] += seconds
-            if seconds <= FAST_DURATION:
-                row[1] += 1
-            else:
-                meter.slow(row, seconds)
+            if entry is not None and replymemo.holds(self, entry):
+                return self._recalled(data, channel, entry)
+        return self.respond_anew(data, channel, peer, replier)
+
+    def _recalled(self, data: bytes, channel: int, entry: list[Any]) -> bytes:
+        """A reply memo hit, metered into the row the entry keeps (no key to build)."""
+        meter = self.meter
+        started = perf_counter() if meter is not None else 0.0
+        response = replymemo.recalled(self, data, entry)
+        if meter is not None:
+            row = entry[M_ROWS + channel]
+            if len(data) != entry[M_SIZE]:  # a COOKIE's query, sharing the bare one's entry
+                row = self._row(channel, data, response)
+            elif row is None or entry[M_METER] is not meter:
+                row = self._row(channel, data, response)
+                replymemo.keep_row(entry, channel, meter, row)
+            self._count(row, perf_counter() - started)
         return response
+
+    def respond_anew(
+        self,
+        data: bytes,
+        channel: int = UDP4,
+        peer: Any = None,
+        replier: Replier | None = None,
+    ) -> bytes | list[bytes] | None:
+        """``respond`` without asking the reply memo (the batched UDP loop asked it)."""
+        meter = self.meter
+        if meter is None:
+            return self._respond(data, channel, peer, replier)
+        started = perf_counter()
+        response = self._respond(data, channel, peer, replier)
+        if response.__class__ is bytes:
+            self._count(self._row(channel, data, response), perf_counter() - started)
+        return response
+
+    def _row(self, channel: int, data: bytes, response: bytes) -> list[float]:
+        """The meter row of this reply's labels and sizes (``zone`` and ``qtype`` say them)."""
+        meter = self.meter
+        key = (channel, self.qtype, self.zone, response[3] & 0x0F, len(data), len(response))
+        return meter.rows.get(key) or meter.new_row(*key)  # type: ignore[union-attr]
+
+    def _count(self, row: list[float], seconds: float) -> None:
+        """Meter.record inlined (the call alone cost a third of the accounting): a duration
+        sum and a bucket count per row."""
+        row[0] += seconds
+        if seconds <= FAST_DURATION:
+            row[1] += 1
+        else:
+            self.meter.slow(row, seconds)  # type: ignore[union-attr]
 
     def _respond(self, data: bytes, channel: int, peer: Any, replier: Replier | None) -> bytes | list[bytes] | None:  # fmt: skip
         tcp = channel >= TCP4

@@ -1,0 +1,173 @@
+"""The batched UDP loop asks the reply memo itself (kdns.server.udp ``_answer_batch``), before
+the standard path: these cases go through a real socket and one ``UdpServer``, so a reply can
+only be right if the loop's inline copy of ``replymemo.holds`` let go of what changed, and the
+metrics can only add up if the hits the loop answered were recorded after the batch's send.
+
+Each case asks the same question several times before and after a change: the repeats are
+the loop's memo hits (the first ask fills the memo through ``Responder.respond_anew``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+
+import dns.edns
+import dns.message
+import dns.rcode
+import pytest
+
+from kdns.authority.registry import Registry
+from kdns.authority.resolver import Resolver
+from kdns.server import udp as udp_module
+from kdns.server.meter import UDP4, Meter
+from kdns.server.replymemo import M_METER, M_ROWS, keep_row
+from kdns.server.stats import Stats
+from kdns.server.udp import UdpServer
+from kdns.server.wire import Responder
+from tests.test_registry import make, svc
+
+WEB = "web.default.svc.cluster.local"
+
+
+@pytest.fixture(params=["batched", "recvfrom"])
+def transport(request: pytest.FixtureRequest) -> object:
+    saved = udp_module.LIBC
+    if request.param == "recvfrom":
+        udp_module.LIBC = None
+    elif saved is None:
+        pytest.skip("no recvmmsg/sendmmsg here")
+    yield request.param
+    udp_module.LIBC = saved
+
+
+class Served:
+    """One UdpServer on loopback answering from ``registry``, and a client socket."""
+
+    def __init__(self, registry: Registry, meter: Meter | None = None) -> None:
+        self.responder = Responder(registry.answers, Resolver(registry).resolve, 1232, meter)
+        self.responder.derived = registry.derived
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sock.bind(("127.0.0.1", 0))
+        self.port = sock.getsockname()[1]
+        self.server = UdpServer(sock, self.responder, Stats())
+        self.client = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.client.bind(("127.0.0.1", 0))
+        self.client.setblocking(False)
+
+    async def ask(self, wires: list[bytes]) -> list[dns.message.Message]:
+        """Send every query before the loop runs (one batch when batched), then read the
+        replies in order."""
+        for wire in wires:
+            self.client.sendto(wire, ("127.0.0.1", self.port))
+        out: list[dns.message.Message] = []
+        deadline = asyncio.get_running_loop().time() + 5
+        while len(out) < len(wires) and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.01)
+            while True:
+                try:
+                    out.append(dns.message.from_wire(self.client.recv(4096)))
+                except BlockingIOError:
+                    break
+        assert len(out) == len(wires), "a reply is missing"
+        return out
+
+    def close(self) -> None:
+        self.server.close()
+        self.client.close()
+
+
+def query(name: str, qid: int, rdtype: str = "A", cookie: bool = False) -> bytes:
+    options: list[dns.edns.Option] = (
+        [dns.edns.GenericOption(dns.edns.COOKIE, b"\x01" * 8)] if cookie else []
+    )
+    q = dns.message.make_query(name, rdtype, use_edns=0 if cookie else False, options=options)
+    q.id = qid
+    return q.to_wire()
+
+
+def addresses(message: dns.message.Message) -> list[str]:
+    return [rr.to_text() for rrset in message.answer for rr in rrset]
+
+
+async def test_loop_hits_answer_with_each_clients_id(transport: object) -> None:
+    registry = make()
+    registry.upsert(svc("web", "10.0.0.1"))
+    served = Served(registry)
+    try:
+        await served.ask([query(WEB, 1)])  # fills the memo
+        replies = await served.ask([query(WEB, qid) for qid in range(10, 20)])
+        assert [r.id for r in replies] == list(range(10, 20))
+        assert all(addresses(r) == ["10.0.0.1"] for r in replies)
+        assert served.responder.stats.answer_hits == 11
+    finally:
+        served.close()
+
+
+async def test_loop_hits_follow_a_service_edit_at_once(transport: object) -> None:
+    """Breaks when the loop's check leaves out the answers dict's identity (the Answer the
+    entry was made from is no longer the one the registry serves)."""
+    registry = make()
+    registry.upsert(svc("web", "10.0.0.1"))
+    served = Served(registry)
+    try:
+        for _ in range(3):
+            assert all(addresses(r) == ["10.0.0.1"] for r in await served.ask([query(WEB, 1)] * 4))  # fmt: skip
+        registry.upsert(svc("web", "10.0.0.2"))
+        assert all(addresses(r) == ["10.0.0.2"] for r in await served.ask([query(WEB, 2)] * 4))
+        registry.delete("Service", ("default", "web"))
+        replies = await served.ask([query(WEB, 3)] * 4)
+        assert all(r.rcode() == dns.rcode.NXDOMAIN for r in replies)
+    finally:
+        served.close()
+
+
+async def test_loop_hits_of_a_negative_answer_follow_its_soa(transport: object) -> None:
+    """RFC 2308 3: a negative reply carries the zone's SOA, whose serial moves with any change
+    in the zone; the zone refills the shared Answer in place. Breaks when the loop's check
+    leaves out the body's identity."""
+    registry = make()
+    served = Served(registry)
+    nx = query("nope.default.svc.cluster.local", 5)
+    try:
+        before = {r.authority[0][0].serial for r in await served.ask([nx] * 4)}
+        registry.upsert(svc("other", "10.0.0.3"))
+        after = {r.authority[0][0].serial for r in await served.ask([nx] * 4)}
+        assert len(before) == 1 and len(after) == 1 and after != before
+        registry.upsert(svc("nope", "10.0.0.4"))
+        assert all(addresses(r) == ["10.0.0.4"] for r in await served.ask([nx] * 4))
+    finally:
+        served.close()
+
+
+async def test_loop_hits_are_metered_one_row_per_reply(transport: object) -> None:
+    """Every reply counted once, with its own labels and sizes: a COOKIE query shares the bare
+    query's memo entry (RFC 7873: kdns acts on no cookie) but is metered with its own size."""
+    registry = make()
+    registry.upsert(svc("web", "10.0.0.1"))
+    meter = Meter()
+    served = Served(registry, meter)
+    bare, cookie = query(WEB, 1), query(WEB, 2, cookie=True)
+    try:
+        await served.ask([bare])
+        await served.ask([bare] * 5 + [cookie] * 3)
+        await served.ask([cookie, bare])
+        counts: dict[int, int] = {}
+        for key, row in meter.rows.items():
+            counts[key[4]] = counts.get(key[4], 0) + int(sum(row[1:]))
+        assert counts == {len(bare): 7, len(cookie): 4}
+        assert served.responder.stats.answer_hits == 11
+    finally:
+        served.close()
+
+
+def test_a_new_meter_lets_go_of_both_channels_rows() -> None:
+    """A reload's new meter: a row kept for the other channel belongs to the old meter and
+    must not be counted into."""
+    old, new = Meter(), Meter()
+    entry: list[object] = [True, b"", None, b"", b"", b"", None, None, None, 0]
+    keep_row(entry, UDP4, old, [0.0])
+    keep_row(entry, UDP4 + 1, old, [0.0])
+    row = [0.0]
+    keep_row(entry, UDP4, new, row)
+    assert entry[M_ROWS] is row and entry[M_ROWS + 1] is None and entry[M_METER] is new
