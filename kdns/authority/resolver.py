@@ -32,6 +32,7 @@ from kdns.dns.records import (
 )
 
 REFUSED_ANSWER = empty(REFUSED, False)
+MAX_NEGATIVE_PARENTS = 4096  # Resolver._negative_parents: about 0.6 MiB when full
 
 
 class Resolver:
@@ -88,6 +89,18 @@ class Resolver:
         self._fallthrough = frozenset(
             wire for wire in map(names.to_wire, fallthrough) if wire in self.zones.by_apex
         )
+        # Negative parents: a name P one of whose children the steps below answered NXDOMAIN
+        # from the zone's SOA, where nothing fixed for this resolver's life could answer a
+        # sibling otherwise (no zone apex, forward cut or insecure pod name among P's
+        # children): P -> its zone. A later child of P that does not exist is NXDOMAIN at
+        # once, while what can change is checked per question (the child appearing, a
+        # wildcard made anywhere, [hosts] set, the registry still synced): a first sight of a
+        # search-path name then skips the zone walk and the steps. Bounded; a reload builds a
+        # new resolver, and with it a new table.
+        self._negative_parents: dict[bytes, Zone] = {}
+        self._odd_parents = frozenset(
+            wire[wire[0] + 1 :] for wire in (*self.zones.by_apex, *self._cuts) if wire[0]
+        )
 
     def carry_counters(self, previous: Resolver) -> None:
         self.misses = previous.misses
@@ -98,6 +111,21 @@ class Resolver:
         when the caller has it (the hot path does)."""
         self.misses += 1
         registry = self.registry
+        zone = self._negative_parents.get(qname[qname[0] + 1 :]) if qname[0] else None
+        if (
+            zone is not None
+            and qclass == CLASS_IN
+            and qtype in MEMO_TYPES
+            and self.hosts is None
+            and registry.synced
+            and not registry.wildcards
+            and not registry.gateway.wildcards
+            and not registry.exists(qname)
+        ):
+            answer = zone.negative(qname, NXDOMAIN)
+            self.derived += 1
+            registry.remember(key or question_key(qname, qtype), answer)
+            return answer
         if qclass == CLASS_ANY:
             # RFC 1035 3.2.5: QCLASS * matches IN, the only class we hold (once synced: the
             # hot path's answers dict is empty before, and so must this way round be).
@@ -139,7 +167,27 @@ class Resolver:
             # the next asker of the same question is served by the hot path's second lookup.
             self.derived += 1
             registry.remember(key or question_key(qname, qtype), answer)
+            if answer.rcode == NXDOMAIN and qname[0]:
+                self._negative_parent(qname, zone)
         return answer
+
+    def _negative_parent(self, qname: bytes, zone: Zone) -> None:
+        """``qname`` was answered NXDOMAIN by ``_in_zone``'s last step: its parent joins the
+        negative parents unless one of its children could be answered by a step that looks
+        at the child's own name (a zone apex, a forward cut, an insecure pod name) or by
+        one that does not look at existence (forward fallthrough, [hosts])."""
+        parent = qname[qname[0] + 1 :]
+        if (
+            parent in self._negative_parents
+            or parent in self._odd_parents
+            or self.hosts is not None
+            or (self.forward and (zone.kind == REVERSE or zone.apex in self._fallthrough))
+            or (self.registry.pods_mode == "insecure" and qname.endswith(self._pod_suffix))
+        ):
+            return
+        if len(self._negative_parents) >= MAX_NEGATIVE_PARENTS:
+            self._negative_parents.clear()
+        self._negative_parents[parent] = zone
 
     def _in_zone(self, qname: bytes, qtype: int, zone: Zone) -> Answer:
         registry = self.registry
