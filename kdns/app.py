@@ -133,6 +133,7 @@ class App(Serving):
             server,
             lambda: self.forwarder,
         )
+        sources.memo_entries = lambda: len(self.responder.memo or ())
         self.metrics = Metrics(sources, config.metrics_compat, self._worker_counts)
         self.metrics.collectors.register(BlockedQueries(lambda: self.blocked_counts))
         # The effective config last applied (at start, then by each reload that applied).

@@ -42,6 +42,7 @@ import dns.message
 import dns.query
 import dns.rcode
 import dns.rdatatype
+import pytest
 import yaml
 
 from tests.k8sapi import K8sApi, namespace, service
@@ -169,7 +170,7 @@ def _churn(proc: Kdns, edit: Callable[[int], None]) -> Run:
     return run
 
 
-def _check(run: Run, proc: Kdns, applied_at_least: int) -> None:
+def _check(run: Run, proc: Kdns, applied_at_least: int, wire_cache: bool = False) -> None:
     assert not run.errors, run.errors[:5]
     assert run.truth and run.truth[-1][1] == EDITS, "the last edit was never served over TCP"
     decoded: dict[bytes, int | str] = {}  # most replies are the same bytes: decode each once
@@ -211,13 +212,23 @@ def _check(run: Run, proc: Kdns, applied_at_least: int) -> None:
     applied = sorted({value for _, value in run.truth})
     sent_total = len(run.sent)
     _, text = proc.get("metrics")
-    hits = next(
+    # Replies sent from a cache: the wire cache's, and the reply memo's (asked first by the
+    # UDP loop in both modes while no stage judges the client; with an ACL it is off).
+    hits = sum(
+        float(line.split()[-1])
+        for line in text.splitlines()
+        if line.startswith(
+            ("kdns_killer_wirecache_hits_total ", 'kdns_cache_hits_total{cache="replies"}')
+        )  # fmt: skip
+    )
+    wire = next(
         float(line.split()[-1])
         for line in text.splitlines()
         if line.startswith("kdns_killer_wirecache_hits_total ")
     )
     summary = (
-        f"{sent_total} queries sent, {len(udp)} answered, {hits:.0f} wire cache hits; "
+        f"{sent_total} queries sent, {len(udp)} answered, {hits:.0f} cache hits ({wire:.0f} "
+        "from the wire cache); "
         f"edits applied (seen over TCP): {len(applied)}: {applied[:12]}..."
     )
     assert not stale, f"{len(stale)} stale replies (sent, query, edit, floor): {stale[:10]}; {summary}"  # fmt: skip
@@ -226,6 +237,8 @@ def _check(run: Run, proc: Kdns, applied_at_least: int) -> None:
     # many applied edits.
     assert len(udp) >= 0.9 * sent_total, summary
     assert hits >= 0.5 * sent_total, summary
+    if wire_cache:
+        assert wire >= 0.5 * sent_total, summary
     assert len(applied) >= applied_at_least, summary
 
 
@@ -266,9 +279,12 @@ def test_killer_serves_no_stale_reply_under_objects_file_churn(tmp_path: Path) -
         _check(run, proc, applied_at_least=3)
 
 
-def test_killer_serves_no_stale_reply_under_api_watch_churn(tmp_path: Path) -> None:
+@pytest.mark.parametrize("acl", [False, True], ids=["reply-memo", "wire-cache"])
+def test_killer_serves_no_stale_reply_under_api_watch_churn(tmp_path: Path, acl: bool) -> None:
     """10 edits a second through the Kubernetes API watch for 30 s, under traffic: each edit
-    reaches kdns at once, and no reply is older than the last edit applied before its query."""
+    reaches kdns at once, and no reply is older than the last edit applied before its query.
+    Twice: as configured by default (cluster names are the reply memo's hits), and with an ACL
+    (a stage that judges the client turns the memo off: the wire cache holds them)."""
     base = [namespace("prod"), service("prod", "churn", _ip(0), [("http", 10000)])]
     with K8sApi(base, bookmark_interval=0.5) as api:
         kubeconfig = api.kubeconfig(tmp_path / "kubeconfig")
@@ -276,10 +292,15 @@ def test_killer_serves_no_stale_reply_under_api_watch_churn(tmp_path: Path) -> N
         def edit(n: int) -> None:
             api.modify(service("prod", "churn", _ip(n), [("http", 10000 + n)]))
 
-        with Kdns("--kubeconfig", str(kubeconfig), "--no-forward", "--killer") as proc:
+        config: list[str] = []
+        if acl:
+            path = tmp_path / "kdns.toml"
+            path.write_text('[acl]\nrules = [{action = "allow", net = ["127.0.0.0/8"]}]\n')
+            config = ["--config", str(path)]
+        with Kdns("--kubeconfig", str(kubeconfig), "--no-forward", "--killer", *config) as proc:
             deadline = time.monotonic() + 30
             while proc.get("ready")[0] != 200 and time.monotonic() < deadline:
                 time.sleep(0.05)
             run = _churn(proc, edit)
             # Every edit is watched; most are seen over TCP (the probe asks every ~5 ms).
-            _check(run, proc, applied_at_least=EDITS // 3)
+            _check(run, proc, applied_at_least=EDITS // 3, wire_cache=acl)

@@ -25,10 +25,10 @@ from kdns.killer.wirecache import (
     E_VIEW,
     E_WATCH,
     WireCache,
-    ends_in_bare_opt,
     without_options,
 )
 from kdns.server.mmsg import Batch
+from kdns.server.replymemo import MEMO_MAX
 from kdns.server.udp import UdpServer
 from kdns.server.wire import ALLOW, DEFERRED
 
@@ -56,8 +56,12 @@ class WireFront:
             entry = entries.get(data[2:-14] + b"\x00\x00")  # edns.cookie_key, inlined (hits)
         else:
             entry = entries.get(data[2:])
-            if entry is None and data[11:12] not in (b"\x00", b"") and not ends_in_bare_opt(data):
-                key = without_options(data)  # options other than one cookie: walk
+            if (
+                entry is None
+                and data[11:12] not in (b"\x00", b"")
+                and (data[-2:] != b"\x00\x00" or data[-11:-8] != b"\x00\x00\x29")
+            ):  # not ends_in_bare_opt (inlined): options other than one cookie, walked
+                key = without_options(data)
                 if key is not None:
                     entry = entries.get(key)
         if entry is None or entry[E_UNTIL] <= now or entry[E_EPOCH][0] != entry[E_AT]:
@@ -101,7 +105,10 @@ class WireFront:
             if autopath.kept[0] is data:
                 walked = autopath.kept
             autopath.kept = None
-        if responder.keep > now:
+        memo = responder.memo
+        if responder.keep > now and (forwarded or memo is None or len(memo) >= MEMO_MAX):
+            # Registry answers are the reply memo's while it is on and has room (the UDP loop
+            # asks it first: kdns.server.replymemo); the wire cache keeps the rest.
             entry = wire.insert(data, response, responder.keep, responder.zone, responder.qtype, forwarded)  # fmt: skip
             views = responder.views
             if entry is not None and views is not None:

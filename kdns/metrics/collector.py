@@ -198,6 +198,14 @@ class _Collector(Collector):
                 registry.derived_evictions,
             ),
         }
+        # Whole replies kept by the query's bytes (kdns.server.replymemo), UDP only: its hits
+        # are counted under "answers" or "derived" too, where their answers came from.
+        numbers["replies"] = (
+            self.sources.memo_entries(),
+            stats.memo_hits,
+            stats.memo_misses,
+            stats.memo_evictions,
+        )
         forwarder = self.sources.forwarder()
         if forwarder is not None and forwarder.cache is not None:
             for kind, c in forwarder.cache.counters().items():

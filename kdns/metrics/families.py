@@ -52,6 +52,8 @@ class Sources:
     forwarder: Callable[[], Forwarder | None] = lambda: None
     # Answers served from killer mode's wire cache (they never reach the answers dict).
     wire_hits: Callable[[], int] = lambda: 0
+    # Replies the reply memo keeps (kdns.server.replymemo; 0 while it is off).
+    memo_entries: Callable[[], int] = lambda: 0
 
 
 def _zone_label(zone: str) -> str:

@@ -51,6 +51,7 @@ def remember(r: Responder, data: bytes, key: bytes, answer: Answer, registry: bo
         r.memo_refused += 1
         if r.memo_refused < RENEW_AFTER:
             return
+        r.stats.memo_evictions += len(memo)
         memo.clear()
         r.memo_refused = 0
     qtype = _QTYPES.setdefault(r.qtype, r.qtype)  # one bytes object per type, not per entry
@@ -87,6 +88,7 @@ def recalled(r: Responder, data: bytes, entry: list[Any]) -> bytes:
     r.zone = entry[M_ANSWER].zone
     r.qtype = entry[M_QTYPE]
     r.keep = FOREVER
+    r.stats.memo_hits += 1
     if entry[M_REGISTRY]:
         r.stats.answer_hits += 1
     else:
@@ -108,8 +110,10 @@ def record_hits(r: Responder, hits: list[list[Any]], channel: int, seconds: floa
     taking ``seconds`` from the read of its batch to the send of its reply (as killer mode's
     wire cache records its hits): counted as dict answers are, and metered."""
     registry_hits = sum(map(_FROM_REGISTRY, hits))
-    r.stats.answer_hits += registry_hits
-    r.stats.derived_hits += len(hits) - registry_hits
+    stats = r.stats
+    stats.memo_hits += len(hits)
+    stats.answer_hits += registry_hits
+    stats.derived_hits += len(hits) - registry_hits
     meter = r.meter
     if meter is None:
         return

@@ -14,6 +14,9 @@ class Stats:
         "errors",
         "derived_hits",
         "answer_hits",
+        "memo_hits",
+        "memo_misses",
+        "memo_evictions",
         "rrl_dropped",
         "rrl_slipped",
         "tcp_write_timeouts",
@@ -34,6 +37,12 @@ class Stats:
         self.errors = 0  # internal errors (bugs), never malformed input
         self.derived_hits = 0  # answered from the registry's derived memo (negative answers)
         self.answer_hits = 0  # answered from the registry's pre-rendered answers
+        # The reply memo (kdns.server.replymemo): UDP queries answered from a kept reply
+        # (counted in answer_hits or derived_hits too), those it was asked for and did not
+        # hold, and kept replies dropped when a full memo started afresh.
+        self.memo_hits = 0
+        self.memo_misses = 0
+        self.memo_evictions = 0
         self.rrl_dropped = 0  # UDP responses not sent (response rate limiting)
         self.rrl_slipped = 0  # ... sent truncated instead (RRL slip)
         self.tcp_write_timeouts = 0  # TCP clients that did not read their answers in time

@@ -119,17 +119,22 @@ class UdpServer:
         recv, send, recv_u32 = batch.recv_map, batch.send, batch.recv_u32
         send_u64, send_iov = batch.send_u64, batch.send_iov_u64
         names_base = batch.names_base
-        # The reply memo (kdns.server.replymemo), asked here before anything else: a repeated
-        # question is the client's ID + its kept reply, and its metering waits for the batch's
-        # send (``record_hits``), as killer mode's hits do. ``replymemo.holds`` inline.
-        # Killer mode's front comes first instead (its hits hold until pushed out).
-        memo = responder.memo if front is None and not logged else None
+        # The reply memo (kdns.server.replymemo), asked here before anything else, in both
+        # modes: a repeated question is the client's ID + its kept reply, and its metering
+        # waits for the batch's send (``record_hits``), as killer mode's hits do. It holds
+        # registry answers only, and is off while a stage judges the client, so killer mode's
+        # front sees what it holds alone (forwarded names, COOKIE queries, policy's replies).
+        # ``replymemo.holds`` inline.
+        memo = responder.memo if not logged else None
         memo_get = memo.get if memo is not None else None
         sources = replymemo.sources(responder)
         memo_hits: list[Any] = []
+        missed = 0
+        # What a datagram the memo did not answer goes to (it was asked already).
+        respond = responder.respond_anew if memo is not None else responder.respond
         # The standard path called directly when nothing else wants the datagram (no front,
-        # no query log): one call per datagram less; the memo was asked already.
-        respond = responder.respond_anew if front is None and not logged else None
+        # no query log): one call per datagram less.
+        direct = front is None and not logged
         channel = self.channel
         out_count = 0
         for i in range(count):
@@ -144,24 +149,28 @@ class UdpServer:
                 ):
                     reply = data[:2] + entry[M_REPLY]
                     memo_hits.append(entry)
-                elif respond is not None:
-                    self._at = i
-                    if entry is None and data[-12:-8] == COOKIE_OPTION:
-                        # A client COOKIE: ``respond`` finds the bare query's entry and meters
-                        # the hit with this query's own size.
-                        reply = responder.respond(data, channel, PEER_LATER, self)
-                    else:
-                        reply = respond(data, channel, PEER_LATER, self)
-                    if type(reply) is not bytes:
-                        continue  # dropped, or DEFERRED: sent by send_reply when it comes
                 else:
-                    reply = hit(data, now, batch, i, None) if hit is not None else None
-                    if reply is None:
-                        reply = self._answer(data, now, batch, i, None)
-                        if front is not None:
-                            now = time.monotonic()  # misses take the time: later hits check anew
+                    via = respond
+                    if memo_get is not None:
+                        if entry is None and data[-12:-8] == COOKIE_OPTION:
+                            # A client COOKIE: ``Responder.respond`` finds the bare query's
+                            # entry and meters its hit with this query's own size.
+                            via = responder.respond
+                        else:
+                            missed += 1
+                    if direct:
+                        self._at = i
+                        reply = via(data, channel, PEER_LATER, self)
+                        if type(reply) is not bytes:
+                            continue  # dropped, or DEFERRED: sent by send_reply when it comes
+                    else:
+                        reply = hit(data, now, batch, i, None) if hit is not None else None
                         if reply is None:
-                            continue
+                            reply = self._answer(data, now, batch, i, None, via)
+                            if front is not None:  # misses take time: later hits check anew
+                                now = time.monotonic()
+                            if reply is None:
+                                continue
                 if rrl is not None:
                     reply = self._rate_limit(rrl, reply, batch.peer(i, self.v6))
                     if reply is None:
@@ -180,6 +189,8 @@ class UdpServer:
                 send_u64[out_count * 8] = names_base + i * NAME
             out_count += 1
         self.stats.udp_queries += count
+        if missed:
+            responder.stats.memo_misses += missed
         start = 0
         while start < out_count:
             # sendmmsg stops at the first message that fails (a spoofed source port 0, a
@@ -206,8 +217,9 @@ class UdpServer:
             if front is not None:
                 front.done(seconds)
 
-    def _answer(self, data: bytes, now: float, batch: Batch | None, i: int, peer: Any) -> bytes | None:  # fmt: skip
-        """The standard path for one query: the reply to send now, or None (dropped, or
+    def _answer(self, data: bytes, now: float, batch: Batch | None, i: int, peer: Any, respond: Any = None) -> bytes | None:  # fmt: skip
+        """The standard path for one query (``respond``: Responder.respond, or respond_anew
+        when the reply memo was asked already): the reply to send now, or None (dropped, or
         DEFERRED: a forwarded answer that ``send_reply`` sends when it comes)."""
         if peer is None:  # a batch: the address becomes a tuple only when a stage needs it
             if self.query_log:
@@ -216,7 +228,7 @@ class UdpServer:
                 self._at = i
         started = perf_counter() if self.query_log else 0.0
         try:
-            response = self.responder.respond(
+            response = (respond or self.responder.respond)(
                 data, self.channel, PEER_LATER if peer is None else peer, self
             )
         except Exception:

@@ -252,6 +252,7 @@ class Responder:
                 entry = memo.get(cookie)
             if entry is not None and replymemo.holds(self, entry):
                 return self._recalled(data, channel, entry)
+            self.stats.memo_misses += 1
         return self.respond_anew(data, channel, peer, replier)
 
     def _recalled(self, data: bytes, channel: int, entry: list[Any]) -> bytes:
