@@ -28,7 +28,7 @@ from kdns.killer.wirecache import (
     without_options,
 )
 from kdns.server.mmsg import Batch
-from kdns.server.replymemo import MEMO_MAX
+from kdns.server.replymemo import MEMO_MAX, memo_keys
 from kdns.server.udp import UdpServer
 from kdns.server.wire import ALLOW, DEFERRED
 
@@ -106,9 +106,12 @@ class WireFront:
                 walked = autopath.kept
             autopath.kept = None
         memo = responder.memo
-        if responder.keep > now and (forwarded or memo is None or len(memo) >= MEMO_MAX):
+        if responder.keep > now and (
+            forwarded or memo is None or len(memo) >= MEMO_MAX or not memo_keys(data)
+        ):
             # Registry answers are the reply memo's while it is on and has room (the UDP loop
-            # asks it first: kdns.server.replymemo); the wire cache keeps the rest.
+            # asks it first: kdns.server.replymemo); the wire cache keeps the rest, queries
+            # with EDNS options the memo does not key among them (padding, client subnet).
             entry = wire.insert(data, response, responder.keep, responder.zone, responder.qtype, forwarded)  # fmt: skip
             views = responder.views
             if entry is not None and views is not None:

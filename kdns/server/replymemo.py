@@ -68,6 +68,17 @@ def key_of(data: bytes, qend: int) -> bytes | None:
     return cookie_key(data) if len(data) == qend + 23 else None
 
 
+def memo_keys(query: bytes) -> bool:
+    """Whether the memo keeps replies to queries like ``query`` (``key_of`` without the
+    question's end): no additional record, one option-less OPT record, or one client COOKIE."""
+    tail = query[-11:]
+    return (
+        query[10:12] == b"\x00\x00"
+        or (tail[:3] == b"\x00\x00\x29" and tail[-2:] == b"\x00\x00")
+        or cookie_key(query) is not None
+    )
+
+
 def holds(r: Responder, entry: list[Any]) -> bool:
     """Whether ``entry`` may be served: its dict still maps its key to the same Answer, and
     that Answer still holds the same body bytes (the invalidation story above). The batched
