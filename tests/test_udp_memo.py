@@ -171,3 +171,36 @@ def test_a_new_meter_lets_go_of_both_channels_rows() -> None:
     row = [0.0]
     keep_row(entry, UDP4, new, row)
     assert entry[M_ROWS] is row and entry[M_ROWS + 1] is None and entry[M_METER] is new
+
+
+async def test_loop_hits_follow_a_new_registry(transport: object) -> None:
+    """A config reload that rebuilds the registry swaps the responder's dicts: an entry
+    checked under the old registry's stamp must not pass under the new one (each registry's
+    derived memo has a stamp no other had)."""
+    old = make()
+    old.upsert(svc("web", "10.0.0.1"))
+    served = Served(old)
+    try:
+        for _ in range(2):
+            assert all(addresses(r) == ["10.0.0.1"] for r in await served.ask([query(WEB, 1)] * 4))  # fmt: skip
+        new = make()
+        new.upsert(svc("web", "10.0.0.2"))
+        served.responder.answers = new.answers
+        served.responder.derived = new.derived
+        assert all(addresses(r) == ["10.0.0.2"] for r in await served.ask([query(WEB, 2)] * 4))
+    finally:
+        served.close()
+
+
+async def test_loop_hits_follow_a_ttl_reload(transport: object) -> None:
+    """A TTL reload re-renders every answer: breaks when ``Registry.set_ttl`` keeps the stamp."""
+    registry = make()
+    registry.upsert(svc("web", "10.0.0.1"))
+    served = Served(registry)
+    try:
+        for _ in range(2):
+            assert {r.answer[0].ttl for r in await served.ask([query(WEB, 1)] * 4)} == {5}
+        registry.set_ttl(9)
+        assert {r.answer[0].ttl for r in await served.ask([query(WEB, 2)] * 4)} == {9}
+    finally:
+        served.close()

@@ -157,6 +157,7 @@ class NameTable(OwnerRendering, AnswerRendering, DerivedMemo):
         self, rendered: set[bytes], wild: set[bytes], bumped: set[str], changed: bool
     ) -> None:
         """After names were re-rendered: wildcards, derived answers and the watchers."""
+        self.derived.stamp = object()  # what the registry answers may have changed
         # Every zone whose negative answers' SOA moved (its serial, or a local zone's SOA
         # fields from its data, or a TTL reload): refilled in place for the resolver,
         # reported to the watchers, whose copies of those replies carry the old SOA.

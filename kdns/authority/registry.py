@@ -44,7 +44,7 @@ from kdns.authority.owners import Contribution, Owner
 from kdns.authority.slices import GRADUAL_NAMES, STEP_COST, GradualFlush
 from kdns.authority.zones import GATEWAY, LOCAL, ZoneSet
 from kdns.dns import names
-from kdns.dns.answer import Answer
+from kdns.dns.answer import Answer, StampedAnswers
 from kdns.dns.records import NS, SOA
 from kdns.model import (
     GATEWAY_KINDS,
@@ -157,8 +157,10 @@ class Registry(GradualFlush):
         self._dirty: set[Owner] = set()
         # Answers the resolver derived from this state (negative answers, computed pod names,
         # ANY), keyed like ``answers`` and read by the hot path right after it. Entries are
-        # dropped exactly when a change could alter them (see ``_forget_derived``).
-        self.derived: dict[bytes, Answer] = {}
+        # dropped exactly when a change could alter them (see ``_forget_derived``). Its stamp
+        # is new after every published change (``_publish``): the standard path's
+        # reply memo trusts an entry it checked under the current stamp.
+        self.derived = StampedAnswers()
         self.derived_evictions = 0
         # Told after each flush that changed answers: (names whose answers may differ, zones
         # whose SOA moved: serial, fields or TTL, so every negative answer of the zone
@@ -347,7 +349,7 @@ class Registry(GradualFlush):
     def set_ttl(self, ttl: int) -> None:
         """Re-render everything with a new TTL (config reload)."""
         self.ttl = ttl
-        self.derived.clear()  # computed pod answers carry the TTL
+        self.derived.clear()  # computed pod answers carry the TTL (the flush below: a new stamp)
         self._synth.clear()
         self._synth_count = 0
         for watcher in self.watchers:

@@ -157,3 +157,16 @@ NOERROR_EMPTY = empty(NOERROR, True)
 # (the forwarder) and zone transfers (the transfer handler, TCP only). Compared by identity.
 FORWARD = empty(NOERROR, False)
 TRANSFER = empty(NOERROR, False)
+
+
+class StampedAnswers(dict[bytes, "Answer"]):
+    """A dict of answers (the registry's derived memo) carrying a ``stamp``: an object that
+    the registry replaces each time it publishes a change to what it answers (a flush, a
+    slice of one), so a reader can tell "nothing has changed since I last
+    looked" by identity. A new registry's dict has a stamp no older one had."""
+
+    __slots__ = ("stamp",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stamp = object()

@@ -6,6 +6,12 @@ Invalidation, in one sentence: an entry is served only while the answers dict (o
 memo) it came from still maps its key to the same Answer object holding the same body bytes, and
 the settings a reply depends on (udp_size, loadbalance, the stages) start the memo afresh when
 they are set (``Responder._memo_reset``). tests/test_reply_memo.py breaks when either goes.
+
+The dict lookup is made once per published change, not per hit: an entry keeps the stamp of
+the derived memo it was last checked under (``StampedAnswers``: the registry gives it a new
+stamp whenever it publishes a change to what it answers, and a new registry has a stamp of its
+own), and while the stamp is the same only the body's identity is checked (a zone refills its
+shared negative answers in place). tests/test_udp_memo.py breaks when a publish keeps the stamp.
 """
 
 from __future__ import annotations
@@ -26,8 +32,9 @@ RENEW_AFTER = 4 * MEMO_MAX  # new questions a full memo turns away before it sta
 _QTYPES: dict[bytes, bytes] = {}  # at most 65,536 two-byte keys
 # The fields of an entry: where its Answer came from (True: the answers dict, False: the derived
 # memo), the key there, the Answer and its body when kept, the reply after the ID, the query type,
-# the meter rows of UDP4 and UDP6, the meter they belong to, the bare query's size.
-M_REGISTRY, M_KEY, M_ANSWER, M_BODY, M_REPLY, M_QTYPE, M_ROWS, M_METER, M_SIZE = 0, 1, 2, 3, 4, 5, 6, 8, 9  # fmt: skip
+# the meter rows of UDP4 and UDP6, the meter they belong to, the bare query's size, the derived
+# memo's stamp it was last checked under.
+M_REGISTRY, M_KEY, M_ANSWER, M_BODY, M_REPLY, M_QTYPE, M_ROWS, M_METER, M_SIZE, M_STAMP = 0, 1, 2, 3, 4, 5, 6, 8, 9, 10  # fmt: skip
 
 
 def remember(r: Responder, data: bytes, key: bytes, answer: Answer, registry: bool, response: bytes, qend: int) -> None:  # fmt: skip
@@ -55,7 +62,7 @@ def remember(r: Responder, data: bytes, key: bytes, answer: Answer, registry: bo
         memo.clear()
         r.memo_refused = 0
     qtype = _QTYPES.setdefault(r.qtype, r.qtype)  # one bytes object per type, not per entry
-    memo[memo_key] = [registry, key, answer, answer.body, response[2:], qtype, None, None, None, len(memo_key) + 2]  # fmt: skip
+    memo[memo_key] = [registry, key, answer, answer.body, response[2:], qtype, None, None, None, len(memo_key) + 2, stamp_of(r)]  # fmt: skip
 
 
 def key_of(data: bytes, qend: int) -> bytes | None:
@@ -80,17 +87,30 @@ def memo_keys(query: bytes) -> bool:
 
 
 def holds(r: Responder, entry: list[Any]) -> bool:
-    """Whether ``entry`` may be served: its dict still maps its key to the same Answer, and
-    that Answer still holds the same body bytes (the invalidation story above). The batched
-    UDP loop (kdns.server.udp) writes this same test inline, with ``sources(r)``."""
-    answer = entry[M_ANSWER]
+    """Whether ``entry`` may be served: its Answer still holds the same body bytes, and its
+    dict still maps its key to that Answer, looked up only when a change was published since
+    the entry was last checked (the invalidation story above). The batched UDP loop
+    (kdns.server.udp) writes this same test inline, with ``stamp_of`` and ``checked``."""
+    return entry[M_ANSWER].body is entry[M_BODY] and (
+        entry[M_STAMP] is stamp_of(r) or checked(r, entry, stamp_of(r))
+    )
+
+
+def checked(r: Responder, entry: list[Any], stamp: object) -> bool:
+    """After a published change: whether ``entry``'s dict still maps its key to its Answer;
+    if so it is stamped ``stamp`` (the current one), and not looked up again until the next."""
     source = r.answers if entry[M_REGISTRY] else r.derived
-    return answer.body is entry[M_BODY] and source.get(entry[M_KEY]) is answer
+    if source.get(entry[M_KEY]) is not entry[M_ANSWER]:
+        return False
+    entry[M_STAMP] = stamp
+    return True
 
 
-def sources(r: Responder) -> tuple[dict[bytes, Answer], dict[bytes, Answer]]:
-    """The dicts an entry's Answer may come from, indexed by its ``M_REGISTRY`` flag."""
-    return (r.derived, r.answers)
+def stamp_of(r: Responder) -> object:
+    """The derived memo's stamp (``StampedAnswers``); a plain dict has none, and then every
+    check looks the key up (a new object each time, which no entry holds)."""
+    stamp = getattr(r.derived, "stamp", None)
+    return stamp if stamp is not None else object()
 
 
 def recalled(r: Responder, data: bytes, entry: list[Any]) -> bytes:

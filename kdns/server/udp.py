@@ -32,7 +32,7 @@ from kdns.server.edns import COOKIE_OPTION
 from kdns.server.meter import UDP4, UDP6
 from kdns.server.mmsg import LIBC, MSG_DONTWAIT, NAME, RECV_SLOT, SLOT, SLOTS, Batch
 from kdns.server.querylog import log_query
-from kdns.server.replymemo import M_ANSWER, M_BODY, M_KEY, M_REGISTRY, M_REPLY
+from kdns.server.replymemo import M_ANSWER, M_BODY, M_REPLY, M_STAMP
 from kdns.server.rrl import SEND, SLIP, slip_reply
 from kdns.server.stats import Stats
 from kdns.server.wire import DEFERRED, PEER_LATER, Query, Responder
@@ -124,10 +124,11 @@ class UdpServer:
         # waits for the batch's send (``record_hits``), as killer mode's hits do. It holds
         # registry answers only, and is off while a stage judges the client, so killer mode's
         # front sees what it holds alone (forwarded names, COOKIE queries, policy's replies).
-        # ``replymemo.holds`` inline.
+        # ``replymemo.holds`` inline: the stamp is read once per batch (nothing changes the
+        # registry while a batch is answered).
         memo = responder.memo if not logged else None
         memo_get = memo.get if memo is not None else None
-        sources = replymemo.sources(responder)
+        stamp = replymemo.stamp_of(responder)
         memo_hits: list[Any] = []
         missed = 0
         # What a datagram the memo did not answer goes to (it was asked already).
@@ -145,7 +146,7 @@ class UdpServer:
                 if (
                     entry is not None
                     and entry[M_ANSWER].body is entry[M_BODY]
-                    and sources[entry[M_REGISTRY]].get(entry[M_KEY]) is entry[M_ANSWER]
+                    and (entry[M_STAMP] is stamp or replymemo.checked(responder, entry, stamp))
                 ):
                     reply = data[:2] + entry[M_REPLY]
                     memo_hits.append(entry)
