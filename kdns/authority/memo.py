@@ -8,7 +8,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Iterable
 
-from kdns.dns.answer import Answer, StampedAnswers
+from kdns.dns.answer import Answer
 from kdns.dns.records import AAAA, ANY, CNAME, NS, PTR, SOA, SRV, TXT, A
 
 # Derived answers are kept for these query types (class IN), so a change drops a bounded set of
@@ -22,7 +22,7 @@ class DerivedMemo:
     """Mixin of the Registry: the memo of derived answers and the wildcard-synthesis index
     (state made in ``Registry.__init__``)."""
 
-    derived: StampedAnswers
+    derived: dict[bytes, Answer]
     derived_evictions: int
     # closest encloser -> names the resolver answered from the wildcard below it (kept in
     # ``derived``): a name made or gone under that encloser may change those answers.

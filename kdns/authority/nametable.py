@@ -29,7 +29,7 @@ from kdns.authority.memo import DerivedMemo
 from kdns.authority.owners import Owner, OwnerRendering
 from kdns.authority.zones import Zone
 from kdns.dns import names
-from kdns.dns.answer import Answer
+from kdns.dns.answer import Answer, StampedAnswers
 from kdns.dns.records import CNAME
 
 log = logging.getLogger("kdns.registry")
@@ -38,7 +38,7 @@ log = logging.getLogger("kdns.registry")
 class NameTable(OwnerRendering, AnswerRendering, DerivedMemo):
     """The Registry's name table (state made in ``Registry.__init__``)."""
 
-    answers: dict[bytes, Answer]
+    answers: StampedAnswers
     generation: int
     shard_generation: list[int]
     on_change: Callable[[float], None] | None
@@ -157,7 +157,7 @@ class NameTable(OwnerRendering, AnswerRendering, DerivedMemo):
         self, rendered: set[bytes], wild: set[bytes], bumped: set[str], changed: bool
     ) -> None:
         """After names were re-rendered: wildcards, derived answers and the watchers."""
-        self.derived.stamp = object()  # what the registry answers may have changed
+        self.answers.stamp = object()  # what the registry answers may have changed
         # Every zone whose negative answers' SOA moved (its serial, or a local zone's SOA
         # fields from its data, or a TTL reload): refilled in place for the resolver,
         # reported to the watchers, whose copies of those replies carry the old SOA.

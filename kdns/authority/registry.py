@@ -142,8 +142,10 @@ class Registry(GradualFlush):
             Counter()
         )  # objects per namespace (manifests may omit Namespaces)
 
-        # Name table.
-        self.answers: dict[bytes, Answer] = {}
+        # Name table. The answers dict's stamp is new after every published change
+        # (``_publish``): the standard path's reply memo trusts an entry it checked under the
+        # current stamp.
+        self.answers = StampedAnswers()
         self._rendered: dict[bytes, tuple[int, ...]] = {}
         # name -> the owner contributing to it, or a list when several do (a shared PTR).
         self._names: dict[bytes, Owner | list[Owner]] = {}
@@ -157,10 +159,8 @@ class Registry(GradualFlush):
         self._dirty: set[Owner] = set()
         # Answers the resolver derived from this state (negative answers, computed pod names,
         # ANY), keyed like ``answers`` and read by the hot path right after it. Entries are
-        # dropped exactly when a change could alter them (see ``_forget_derived``). Its stamp
-        # is new after every published change (``_publish``): the standard path's
-        # reply memo trusts an entry it checked under the current stamp.
-        self.derived = StampedAnswers()
+        # dropped exactly when a change could alter them (see ``_forget_derived``).
+        self.derived: dict[bytes, Answer] = {}
         self.derived_evictions = 0
         # Told after each flush that changed answers: (names whose answers may differ, zones
         # whose SOA moved: serial, fields or TTL, so every negative answer of the zone
@@ -349,7 +349,7 @@ class Registry(GradualFlush):
     def set_ttl(self, ttl: int) -> None:
         """Re-render everything with a new TTL (config reload)."""
         self.ttl = ttl
-        self.derived.clear()  # computed pod answers carry the TTL (the flush below: a new stamp)
+        self.derived.clear()  # computed pod answers carry the TTL
         self._synth.clear()
         self._synth_count = 0
         for watcher in self.watchers:

@@ -160,7 +160,7 @@ TRANSFER = empty(NOERROR, False)
 
 
 class StampedAnswers(dict[bytes, "Answer"]):
-    """A dict of answers (the registry's derived memo) carrying a ``stamp``: an object that
+    """A dict of answers (the registry's pre-rendered answers) carrying a ``stamp``: an object that
     the registry replaces each time it publishes a change to what it answers (a flush, a
     slice of one), so a reader can tell "nothing has changed since I last
     looked" by identity. A new registry's dict has a stamp no older one had."""

@@ -97,6 +97,3 @@ class Sources(Wiring):
                 ", ".join(self.cluster.not_synced()),
             )
         self.responder.answers = self.registry.answers
-        # The reply memo trusts entries checked under the derived memo's stamp (it holds none
-        # from before: nothing is remembered unsynced); a new one, as for any change it serves.
-        self.registry.derived.stamp = object()

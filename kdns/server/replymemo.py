@@ -8,10 +8,12 @@ the settings a reply depends on (udp_size, loadbalance, the stages) start the me
 they are set (``Responder._memo_reset``). tests/test_reply_memo.py breaks when either goes.
 
 The dict lookup is made once per published change, not per hit: an entry keeps the stamp of
-the derived memo it was last checked under (``StampedAnswers``: the registry gives it a new
-stamp whenever it publishes a change to what it answers, and a new registry has a stamp of its
-own), and while the stamp is the same only the body's identity is checked (a zone refills its
-shared negative answers in place). tests/test_udp_memo.py breaks when a publish keeps the stamp.
+the answers dict it was last checked under (``StampedAnswers``: the registry gives it a new
+stamp whenever it publishes a change to what it answers, derived answers included, and a new
+registry's dict has a stamp of its own; a dict without one, as before the first sync, has
+every hit looked up), and while the stamp is the same only the body's identity is checked (a
+zone refills its shared negative answers in place). tests/test_udp_memo.py breaks when a
+publish keeps the stamp.
 """
 
 from __future__ import annotations
@@ -32,8 +34,8 @@ RENEW_AFTER = 4 * MEMO_MAX  # new questions a full memo turns away before it sta
 _QTYPES: dict[bytes, bytes] = {}  # at most 65,536 two-byte keys
 # The fields of an entry: where its Answer came from (True: the answers dict, False: the derived
 # memo), the key there, the Answer and its body when kept, the reply after the ID, the query type,
-# the meter rows of UDP4 and UDP6, the meter they belong to, the bare query's size, the derived
-# memo's stamp it was last checked under.
+# the meter rows of UDP4 and UDP6, the meter they belong to, the bare query's size, the answers
+# dict's stamp it was last checked under.
 M_REGISTRY, M_KEY, M_ANSWER, M_BODY, M_REPLY, M_QTYPE, M_ROWS, M_METER, M_SIZE, M_STAMP = 0, 1, 2, 3, 4, 5, 6, 8, 9, 10  # fmt: skip
 
 
@@ -107,9 +109,9 @@ def checked(r: Responder, entry: list[Any], stamp: object) -> bool:
 
 
 def stamp_of(r: Responder) -> object:
-    """The derived memo's stamp (``StampedAnswers``); a plain dict has none, and then every
+    """The answers dict's stamp (``StampedAnswers``); a plain dict has none, and then every
     check looks the key up (a new object each time, which no entry holds)."""
-    stamp = getattr(r.derived, "stamp", None)
+    stamp = getattr(r.answers, "stamp", None)
     return stamp if stamp is not None else object()
 
 

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from time import perf_counter
 from typing import Any
 
-from kdns.dns.answer import FORWARD, TRANSFER, Answer, StampedAnswers
+from kdns.dns.answer import FORWARD, TRANSFER, Answer
 from kdns.dns.records import BADVERS, FORMERR, NOTIMP, REFUSED
 from kdns.server import policyreplies, replymemo
 from kdns.server.edns import (  # noqa: F401 (EDE_* and with_ede: imported from here before)
@@ -113,7 +113,7 @@ class Responder:
         meter: Meter | None = None,
     ) -> None:
         self.answers = answers
-        self.derived: dict[bytes, Answer] = StampedAnswers()  # the registry's derived answers
+        self.derived: dict[bytes, Answer] = {}  # the registry's derived answers (see there)
         self.stats = Stats()  # the app passes its own, shared with the protocols
         self.resolve = resolve
         self.meter = meter
