@@ -87,6 +87,25 @@ def test_hosts_and_chaos_served_and_reloaded(tmp_path: Path) -> None:
                 time.sleep(0.1)
 
 
+def test_a_name_remembered_as_nxdomain_is_the_hosts_files_once_listed(tmp_path: Path) -> None:
+    """CoreDNS hosts comes before kubernetes: a cluster-domain name asked (and remembered by
+    the derived memo and the reply memo) before the hosts file lists it is answered from the
+    file once it does. Breaks when a hosts reload leaves the reply memo's entries trusted."""
+    node_hosts = tmp_path / "NodeHosts"
+    node_hosts.write_text("172.18.0.2 k3s-server\n")
+    conf = tmp_path / "kdns.toml"
+    conf.write_text('[server]\nreload_interval = 0.2\n[hosts]\nfile = "NodeHosts"\n')
+    name = "pinned.default.svc.cluster.local"
+    with Kdns("-c", str(conf), "--objects", CLUSTER, "--no-forward") as proc:
+        for _ in range(4):  # a derived answer, then reply memo hits
+            assert proc.query(name).rcode() == dns.rcode.NXDOMAIN
+        node_hosts.write_text(f"172.18.0.2 k3s-server\n10.9.9.9 {name}\n")
+        deadline = time.monotonic() + 5
+        while texts(proc.query(name)) != ["10.9.9.9"]:
+            assert time.monotonic() < deadline, proc.log[-2000:]
+            time.sleep(0.1)
+
+
 def test_hosts_without_fallthrough_answers_servfail_for_other_names(tmp_path: Path) -> None:
     conf = tmp_path / "kdns.toml"
     with DnsUpstream({("www.example.com.", "A"): ["192.0.2.1"]}) as up:

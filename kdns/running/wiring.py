@@ -214,7 +214,12 @@ class Wiring:
         the event loop as the swap, so no datagram read after it is answered from them.
 
         The registry's own data (cluster objects, local zone records and SOA, the TTL, serial
-        moves) needs no call: each flush tells ``Registry.watchers`` exactly what changed."""
+        moves) needs no call: each flush tells ``Registry.watchers`` exactly what changed.
+
+        The reply memo starts afresh too: its entries are trusted while the registry publishes
+        no change, and these swaps (hosts, the resolver, forwarding) clear the derived memo
+        without one."""
+        self.responder.forget_replies()
         if self.killer is not None:
             self.killer.attach(self.registry, self.resolver, self.forwarder)
 

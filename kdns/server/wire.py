@@ -211,6 +211,11 @@ class Responder:
         """The reply memo (kdns.server.replymemo), None while it is off."""
         return self._memo
 
+    def forget_replies(self) -> None:
+        """Start the reply memo afresh: what answers a name changed other than through the
+        registry's published changes (a new resolver, hosts, forwarding: kdns.running)."""
+        self._memo_reset()
+
     def _memo_reset(self) -> None:
         plain = (
             self._acl is None
