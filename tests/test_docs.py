@@ -536,3 +536,15 @@ def test_readme_cache_labels_are_the_ones_metrics_exports() -> None:
     )  # fmt: skip
     documented = set(re.findall(r"`(\w+)`:", row))
     assert documented and documented <= exported, (documented, exported)
+
+
+def test_architecture_lists_the_stages_in_their_order() -> None:
+    """docs/architecture.md's stage table and kdns/server/stages.py say the same order."""
+    from kdns.server.stages import STAGES
+
+    text = (ROOT / "docs" / "architecture.md").read_text()
+    table = text.split("## The query path", 1)[1].split("\n\n## ", 1)[0]
+    rows = [line.split("|")[1].strip() for line in table.splitlines() if line.startswith("| ")]
+    listed = [row for row in rows if row != "stage"]
+    assert [name for name, _ in STAGES] == [r for r in listed if r in dict(STAGES)]
+    assert len(set(listed) & set(dict(STAGES))) == len(STAGES)

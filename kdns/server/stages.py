@@ -18,11 +18,16 @@ from __future__ import annotations
 
 STAGES: tuple[tuple[str, str], ...] = (
     ("transport", "kdns/server/udp.py, tcp.py, listeners.py; killer/front.py"),
-    ("killer wire cache", "kdns/killer/wirecache.py (killer mode only)"),
     (
         "reply memo",
-        "kdns/server/replymemo.py (a repeated question answered from its kept reply, while "
-        "no stage that judges the client or rewrites the question is configured)",
+        "kdns/server/replymemo.py (UDP, both modes: a repeated question answered from its "
+        "kept reply, asked by the UDP loop itself, while no stage that judges the client or "
+        "rewrites the question is configured)",
+    ),
+    (
+        "killer wire cache",
+        "kdns/killer/wirecache.py (killer mode only: forwarded names, and registry answers the "
+        "reply memo does not hold)",
     ),
     ("header checks", "kdns/server/wire.py (QR, opcode, QDCOUNT), server/edns.py (OPT)"),
     (
@@ -37,7 +42,8 @@ STAGES: tuple[tuple[str, str], ...] = (
         "local data",
         "kdns/authority/: the pre-rendered answers dict and derived memo (registry.py), then "
         "hosts.py ([hosts]), chaos.py ([chaos], class CH), local zones, gateway names, the "
-        "cluster registry and reverse zones (resolver.py, localzones.py, gateway.py)",
+        "cluster registry and reverse zones (resolver.py, with its negative parents; "
+        "localzones.py, gateway/)",
     ),
     ("autopath", "kdns/authority/autopath.py (kubernetes.autopath)"),
     ("template", "kdns/rules/template.py ([[template]]: answers or an rcode from a pattern)"),
