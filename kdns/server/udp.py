@@ -5,9 +5,11 @@ one system call for up to 64 datagrams each way, where a datagram at a time (an 
 datagram protocol) spends most of a Python server's time in system calls and callbacks.
 Elsewhere the same loop reads with non-blocking recvfrom, one datagram per call.
 
-Each datagram meets, in order: the ``front`` (killer mode's wire cache, when on: a hit is the
-client's ID + stored reply bytes), then the standard path (``Responder.respond``: pre-rendered
-answers, the resolver, forwarding), then RRL; replies of a batch leave together. Nothing here
+Each datagram meets, in order: the reply memo (kdns.server.replymemo, batched path, both modes:
+a hit is the client's ID + the kept reply), the ``front`` (killer mode's wire cache, when on:
+the same for what the memo does not hold), then the standard path (``Responder.respond_anew``:
+pre-rendered answers, the resolver, forwarding), then RRL; replies of a batch leave together,
+and the memo's hits are metered once they left. Nothing here
 creates a task, logs or builds label dicts per query (docs/architecture.md, the hot path). One
 bad datagram, or a bug that raises, costs that datagram only: it is counted and the batch goes
 on.
