@@ -20,8 +20,8 @@ import pytest
 from kdns.authority.registry import Registry
 from kdns.authority.resolver import Resolver
 from kdns.server import udp as udp_module
-from kdns.server.meter import UDP4, Meter
-from kdns.server.replymemo import M_METER, M_ROWS, keep_row
+from kdns.server.meter import Meter
+from kdns.server.replymemo import M_COOKIE_ROWS, M_METER, M_ROWS, keep_row
 from kdns.server.stats import Stats
 from kdns.server.udp import UdpServer
 from kdns.server.wire import Responder
@@ -161,16 +161,17 @@ async def test_loop_hits_are_metered_one_row_per_reply(transport: object) -> Non
         served.close()
 
 
-def test_a_new_meter_lets_go_of_both_channels_rows() -> None:
+def test_a_new_meter_lets_go_of_every_kept_row() -> None:
     """A reload's new meter: a row kept for the other channel belongs to the old meter and
     must not be counted into."""
     old, new = Meter(), Meter()
-    entry: list[object] = [True, b"", None, b"", b"", b"", None, None, None, 0]
-    keep_row(entry, UDP4, old, [0.0])
-    keep_row(entry, UDP4 + 1, old, [0.0])
+    entry: list[object] = [True, b"", None, b"", b"", b"", None, None, None, 0, None, None, None]
+    for slot in (M_ROWS, M_ROWS + 1, M_COOKIE_ROWS, M_COOKIE_ROWS + 1):
+        keep_row(entry, slot, old, [0.0])
     row = [0.0]
-    keep_row(entry, UDP4, new, row)
-    assert entry[M_ROWS] is row and entry[M_ROWS + 1] is None and entry[M_METER] is new
+    keep_row(entry, M_ROWS, new, row)
+    assert entry[M_ROWS] is row and entry[M_METER] is new
+    assert entry[M_ROWS + 1] is entry[M_COOKIE_ROWS] is entry[M_COOKIE_ROWS + 1] is None
 
 
 async def test_loop_hits_follow_a_new_registry(transport: object) -> None:

@@ -35,8 +35,11 @@ _QTYPES: dict[bytes, bytes] = {}  # at most 65,536 two-byte keys
 # The fields of an entry: where its Answer came from (True: the answers dict, False: the derived
 # memo), the key there, the Answer and its body when kept, the reply after the ID, the query type,
 # the meter rows of UDP4 and UDP6, the meter they belong to, the bare query's size, the answers
-# dict's stamp it was last checked under.
-M_REGISTRY, M_KEY, M_ANSWER, M_BODY, M_REPLY, M_QTYPE, M_ROWS, M_METER, M_SIZE, M_STAMP = 0, 1, 2, 3, 4, 5, 6, 8, 9, 10  # fmt: skip
+# dict's stamp it was last checked under, the meter rows of the same query with a client COOKIE
+# (its size is the bare one's + COOKIE_SIZE) on UDP4 and UDP6.
+M_REGISTRY, M_KEY, M_ANSWER, M_BODY, M_REPLY, M_QTYPE, M_ROWS, M_METER, M_SIZE, M_STAMP, M_COOKIE_ROWS = 0, 1, 2, 3, 4, 5, 6, 8, 9, 10, 11  # fmt: skip
+COOKIE_SIZE = 12  # what one client COOKIE option adds to a query (RFC 7873 4.1: 4 + 8 bytes)
+_ROW_SLOTS = (M_ROWS, M_ROWS + 1, M_COOKIE_ROWS, M_COOKIE_ROWS + 1)
 
 
 def remember(r: Responder, data: bytes, key: bytes, answer: Answer, registry: bool, response: bytes, qend: int) -> None:  # fmt: skip
@@ -64,7 +67,7 @@ def remember(r: Responder, data: bytes, key: bytes, answer: Answer, registry: bo
         memo.clear()
         r.memo_refused = 0
     qtype = _QTYPES.setdefault(r.qtype, r.qtype)  # one bytes object per type, not per entry
-    memo[memo_key] = [registry, key, answer, answer.body, response[2:], qtype, None, None, None, len(memo_key) + 2, stamp_of(r)]  # fmt: skip
+    memo[memo_key] = [registry, key, answer, answer.body, response[2:], qtype, None, None, None, len(memo_key) + 2, stamp_of(r), None, None]  # fmt: skip
 
 
 def key_of(data: bytes, qend: int) -> bytes | None:
@@ -129,19 +132,29 @@ def recalled(r: Responder, data: bytes, entry: list[Any]) -> bytes:
     return data[:2] + entry[M_REPLY]
 
 
-def keep_row(entry: list[Any], channel: int, meter: Any, row: list[float]) -> None:
-    """The meter row of ``entry``'s replies on ``channel`` (UDP4 or UDP6), kept with it; a
-    new meter (a reload's) lets go of the rows of the old one, on both channels."""
+def row_slot(entry: list[Any], channel: int, size: int) -> int | None:
+    """Where ``entry`` keeps the meter row of its replies to a query of ``size`` bytes on
+    ``channel`` (UDP4 or UDP6): the bare query's, or with a client COOKIE; None otherwise."""
+    if size == entry[M_SIZE]:
+        return M_ROWS + channel
+    return M_COOKIE_ROWS + channel if size == entry[M_SIZE] + COOKIE_SIZE else None
+
+
+def keep_row(entry: list[Any], slot: int, meter: Any, row: list[float]) -> None:
+    """Keep ``row`` in ``entry``'s ``slot`` (``row_slot``); a new meter (a reload's) lets go
+    of the rows of the old one, in every slot."""
     if entry[M_METER] is not meter:
-        entry[M_ROWS] = entry[M_ROWS + 1] = None
+        for other in _ROW_SLOTS:
+            entry[other] = None
         entry[M_METER] = meter
-    entry[M_ROWS + channel] = row
+    entry[slot] = row
 
 
-def record_hits(r: Responder, hits: list[list[Any]], channel: int, seconds: float) -> None:
+def record_hits(r: Responder, hits: list[list[Any]], channel: int, seconds: float, cookie: bool = False) -> None:  # fmt: skip
     """Memo hits the batched UDP loop answered (``hits``, their entries) on ``channel``, each
     taking ``seconds`` from the read of its batch to the send of its reply (as killer mode's
-    wire cache records its hits): counted as dict answers are, and metered."""
+    wire cache records its hits): counted as dict answers are, and metered (``cookie``: the
+    queries carried a client COOKIE, and are that much larger)."""
     registry_hits = sum(map(_FROM_REGISTRY, hits))
     stats = r.stats
     stats.memo_hits += len(hits)
@@ -150,15 +163,16 @@ def record_hits(r: Responder, hits: list[list[Any]], channel: int, seconds: floa
     meter = r.meter
     if meter is None:
         return
-    slot = M_ROWS + channel
+    slot = (M_COOKIE_ROWS if cookie else M_ROWS) + channel
+    extra = COOKIE_SIZE if cookie else 0
     fast = seconds <= FAST_DURATION
     for entry in hits:
         row = entry[slot]
         if row is None or entry[M_METER] is not meter:
             reply = entry[M_REPLY]
-            key = (channel, entry[M_QTYPE], entry[M_ANSWER].zone, reply[1] & 0x0F, entry[M_SIZE], len(reply) + 2)  # fmt: skip
+            key = (channel, entry[M_QTYPE], entry[M_ANSWER].zone, reply[1] & 0x0F, entry[M_SIZE] + extra, len(reply) + 2)  # fmt: skip
             row = meter.rows.get(key) or meter.new_row(*key)
-            keep_row(entry, channel, meter, row)
+            keep_row(entry, slot, meter, row)
         row[0] += seconds
         if fast:
             row[1] += 1

@@ -132,6 +132,7 @@ class UdpServer:
         memo_get = memo.get if memo is not None else None
         stamp = replymemo.stamp_of(responder)
         memo_hits: list[Any] = []
+        cookie_hits: list[Any] = []
         missed = 0
         # What a datagram the memo did not answer goes to (it was asked already).
         respond = responder.respond_anew if memo is not None else responder.respond
@@ -145,31 +146,34 @@ class UdpServer:
             data = recv[start : start + recv_u32[i * 16 + 14]]
             try:  # one bad datagram (or a bug) costs that datagram only, never the batch
                 entry = memo_get(data[2:]) if memo_get is not None else None
+                hits = memo_hits
+                if (
+                    entry is None
+                    and memo_get is not None
+                    and data[-12:-8] == COOKIE_OPTION
+                    and data[-14:-12] == b"\x00\x0c"
+                ):  # one client COOKIE, sent last: the bare query's entry (edns.cookie_key)
+                    entry = memo_get(data[2:-14] + b"\x00\x00")
+                    hits = cookie_hits
                 if (
                     entry is not None
                     and entry[M_ANSWER].body is entry[M_BODY]
                     and (entry[M_STAMP] is stamp or replymemo.checked(responder, entry, stamp))
                 ):
                     reply = data[:2] + entry[M_REPLY]
-                    memo_hits.append(entry)
+                    hits.append(entry)
                 else:
-                    via = respond
                     if memo_get is not None:
-                        if entry is None and data[-12:-8] == COOKIE_OPTION:
-                            # A client COOKIE: ``Responder.respond`` finds the bare query's
-                            # entry and meters its hit with this query's own size.
-                            via = responder.respond
-                        else:
-                            missed += 1
+                        missed += 1
                     if direct:
                         self._at = i
-                        reply = via(data, channel, PEER_LATER, self)
+                        reply = respond(data, channel, PEER_LATER, self)
                         if type(reply) is not bytes:
                             continue  # dropped, or DEFERRED: sent by send_reply when it comes
                     else:
                         reply = hit(data, now, batch, i, None) if hit is not None else None
                         if reply is None:
-                            reply = self._answer(data, now, batch, i, None, via)
+                            reply = self._answer(data, now, batch, i, None, respond)
                             if front is not None:  # misses take time: later hits check anew
                                 now = time.monotonic()
                             if reply is None:
@@ -213,10 +217,12 @@ class UdpServer:
         if out_count != count:  # a gap moved addresses: point them back for the next batch
             for k in range(out_count):
                 send_u64[k * 8] = names_base + k * NAME
-        if memo_hits or front is not None:
+        if memo_hits or cookie_hits or front is not None:
             seconds = perf_counter() - started
             if memo_hits:
                 replymemo.record_hits(responder, memo_hits, channel, seconds)
+            if cookie_hits:
+                replymemo.record_hits(responder, cookie_hits, channel, seconds, cookie=True)
             if front is not None:
                 front.done(seconds)
 

@@ -58,7 +58,7 @@ from kdns.server.query import (  # noqa: F401 (the protocols: imported from here
     Replier,
     Transfers,
 )
-from kdns.server.replymemo import FOREVER, M_METER, M_ROWS, M_SIZE, MEMO_MAX  # noqa: F401
+from kdns.server.replymemo import FOREVER, M_METER, M_ROWS, MEMO_MAX  # noqa: F401
 from kdns.server.stats import Stats
 
 Lookup = Callable[[bytes, int, int, bytes], Answer]  # name, qtype, qclass, question key
@@ -266,12 +266,12 @@ class Responder:
         started = perf_counter() if meter is not None else 0.0
         response = replymemo.recalled(self, data, entry)
         if meter is not None:
-            row = entry[M_ROWS + channel]
-            if len(data) != entry[M_SIZE]:  # a COOKIE's query, sharing the bare one's entry
+            slot = replymemo.row_slot(entry, channel, len(data))
+            row = entry[slot] if slot is not None else None
+            if row is None or entry[M_METER] is not meter:
                 row = self._row(channel, data, response)
-            elif row is None or entry[M_METER] is not meter:
-                row = self._row(channel, data, response)
-                replymemo.keep_row(entry, channel, meter, row)
+                if slot is not None:
+                    replymemo.keep_row(entry, slot, meter, row)
             self._count(row, perf_counter() - started)
         return response
 
