@@ -132,16 +132,8 @@ def recalled(r: Responder, data: bytes, entry: list[Any]) -> bytes:
     return data[:2] + entry[M_REPLY]
 
 
-def row_slot(entry: list[Any], channel: int, size: int) -> int | None:
-    """Where ``entry`` keeps the meter row of its replies to a query of ``size`` bytes on
-    ``channel`` (UDP4 or UDP6): the bare query's, or with a client COOKIE; None otherwise."""
-    if size == entry[M_SIZE]:
-        return M_ROWS + channel
-    return M_COOKIE_ROWS + channel if size == entry[M_SIZE] + COOKIE_SIZE else None
-
-
 def keep_row(entry: list[Any], slot: int, meter: Any, row: list[float]) -> None:
-    """Keep ``row`` in ``entry``'s ``slot`` (``row_slot``); a new meter (a reload's) lets go
+    """Keep ``row`` in ``entry``'s ``slot`` (M_ROWS or M_COOKIE_ROWS + the channel); a new meter (a reload's) lets go
     of the rows of the old one, in every slot."""
     if entry[M_METER] is not meter:
         for other in _ROW_SLOTS:

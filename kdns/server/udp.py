@@ -125,7 +125,8 @@ class UdpServer:
         # modes: a repeated question is the client's ID + its kept reply, and its metering
         # waits for the batch's send (``record_hits``), as killer mode's hits do. It holds
         # registry answers only, and is off while a stage judges the client, so killer mode's
-        # front sees what it holds alone (forwarded names, COOKIE queries, policy's replies).
+        # front sees what it holds alone (forwarded names, queries with EDNS options other
+        # than one client COOKIE, policy's replies).
         # ``replymemo.holds`` inline: the stamp is read once per batch (nothing changes the
         # registry while a batch is answered).
         memo = responder.memo if not logged else None

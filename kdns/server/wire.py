@@ -58,7 +58,7 @@ from kdns.server.query import (  # noqa: F401 (the protocols: imported from here
     Replier,
     Transfers,
 )
-from kdns.server.replymemo import FOREVER, M_METER, M_ROWS, MEMO_MAX  # noqa: F401
+from kdns.server.replymemo import FOREVER, M_COOKIE_ROWS, M_METER, M_ROWS, MEMO_MAX  # noqa: F401
 from kdns.server.stats import Stats
 
 Lookup = Callable[[bytes, int, int, bytes], Answer]  # name, qtype, qclass, question key
@@ -252,28 +252,24 @@ class Responder:
         and logged then) or None (dropped)."""
         memo = self._memo
         if memo is not None and channel < TCP4:
+            meter = self.meter
+            started = perf_counter() if meter is not None else 0.0
             entry = memo.get(data[2:])
+            slot = M_ROWS + channel  # where the entry keeps this reply's meter row
             if entry is None and (cookie := cookie_key(data)) is not None:
                 entry = memo.get(cookie)
+                slot = M_COOKIE_ROWS + channel
             if entry is not None and replymemo.holds(self, entry):
-                return self._recalled(data, channel, entry)
+                response = replymemo.recalled(self, data, entry)
+                if meter is not None:
+                    row = entry[slot]
+                    if row is None or entry[M_METER] is not meter:
+                        row = self._row(channel, data, response)
+                        replymemo.keep_row(entry, slot, meter, row)
+                    self._count(row, perf_counter() - started)
+                return response
             self.stats.memo_misses += 1
         return self.respond_anew(data, channel, peer, replier)
-
-    def _recalled(self, data: bytes, channel: int, entry: list[Any]) -> bytes:
-        """A reply memo hit, metered into the row the entry keeps (no key to build)."""
-        meter = self.meter
-        started = perf_counter() if meter is not None else 0.0
-        response = replymemo.recalled(self, data, entry)
-        if meter is not None:
-            slot = replymemo.row_slot(entry, channel, len(data))
-            row = entry[slot] if slot is not None else None
-            if row is None or entry[M_METER] is not meter:
-                row = self._row(channel, data, response)
-                if slot is not None:
-                    replymemo.keep_row(entry, slot, meter, row)
-            self._count(row, perf_counter() - started)
-        return response
 
     def respond_anew(
         self,
