@@ -14,7 +14,6 @@ import pytest
 
 from kdns.app import App
 from kdns.config import build_config
-from kdns.server import udp as udp_module
 from tests.dnsupstream import DnsUpstream
 
 SOURCES = ("127.0.0.1", "127.0.0.2", "127.0.0.3", "127.0.0.4")
@@ -75,17 +74,6 @@ async def _one_batch(toml: str, tmp_path: object, questions: list[tuple[str, str
         for client in clients:
             client.close()
         await app.listeners.close_all()
-
-
-@pytest.fixture(params=["batched", "recvfrom"])
-def transport(request: pytest.FixtureRequest) -> object:
-    saved = udp_module.LIBC
-    if request.param == "recvfrom":
-        udp_module.LIBC = None
-    elif saved is None:
-        pytest.skip("no recvmmsg/sendmmsg here")
-    yield request.param
-    udp_module.LIBC = saved
 
 
 async def test_acl_judges_each_datagram_of_a_batch_by_its_own_sender(transport: object, tmp_path: object) -> None:  # fmt: skip

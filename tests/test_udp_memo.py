@@ -15,11 +15,9 @@ import socket
 import dns.edns
 import dns.message
 import dns.rcode
-import pytest
 
 from kdns.authority.registry import Registry
 from kdns.authority.resolver import Resolver
-from kdns.server import udp as udp_module
 from kdns.server.meter import Meter
 from kdns.server.replymemo import M_COOKIE_ROWS, M_METER, M_ROWS, keep_row
 from kdns.server.stats import Stats
@@ -28,17 +26,6 @@ from kdns.server.wire import Responder
 from tests.test_registry import make, svc
 
 WEB = "web.default.svc.cluster.local"
-
-
-@pytest.fixture(params=["batched", "recvfrom"])
-def transport(request: pytest.FixtureRequest) -> object:
-    saved = udp_module.LIBC
-    if request.param == "recvfrom":
-        udp_module.LIBC = None
-    elif saved is None:
-        pytest.skip("no recvmmsg/sendmmsg here")
-    yield request.param
-    udp_module.LIBC = saved
 
 
 class Served:
