@@ -5,7 +5,9 @@ assembly (``Responder.respond`` looks here first).
 Invalidation, in one sentence: an entry is served only while the answers dict (or the derived
 memo) it came from still maps its key to the same Answer object holding the same body bytes, and
 the settings a reply depends on (udp_size, loadbalance, the stages) start the memo afresh when
-they are set (``Responder._memo_reset``). tests/test_reply_memo.py breaks when either goes.
+they are set (``Responder._memo_reset``), as do swaps of what answers names other than through
+the registry (hosts, the resolver, forwarding: ``Responder.forget_replies``).
+tests/test_reply_memo.py and tests/test_hosts_chaos.py break when any of these goes.
 
 The dict lookup is made once per published change, not per hit: an entry keeps the stamp of
 the answers dict it was last checked under (``StampedAnswers``: the registry gives it a new
@@ -133,8 +135,8 @@ def recalled(r: Responder, data: bytes, entry: list[Any]) -> bytes:
 
 
 def keep_row(entry: list[Any], slot: int, meter: Any, row: list[float]) -> None:
-    """Keep ``row`` in ``entry``'s ``slot`` (M_ROWS or M_COOKIE_ROWS + the channel); a new meter (a reload's) lets go
-    of the rows of the old one, in every slot."""
+    """Keep ``row`` in ``entry``'s ``slot`` (M_ROWS or M_COOKIE_ROWS + the channel); a new
+    meter (a reload's) lets go of the rows of the old one, in every slot."""
     if entry[M_METER] is not meter:
         for other in _ROW_SLOTS:
             entry[other] = None
