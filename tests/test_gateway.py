@@ -39,9 +39,9 @@ from tests.k8sapi import (
 ZONE = "home.example.com"
 
 
-def registry(**settings: Any) -> Registry:
-    zones = ZoneSet.build("cluster.local", (), 5, gateway_zones=(ZONE,))
-    reg = Registry(zones, gateway=GatewaySettings(zones=(ZONE,), **settings))
+def registry(zones: tuple[str, ...] = (ZONE,), **settings: Any) -> Registry:
+    zone_set = ZoneSet.build("cluster.local", (), 5, gateway_zones=zones)
+    reg = Registry(zone_set, gateway=GatewaySettings(zones=zones, **settings))
     reg.synced = True
     return reg
 

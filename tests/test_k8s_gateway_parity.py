@@ -19,16 +19,13 @@ continuation k8s-gateway/k8s_gateway):
 
 from __future__ import annotations
 
-import ipaddress
 from typing import Any
 
 from kdns.authority.gateway import GatewaySettings
-from kdns.authority.registry import Registry
-from kdns.authority.zones import ZoneSet
 from kdns.config import build_config
 from kdns.dns import names
 from kdns.dns.records import CNAME
-from kdns.k8s.objects import slim, slim_service
+from kdns.k8s.objects import slim_service
 from kdns.parts import gateway_settings
 from tests.k8sapi import (
     CONTROLLER,
@@ -38,29 +35,10 @@ from tests.k8sapi import (
     ingress,
     service,
 )
+from tests.test_gateway import ZONE, load, registry
+from tests.test_gateway import a as addresses
 
-ZONE = "home.example.com"
 OTHER = "lab.example.org"
-
-
-def registry(zones: tuple[str, ...] = (ZONE,), **settings: Any) -> Registry:
-    zone_set = ZoneSet.build("cluster.local", (), 5, gateway_zones=zones)
-    reg = Registry(zone_set, gateway=GatewaySettings(zones=zones, **settings))
-    reg.synced = True
-    return reg
-
-
-def load(reg: Registry, *raws: dict[str, Any]) -> None:
-    with reg.batch():
-        for raw in raws:
-            obj = slim(raw)
-            assert obj is not None, raw
-            reg.upsert(obj)
-
-
-def addresses(reg: Registry, name: str) -> list[str]:
-    records = reg.records(names.to_wire(name))
-    return sorted(str(ipaddress.ip_address(r)) for t in (1, 28) for r in records.get(t, ()))
 
 
 def lb(name: str = "jellyfin", ns: str = "media", **kw: Any) -> dict[str, Any]:
