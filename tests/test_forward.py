@@ -89,7 +89,8 @@ async def test_forwards_over_each_transport(server: DnsUpstream, transport: str)
 
 @pytest.mark.parametrize("transport", ["udp", "tcp", "tls"])
 def test_forwards_on_uvloop(server: DnsUpstream, transport: str) -> None:
-    uvloop = pytest.importorskip("uvloop")  # kdns serves on uvloop: its transports differ
+    import uvloop  # a dependency (pyproject.toml); kdns serves on it: its transports differ
+
     server.truncate_udp = True  # the UDP case goes on to TCP as well
 
     async def main() -> list[bytes]:
