@@ -112,6 +112,23 @@ def test_turning_loadbalance_on_rotates_remembered_answers() -> None:
     assert len(firsts) == 2
 
 
+def test_rotated_answers_are_remembered_and_take_every_turn() -> None:
+    """CoreDNS loadbalance: a rotated reply is kept (it was the costliest answer still built
+    per query) and every hit takes the next turn, exactly as the standard path would; an
+    edit of the addresses is served at once."""
+    registry = make()
+    ips = ("10.0.0.1", "10.0.0.2", "10.0.0.3", "10.0.0.4")
+    registry.upsert(Service("default", "web", "ClusterIP", ips, False, "", (), (), (), False))
+    r, plain = responder(registry), responder(registry)
+    r.loadbalance = plain.loadbalance = True
+    plain._memo = None
+    for qid in range(10):
+        assert r.respond(query(WEB, qid=qid)) == plain.respond(query(WEB, qid=qid))
+    assert r.stats.memo_hits == 9
+    registry.upsert(Service("default", "web", "ClusterIP", ips[1:], False, "", (), (), (), False))  # fmt: skip
+    assert {addresses(ask(r, query(WEB)))[0] for _ in range(6)} == set(ips[1:])
+
+
 def test_configuring_an_acl_turns_the_memo_off() -> None:
     """A stage that judges the client must see every query: breaks when setting ``acl``
     leaves the memo on."""

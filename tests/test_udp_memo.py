@@ -18,6 +18,7 @@ import dns.rcode
 
 from kdns.authority.registry import Registry
 from kdns.authority.resolver import Resolver
+from kdns.model import Service
 from kdns.server.meter import Meter
 from kdns.server.replymemo import M_COOKIE_ROWS, M_METER, M_ROWS, keep_row
 from kdns.server.stats import Stats
@@ -123,6 +124,53 @@ async def test_loop_hits_of_a_negative_answer_follow_its_soa(transport: object) 
         assert len(before) == 1 and len(after) == 1 and after != before
         registry.upsert(svc("nope", "10.0.0.4"))
         assert all(addresses(r) == ["10.0.0.4"] for r in await served.ask([nx] * 4))
+    finally:
+        served.close()
+
+
+async def test_loop_hits_of_a_negative_answer_follow_a_refill_in_place(transport: object) -> None:
+    """A zone refills its shared negative answers in place whenever its SOA moves; here one
+    moves with nothing published (a zone's TTL set on its own), so the answers dict's stamp
+    stays. Breaks when ``Answer.refill`` leaves ``Refills.mark`` where it was: the memo would
+    serve the SOA its reply was made with."""
+    registry = make()
+    served = Served(registry)
+    nx = query("nope.default.svc.cluster.local", 5)
+    try:
+        for _ in range(2):
+            assert {r.authority[0].ttl for r in await served.ask([nx] * 4)} == {5}
+        (zone,) = [zone for zone in registry.zones if zone.text == "cluster.local"]
+        zone.set_ttl(7)
+        assert {r.authority[0].ttl for r in await served.ask([nx] * 4)} == {7}
+    finally:
+        served.close()
+
+
+async def test_loop_hits_rotate_multi_address_answers_in_turn(transport: object) -> None:
+    """CoreDNS loadbalance, from the memo: each reply takes the next turn of the records, as
+    the standard path gives them (the same replies, in the same order, as a responder
+    without the memo), and an edit of the addresses is served at once (a rotated entry is
+    looked up on every hit)."""
+    registry = make()
+    ips = ("10.0.0.1", "10.0.0.2", "10.0.0.3")
+    registry.upsert(Service("default", "web", "ClusterIP", ips, False, "", (), (), (), False))
+    served = Served(registry)
+    served.responder.loadbalance = True
+    plain = Responder(registry.answers, Resolver(registry).resolve, 1232)
+    plain.derived = registry.derived
+    plain.loadbalance = True
+    plain._memo = None
+    try:
+        replies = await served.ask([query(WEB, 1)])
+        for _ in range(3):  # later batches too: a rotated entry is never served as it was kept
+            replies += await served.ask([query(WEB, 1)] * 8)
+        expected = [dns.message.from_wire(plain.respond(query(WEB, 1))) for _ in range(25)]  # type: ignore[arg-type]
+        assert [(r.flags, addresses(r)) for r in replies] == [(e.flags, addresses(e)) for e in expected]  # fmt: skip
+        assert [addresses(r)[0] for r in replies[:3]] == ["10.0.0.2", "10.0.0.3", "10.0.0.1"]
+        assert served.responder.stats.memo_hits == 24
+        registry.upsert(Service("default", "web", "ClusterIP", ips[:2], False, "", (), (), (), False))  # fmt: skip
+        firsts = [addresses(r)[0] for r in await served.ask([query(WEB, 2)] * 4)]
+        assert sorted(set(firsts)) == ["10.0.0.1", "10.0.0.2"]
     finally:
         served.close()
 

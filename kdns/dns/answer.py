@@ -73,8 +73,10 @@ class Answer:
                 self._rrset_len = len(data)
 
     def refill(self, sections: Sections) -> None:
-        """New records, same object: holders of this answer serve the new bytes at once."""
+        """New records, same object: holders of this answer serve the new bytes at once (and
+        holders of copies of its bytes are told by ``Refills.mark``)."""
         self.__init__(self.rcode, self.aa, sections, self.zone)  # type: ignore[misc]
+        Refills.mark = object()
 
     def rotated(self, turn: int) -> bytes:
         """The body with the address RRset rotated ``turn`` records to the left."""
@@ -157,6 +159,14 @@ NOERROR_EMPTY = empty(NOERROR, True)
 # (the forwarder) and zone transfers (the transfer handler, TCP only). Compared by identity.
 FORWARD = empty(NOERROR, False)
 TRANSFER = empty(NOERROR, False)
+
+
+class Refills:
+    """``mark``: an object replaced whenever any Answer is refilled in place (a zone's shared
+    negative answers when its SOA moves), so a holder of a copy of an answer's bytes (the reply
+    memo) can tell by identity that some answer's bytes may have changed since it looked."""
+
+    mark = object()
 
 
 class StampedAnswers(dict[bytes, "Answer"]):

@@ -7,6 +7,7 @@ a 64-bit ABI): the UDP server then reads with non-blocking recvfrom, one datagra
 
 from __future__ import annotations
 
+import array
 import ctypes
 import mmap
 import socket
@@ -18,7 +19,6 @@ SLOTS = 64  # datagrams per system call
 # path takes every query the standard path takes. The receive area is an anonymous mapping:
 # pages are backed only once the kernel writes into them (a page or two per slot in use).
 RECV_SLOT = 65536
-SLOT = 4096  # bytes per reply slot (replies larger than this are sent alone)
 NAME = 28  # bytes per address buffer (sockaddr_in6)
 MSG_DONTWAIT = 0x40
 
@@ -56,46 +56,71 @@ def _libc() -> Any:
     return libc
 
 
-LIBC: Any = _libc()
+def _bytes_data() -> int | None:
+    """Where a bytes object's data starts, from its ``id()`` (CPython: the ``ob_sval`` field
+    of PyBytesObject), checked on a probe: replies are sent from the bytes objects that hold
+    them (one iovec per piece, no copy). None where that does not hold."""
+    probe = b"kdns probe"
+    start = ctypes.cast(ctypes.c_char_p(probe), ctypes.c_void_p).value
+    if start is None:
+        return None
+    offset = start - id(probe)
+    return offset if ctypes.string_at(id(probe) + offset, len(probe)) == probe else None
+
+
+_DATA = _bytes_data()
+BYTES_DATA: int = _DATA or 0
+LIBC: Any = _libc() if _DATA is not None else None
 
 
 class Batch:
-    """The C buffers of one socket: SLOTS receive and send slots sharing address buffers."""
+    """The C buffers of one socket: SLOTS receive slots and SLOTS outgoing messages sharing
+    address buffers.
+
+    Outgoing message k is, unless a gap moved it, the reply to datagram k: its address and its
+    two iovecs, so a reply is sent from where its bytes already are: either the client's ID
+    (the first 2 bytes of receive slot k) and a kept reply after the ID (a reply memo hit), or
+    a whole reply and nothing. The ID iovecs are set here and put back after each whole reply;
+    a message after a datagram with no reply points at a later datagram's address and iovecs
+    (``name_of``, ``iov_of``) for one send."""
 
     def __init__(self) -> None:
         self.recv_map = mmap.mmap(-1, SLOTS * RECV_SLOT)
         self.recv_buf = (ctypes.c_char * (SLOTS * RECV_SLOT)).from_buffer(self.recv_map)
-        self.send_buf = ctypes.create_string_buffer(SLOTS * SLOT)
         self.names = ctypes.create_string_buffer(SLOTS * NAME)
         self.recv_iov = (_IoVec * SLOTS)()
-        self.send_iov = (_IoVec * SLOTS)()
+        self.send_iov = (_IoVec * (2 * SLOTS))()
         self.recv_hdrs = (_MMsgHdr * SLOTS)()
         self.send_hdrs = (_MMsgHdr * SLOTS)()
         recv_base = ctypes.addressof(self.recv_buf)
-        send_base = ctypes.addressof(self.send_buf)
         self.names_base = ctypes.addressof(self.names)
+        # Datagram i's address buffer, ID and pair of reply iovecs, as numbers for the views.
+        self.name_of = array.array("Q", (self.names_base + i * NAME for i in range(SLOTS)))
+        self.id_of = array.array("Q", (recv_base + i * RECV_SLOT for i in range(SLOTS)))
+        self.iov_of = array.array("Q", (ctypes.addressof(self.send_iov[2 * i]) for i in range(SLOTS)))  # fmt: skip
         for i in range(SLOTS):
             self.recv_iov[i].base = recv_base + i * RECV_SLOT
             self.recv_iov[i].len = RECV_SLOT
-            self.send_iov[i].base = send_base + i * SLOT
             hdr = self.recv_hdrs[i].hdr
             hdr.name = self.names_base + i * NAME
             hdr.namelen = NAME
             hdr.iov = ctypes.addressof(self.recv_iov[i])
             hdr.iovlen = 1
             out = self.send_hdrs[i].hdr
-            out.iov = ctypes.addressof(self.send_iov[i])
-            out.iovlen = 1
+            out.name = self.name_of[i]
+            out.iov = self.iov_of[i]
+            out.iovlen = 2
+            self.send_iov[2 * i].base = self.id_of[i]
+            self.send_iov[2 * i].len = 2
         # Views to read and write the C structures as numbers, without ctypes attributes.
-        self.recv = memoryview(self.recv_buf).cast("B")
-        self.send = memoryview(self.send_buf).cast("B")
         self.name_view = memoryview(self.names).cast("B")
         self.recv_u32 = memoryview(self.recv_hdrs).cast("B").cast("I")  # len at i*16+14
-        self.send_u32 = memoryview(self.send_hdrs).cast("B").cast("I")  # namelen at i*16+2
-        self.send_u64 = memoryview(self.send_hdrs).cast("B").cast("Q")  # name at i*8
-        self.send_iov_u64 = memoryview(self.send_iov).cast("B").cast("Q")  # len at i*2+1
+        self.send_u32 = memoryview(self.send_hdrs).cast("B").cast("I")  # namelen at k*16+2
+        self.send_u64 = memoryview(self.send_hdrs).cast("B").cast("Q")  # name at k*8, iov k*8+2
+        # Message k's iovecs: the first's base and length at k*4, k*4+1, the second's at
+        # k*4+2, k*4+3.
+        self.send_iov_u64 = memoryview(self.send_iov).cast("B").cast("Q")
         self.recv_ref = ctypes.byref(self.recv_hdrs)
-        self.send_ref = ctypes.byref(self.send_hdrs)
 
     def peer(self, i: int, v6: bool) -> Any:
         """The address of datagram ``i`` as a socket module address tuple."""

@@ -20,12 +20,15 @@ publish keeps the stamp.
 
 from __future__ import annotations
 
-from operator import itemgetter
+import struct
+from itertools import repeat
+from operator import is_, itemgetter
 from typing import TYPE_CHECKING, Any
 
-from kdns.dns.answer import Answer
+from kdns.dns.answer import Answer, Refills
 from kdns.server.edns import cookie_key
 from kdns.server.meter import FAST_DURATION
+from kdns.server.mmsg import BYTES_DATA
 
 if TYPE_CHECKING:
     from kdns.server.wire import Responder
@@ -38,17 +41,28 @@ _QTYPES: dict[bytes, bytes] = {}  # at most 65,536 two-byte keys
 # memo), the key there, the Answer and its body when kept, the reply after the ID, the query type,
 # the meter rows of UDP4 and UDP6, the meter they belong to, the bare query's size, the answers
 # dict's stamp it was last checked under, the meter rows of the same query with a client COOKIE
-# (its size is the bare one's + COOKIE_SIZE) on UDP4 and UDP6.
-M_REGISTRY, M_KEY, M_ANSWER, M_BODY, M_REPLY, M_QTYPE, M_ROWS, M_METER, M_SIZE, M_STAMP, M_COOKIE_ROWS = 0, 1, 2, 3, 4, 5, 6, 8, 9, 10, 11  # fmt: skip
+# (its size is the bare one's + COOKIE_SIZE) on UDP4 and UDP6, the iovec of the reply after
+# the ID (its address and length, packed: the batched UDP loop sends it from where it is), and,
+# for a reply loadbalance rotates, where the body lies in the reply after the ID (else None).
+M_REGISTRY, M_KEY, M_ANSWER, M_BODY, M_REPLY, M_QTYPE, M_ROWS, M_METER, M_SIZE, M_STAMP, M_COOKIE_ROWS, M_IOV, M_TURNS = 0, 1, 2, 3, 4, 5, 6, 8, 9, 10, 11, 13, 14  # fmt: skip
+_IOV = struct.Struct("=QQ")
+# The stamp of entries that are looked at on every hit (rotated replies; MISS): no stamp is it.
+NEVER = object()
+# What the batched loop takes for a question the memo does not hold: an entry no stamp matches.
+MISS: list[Any] = [False, b"", None, None, b"", b"", None, None, None, 0, NEVER, None, None, _IOV.pack(0, 0), None]  # fmt: skip
 COOKIE_SIZE = 12  # what one client COOKIE option adds to a query (RFC 7873 4.1: 4 + 8 bytes)
 _ROW_SLOTS = (M_ROWS, M_ROWS + 1, M_COOKIE_ROWS, M_COOKIE_ROWS + 1)
 
 
-def remember(r: Responder, data: bytes, key: bytes, answer: Answer, registry: bool, response: bytes, qend: int) -> None:  # fmt: skip
+def remember(r: Responder, data: bytes, key: bytes, answer: Answer, registry: bool, response: bytes, qend: int, rotated: bool = False) -> None:  # fmt: skip
     """Keep a pre-rendered answer's reply (``response``) by the query's bytes after its ID.
 
     Only replies the registry gives every client alike get here (no ACL, views, rewrite,
-    autopath or template configured: ``Responder._memo_reset``; no rotation; UDP).
+    autopath or template configured: ``Responder._memo_reset``; UDP). A reply loadbalance
+    rotated (``rotated``: untruncated) is kept with where its body lies, and every hit on it
+    takes the next turn of the answer's records (``reply_of``), as the standard path would;
+    it is looked up on every hit (its stamp is ``NEVER``), so the batched UDP loop answers it
+    one by one.
 
     Bounded: MEMO_MAX entries. A full memo keeps what it holds (a stale entry is replaced
     when its question comes again) and turns new questions away, counting them; after
@@ -69,7 +83,11 @@ def remember(r: Responder, data: bytes, key: bytes, answer: Answer, registry: bo
         memo.clear()
         r.memo_refused = 0
     qtype = _QTYPES.setdefault(r.qtype, r.qtype)  # one bytes object per type, not per entry
-    memo[memo_key] = [registry, key, answer, answer.body, response[2:], qtype, None, None, None, len(memo_key) + 2, stamp_of(r), None, None]  # fmt: skip
+    reply = response[2:]
+    iov = _IOV.pack(id(reply) + BYTES_DATA, len(reply))
+    turns = (qend - 2, qend - 2 + len(answer.body)) if rotated else None
+    stamp = NEVER if rotated else stamp_of(r)
+    memo[memo_key] = [registry, key, answer, answer.body, reply, qtype, None, None, None, len(memo_key) + 2, stamp, None, None, iov, turns]  # fmt: skip
 
 
 def key_of(data: bytes, qend: int) -> bytes | None:
@@ -94,30 +112,58 @@ def memo_keys(query: bytes) -> bool:
 
 
 def holds(r: Responder, entry: list[Any]) -> bool:
-    """Whether ``entry`` may be served: its Answer still holds the same body bytes, and its
-    dict still maps its key to that Answer, looked up only when a change was published since
-    the entry was last checked (the invalidation story above). The batched UDP loop
-    (kdns.server.udp) writes this same test inline, with ``stamp_of`` and ``checked``."""
-    return entry[M_ANSWER].body is entry[M_BODY] and (
-        entry[M_STAMP] is stamp_of(r) or checked(r, entry, stamp_of(r))
-    )
+    """Whether ``entry`` may be served: its dict still maps its key to the same Answer, which
+    still holds the same body bytes; looked at only when the stamp moved since the entry was
+    last checked (the invalidation story above)."""
+    stamp = stamp_of(r)
+    return entry[M_STAMP] is stamp or checked(r, entry, stamp)
+
+
+def current(entries: list[Any], stamp: object) -> list[bool]:
+    """For each entry of a batch (``MISS`` where the memo had none): whether it was checked
+    under ``stamp``, the current one, and so may be served without a look (``holds`` for a
+    batch, minus the lookups, which the caller makes for the others one by one)."""
+    return list(map(is_, map(_STAMP, entries), repeat(stamp)))
+
+
+def iovecs(entries: list[Any]) -> memoryview:
+    """The (address, length) pairs of the entries' replies after the ID, as 64-bit numbers
+    (``MISS``: zeros)."""
+    return memoryview(b"".join(map(_IOVEC, entries))).cast("Q")
 
 
 def checked(r: Responder, entry: list[Any], stamp: object) -> bool:
-    """After a published change: whether ``entry``'s dict still maps its key to its Answer;
-    if so it is stamped ``stamp`` (the current one), and not looked up again until the next."""
-    source = r.answers if entry[M_REGISTRY] else r.derived
-    if source.get(entry[M_KEY]) is not entry[M_ANSWER]:
+    """After the stamp moved: whether ``entry``'s dict still maps its key to its Answer and
+    that Answer still holds the body the entry's reply was made of; if so it is stamped
+    ``stamp`` (the current one), and not looked at again until the stamp moves."""
+    if entry is MISS:
         return False
-    entry[M_STAMP] = stamp
+    source = r.answers if entry[M_REGISTRY] else r.derived
+    answer = source.get(entry[M_KEY])
+    if answer is None or answer is not entry[M_ANSWER] or answer.body is not entry[M_BODY]:
+        return False
+    if entry[M_TURNS] is None:
+        entry[M_STAMP] = stamp
     return True
 
 
 def stamp_of(r: Responder) -> object:
-    """The answers dict's stamp (``StampedAnswers``); a plain dict has none, and then every
-    check looks the key up (a new object each time, which no entry holds)."""
+    """The stamp entries are checked under: one object while neither the answers dict's stamp
+    (``StampedAnswers``: replaced by every published change) nor ``Refills.mark`` (replaced
+    by every answer refilled in place) moved. A plain dict has no stamp, and then every check
+    looks the key up (a new object each time, which no entry holds)."""
     stamp = getattr(r.answers, "stamp", None)
-    return stamp if stamp is not None else object()
+    if stamp is None:
+        return object()
+    now = _STAMPS
+    if now[0] is not stamp or now[1] is not Refills.mark:
+        now[:] = [stamp, Refills.mark, object()]
+    return now[2]
+
+
+# The last (answers dict's stamp, refill mark) seen and the stamp they make together. Two
+# registries in turn (tests) only cost lookups: each turn makes a stamp no entry holds.
+_STAMPS: list[Any] = [None, None, None]
 
 
 def recalled(r: Responder, data: bytes, entry: list[Any]) -> bytes:
@@ -125,13 +171,24 @@ def recalled(r: Responder, data: bytes, entry: list[Any]) -> bytes:
     meters it, into the row the entry keeps: ``keep_row``)."""
     r.zone = entry[M_ANSWER].zone
     r.qtype = entry[M_QTYPE]
-    r.keep = FOREVER
+    r.keep = FOREVER if entry[M_TURNS] is None else 0.0  # a rotation is this reply's alone
     r.stats.memo_hits += 1
     if entry[M_REGISTRY]:
         r.stats.answer_hits += 1
     else:
         r.stats.derived_hits += 1
-    return data[:2] + entry[M_REPLY]
+    return reply_of(r, data, entry)
+
+
+def reply_of(r: Responder, data: bytes, entry: list[Any]) -> bytes:
+    """The reply a hit on ``entry`` sends: the client's ID + the kept reply, or, for a reply
+    loadbalance rotates, with the answer's records at the responder's next turn."""
+    turns = entry[M_TURNS]
+    if turns is None:
+        return data[:2] + entry[M_REPLY]
+    start, end = turns
+    reply = entry[M_REPLY]
+    return data[:2] + reply[:start] + entry[M_ANSWER].rotated(r.next_turn()) + reply[end:]
 
 
 def keep_row(entry: list[Any], slot: int, meter: Any, row: list[float]) -> None:
@@ -175,3 +232,5 @@ def record_hits(r: Responder, hits: list[list[Any]], channel: int, seconds: floa
 
 
 _FROM_REGISTRY = itemgetter(M_REGISTRY)
+_STAMP = itemgetter(M_STAMP)
+_IOVEC = itemgetter(M_IOV)

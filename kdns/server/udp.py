@@ -26,15 +26,18 @@ import errno
 import logging
 import socket
 import time
+from array import array
+from itertools import compress, filterfalse, repeat
+from operator import add, getitem, not_
 from time import perf_counter
 from typing import Any, Protocol
 
 from kdns.server import replymemo
 from kdns.server.edns import COOKIE_OPTION
 from kdns.server.meter import UDP4, UDP6
-from kdns.server.mmsg import LIBC, MSG_DONTWAIT, NAME, RECV_SLOT, SLOT, SLOTS, Batch
+from kdns.server.mmsg import BYTES_DATA, LIBC, MSG_DONTWAIT, RECV_SLOT, SLOTS, Batch
 from kdns.server.querylog import log_query
-from kdns.server.replymemo import M_ANSWER, M_BODY, M_REPLY, M_STAMP
+from kdns.server.replymemo import M_STAMP, MISS
 from kdns.server.rrl import SEND, SLIP, slip_reply
 from kdns.server.stats import Stats
 from kdns.server.wire import DEFERRED, PEER_LATER, Query, Responder
@@ -42,6 +45,8 @@ from kdns.server.wire import DEFERRED, PEER_LATER, Query, Responder
 log = logging.getLogger("kdns.udp")
 
 WAKE_BATCHES = 16  # full batches per wake-up at most: let the loop's other work breathe
+STARTS = [i * RECV_SLOT for i in range(SLOTS)]  # where datagram i starts in the receive area
+KEY_STARTS = [start + 2 for start in STARTS]  # and its bytes after the ID (a reply memo key)
 
 
 class Front(Protocol):
@@ -74,13 +79,8 @@ class UdpServer:
         self._closed = False
         self._batch = Batch() if LIBC is not None else None
         if self._batch is not None:
-            # Reply k of a batch goes to the sender of datagram k unless an earlier datagram
-            # of the batch got no reply: addresses are pointed at once here, and per reply
-            # only after such a gap (``_answer_batch`` puts them back when it made one).
-            batch = self._batch
-            for k in range(SLOTS):
-                batch.send_u64[k * 8] = batch.names_base + k * NAME
-                batch.send_u32[k * 16 + 2] = 28 if self.v6 else 16
+            for k in range(SLOTS):  # the address length of this socket's family
+                self._batch.send_u32[k * 16 + 2] = 28 if self.v6 else 16
         self._at = 0  # the batch slot being answered (current_peer)
         asyncio.get_running_loop().add_reader(self.fd, self._readable)
 
@@ -114,55 +114,109 @@ class UdpServer:
         started = perf_counter()
         responder = self.responder
         front = self.front
+        recv = batch.recv_map
+        lengths = batch.recv_u32[14 : count * 16 : 16].tolist()
+        send_iov = batch.send_iov_u64
+        # The reply memo (kdns.server.replymemo), asked here before anything else, in both
+        # modes, for the whole batch at once: a repeated question is the client's ID + its
+        # kept reply, sent as two iovecs (the ID where the kernel wrote it, the reply where
+        # the memo keeps it), and its metering waits for the batch's send (``record_hits``),
+        # as killer mode's hits do. It holds registry answers only, and is off while a stage
+        # judges the client, so killer mode's front sees what it holds alone (forwarded
+        # names, queries with EDNS options other than one client COOKIE, policy's replies).
+        memo = responder.memo if not self.query_log else None
+        entries: list[list[Any]] | None = None
+        stamp: object = None
+        rest: list[int] = list(range(count))
+        hits: list[list[Any]] = []
+        if memo is not None:
+            keys: Any = map(
+                getitem, repeat(recv), map(slice, KEY_STARTS, map(add, STARTS, lengths))
+            )
+            found: list[list[Any]] = list(map(memo.get, keys, repeat(MISS)))
+            stamp = replymemo.stamp_of(responder)  # nothing publishes while a batch is answered
+            good = replymemo.current(found, stamp)
+            kept = replymemo.iovecs(found)
+            send_iov[2 : 4 * count : 4] = kept[0::2]
+            send_iov[3 : 4 * count : 4] = kept[1::2]
+            if responder.rrl is None:  # RRL judges every reply: then all go one by one
+                rest = list(compress(rest, map(not_, good)))
+                hits = list(compress(found, good)) if rest else found
+            entries = found
+        self.stats.udp_queries += count
+        if not rest:  # every datagram a memo hit (the common case under load)
+            self._send(batch, count)
+            seconds = perf_counter() - started
+            replymemo.record_hits(responder, hits, self.channel, seconds)
+            if front is not None:
+                front.done(seconds)
+            return
+        # The others one by one; their replies are sent whole (the message's first iovec).
+        cookie_hits: list[Any] = []
+        replies: list[bytes] = []  # sent from where they are: kept alive until sendmmsg returns
+        gaps = self._answer_rest(batch, rest, lengths, entries, stamp, hits, cookie_hits, replies)
+        out_count = count - len(gaps)
+        send_u64 = batch.send_u64
+        if gaps:  # messages after a datagram with no reply take the next ones' address and iovecs
+            sent = list(filterfalse(set(gaps).__contains__, range(gaps[0], count)))
+            end = 8 * out_count
+            send_u64[8 * gaps[0] : end : 8] = array("Q", map(batch.name_of.__getitem__, sent))
+            send_u64[8 * gaps[0] + 2 : end : 8] = array("Q", map(batch.iov_of.__getitem__, sent))
+        self._send(batch, out_count)
+        for i in rest:  # point the whole replies' first iovecs back at the IDs
+            send_iov[4 * i] = batch.id_of[i]
+            send_iov[4 * i + 1] = 2
+        if gaps:
+            send_u64[8 * gaps[0] : end : 8] = batch.name_of[gaps[0] : out_count]
+            send_u64[8 * gaps[0] + 2 : end : 8] = batch.iov_of[gaps[0] : out_count]
+        if hits or cookie_hits or front is not None:
+            seconds = perf_counter() - started
+            if hits:
+                replymemo.record_hits(responder, hits, self.channel, seconds)
+            if cookie_hits:
+                replymemo.record_hits(responder, cookie_hits, self.channel, seconds, cookie=True)
+            if front is not None:
+                front.done(seconds)
+
+    def _answer_rest(self, batch: Batch, rest: list[int], lengths: list[int], entries: list[Any] | None, stamp: object, hits: list[Any], cookie_hits: list[Any], replies: list[bytes]) -> list[int]:  # fmt: skip
+        """Answer the datagrams ``rest`` of a batch one by one (``entries``: the reply memo's
+        for the whole batch, MISS where it had none; None when it is off): each reply is set
+        as its message's first iovec, whole, and kept in ``replies``; the memo's hits found
+        here are added to ``hits`` (``cookie_hits``). Returns the datagrams given no reply."""
+        responder = self.responder
+        front = self.front
         logged = self.query_log
         hit = front.hit if front is not None and not logged else None
         now = time.monotonic() if front is not None else 0.0
         rrl = responder.rrl
-        recv, send, recv_u32 = batch.recv_map, batch.send, batch.recv_u32
-        send_u64, send_iov = batch.send_u64, batch.send_iov_u64
-        names_base = batch.names_base
-        # The reply memo (kdns.server.replymemo), asked here before anything else, in both
-        # modes: a repeated question is the client's ID + its kept reply, and its metering
-        # waits for the batch's send (``record_hits``), as killer mode's hits do. It holds
-        # registry answers only, and is off while a stage judges the client, so killer mode's
-        # front sees what it holds alone (forwarded names, queries with EDNS options other
-        # than one client COOKIE, policy's replies).
-        # ``replymemo.holds`` inline: the stamp is read once per batch (nothing changes the
-        # registry while a batch is answered).
-        memo = responder.memo if not logged else None
-        memo_get = memo.get if memo is not None else None
-        stamp = replymemo.stamp_of(responder)
-        memo_hits: list[Any] = []
-        cookie_hits: list[Any] = []
+        recv, send_iov = batch.recv_map, batch.send_iov_u64
+        memo_get = responder.memo.get if entries is not None else None  # type: ignore[union-attr]
         missed = 0
         # What a datagram the memo did not answer goes to (it was asked already).
-        respond = responder.respond_anew if memo is not None else responder.respond
+        respond = responder.respond_anew if entries is not None else responder.respond
         # The standard path called directly when nothing else wants the datagram (no front,
         # no query log): one call per datagram less.
         direct = front is None and not logged
         channel = self.channel
-        out_count = 0
-        for i in range(count):
+        gaps = []
+        reply: Any
+        for i in rest:
             start = i * RECV_SLOT
-            data = recv[start : start + recv_u32[i * 16 + 14]]
+            data = recv[start : start + lengths[i]]
             try:  # one bad datagram (or a bug) costs that datagram only, never the batch
-                entry = memo_get(data[2:]) if memo_get is not None else None
-                hits = memo_hits
+                entry = entries[i] if entries is not None else MISS
+                found = hits
                 if (
-                    entry is None
+                    entry is MISS
                     and memo_get is not None
                     and data[-12:-8] == COOKIE_OPTION
                     and data[-14:-12] == b"\x00\x0c"
                 ):  # one client COOKIE, sent last: the bare query's entry (edns.cookie_key)
-                    entry = memo_get(data[2:-14] + b"\x00\x00")
-                    hits = cookie_hits
-                if (
-                    entry is not None
-                    and entry[M_ANSWER].body is entry[M_BODY]
-                    and (entry[M_STAMP] is stamp or replymemo.checked(responder, entry, stamp))
-                ):
-                    reply = data[:2] + entry[M_REPLY]
-                    hits.append(entry)
+                    entry = memo_get(data[2:-14] + b"\x00\x00", MISS)
+                    found = cookie_hits
+                if entry[M_STAMP] is stamp or replymemo.checked(responder, entry, stamp):
+                    reply = replymemo.reply_of(responder, data, entry)
+                    found.append(entry)
                 else:
                     if memo_get is not None:
                         missed += 1
@@ -170,7 +224,8 @@ class UdpServer:
                         self._at = i
                         reply = respond(data, channel, PEER_LATER, self)
                         if type(reply) is not bytes:
-                            continue  # dropped, or DEFERRED: sent by send_reply when it comes
+                            gaps.append(i)  # dropped, or DEFERRED: sent by send_reply later
+                            continue
                     else:
                         reply = hit(data, now, batch, i, None) if hit is not None else None
                         if reply is None:
@@ -178,54 +233,44 @@ class UdpServer:
                             if front is not None:  # misses take time: later hits check anew
                                 now = time.monotonic()
                             if reply is None:
+                                gaps.append(i)
                                 continue
                 if rrl is not None:
                     reply = self._rate_limit(rrl, reply, batch.peer(i, self.v6))
                     if reply is None:
+                        gaps.append(i)
                         continue
             except Exception:
                 self._internal_error()
+                gaps.append(i)
                 continue
-            size = len(reply)
-            if size > SLOT:
-                self._send_alone(reply, batch.peer(i, self.v6))
-                continue
-            at = out_count * SLOT
-            send[at : at + size] = reply
-            send_iov[out_count * 2 + 1] = size
-            if out_count != i:
-                send_u64[out_count * 8] = names_base + i * NAME
-            out_count += 1
-        self.stats.udp_queries += count
+            send_iov[4 * i] = id(reply) + BYTES_DATA
+            send_iov[4 * i + 1] = len(reply)
+            send_iov[4 * i + 3] = 0
+            replies.append(reply)
         if missed:
             responder.stats.memo_misses += missed
+        return gaps
+
+    def _send(self, batch: Batch, count: int) -> None:
+        """sendmmsg the first ``count`` messages of the batch.
+
+        sendmmsg stops at the first message that fails (a spoofed source port 0, a destination
+        a firewall rejects, a reply too large for a datagram): skip that one and send the rest,
+        so one bad datagram costs its own reply only. A full socket buffer drops what is left."""
         start = 0
-        while start < out_count:
-            # sendmmsg stops at the first message that fails (a spoofed source port 0, a
-            # destination a firewall rejects): skip that one and send the rest, so one bad
-            # datagram costs its own reply only. A full socket buffer drops what is left.
+        while start < count:
             sent = LIBC.sendmmsg(
-                self.fd, ctypes.byref(batch.send_hdrs, start * 64), out_count - start, MSG_DONTWAIT
+                self.fd, ctypes.byref(batch.send_hdrs, start * 64), count - start, MSG_DONTWAIT
             )
             if sent > 0:
                 start += sent
                 continue
             if sent < 0 and ctypes.get_errno() in (errno.EAGAIN, errno.EWOULDBLOCK):
-                self.stats.udp_send_errors += out_count - start
+                self.stats.udp_send_errors += count - start
                 break
             self.stats.udp_send_errors += 1
             start += 1
-        if out_count != count:  # a gap moved addresses: point them back for the next batch
-            for k in range(out_count):
-                send_u64[k * 8] = names_base + k * NAME
-        if memo_hits or cookie_hits or front is not None:
-            seconds = perf_counter() - started
-            if memo_hits:
-                replymemo.record_hits(responder, memo_hits, channel, seconds)
-            if cookie_hits:
-                replymemo.record_hits(responder, cookie_hits, channel, seconds, cookie=True)
-            if front is not None:
-                front.done(seconds)
 
     def _answer(self, data: bytes, now: float, batch: Batch | None, i: int, peer: Any, respond: Any = None) -> bytes | None:  # fmt: skip
         """The standard path for one query (``respond``: Responder.respond, or respond_anew

@@ -439,8 +439,11 @@ class Responder:
                     self, watch, data, name, pos, qend, edns, channel, answer
                 )
             response = self.reply(data, qend, edns, tcp, answer)
-            if found and not tcp and self._memo is not None and self.keep is FOREVER:
-                replymemo.remember(self, data, key, answer, found == 1, response, qend)
+            if found and not tcp and self._memo is not None:
+                if self.keep is FOREVER:
+                    replymemo.remember(self, data, key, answer, found == 1, response, qend)
+                elif answer.rotate and not response[2] & 0x02:  # rotated whole (loadbalance)
+                    replymemo.remember(self, data, key, answer, found == 1, response, qend, True)  # fmt: skip
             return response
         # An ExternalName chased upstream: the reply depends on the client (forward.allow) and
         # on upstream TTLs, so it is this reply's alone (never in the wire cache).
@@ -473,6 +476,12 @@ class Responder:
         internal caller."""
         return self.forward_allow is None or not peer or self.forward_allow(peer[0])
 
+    def next_turn(self) -> int:
+        """loadbalance's next rotation: one counter for every rotated reply, so successive
+        replies of a name start with each of its addresses in turn."""
+        self._turn += 1
+        return self._turn
+
     def reply(self, data: bytes, qend: int, edns: Edns | None, tcp: bool, answer: Answer) -> bytes:
         """Client header and question + the answer's body (+ OPT), truncated to fit."""
         head = data[:2] + bytes(
@@ -489,15 +498,13 @@ class Responder:
         body = answer.body
         if len(body) <= room:
             if self._loadbalance and answer.rotate:
-                self._turn += 1
-                body = answer.rotated(self._turn)
+                body = answer.rotated(self.next_turn())
                 self.keep = 0.0  # a rotation is this reply's alone
             counts = answer.counts_edns if edns else answer.counts
             return head + b"\x00\x01" + counts + question + body + opt
         turn = None
         if self._loadbalance and answer.rotate:  # truncated replies rotate too (item 4)
-            self._turn += 1
-            turn = self._turn
+            turn = self.next_turn()
             self.keep = 0.0  # a rotation is this reply's alone
         counts, body, truncated = answer.fit(room, edns is not None, turn)
         if truncated:
