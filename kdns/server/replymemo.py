@@ -9,13 +9,17 @@ they are set (``Responder._memo_reset``), as do swaps of what answers names othe
 the registry (hosts, the resolver, forwarding: ``Responder.forget_replies``).
 tests/test_reply_memo.py and tests/test_hosts_chaos.py break when any of these goes.
 
-The dict lookup is made once per published change, not per hit: an entry keeps the stamp of
-the answers dict it was last checked under (``StampedAnswers``: the registry gives it a new
-stamp whenever it publishes a change to what it answers, derived answers included, and a new
-registry's dict has a stamp of its own; a dict without one, as before the first sync, has
-every hit looked up), and while the stamp is the same only the body's identity is checked (a
-zone refills its shared negative answers in place). tests/test_udp_memo.py breaks when a
-publish keeps the stamp.
+The look is made once per change, not per hit: an entry keeps the stamp it was last checked
+under (``stamp_of``), which moves whenever the registry publishes a change to what it answers
+(``StampedAnswers``: derived answers included; a new registry's dict has a stamp of its own; a
+dict without one, as before the first sync, has every hit looked up) or any Answer is refilled
+in place (``Refills.mark``: a zone's shared negative answers when its SOA moves). While it has
+not moved, a hit is the entry alone; the batched UDP loop checks a whole batch's entries so, in
+C (``current``), and sends their kept replies from where they are (``M_IOV``).
+tests/test_udp_memo.py breaks when a publish keeps the stamp or a refill keeps the mark.
+
+A reply loadbalance rotates is kept too, with where its body lies (``M_TURNS``): each hit takes
+the responder's next turn of the answer's records, and is looked up every time.
 """
 
 from __future__ import annotations
