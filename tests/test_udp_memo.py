@@ -15,6 +15,7 @@ import socket
 import dns.edns
 import dns.message
 import dns.rcode
+import pytest
 
 from kdns.authority.registry import Registry
 from kdns.authority.resolver import Resolver
@@ -192,6 +193,74 @@ async def test_loop_hits_are_metered_one_row_per_reply(transport: object) -> Non
             counts[key[4]] = counts.get(key[4], 0) + int(sum(row[1:]))
         assert counts == {len(bare): 7, len(cookie): 4}
         assert served.responder.stats.answer_hits == 11
+    finally:
+        served.close()
+
+
+async def test_loop_batch_of_cookies_short_datagrams_and_hits(transport: object) -> None:
+    """One batch mixing what the loop looks at in C (bare hits, one-COOKIE hits found by the
+    bare query's entry) with what it must leave to the standard path: a 1-byte datagram
+    first (no header: dropped, RFC 1035 4.1.1; its slot's "last 14 bytes" lie before the
+    receive area), a header asking no question (FORMERR), a COOKIE query the memo does not
+    hold. Each gets its own reply, or none, with its own ID."""
+    registry = make()
+    registry.upsert(svc("web", "10.0.0.1"))
+    served = Served(registry)
+    try:
+        await served.ask([query(WEB, 1), query(WEB, 2, cookie=True)])  # fills the memo
+        empty = (40).to_bytes(2, "big") + b"\x01\x00" + b"\x00" * 8
+        wires = [b"\x07", query(WEB, 41, cookie=True), query(WEB, 42), empty]
+        wires += [query("other.default.svc.cluster.local", 43, cookie=True), query(WEB, 44, cookie=True)]  # fmt: skip
+        for wire in wires:
+            served.client.sendto(wire, ("127.0.0.1", served.port))
+        replies: dict[int, dns.message.Message] = {}
+        deadline = asyncio.get_running_loop().time() + 5
+        while len(replies) < 5 and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.01)
+            while True:
+                try:
+                    data = served.client.recv(4096)
+                except BlockingIOError:
+                    break
+                message = dns.message.from_wire(data)
+                replies[message.id] = message
+        await asyncio.sleep(0.05)
+        assert sorted(replies) == [40, 41, 42, 43, 44]
+        assert [addresses(replies[i]) for i in (41, 42, 44)] == [["10.0.0.1"]] * 3
+        assert replies[43].rcode() == dns.rcode.NXDOMAIN
+        assert replies[40].rcode() == dns.rcode.FORMERR
+        assert served.responder.stats.memo_hits == 3
+    finally:
+        served.close()
+
+
+async def test_repeats_are_answered_over_the_batch_without_the_one_by_one_path(transport: object, monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    """Batched: repeated questions, bare or with one client COOKIE (once the loop has seen
+    cookies), are answered by the look over the whole batch; the one-by-one path runs only
+    for what that look left. Breaks when the batch look (or its cookie pass) finds nothing,
+    or when a batch of hits does not turn the look over the batch back on."""
+    registry = make()
+    registry.upsert(svc("web", "10.0.0.1"))
+    served = Served(registry)
+    one_by_one: list[int] = []
+    answer_rest = UdpServer._answer_rest
+
+    def counted(self: UdpServer, batch: object, rest: list[int], *args: object) -> list[int]:
+        one_by_one.append(len(rest))
+        return answer_rest(self, batch, rest, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(UdpServer, "_answer_rest", counted)
+    try:
+        await served.ask([query(WEB, 1), query(WEB, 2, cookie=True)])  # fills the memo
+        # A batch of misses has the next one looked at one by one (the memo answered too few
+        # to look over the batch); its hits turn the look over the batch back on.
+        await served.ask([query(WEB, 1)] * 2)
+        one_by_one.clear()
+        for wires in ([query(WEB, 3)] * 6, [query(WEB, 4, cookie=True)] * 6):
+            assert all(addresses(r) == ["10.0.0.1"] for r in await served.ask(wires))
+        if transport == "batched":
+            assert one_by_one == []
+        assert served.responder.stats.memo_hits == 2 + 12
     finally:
         served.close()
 

@@ -98,6 +98,8 @@ class Batch:
         self.name_of = array.array("Q", (self.names_base + i * NAME for i in range(SLOTS)))
         self.id_of = array.array("Q", (recv_base + i * RECV_SLOT for i in range(SLOTS)))
         self.iov_of = array.array("Q", (ctypes.addressof(self.send_iov[2 * i]) for i in range(SLOTS)))  # fmt: skip
+        # Every message's first iovec as the ID of its datagram: (id_of[k], 2), k by k.
+        self.ids = memoryview(array.array("Q", (x for i in range(SLOTS) for x in (self.id_of[i], 2))))  # fmt: skip
         for i in range(SLOTS):
             self.recv_iov[i].base = recv_base + i * RECV_SLOT
             self.recv_iov[i].len = RECV_SLOT

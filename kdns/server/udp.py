@@ -28,7 +28,7 @@ import socket
 import time
 from array import array
 from itertools import compress, filterfalse, repeat
-from operator import add, getitem, not_
+from operator import add, eq, ge, getitem, not_, sub
 from time import perf_counter
 from typing import Any, Protocol
 
@@ -47,6 +47,10 @@ log = logging.getLogger("kdns.udp")
 WAKE_BATCHES = 16  # full batches per wake-up at most: let the loop's other work breathe
 STARTS = [i * RECV_SLOT for i in range(SLOTS)]  # where datagram i starts in the receive area
 KEY_STARTS = [start + 2 for start in STARTS]  # and its bytes after the ID (a reply memo key)
+# A query's last 14 bytes when it ends with one client COOKIE: the OPT record's RDLENGTH (12),
+# then the option's code (10) and length (8); the 8 bytes of the cookie follow.
+COOKIE_TAIL = b"\x00\x0c" + COOKIE_OPTION
+MIN_COOKIE_QUERY = 12 + 1 + 4 + 11 + 12  # header, root name, type and class, OPT, the option
 
 
 class Front(Protocol):
@@ -82,6 +86,11 @@ class UdpServer:
             for k in range(SLOTS):  # the address length of this socket's family
                 self._batch.send_u32[k * 16 + 2] = 28 if self.v6 else 16
         self._at = 0  # the batch slot being answered (current_peer)
+        # Whether the next batch asks the reply memo over the whole batch at once (the last
+        # had a quarter or more answered from it), and looks for one-COOKIE queries so too
+        # (the last had some).
+        self._look_ahead = True
+        self._cookies = False
         asyncio.get_running_loop().add_reader(self.fd, self._readable)
 
     # Listener interface (kdns.server.listeners): close(), is_closing() and query_log.
@@ -126,35 +135,43 @@ class UdpServer:
         # names, queries with EDNS options other than one client COOKIE, policy's replies).
         memo = responder.memo if not self.query_log else None
         entries: list[list[Any]] | None = None
-        stamp: object = None
+        stamp = replymemo.stamp_of(responder)  # nothing publishes while a batch is answered
         rest: list[int] = list(range(count))
         hits: list[list[Any]] = []
-        if memo is not None:
+        cookie_hits: list[list[Any]] = []
+        # While the memo answers few of them (a flood of names never asked before), the
+        # datagrams are looked up one by one as they are answered: the look over the whole
+        # batch would be paid twice.
+        if memo is not None and self._look_ahead:
             keys: Any = map(
                 getitem, repeat(recv), map(slice, KEY_STARTS, map(add, STARTS, lengths))
             )
             found: list[list[Any]] = list(map(memo.get, keys, repeat(MISS)))
-            stamp = replymemo.stamp_of(responder)  # nothing publishes while a batch is answered
             good = replymemo.current(found, stamp)
-            kept = replymemo.iovecs(found)
-            send_iov[2 : 4 * count : 4] = kept[0::2]
-            send_iov[3 : 4 * count : 4] = kept[1::2]
             if responder.rrl is None:  # RRL judges every reply: then all go one by one
                 rest = list(compress(rest, map(not_, good)))
                 hits = list(compress(found, good)) if rest else found
+                if rest and self._cookies:
+                    rest = self._cookie_hits(recv, rest, lengths, found, stamp, memo, cookie_hits)  # fmt: skip
+            kept = replymemo.iovecs(found)
+            send_iov[2 : 4 * count : 4] = kept[0::2]
+            send_iov[3 : 4 * count : 4] = kept[1::2]
             entries = found
         self.stats.udp_queries += count
         if not rest:  # every datagram a memo hit (the common case under load)
             self._send(batch, count)
             seconds = perf_counter() - started
-            replymemo.record_hits(responder, hits, self.channel, seconds)
+            if hits:
+                replymemo.record_hits(responder, hits, self.channel, seconds)
+            if cookie_hits:
+                replymemo.record_hits(responder, cookie_hits, self.channel, seconds, cookie=True)
             if front is not None:
                 front.done(seconds)
             return
         # The others one by one; their replies are sent whole (the message's first iovec).
-        cookie_hits: list[Any] = []
         replies: list[bytes] = []  # sent from where they are: kept alive until sendmmsg returns
-        gaps = self._answer_rest(batch, rest, lengths, entries, stamp, hits, cookie_hits, replies)
+        gaps = self._answer_rest(batch, rest, lengths, entries, memo, stamp, hits, cookie_hits, replies)  # fmt: skip
+        self._look_ahead = memo is not None and 4 * (len(hits) + len(cookie_hits)) >= count
         out_count = count - len(gaps)
         send_u64 = batch.send_u64
         if gaps:  # messages after a datagram with no reply take the next ones' address and iovecs
@@ -163,9 +180,9 @@ class UdpServer:
             send_u64[8 * gaps[0] : end : 8] = array("Q", map(batch.name_of.__getitem__, sent))
             send_u64[8 * gaps[0] + 2 : end : 8] = array("Q", map(batch.iov_of.__getitem__, sent))
         self._send(batch, out_count)
-        for i in rest:  # point the whole replies' first iovecs back at the IDs
-            send_iov[4 * i] = batch.id_of[i]
-            send_iov[4 * i + 1] = 2
+        # The whole replies' first iovecs back to the IDs.
+        send_iov[0 : 4 * count : 4] = batch.ids[: 2 * count : 2]
+        send_iov[1 : 4 * count : 4] = batch.ids[1 : 2 * count : 2]
         if gaps:
             send_u64[8 * gaps[0] : end : 8] = batch.name_of[gaps[0] : out_count]
             send_u64[8 * gaps[0] + 2 : end : 8] = batch.iov_of[gaps[0] : out_count]
@@ -178,11 +195,40 @@ class UdpServer:
             if front is not None:
                 front.done(seconds)
 
-    def _answer_rest(self, batch: Batch, rest: list[int], lengths: list[int], entries: list[Any] | None, stamp: object, hits: list[Any], cookie_hits: list[Any], replies: list[bytes]) -> list[int]:  # fmt: skip
+    def _cookie_hits(self, recv: Any, rest: list[int], lengths: list[int], found: list[list[Any]], stamp: object, memo: dict[bytes, list[Any]], cookie_hits: list[list[Any]]) -> list[int]:  # fmt: skip
+        """Of the datagrams ``rest`` (the memo held none of them as they are), those with one
+        client COOKIE, sent last, whose bare query the memo holds (``edns.cookie_key``: kdns acts
+        on no cookie and answers both alike): their entries go into ``found`` and
+        ``cookie_hits``. Returns the datagrams still to answer. In C over the batch, as the first
+        look was: a resolver that sends cookies (dig, BIND, Unbound, systemd-resolved) sends
+        them on every query."""
+        sized = list(compress(rest, map(ge, map(lengths.__getitem__, rest), repeat(MIN_COOKIE_QUERY))))  # fmt: skip
+        ends = list(map(add, map(STARTS.__getitem__, sized), map(lengths.__getitem__, sized)))
+        tails = map(getitem, repeat(recv), map(slice, map(sub, ends, repeat(14)), map(sub, ends, repeat(8))))  # fmt: skip
+        cookied = list(map(eq, tails, repeat(COOKIE_TAIL)))
+        if True not in cookied:
+            self._cookies = False  # none in this batch: the next looks one by one
+            return rest
+        at = list(compress(sized, cookied))
+        bare = map(slice, map(KEY_STARTS.__getitem__, at), map(sub, compress(ends, cookied), repeat(14)))  # fmt: skip
+        keys = map(add, map(getitem, repeat(recv), bare), repeat(b"\x00\x00"))
+        entries = list(map(memo.get, keys, repeat(MISS)))
+        good = replymemo.current(entries, stamp)
+        if True not in good:
+            return rest
+        answered = set()
+        for i, entry in zip(compress(at, good), compress(entries, good), strict=True):
+            found[i] = entry
+            cookie_hits.append(entry)
+            answered.add(i)
+        return list(filterfalse(answered.__contains__, rest))
+
+    def _answer_rest(self, batch: Batch, rest: list[int], lengths: list[int], entries: list[Any] | None, memo: dict[bytes, list[Any]] | None, stamp: object, hits: list[Any], cookie_hits: list[Any], replies: list[bytes]) -> list[int]:  # fmt: skip
         """Answer the datagrams ``rest`` of a batch one by one (``entries``: the reply memo's
-        for the whole batch, MISS where it had none; None when it is off): each reply is set
-        as its message's first iovec, whole, and kept in ``replies``; the memo's hits found
-        here are added to ``hits`` (``cookie_hits``). Returns the datagrams given no reply."""
+        for the whole batch, MISS where it had none; None when it was not asked, then each
+        asks ``memo``, unless that is off too): each reply is set as its message's first
+        iovec, whole, and kept in ``replies``; the memo's hits found here are added to
+        ``hits`` (``cookie_hits``). Returns the datagrams given no reply."""
         responder = self.responder
         front = self.front
         logged = self.query_log
@@ -190,10 +236,10 @@ class UdpServer:
         now = time.monotonic() if front is not None else 0.0
         rrl = responder.rrl
         recv, send_iov = batch.recv_map, batch.send_iov_u64
-        memo_get = responder.memo.get if entries is not None else None  # type: ignore[union-attr]
+        memo_get = memo.get if memo is not None else None
         missed = 0
         # What a datagram the memo did not answer goes to (it was asked already).
-        respond = responder.respond_anew if entries is not None else responder.respond
+        respond = responder.respond_anew if memo is not None else responder.respond
         # The standard path called directly when nothing else wants the datagram (no front,
         # no query log): one call per datagram less.
         direct = front is None and not logged
@@ -204,7 +250,10 @@ class UdpServer:
             start = i * RECV_SLOT
             data = recv[start : start + lengths[i]]
             try:  # one bad datagram (or a bug) costs that datagram only, never the batch
-                entry = entries[i] if entries is not None else MISS
+                if entries is not None:
+                    entry = entries[i]
+                else:
+                    entry = memo_get(data[2:], MISS) if memo_get is not None else MISS
                 found = hits
                 if (
                     entry is MISS
@@ -212,9 +261,12 @@ class UdpServer:
                     and data[-12:-8] == COOKIE_OPTION
                     and data[-14:-12] == b"\x00\x0c"
                 ):  # one client COOKIE, sent last: the bare query's entry (edns.cookie_key)
+                    self._cookies = True  # the next batches look for them over the batch
                     entry = memo_get(data[2:-14] + b"\x00\x00", MISS)
                     found = cookie_hits
-                if entry[M_STAMP] is stamp or replymemo.checked(responder, entry, stamp):
+                if entry is not MISS and (
+                    entry[M_STAMP] is stamp or replymemo.checked(responder, entry, stamp)
+                ):
                     reply = replymemo.reply_of(responder, data, entry)
                     found.append(entry)
                 else:

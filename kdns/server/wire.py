@@ -8,6 +8,7 @@ bytes + pre-rendered body. Anything malformed gets FORMERR (or silence when even
 short); nothing here raises on bad input.
 
 Beside it: kdns.server.replymemo (a repeated question answered from its kept reply),
+kdns.server.replyform (the reply's assembly and the settings it depends on),
 kdns.server.policyreplies (what policy answers), kdns.server.query (``Query`` and the
 protocols of the slower stages).
 """
@@ -20,7 +21,7 @@ from time import perf_counter
 from typing import Any
 
 from kdns.dns.answer import FORWARD, TRANSFER, Answer
-from kdns.dns.records import BADVERS, FORMERR, NOTIMP, REFUSED
+from kdns.dns.records import FORMERR, NOTIMP, REFUSED
 from kdns.server import policyreplies, replymemo
 from kdns.server.edns import (  # noqa: F401 (EDE_* and with_ede: imported from here before)
     EDE_BLOCKED,
@@ -58,17 +59,14 @@ from kdns.server.query import (  # noqa: F401 (the protocols: imported from here
     Replier,
     Transfers,
 )
+from kdns.server.replyform import MAX_TCP, ReplyForm, header_reply  # noqa: F401 (MAX_TCP)
 from kdns.server.replymemo import FOREVER, M_COOKIE_ROWS, M_METER, M_ROWS, MEMO_MAX  # noqa: F401
 from kdns.server.stats import Stats
 
 Lookup = Callable[[bytes, int, int, bytes], Answer]  # name, qtype, qclass, question key
 
-MAX_TCP = 65535  # RFC 1035 4.2.2: two-byte length prefix
-_U16 = struct.Struct("!H")
-_ZERO_COUNTS = b"\x00\x00\x00\x00\x00\x00\x00\x00"
 
-
-class Responder:
+class Responder(ReplyForm):
     """Turns query bytes into response bytes against a lookup (registry dict + resolver).
 
     Optional parts, each None unless configured so the hot path pays nothing for them: the
@@ -82,27 +80,13 @@ class Responder:
         "derived",
         "stats",
         "resolve",
-        "udp_size",
         "meter",
         "forwarder",
         "transfers",
-        "_acl",
-        "_views",
         "forward_allow",
-        "_autopath",
-        "_rewrite",
-        "_template",
         "rrl",
-        "_loadbalance",
-        "_memo",
-        "memo_refused",
-        "per_client",
         "zone",
         "qtype",
-        "keep",
-        "_turn",
-        "_opt",
-        "_opt_do",
     )
 
     def __init__(
@@ -147,98 +131,6 @@ class Responder:
         self.keep = 0.0
         self._turn = 0
         self.set_udp_size(udp_size)
-
-    # The stages set from outside (kdns.running.wiring on start and reload). Setting one
-    # starts the reply memo afresh, or turns it off while a stage that judges the client or
-    # rewrites the question is on: a memo hit skips every stage before local data.
-
-    @property
-    def acl(self) -> Filter | None:
-        return self._acl
-
-    @acl.setter
-    def acl(self, value: Filter | None) -> None:
-        self._acl = value
-        self._memo_reset()
-
-    @property
-    def views(self) -> ClientViews | None:
-        return self._views
-
-    @views.setter
-    def views(self, value: ClientViews | None) -> None:
-        self._views = value
-        self._memo_reset()
-
-    @property
-    def autopath(self) -> Autopathing | None:
-        return self._autopath
-
-    @autopath.setter
-    def autopath(self, value: Autopathing | None) -> None:
-        self._autopath = value
-        self._memo_reset()
-
-    @property
-    def rewrite(self) -> Any:
-        return self._rewrite
-
-    @rewrite.setter
-    def rewrite(self, value: Any) -> None:
-        self._rewrite = value
-        self._memo_reset()
-
-    @property
-    def template(self) -> Any:
-        return self._template
-
-    @template.setter
-    def template(self, value: Any) -> None:
-        self._template = value
-        self._memo_reset()
-
-    @property
-    def loadbalance(self) -> bool:
-        return self._loadbalance
-
-    @loadbalance.setter
-    def loadbalance(self, value: bool) -> None:
-        self._loadbalance = value
-        self._memo_reset()
-
-    @property
-    def memo(self) -> dict[bytes, list[Any]] | None:
-        """The reply memo (kdns.server.replymemo), None while it is off."""
-        return self._memo
-
-    def forget_replies(self) -> None:
-        """Start the reply memo afresh: what answers a name changed other than through the
-        registry's published changes (a new resolver, hosts, forwarding: kdns.running)."""
-        self._memo_reset()
-
-    def _memo_reset(self) -> None:
-        plain = (
-            self._acl is None
-            and self._views is None
-            and self._autopath is None
-            and self._rewrite is None
-            and self._template is None
-        )
-        self._memo = {} if plain else None
-        self.memo_refused = 0  # new questions turned away by the full memo (replymemo)
-        self.per_client = self._acl is not None or self._views is not None
-
-    def set_udp_size(self, udp_size: int) -> None:
-        self._memo_reset()  # replies carry our OPT record, which says the size
-        self.udp_size = udp_size
-        # Our OPT record: root owner, type 41, class = our UDP payload size, TTL carries
-        # extended rcode 0, version 0 and the DO bit echoed (RFC 3225 3).
-        size = _U16.pack(udp_size)
-        self._opt = b"\x00\x00\x29" + size + b"\x00\x00\x00\x00\x00\x00"
-        self._opt_do = b"\x00\x00\x29" + size + b"\x00\x00\x80\x00\x00\x00"
-
-    def opt_record(self, do: bool) -> bytes:
-        return self._opt_do if do else self._opt
 
     def respond(
         self,
@@ -316,24 +208,24 @@ class Responder:
         if flags & 0x80:
             return None  # a response: never answer one (reflection loops)
         if flags & 0x78:
-            return _header_reply(data, NOTIMP)
+            return header_reply(data, NOTIMP)
         if data[4:6] != b"\x00\x01":
-            return _header_reply(data, FORMERR)
+            return header_reply(data, FORMERR)
         # Walk the question name: plain labels only (no compression in a lone question).
         # This is names.question_end inlined: the hot path saves a call per query.
         pos = 12
         while True:
             if pos >= n:
-                return _header_reply(data, FORMERR)
+                return header_reply(data, FORMERR)
             length = data[pos]
             if length == 0:
                 break
             if length > 63:
-                return _header_reply(data, FORMERR)
+                return header_reply(data, FORMERR)
             pos += length + 1
         qend = pos + 5
         if qend > n or pos - 11 > 255:
-            return _header_reply(data, FORMERR)
+            return header_reply(data, FORMERR)
         name = data[12 : pos + 1].lower()
         edns = None
         counts = data[6:12]
@@ -343,11 +235,11 @@ class Responder:
             if edns is None:
                 ancount, nscount, arcount = struct.unpack_from("!HHH", data, 6)
                 if ancount > 1 or nscount > 1 or arcount > 2:  # miekg/dns defaultMsgAcceptFunc
-                    return _header_reply(data, FORMERR)
+                    return header_reply(data, FORMERR)
                 try:
                     edns = read_edns(data, qend, ancount, nscount, arcount)
                 except ValueError:  # Malformed, or names.BadName
-                    return _header_reply(data, FORMERR)
+                    return header_reply(data, FORMERR)
             if edns is not None and edns.version:
                 return self._badvers(data, qend, edns)
         self.qtype = data[pos + 1 : pos + 3]  # for the meter
@@ -476,41 +368,6 @@ class Responder:
         internal caller."""
         return self.forward_allow is None or not peer or self.forward_allow(peer[0])
 
-    def next_turn(self) -> int:
-        """loadbalance's next rotation: one counter for every rotated reply, so successive
-        replies of a name start with each of its addresses in turn."""
-        self._turn += 1
-        return self._turn
-
-    def reply(self, data: bytes, qend: int, edns: Edns | None, tcp: bool, answer: Answer) -> bytes:
-        """Client header and question + the answer's body (+ OPT), truncated to fit."""
-        head = data[:2] + bytes(
-            (0x80 | (0x04 if answer.aa else 0) | (data[2] & 0x01), (data[3] & 0x10) | answer.rcode)
-        )
-        question = data[12:qend]
-        if edns is None:
-            limit = MAX_TCP if tcp else MIN_UDP
-            opt = b""
-        else:
-            limit = MAX_TCP if tcp else min(edns.size, self.udp_size)
-            opt = self._opt_do if edns.do else self._opt
-        room = limit - 12 - len(question) - len(opt)
-        body = answer.body
-        if len(body) <= room:
-            if self._loadbalance and answer.rotate:
-                body = answer.rotated(self.next_turn())
-                self.keep = 0.0  # a rotation is this reply's alone
-            counts = answer.counts_edns if edns else answer.counts
-            return head + b"\x00\x01" + counts + question + body + opt
-        turn = None
-        if self._loadbalance and answer.rotate:  # truncated replies rotate too (item 4)
-            turn = self.next_turn()
-            self.keep = 0.0  # a rotation is this reply's alone
-        counts, body, truncated = answer.fit(room, edns is not None, turn)
-        if truncated:
-            head = head[:2] + bytes((head[2] | 0x02, head[3]))  # TC: retry over TCP
-        return head + b"\x00\x01" + counts + question + body + opt
-
     def _transfer(self, query: Query, peer: Any) -> bytes | list[bytes]:
         """AXFR/IXFR: over TCP only (RFC 5936 4.2), from allowed clients only; else REFUSED."""
         if query.tcp and self.transfers is not None:
@@ -527,18 +384,6 @@ class Responder:
         """A block list's reply with EDE 15 (kdns.server.policyreplies)."""
         return policyreplies.blocked_reply(self, data, qend, edns, tcp, answer, text)
 
-    def _badvers(self, data: bytes, qend: int, edns: Edns) -> bytes:
-        # RFC 6891 6.1.3: unknown EDNS version -> BADVERS (extended rcode 1, header rcode 0),
-        # with our OPT advertising version 0.
-        head = data[:2] + bytes((0x80 | (data[2] & 0x01), data[3] & 0x10))
-        opt = (
-            b"\x00\x00\x29"
-            + _U16.pack(self.udp_size)
-            + bytes((BADVERS >> 4, 0))
-            + b"\x00\x00\x00\x00"
-        )
-        return head + b"\x00\x01\x00\x00\x00\x00\x00\x01" + data[12:qend] + opt
-
 
 # What the rewrite stage returns for a question no rule rewrites: the path goes on.
 NOT_REWRITTEN: Any = object()
@@ -554,8 +399,3 @@ def _peer_now(replier: Any) -> Any:
     """The client's address, asked of the UDP server that passed ``PEER_LATER`` (its
     ``current_peer``: the datagram of its batch being answered)."""
     return replier.current_peer()
-
-
-def _header_reply(data: bytes, rcode: int) -> bytes:
-    """A bare reply (no sections) echoing ID, opcode and RD: for FORMERR and NOTIMP."""
-    return data[:2] + bytes((0x80 | (data[2] & 0x79), rcode)) + _ZERO_COUNTS[:8]
