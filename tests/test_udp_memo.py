@@ -253,10 +253,11 @@ async def test_repeats_are_answered_over_the_batch_without_the_one_by_one_path(t
     try:
         await served.ask([query(WEB, 1), query(WEB, 2, cookie=True)])  # fills the memo
         # A batch of misses has the next one looked at one by one (the memo answered too few
-        # to look over the batch); its hits turn the look over the batch back on.
-        await served.ask([query(WEB, 1)] * 2)
+        # to look over the batch); its hits turn the look over the batch back on, and its
+        # cookies the look for them (until a batch has none).
+        await served.ask([query(WEB, 2, cookie=True)] * 2)
         one_by_one.clear()
-        for wires in ([query(WEB, 3)] * 6, [query(WEB, 4, cookie=True)] * 6):
+        for wires in ([query(WEB, 4, cookie=True)] * 6, [query(WEB, 3)] * 6):
             assert all(addresses(r) == ["10.0.0.1"] for r in await served.ask(wires))
         if transport == "batched":
             assert one_by_one == []

@@ -5,14 +5,21 @@ one system call for up to 64 datagrams each way, where a datagram at a time (an 
 datagram protocol) spends most of a Python server's time in system calls and callbacks.
 Elsewhere the same loop reads with non-blocking recvfrom, one datagram per call.
 
-Each datagram meets, in order: the reply memo (kdns.server.replymemo, batched path, both modes:
-a hit is the client's ID + the kept reply), the ``front`` (killer mode's wire cache, when on:
-the same for what the memo does not hold), then the standard path (``Responder.respond_anew``:
-pre-rendered answers, the resolver, forwarding), then RRL; replies of a batch leave together,
-and the memo's hits are metered once they left. Nothing here
-creates a task, logs or builds label dicts per query (docs/architecture.md, the hot path). One
-bad datagram, or a bug that raises, costs that datagram only: it is counted and the batch goes
-on.
+Each datagram meets, in order: the reply memo (kdns.server.replymemo, batched path, both modes),
+the ``front`` (killer mode's wire cache, when on: the same for what the memo does not hold),
+then the standard path (``Responder.respond_anew``: pre-rendered answers, the resolver,
+forwarding), then RRL; replies of a batch leave together, and the memo's hits are metered once
+they left. Nothing here creates a task, logs or builds label dicts per query
+(docs/architecture.md, the hot path). One bad datagram, or a bug that raises, costs that
+datagram only: it is counted and the batch goes on.
+
+The memo is asked for the whole batch at once, in C (``map`` over the receive slots: the keys,
+the lookups, the stamp checks; one-COOKIE queries by their bare query's entry), and a hit is
+sent from where its bytes already are: the client's ID where the kernel wrote it and the kept
+reply where the memo holds it, as a message's two iovecs (kdns.server.mmsg). What the memo did
+not answer is taken one by one and sent whole. The look over the batch is skipped while the
+last batch had less than a quarter answered from the memo (a flood of names never asked
+before would pay it twice), and the COOKIE pass while the last batch had no cookies.
 
 The socket is registered with the event loop as a plain reader (no asyncio transport), so the
 loop's other work (TCP, HTTP, watches, forwarding) runs between batches.
@@ -28,7 +35,7 @@ import socket
 import time
 from array import array
 from itertools import compress, filterfalse, repeat
-from operator import add, eq, ge, getitem, not_, sub
+from operator import add, and_, eq, ge, getitem, gt, mul, not_, sub
 from time import perf_counter
 from typing import Any, Protocol
 
@@ -51,6 +58,7 @@ KEY_STARTS = [start + 2 for start in STARTS]  # and its bytes after the ID (a re
 # then the option's code (10) and length (8); the 8 bytes of the cookie follow.
 COOKIE_TAIL = b"\x00\x0c" + COOKIE_OPTION
 MIN_COOKIE_QUERY = 12 + 1 + 4 + 11 + 12  # header, root name, type and class, OPT, the option
+NO_RDATA = (b"", b"\x00\x00")  # what a key ends with: nothing more, or a cut COOKIE's RDLENGTH 0
 
 
 class Front(Protocol):
@@ -123,7 +131,7 @@ class UdpServer:
         started = perf_counter()
         responder = self.responder
         front = self.front
-        recv = batch.recv_map
+        recv: Any = batch.recv_map
         lengths = batch.recv_u32[14 : count * 16 : 16].tolist()
         send_iov = batch.send_iov_u64
         # The reply memo (kdns.server.replymemo), asked here before anything else, in both
@@ -143,16 +151,35 @@ class UdpServer:
         # datagrams are looked up one by one as they are answered: the look over the whole
         # batch would be paid twice.
         if memo is not None and self._look_ahead:
-            keys: Any = map(
-                getitem, repeat(recv), map(slice, KEY_STARTS, map(add, STARTS, lengths))
-            )
+            ends = list(map(add, STARTS, lengths))
+            cookied: list[bool] | None = None
+            if self._cookies:
+                # One-COOKIE queries by their bare query's key (``edns.cookie_key``: kdns acts
+                # on no cookie and answers both alike), in the same pass: their bytes up to the
+                # OPT record's RDLENGTH, and an RDLENGTH of 0.
+                tails = map(slice, map(sub, ends, repeat(14)), map(sub, ends, repeat(8)))
+                cookied = list(
+                    map(and_, map(eq, map(getitem, repeat(recv), tails), repeat(COOKIE_TAIL)),
+                        map(ge, lengths, repeat(MIN_COOKIE_QUERY)))
+                )  # fmt: skip
+                cut = map(sub, ends, map(mul, cookied, repeat(14)))
+                keys: Any = map(
+                    add,
+                    map(getitem, repeat(recv), map(slice, KEY_STARTS, cut)),
+                    map(getitem, repeat(NO_RDATA), cookied),
+                )
+            else:
+                keys = map(getitem, repeat(recv), map(slice, KEY_STARTS, ends))
             found: list[list[Any]] = list(map(memo.get, keys, repeat(MISS)))
             good = replymemo.current(found, stamp)
             if responder.rrl is None:  # RRL judges every reply: then all go one by one
                 rest = list(compress(rest, map(not_, good)))
-                hits = list(compress(found, good)) if rest else found
-                if rest and self._cookies:
-                    rest = self._cookie_hits(recv, rest, lengths, found, stamp, memo, cookie_hits)  # fmt: skip
+                if cookied is None or True not in cookied:
+                    hits = list(compress(found, good)) if rest else found
+                    self._cookies = False  # none in this batch: the next looks for none
+                else:
+                    hits = list(compress(found, map(gt, good, cookied)))  # good, no cookie
+                    cookie_hits = list(compress(found, map(and_, good, cookied)))
             kept = replymemo.iovecs(found)
             send_iov[2 : 4 * count : 4] = kept[0::2]
             send_iov[3 : 4 * count : 4] = kept[1::2]
@@ -194,34 +221,6 @@ class UdpServer:
                 replymemo.record_hits(responder, cookie_hits, self.channel, seconds, cookie=True)
             if front is not None:
                 front.done(seconds)
-
-    def _cookie_hits(self, recv: Any, rest: list[int], lengths: list[int], found: list[list[Any]], stamp: object, memo: dict[bytes, list[Any]], cookie_hits: list[list[Any]]) -> list[int]:  # fmt: skip
-        """Of the datagrams ``rest`` (the memo held none of them as they are), those with one
-        client COOKIE, sent last, whose bare query the memo holds (``edns.cookie_key``: kdns acts
-        on no cookie and answers both alike): their entries go into ``found`` and
-        ``cookie_hits``. Returns the datagrams still to answer. In C over the batch, as the first
-        look was: a resolver that sends cookies (dig, BIND, Unbound, systemd-resolved) sends
-        them on every query."""
-        sized = list(compress(rest, map(ge, map(lengths.__getitem__, rest), repeat(MIN_COOKIE_QUERY))))  # fmt: skip
-        ends = list(map(add, map(STARTS.__getitem__, sized), map(lengths.__getitem__, sized)))
-        tails = map(getitem, repeat(recv), map(slice, map(sub, ends, repeat(14)), map(sub, ends, repeat(8))))  # fmt: skip
-        cookied = list(map(eq, tails, repeat(COOKIE_TAIL)))
-        if True not in cookied:
-            self._cookies = False  # none in this batch: the next looks one by one
-            return rest
-        at = list(compress(sized, cookied))
-        bare = map(slice, map(KEY_STARTS.__getitem__, at), map(sub, compress(ends, cookied), repeat(14)))  # fmt: skip
-        keys = map(add, map(getitem, repeat(recv), bare), repeat(b"\x00\x00"))
-        entries = list(map(memo.get, keys, repeat(MISS)))
-        good = replymemo.current(entries, stamp)
-        if True not in good:
-            return rest
-        answered = set()
-        for i, entry in zip(compress(at, good), compress(entries, good), strict=True):
-            found[i] = entry
-            cookie_hits.append(entry)
-            answered.add(i)
-        return list(filterfalse(answered.__contains__, rest))
 
     def _answer_rest(self, batch: Batch, rest: list[int], lengths: list[int], entries: list[Any] | None, memo: dict[bytes, list[Any]] | None, stamp: object, hits: list[Any], cookie_hits: list[Any], replies: list[bytes]) -> list[int]:  # fmt: skip
         """Answer the datagrams ``rest`` of a batch one by one (``entries``: the reply memo's
