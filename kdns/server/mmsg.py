@@ -2,7 +2,8 @@
 which is what a Python DNS server spends most of its time on otherwise (kdns.server.udp).
 
 ``LIBC`` is None where the C structures laid out here do not match the machine (not Linux, not
-a 64-bit ABI): the UDP server then reads with non-blocking recvfrom, one datagram per call.
+a 64-bit ABI) or where a bytes object's data cannot be found from its ``id()`` (not CPython):
+the UDP server then reads with non-blocking recvfrom, one datagram per call.
 """
 
 from __future__ import annotations
@@ -119,8 +120,8 @@ class Batch:
         self.recv_u32 = memoryview(self.recv_hdrs).cast("B").cast("I")  # len at i*16+14
         self.send_u32 = memoryview(self.send_hdrs).cast("B").cast("I")  # namelen at k*16+2
         self.send_u64 = memoryview(self.send_hdrs).cast("B").cast("Q")  # name at k*8, iov k*8+2
-        # Message k's iovecs: the first's base and length at k*4, k*4+1, the second's at
-        # k*4+2, k*4+3.
+        # The reply iovecs of datagram i (message i's, unless a gap moved it): the first's base
+        # and length at i*4, i*4+1, the second's at i*4+2, i*4+3.
         self.send_iov_u64 = memoryview(self.send_iov).cast("B").cast("Q")
         self.recv_ref = ctypes.byref(self.recv_hdrs)
 
