@@ -134,6 +134,7 @@ class App(Serving):
             lambda: self.forwarder,
         )
         sources.memo_entries = lambda: len(self.responder.memo or ())
+        sources.splice_entries = lambda: len(self.responder.splices or ())
         self.metrics = Metrics(sources, config.metrics_compat, self._worker_counts)
         self.metrics.collectors.register(BlockedQueries(lambda: self.blocked_counts))
         # The effective config last applied (at start, then by each reload that applied).

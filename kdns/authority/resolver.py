@@ -101,6 +101,9 @@ class Resolver:
         self._odd_parents = frozenset(
             wire[wire[0] + 1 :] for wire in (*self.zones.by_apex, *self._cuts) if wire[0]
         )
+        # What the UDP loop's splices (kdns.server.splices) ask besides ``sibling_answer``.
+        self.exists = registry.exists
+        self.remember = registry.remember
 
     def carry_counters(self, previous: Resolver) -> None:
         self.misses = previous.misses
@@ -170,6 +173,26 @@ class Resolver:
             if answer.rcode == NXDOMAIN and qname[0]:
                 self._negative_parent(qname, zone)
         return answer
+
+    def sibling_answer(self, qname: bytes, qtype: int, qclass: int) -> Answer | None:
+        """The answer every child of ``qname``'s parent that does not exist gets now for this
+        type and class, when the negative-parent rule gives it (``resolve``'s first branch):
+        the zone's shared NXDOMAIN for names of ``qname``'s length; else None. Whether
+        ``qname`` itself exists is the caller's to ask (``exists``): the UDP loop's splices
+        (kdns.server.splices) ask per query, and this once per change the registry publishes
+        (a wildcard made, a name made or gone)."""
+        zone = self._negative_parents.get(qname[qname[0] + 1 :]) if qname[0] else None
+        if (
+            zone is None
+            or qclass != CLASS_IN
+            or qtype not in MEMO_TYPES
+            or self.hosts is not None
+            or not self.registry.synced
+            or self.registry.wildcards
+            or self.registry.gateway.wildcards
+        ):
+            return None
+        return zone.negative(qname, NXDOMAIN)
 
     def _negative_parent(self, qname: bytes, zone: Zone) -> None:
         """``qname`` was answered NXDOMAIN by ``_in_zone``'s last step: its parent joins the

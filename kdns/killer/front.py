@@ -129,6 +129,13 @@ class WireFront:
         if learns:
             self._observe(batch, i, peer, data, response[3] & 0x0F, forwarded)
 
+    def spliced(self, data: bytes, batch: Batch, i: int) -> None:
+        """A first sight the UDP loop answered NXDOMAIN from a sibling's reply: shown to the
+        prefetcher as a miss would be (a search-path walk's first step is what predicts
+        the external name at its end)."""
+        if self.prefetcher is not None:
+            self._observe(batch, i, None, data, 3, False)
+
     def _observe(self, batch: Batch | None, i: int, peer: Any, data: bytes, rcode: int, forwarded: bool) -> None:  # fmt: skip
         """Show the prefetcher a query; the sender's address is read only when this tick still
         has room for it (under a flood of misses most are only counted: Prefetcher.observe)."""

@@ -186,15 +186,16 @@ class _Collector(Collector):
             "answers": (
                 len(registry.answers),
                 stats.answer_hits,
-                resolver.misses + stats.derived_hits,
+                resolver.misses + stats.derived_hits + stats.splice_hits,
                 0,
             ),
             # Answers derived from the registry (negative answers, computed pod names, ANY),
-            # remembered until the state they came from changes.
+            # remembered until the state they came from changes. A first sight answered by a
+            # splice (kdns.server.splices) is a miss here, as the resolver would have counted it.
             "derived": (
                 len(registry.derived),
                 self.sources.stats.derived_hits,
-                resolver.derived,
+                resolver.derived + stats.splice_hits,
                 registry.derived_evictions,
             ),
         }
@@ -206,6 +207,9 @@ class _Collector(Collector):
             stats.memo_misses,
             stats.memo_evictions,
         )
+        # NXDOMAIN first sights spliced from a sibling's reply (kdns.server.splices), UDP only:
+        # its hits are misses of the reply memo too.
+        numbers["splices"] = (self.sources.splice_entries(), stats.splice_hits, 0, 0)
         forwarder = self.sources.forwarder()
         if forwarder is not None and forwarder.cache is not None:
             for kind, c in forwarder.cache.counters().items():

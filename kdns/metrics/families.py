@@ -54,6 +54,7 @@ class Sources:
     wire_hits: Callable[[], int] = lambda: 0
     # Replies the reply memo keeps (kdns.server.replymemo; 0 while it is off).
     memo_entries: Callable[[], int] = lambda: 0
+    splice_entries: Callable[[], int] = lambda: 0
 
 
 def _zone_label(zone: str) -> str:

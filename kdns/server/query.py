@@ -50,6 +50,18 @@ class Autopathing(Protocol):
     def walk(self, responder: Responder, data: bytes, name: bytes, qend: int, edns: Edns | None, channel: int, peer: Any, replier: Replier | None, negative: Answer, watch: Any) -> bytes | list[bytes] | None: ...  # fmt: skip
 
 
+class Siblings(Protocol):
+    """The resolver's negative-parent rule, for the UDP loop's splices (kdns.server.splices):
+    the shared NXDOMAIN every child of a name's parent that does not exist gets now, whether a
+    name exists, and the derived memo's ``remember``."""
+
+    def sibling_answer(self, qname: bytes, qtype: int, qclass: int) -> Answer | None: ...
+
+    def exists(self, qname: bytes) -> bool: ...
+
+    def remember(self, key: bytes, answer: Answer) -> None: ...
+
+
 class Transfers(Protocol):
     def messages(self, query: Query, peer: Any) -> list[bytes] | None: ...
 

@@ -33,6 +33,7 @@ class ReplyForm:
         "_template",
         "_loadbalance",
         "_memo",
+        "_splices",
         "memo_refused",
         "per_client",
         "keep",
@@ -48,6 +49,7 @@ class ReplyForm:
     _template: Any
     _loadbalance: bool
     _memo: dict[bytes, list[Any]] | None
+    _splices: dict[bytes, list[Any]] | None
     memo_refused: int
     per_client: bool
     keep: float
@@ -118,6 +120,11 @@ class ReplyForm:
         """The reply memo (kdns.server.replymemo), None while it is off."""
         return self._memo
 
+    @property
+    def splices(self) -> dict[bytes, list[Any]] | None:
+        """First sights' NXDOMAIN splices (kdns.server.splices), None while the memo is off."""
+        return self._splices
+
     def forget_replies(self) -> None:
         """Start the reply memo afresh: what answers a name changed other than through the
         registry's published changes (a new resolver, hosts, forwarding: kdns.running)."""
@@ -132,6 +139,7 @@ class ReplyForm:
             and self._template is None
         )
         self._memo = {} if plain else None
+        self._splices = {} if plain else None  # kdns.server.splices: with the memo, or not
         self.memo_refused = 0  # new questions turned away by the full memo (replymemo)
         self.per_client = self._acl is not None or self._views is not None
 

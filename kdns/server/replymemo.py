@@ -215,17 +215,28 @@ def record_hits(r: Responder, hits: list[list[Any]], channel: int, seconds: floa
     stats.memo_hits += len(hits)
     stats.answer_hits += registry_hits
     stats.derived_hits += len(hits) - registry_hits
-    meter = r.meter
-    if meter is None:
-        return
+    if r.meter is not None:
+        meter_hits(r.meter, hits, channel, seconds, cookie, row_key)
+
+
+def row_key(entry: list[Any], channel: int, extra: int) -> tuple[Any, ...]:
+    """The meter labels and sizes of a memo entry's reply (``extra``: what a client COOKIE
+    adds to the query's size)."""
+    reply = entry[M_REPLY]
+    return (channel, entry[M_QTYPE], entry[M_ANSWER].zone, reply[1] & 0x0F, entry[M_SIZE] + extra, len(reply) + 2)  # fmt: skip
+
+
+def meter_hits(meter: Any, hits: list[list[Any]], channel: int, seconds: float, cookie: bool, key_of_row: Any) -> None:  # fmt: skip
+    """Meter replies the batched UDP loop sent without the standard path (memo hits, and
+    kdns.server.splices' replies, whose entries keep their rows in the same fields), each
+    into the row its entry keeps (``key_of_row`` makes it the first time)."""
     slot = (M_COOKIE_ROWS if cookie else M_ROWS) + channel
     extra = COOKIE_SIZE if cookie else 0
     fast = seconds <= FAST_DURATION
     for entry in hits:
         row = entry[slot]
         if row is None or entry[M_METER] is not meter:
-            reply = entry[M_REPLY]
-            key = (channel, entry[M_QTYPE], entry[M_ANSWER].zone, reply[1] & 0x0F, entry[M_SIZE] + extra, len(reply) + 2)  # fmt: skip
+            key = key_of_row(entry, channel, extra)
             row = meter.rows.get(key) or meter.new_row(*key)
             keep_row(entry, slot, meter, row)
         row[0] += seconds

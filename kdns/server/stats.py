@@ -17,6 +17,7 @@ class Stats:
         "memo_hits",
         "memo_misses",
         "memo_evictions",
+        "splice_hits",
         "rrl_dropped",
         "rrl_slipped",
         "tcp_write_timeouts",
@@ -43,6 +44,9 @@ class Stats:
         self.memo_hits = 0
         self.memo_misses = 0
         self.memo_evictions = 0
+        # First sights answered by a splice (kdns.server.splices): misses of the answers dict
+        # and of the derived memo, as the standard path would have counted them.
+        self.splice_hits = 0
         self.rrl_dropped = 0  # UDP responses not sent (response rate limiting)
         self.rrl_slipped = 0  # ... sent truncated instead (RRL slip)
         self.tcp_write_timeouts = 0  # TCP clients that did not read their answers in time

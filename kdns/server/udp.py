@@ -39,7 +39,7 @@ from operator import add, and_, eq, ge, getitem, gt, mul, not_, sub
 from time import perf_counter
 from typing import Any, Protocol
 
-from kdns.server import replymemo
+from kdns.server import replymemo, splices
 from kdns.server.edns import COOKIE_OPTION
 from kdns.server.meter import UDP4, UDP6
 from kdns.server.mmsg import BYTES_DATA, LIBC, MSG_DONTWAIT, RECV_SLOT, SLOTS, Batch
@@ -72,6 +72,9 @@ class Front(Protocol):
 
     def done(self, seconds: float) -> None:
         """The replies of a batch left, ``seconds`` after it was read (its hits took that)."""
+
+    def spliced(self, data: bytes, batch: Batch, i: int) -> None:
+        """A first sight answered NXDOMAIN by a splice (kdns.server.splices), to learn from."""
 
 
 class UdpServer:
@@ -197,7 +200,9 @@ class UdpServer:
             return
         # The others one by one; their replies are sent whole (the message's first iovec).
         replies: list[bytes] = []  # sent from where they are: kept alive until sendmmsg returns
-        gaps = self._answer_rest(batch, rest, lengths, entries, memo, stamp, hits, cookie_hits, replies)  # fmt: skip
+        spliced: list[list[Any]] = []  # kdns.server.splices' replies: plain, with a COOKIE
+        cookie_spliced: list[list[Any]] = []
+        gaps = self._answer_rest(batch, rest, lengths, entries, memo, stamp, hits, cookie_hits, replies, spliced, cookie_spliced)  # fmt: skip
         self._look_ahead = memo is not None and 4 * (len(hits) + len(cookie_hits)) >= count
         out_count = count - len(gaps)
         send_u64 = batch.send_u64
@@ -213,21 +218,25 @@ class UdpServer:
         if gaps:
             send_u64[8 * gaps[0] : end : 8] = batch.name_of[gaps[0] : out_count]
             send_u64[8 * gaps[0] + 2 : end : 8] = batch.iov_of[gaps[0] : out_count]
-        if hits or cookie_hits or front is not None:
+        if hits or cookie_hits or spliced or cookie_spliced or front is not None:
             seconds = perf_counter() - started
             if hits:
                 replymemo.record_hits(responder, hits, self.channel, seconds)
             if cookie_hits:
                 replymemo.record_hits(responder, cookie_hits, self.channel, seconds, cookie=True)
+            if spliced or cookie_spliced:
+                splices.record(responder, spliced, cookie_spliced, self.channel, seconds)
             if front is not None:
                 front.done(seconds)
 
-    def _answer_rest(self, batch: Batch, rest: list[int], lengths: list[int], entries: list[Any] | None, memo: dict[bytes, list[Any]] | None, stamp: object, hits: list[Any], cookie_hits: list[Any], replies: list[bytes]) -> list[int]:  # fmt: skip
+    def _answer_rest(self, batch: Batch, rest: list[int], lengths: list[int], entries: list[Any] | None, memo: dict[bytes, list[Any]] | None, stamp: object, hits: list[Any], cookie_hits: list[Any], replies: list[bytes], spliced: list[Any], cookie_spliced: list[Any]) -> list[int]:  # fmt: skip
         """Answer the datagrams ``rest`` of a batch one by one (``entries``: the reply memo's
         for the whole batch, MISS where it had none; None when it was not asked, then each
         asks ``memo``, unless that is off too): each reply is set as its message's first
         iovec, whole, and kept in ``replies``; the memo's hits found here are added to
-        ``hits`` (``cookie_hits``). Returns the datagrams given no reply."""
+        ``hits`` (``cookie_hits``), the splices' (kdns.server.splices: first sights of
+        NXDOMAIN names, between the memo and the rest) to ``spliced`` (``cookie_spliced``).
+        Returns the datagrams given no reply."""
         responder = self.responder
         front = self.front
         logged = self.query_log
@@ -236,6 +245,7 @@ class UdpServer:
         rrl = responder.rrl
         recv, send_iov = batch.recv_map, batch.send_iov_u64
         memo_get = memo.get if memo is not None else None
+        siblings = responder.splices if memo is not None else None  # off with the memo
         missed = 0
         # What a datagram the memo did not answer goes to (it was asked already).
         respond = responder.respond_anew if memo is not None else responder.respond
@@ -254,6 +264,7 @@ class UdpServer:
                 else:
                     entry = memo_get(data[2:], MISS) if memo_get is not None else MISS
                 found = hits
+                cookie = False
                 if (
                     entry is MISS
                     and memo_get is not None
@@ -263,6 +274,7 @@ class UdpServer:
                     self._cookies = True  # the next batches look for them over the batch
                     entry = memo_get(data[2:-14] + b"\x00\x00", MISS)
                     found = cookie_hits
+                    cookie = True
                 if entry is not MISS and (
                     entry[M_STAMP] is stamp or replymemo.checked(responder, entry, stamp)
                 ):
@@ -271,13 +283,20 @@ class UdpServer:
                 else:
                     if memo_get is not None:
                         missed += 1
-                    if direct:
+                    # A first sight of a NXDOMAIN name: spliced from a sibling's reply.
+                    reply = None
+                    if siblings and lengths[i] > 12:
+                        into = cookie_spliced if cookie else spliced
+                        reply = splices.spliced(responder, data, cookie, stamp, into)
+                        if reply is not None and front is not None:
+                            front.spliced(data, batch, i)  # the prefetcher learns walks
+                    if reply is None and direct:
                         self._at = i
                         reply = respond(data, channel, PEER_LATER, self)
                         if type(reply) is not bytes:
                             gaps.append(i)  # dropped, or DEFERRED: sent by send_reply later
                             continue
-                    else:
+                    elif reply is None:
                         reply = hit(data, now, batch, i, None) if hit is not None else None
                         if reply is None:
                             reply = self._answer(data, now, batch, i, None, respond)

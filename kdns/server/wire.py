@@ -22,7 +22,7 @@ from typing import Any
 
 from kdns.dns.answer import FORWARD, TRANSFER, Answer
 from kdns.dns.records import FORMERR, NOTIMP, REFUSED
-from kdns.server import policyreplies, replymemo
+from kdns.server import policyreplies, replymemo, splices
 from kdns.server.edns import (  # noqa: F401 (EDE_* and with_ede: imported from here before)
     EDE_BLOCKED,
     EDE_FILTERED,
@@ -57,6 +57,7 @@ from kdns.server.query import (  # noqa: F401 (the protocols: imported from here
     Forwarding,
     Query,
     Replier,
+    Siblings,
     Transfers,
 )
 from kdns.server.replyform import MAX_TCP, ReplyForm, header_reply  # noqa: F401 (MAX_TCP)
@@ -79,7 +80,8 @@ class Responder(ReplyForm):
         "answers",
         "derived",
         "stats",
-        "resolve",
+        "_resolve",
+        "siblings",
         "meter",
         "forwarder",
         "transfers",
@@ -99,7 +101,7 @@ class Responder(ReplyForm):
         self.answers = answers
         self.derived: dict[bytes, Answer] = {}  # the registry's derived answers (see there)
         self.stats = Stats()  # the app passes its own, shared with the protocols
-        self.resolve = resolve
+        self.siblings: Siblings | None = None
         self.meter = meter
         self.forwarder: Forwarding | None = None
         self.transfers: Transfers | None = None
@@ -131,6 +133,21 @@ class Responder(ReplyForm):
         self.keep = 0.0
         self._turn = 0
         self.set_udp_size(udp_size)
+        self.resolve = resolve
+
+    @property
+    def resolve(self) -> Lookup:
+        """The lookup of names the answers dict does not hold (a Resolver's ``resolve``)."""
+        return self._resolve
+
+    @resolve.setter
+    def resolve(self, resolve: Lookup) -> None:
+        # A new resolver (a reload's): the splices (kdns.server.splices) were its
+        # predecessor's rule's, and start afresh; its own rule serves them when it has one.
+        self._resolve = resolve
+        owner = getattr(resolve, "__self__", None)
+        self.siblings = owner if hasattr(owner, "sibling_answer") else None
+        self._memo_reset()
 
     def respond(
         self,
@@ -286,7 +303,7 @@ class Responder(ReplyForm):
                     # RFC 6895 3.1: OPT, TKEY and TSIG are meta-types, never asked for; type 0
                     # is reserved. Such a question is malformed (as BIND and Knot answer).
                     return self.reply(data, qend, edns, tcp, FORMERR_ANSWER)
-                answer = self.resolve(name, qtype, qclass, key)
+                answer = self._resolve(name, qtype, qclass, key)
                 if peer is PEER_LATER and (answer is FORWARD or answer is TRANSFER):
                     peer = _peer_now(replier)  # forward.allow, the forwarder, transfer ACLs
                 if answer is FORWARD and self._template is not None:
@@ -336,6 +353,8 @@ class Responder(ReplyForm):
                     replymemo.remember(self, data, key, answer, found == 1, response, qend)
                 elif answer.rotate and not response[2] & 0x02:  # rotated whole (loadbalance)
                     replymemo.remember(self, data, key, answer, found == 1, response, qend, True)  # fmt: skip
+            elif answer.rcode == 3 and not tcp and self._splices is not None:  # a first sight
+                splices.learn(self, data, name, qend, answer, response, replymemo.stamp_of(self))
             return response
         # An ExternalName chased upstream: the reply depends on the client (forward.allow) and
         # on upstream TTLs, so it is this reply's alone (never in the wire cache).
