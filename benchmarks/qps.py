@@ -12,7 +12,7 @@ by kdns with ``kdns serve --objects FILE``. Mixes (--mixes):
   edns      (b) the same, EDNS on every query (dnsperf -e)
   cookie    (b2) the same, EDNS with one client COOKIE option on every query (dnsperf -E)
   nxdomain  (c) 90% NXDOMAIN ndots:5 walk names over 21,000 distinct names, 10% existing
-  fresh     (c2) never-seen NXDOMAIN walk names: 1,200,000 distinct names, each asked once (the
+  fresh     (c2) never-seen NXDOMAIN walk names: 3,300,000 distinct names, each asked once (the
                 max run only: a first sight of every name)
   trace     (d) pods walking their search list to external names through a loopback upstream
                 that adds 20 ms and answers with TTL 10 s (benchmarks/trace_replay.py); kdns only,

@@ -344,3 +344,35 @@ async def test_the_query_log_sees_every_first_sight(caplog: pytest.LogCaptureFix
         assert "nop3" in caplog.text and loop.spliced == 1
     finally:
         loop.close()
+
+
+def test_the_real_server_splices_a_walk_flood_and_counts_it() -> None:
+    """End to end (the ``kdns`` process, demo cluster): 1,500 never-seen search-path names in
+    batches, each NXDOMAIN with the zone's SOA and the client's own question, every one counted
+    once in kdns_dns_responses_total; most answered by splices
+    (kdns_cache_hits_total{cache="splices"}), counted as misses of the answers dict, as the
+    standard path would."""
+    from tests.kdnsproc import Kdns, udp_blast
+    from tests.test_e2e_forward import _metric
+
+    names = [f"new{i}.example.com.shop.svc.cluster.local" for i in range(1500)]
+    wires = [query(name, 0, rd=i % 3 != 0) for i, name in enumerate(names)]
+    with Kdns("--demo", "--no-forward") as proc:
+        _, before = proc.get("metrics")
+        replies, _ = udp_blast(proc.port, wires)
+        _, text = proc.get("metrics")
+    for wire, reply in zip(wires, replies, strict=True):
+        assert reply is not None
+        message = dns.message.from_wire(reply)
+        assert message.rcode() == dns.rcode.NXDOMAIN and message.flags & dns.flags.AA
+        assert message.question == dns.message.from_wire(wire).question
+        assert message.authority[0].name.to_text() == "cluster.local."
+        assert bool(message.flags & dns.flags.RD) == bool(wire[2] & 1)
+    spliced = _metric(text, "kdns_cache_hits_total", cache="splices")
+    assert spliced > 1000, spliced
+    nx = _metric(text, "kdns_dns_responses_total", rcode="NXDOMAIN", zone="cluster.local.")
+    assert nx - _metric(before, "kdns_dns_responses_total", rcode="NXDOMAIN") == len(wires)
+    asked = _metric(text, "kdns_cache_misses_total", cache="splices") + spliced
+    assert asked == len(wires)  # every first sight asked the splices: hit or miss
+    misses = _metric(text, "kdns_cache_misses_total", cache="answers")
+    assert misses - _metric(before, "kdns_cache_misses_total", cache="answers") == len(wires)

@@ -209,7 +209,12 @@ class _Collector(Collector):
         )
         # NXDOMAIN first sights spliced from a sibling's reply (kdns.server.splices), UDP only:
         # its hits are misses of the reply memo too.
-        numbers["splices"] = (self.sources.splice_entries(), stats.splice_hits, 0, 0)
+        numbers["splices"] = (
+            self.sources.splice_entries(),
+            stats.splice_hits,
+            stats.splice_misses,
+            stats.splice_evictions,
+        )
         forwarder = self.sources.forwarder()
         if forwarder is not None and forwarder.cache is not None:
             for kind, c in forwarder.cache.counters().items():

@@ -45,7 +45,7 @@ from kdns.server.replymemo import COOKIE_SIZE, M_ANSWER, M_QTYPE, M_SIZE, M_STAM
 if TYPE_CHECKING:
     from kdns.server.wire import Responder
 
-MAX_SPLICES = 4096  # keys (about 450 B each: 1.8 MiB full)
+MAX_SPLICES = 4096  # keys (about 570 B each: 2.3 MiB full)
 NXDOMAIN = 3
 # A splice's fields. It shares the reply memo entry's for the Answer, the query type, the meter
 # rows, the bare query's size and the stamp (M_*: replymemo.meter_hits meters both alike);
@@ -123,6 +123,7 @@ def learn(r: Responder, data: bytes, name: bytes, qend: int, answer: Answer, res
     if siblings.sibling_answer(name, qtype, qclass) is not answer:
         return
     if len(splices) >= MAX_SPLICES:
+        r.stats.splice_evictions += len(splices)
         splices.clear()
     entry: list[Any] = [None] * 15
     entry[S_HEAD] = response[2:12]

@@ -25,6 +25,12 @@ STAGES: tuple[tuple[str, str], ...] = (
         "rewrites the question is configured)",
     ),
     (
+        "splices",
+        "kdns/server/splices.py (UDP in batches, with the reply memo: a first sight of a name "
+        "under a negative parent answered NXDOMAIN from a sibling's reply, the question "
+        "swapped in)",
+    ),
+    (
         "killer wire cache",
         "kdns/killer/wirecache.py (killer mode only: forwarded names, and registry answers the "
         "reply memo does not hold)",

@@ -18,6 +18,8 @@ class Stats:
         "memo_misses",
         "memo_evictions",
         "splice_hits",
+        "splice_misses",
+        "splice_evictions",
         "rrl_dropped",
         "rrl_slipped",
         "tcp_write_timeouts",
@@ -47,6 +49,8 @@ class Stats:
         # First sights answered by a splice (kdns.server.splices): misses of the answers dict
         # and of the derived memo, as the standard path would have counted them.
         self.splice_hits = 0
+        self.splice_misses = 0  # memo misses splices were asked for and did not answer
+        self.splice_evictions = 0  # splices dropped when a full table started afresh
         self.rrl_dropped = 0  # UDP responses not sent (response rate limiting)
         self.rrl_slipped = 0  # ... sent truncated instead (RRL slip)
         self.tcp_write_timeouts = 0  # TCP clients that did not read their answers in time

@@ -320,6 +320,8 @@ class UdpServer:
             replies.append(reply)
         if missed:
             responder.stats.memo_misses += missed
+            if siblings is not None:  # the splices were asked for every memo miss
+                responder.stats.splice_misses += missed - len(spliced) - len(cookie_spliced)
         return gaps
 
     def _send(self, batch: Batch, count: int) -> None:
