@@ -119,6 +119,10 @@ def learn(r: Responder, data: bytes, name: bytes, qend: int, answer: Answer, res
         size -= COOKIE_SIZE
     elif after not in (0, 11):  # other options: never kept (as in the memo)
         return
+    key = key_of(data, cookie)
+    held = splices.get(key)
+    if held is not None and held[M_STAMP] is stamp and held[M_ANSWER] is answer:
+        return  # held already (a path that does not ask splices: recvfrom, the query log)
     qtype, qclass = _QTYPE_CLASS.unpack_from(data, qend - 4)
     if siblings.sibling_answer(name, qtype, qclass) is not answer:
         return
@@ -136,7 +140,7 @@ def learn(r: Responder, data: bytes, name: bytes, qend: int, answer: Answer, res
     entry[M_STAMP] = stamp
     entry[S_REPLY_SIZE] = len(response)
     entry[S_QTAIL] = data[qend - 4 : qend]
-    splices[key_of(data, cookie)] = entry
+    splices[key] = entry
 
 
 def row_key(entry: list[Any], channel: int, extra: int) -> tuple[Any, ...]:
