@@ -169,6 +169,20 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
             add("standard" if server == STANDARD else "killer",
                 f"{LABELS[server]}: p99 at 25k qps no worse than NSD's", p99 / nsd_p99,
                 p99 <= nsd_p99, f"{p99:.0f} vs NSD {nsd_p99:.0f} µs")  # fmt: skip
+    # First-seen names at cached cost: CPU per never-seen NXDOMAIN <= 1.3x per cached one.
+    fresh_cpu = mixes.get("fresh", {}).get(STANDARD, {}).get("cpu_us_per_query")
+    cached_cpu = mixes.get("nxdomain", {}).get(STANDARD, {}).get("cpu_us_per_query")
+    if fresh_cpu and cached_cpu:
+        ratio = fresh_cpu / cached_cpu
+        add("standard", f"{LABELS[STANDARD]}: CPU per never-seen NXDOMAIN <= 1.3x a cached one",
+            ratio, ratio <= 1.3, f"{ratio:.2f}x ({fresh_cpu:.1f} vs {cached_cpu:.1f} µs)")  # fmt: skip
+    # Every query counted: metrics cost at most 5% of qps.
+    for mix in mixes:
+        on, off = qps(mix, STANDARD), qps(mix, "kdns-nometrics")
+        if on and off:
+            cost = 1 - on / off
+            add("standard", f"{LABELS[STANDARD]}: metrics cost <= 5% of qps on {mix}", cost, cost <= 0.05,
+                f"{100 * cost:.1f}%")  # fmt: skip
     for mix in ("edns", "nxdomain"):
         mine, plain = qps(mix, STANDARD), qps("plain", STANDARD)
         if mine is not None and plain:

@@ -182,7 +182,9 @@ def nxdomain_queries(cluster: Cluster, distinct: int = 21_000, seed: int = 2) ->
     return lines
 
 
-FRESH_NAMES = 3_300_000  # (c2): enough for a max run of 8 s at 410k qps (faster than NSD), each once
+FRESH_NAMES = (
+    3_300_000  # (c2): enough for a max run of 8 s at 410k qps (faster than NSD), each once
+)
 
 
 def fresh_nxdomain_queries(cluster: Cluster, count: int = FRESH_NAMES, seed: int = 5) -> list[str]:

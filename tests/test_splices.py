@@ -30,7 +30,7 @@ from kdns.server.meter import UDP4, Meter
 from kdns.server.stats import Stats
 from kdns.server.udp import UdpServer
 from kdns.server.wire import Responder
-from tests.test_registry import make, svc
+from tests.test_registry import eps, headless, make, svc
 
 DEFAULT = "default.svc.cluster.local"
 COOKIE = dns.edns.GenericOption(dns.edns.COOKIE, b"\x07" * 8)
@@ -184,6 +184,28 @@ async def test_a_sibling_made_since_is_answered_from_its_records() -> None:
         assert reply.rcode() == dns.rcode.NOERROR and reply.answer[0][0].address == "10.0.0.7"
         # The first sight after the change learns the splice anew; the next is spliced.
         await loop.same([query(f"nop3.{DEFAULT}", 4), query(f"nop4.{DEFAULT}", 5)])
+        assert loop.spliced == 2
+    finally:
+        loop.close()
+
+
+async def test_children_made_below_a_parent_that_did_not_exist_are_answered() -> None:
+    """A parent that does not exist has no child (RFC 8020), so its splice skips the per-query
+    existence check until the registry publishes a change: a headless Service ``web`` made
+    since, its endpoint ``a`` below it, is answered from its records."""
+    registry = make()
+    registry.upsert(svc("other", "10.0.0.6"))
+    loop = Loop(registry)
+    try:
+        await loop.same([query(f"x.web.{DEFAULT}", 1), query(f"y.web.{DEFAULT}", 2)])
+        assert loop.spliced == 1
+        registry.upsert(headless("web"))
+        slice_ = eps("web-abc", "web", "10.1.0.7")
+        endpoint = slice_.endpoints[0]._replace(hostname="a")
+        registry.upsert(slice_._replace(endpoints=(endpoint,)))
+        (reply,) = await loop.same([query(f"a.web.{DEFAULT}", 3)])
+        assert reply.answer[0][0].address == "10.1.0.7"
+        await loop.same([query(f"b.web.{DEFAULT}", 4), query(f"c.web.{DEFAULT}", 5)])
         assert loop.spliced == 2
     finally:
         loop.close()

@@ -15,8 +15,9 @@ A splice is kept by the query's bytes after its ID with its first label cut out:
 counts, the first label's length, then everything after that label (the parent, type, class,
 the OPT record; a one-COOKIE query by its bare query, as the memo keys it). Same key, same
 parent, same name length, same type and EDNS: the same reply but for the question. Per use,
-what the rule asks of the one name is asked anew: it does not exist (``exists``: a name made
-since is answered by the standard path) and it is not in the derived memo (a name asked
+what the rule asks of the one name is asked anew: it does not exist (``exists``; unless the
+parent itself does not exist, so has no child, which holds until the registry publishes a
+change) and it is not in the derived memo (a name asked
 before goes the standard path once more, is answered from the derived memo and so gets into
 the reply memo: the splice takes first sights only, the memo repeats). A spliced reply puts
 the name in the derived memo, as the resolver's rule does.
@@ -51,8 +52,9 @@ NXDOMAIN = 3
 # rows, the bare query's size and the stamp (M_*: replymemo.meter_hits meters both alike);
 # its own: the reply's bytes 2-12 (flags and counts), the reply after the question (the body
 # and our OPT record), the body it was made of (a refill in place makes a new one), the bytes
-# of the bare query after its question, the reply's size, and the question's type and class.
-S_HEAD, S_TAIL, S_BODY, S_AFTER, S_REPLY_SIZE, S_QTAIL = 0, 1, 3, 4, 13, 14
+# of the bare query after its question, the reply's size, the question's type and class, and
+# whether the parent has no child at all (then no name of this shape exists: ``_childless``).
+S_HEAD, S_TAIL, S_BODY, S_AFTER, S_REPLY_SIZE, S_QTAIL, S_CHILDLESS = 0, 1, 3, 4, 13, 14, 15
 _QTYPE_CLASS = struct.Struct("!HH")
 
 
@@ -81,7 +83,7 @@ def spliced(r: Responder, data: bytes, cookie: bool, stamp: object, hits: list[l
     if (
         (entry[M_STAMP] is not stamp and not _checked(r, entry, name, stamp))
         or key in r.derived
-        or siblings.exists(name)  # type: ignore[union-attr]
+        or (not entry[S_CHILDLESS] and siblings.exists(name))  # type: ignore[union-attr]
     ):
         return None
     siblings.remember(key, entry[M_ANSWER])  # type: ignore[union-attr]
@@ -96,8 +98,16 @@ def _checked(r: Responder, entry: list[Any], name: bytes, stamp: object) -> bool
     answer = r.siblings.sibling_answer(name, qtype, qclass)  # type: ignore[union-attr]
     if answer is None or answer is not entry[M_ANSWER] or answer.body is not entry[S_BODY]:
         return False
+    entry[S_CHILDLESS] = _childless(r, name)
     entry[M_STAMP] = stamp
     return True
+
+
+def _childless(r: Responder, name: bytes) -> bool:
+    """Whether ``name``'s parent does not exist, so that no child of it does (a name with
+    names below it exists: RFC 8020, the name table's empty non-terminals); true until the
+    registry publishes a change, after which the splice is checked again."""
+    return not r.siblings.exists(name[name[0] + 1 :])  # type: ignore[union-attr]
 
 
 def learn(r: Responder, data: bytes, name: bytes, qend: int, answer: Answer, response: bytes, stamp: object) -> None:  # fmt: skip
@@ -129,7 +139,7 @@ def learn(r: Responder, data: bytes, name: bytes, qend: int, answer: Answer, res
     if len(splices) >= MAX_SPLICES:
         r.stats.splice_evictions += len(splices)
         splices.clear()
-    entry: list[Any] = [None] * 15
+    entry: list[Any] = [None] * 16
     entry[S_HEAD] = response[2:12]
     entry[S_TAIL] = response[qend:]
     entry[M_ANSWER] = answer
@@ -140,6 +150,7 @@ def learn(r: Responder, data: bytes, name: bytes, qend: int, answer: Answer, res
     entry[M_STAMP] = stamp
     entry[S_REPLY_SIZE] = len(response)
     entry[S_QTAIL] = data[qend - 4 : qend]
+    entry[S_CHILDLESS] = _childless(r, name)
     splices[key] = entry
 
 
