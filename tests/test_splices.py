@@ -454,3 +454,36 @@ async def test_mangled_datagrams_get_what_the_standard_path_gives() -> None:
         assert loop.server.stats.errors == 0
     finally:
         loop.close()
+
+
+async def test_response_rate_limiting_judges_spliced_replies() -> None:
+    """RRL (BIND's, CoreDNS's ratelimit) holds for every reply, splices included: under the
+    limit the spliced replies are the standard path's; past it, NXDOMAINs of one zone from one
+    client are dropped or slipped (TC, no answer) like any other."""
+    from kdns.server.rrl import Rrl
+
+    registry = make()
+    loop = Loop(registry)
+    loop.responder.rrl = Rrl(1000, slip=2)
+    try:
+        await loop.same([query(f"n{i:03d}.{DEFAULT}", i + 1) for i in range(40)])
+        assert loop.spliced == 39
+        loop.responder.rrl = Rrl(5, slip=2)
+        wires = [query(f"m{i:03d}.{DEFAULT}", i + 100) for i in range(60)]
+        for wire in wires:
+            loop.client.sendto(wire, ("127.0.0.1", loop.port))
+        got = []
+        quiet = 0
+        while quiet < 10:
+            await asyncio.sleep(0.01)
+            quiet += 1
+            with contextlib.suppress(BlockingIOError):
+                while True:
+                    got.append(dns.message.from_wire(loop.client.recv(4096)))
+                    quiet = 0
+        full = [m for m in got if not m.flags & dns.flags.TC]
+        assert 0 < len(full) < 20 and len(got) < 60  # limited: some dropped, some slipped
+        assert all(m.rcode() == dns.rcode.NXDOMAIN and m.authority for m in full)
+        assert loop.spliced > 39 + 40
+    finally:
+        loop.close()

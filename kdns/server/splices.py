@@ -41,6 +41,7 @@ import struct
 from typing import TYPE_CHECKING, Any
 
 from kdns.dns.answer import Answer
+from kdns.server.mmsg import BYTES_DATA
 from kdns.server.replymemo import COOKIE_SIZE, M_ANSWER, M_QTYPE, M_SIZE, M_STAMP, meter_hits
 
 if TYPE_CHECKING:
@@ -53,8 +54,18 @@ NXDOMAIN = 3
 # its own: the reply's bytes 2-12 (flags and counts), the reply after the question (the body
 # and our OPT record), the body it was made of (a refill in place makes a new one), the bytes
 # of the bare query after its question, the reply's size, the question's type and class, and
-# whether the parent has no child at all (then no name of this shape exists: ``_childless``).
-S_HEAD, S_TAIL, S_BODY, S_AFTER, S_REPLY_SIZE, S_QTAIL, S_CHILDLESS = 0, 1, 3, 4, 13, 14, 15
+# whether the parent has no child at all (then no name of this shape exists: ``_childless``),
+# and where the tail's bytes lie (the batched loop sends them from there: mmsg.BYTES_DATA).
+S_HEAD, S_TAIL, S_BODY, S_AFTER, S_REPLY_SIZE, S_QTAIL, S_CHILDLESS, S_TAIL_AT = (
+    0,
+    1,
+    3,
+    4,
+    13,
+    14,
+    15,
+    16,
+)
 _QTYPE_CLASS = struct.Struct("!HH")
 
 
@@ -68,16 +79,17 @@ def key_of(data: bytes, cookie: bool) -> bytes:
     return data[2:13] + rest
 
 
-def spliced(r: Responder, data: bytes, cookie: bool, stamp: object, hits: list[list[Any]]) -> bytes | None:  # fmt: skip
-    """The reply to ``data`` (a query the reply memo did not hold, 13 bytes or more) spliced
-    from a sibling's, its splice appended to ``hits`` (metered once the batch left); None when
-    there is none, or the rule does not give this name the sibling's answer now."""
+def splice(r: Responder, data: bytes, cookie: bool, stamp: object) -> list[Any] | None:
+    """The splice that answers ``data`` (a query the reply memo did not hold, 13 bytes or
+    more; ``cookie``: it ends with one client COOKIE), the name put in the derived memo; None
+    when there is none, or the rule does not give this name the sibling's answer now. The
+    reply is ``reply_of``: the UDP loop sends it in place (the query's ID and question with
+    the splice's flags and counts written over the query's, then the splice's tail)."""
     rest = data[13 + data[12] :]  # key_of, inlined
     entry = r._splices.get(data[2:13] + (rest[:-14] + b"\x00\x00" if cookie else rest))  # type: ignore[union-attr]
     if entry is None:
         return None
-    qend = len(data) - entry[S_AFTER] - (COOKIE_SIZE if cookie else 0)
-    name = data[12 : qend - 4].lower()
+    name = data[12 : question_end(data, entry, cookie) - 4].lower()
     key = name + entry[S_QTAIL]
     siblings = r.siblings
     if (
@@ -87,8 +99,18 @@ def spliced(r: Responder, data: bytes, cookie: bool, stamp: object, hits: list[l
     ):
         return None
     siblings.remember(key, entry[M_ANSWER])  # type: ignore[union-attr]
-    hits.append(entry)
-    return data[:2] + entry[S_HEAD] + data[12:qend] + entry[S_TAIL]
+    return entry
+
+
+def question_end(data: bytes, entry: list[Any], cookie: bool) -> int:
+    """Where the question of ``data`` (a query of ``entry``'s shape) ends."""
+    return len(data) - entry[S_AFTER] - (COOKIE_SIZE if cookie else 0)
+
+
+def reply_of(data: bytes, entry: list[Any], cookie: bool) -> bytes:
+    """The reply ``entry`` gives ``data``: the client's ID, the sibling reply's flags and
+    counts, the client's question, the sibling reply's body and OPT record."""
+    return data[:2] + entry[S_HEAD] + data[12 : question_end(data, entry, cookie)] + entry[S_TAIL]
 
 
 def _checked(r: Responder, entry: list[Any], name: bytes, stamp: object) -> bool:
@@ -139,9 +161,10 @@ def learn(r: Responder, data: bytes, name: bytes, qend: int, answer: Answer, res
     if len(splices) >= MAX_SPLICES:
         r.stats.splice_evictions += len(splices)
         splices.clear()
-    entry: list[Any] = [None] * 16
+    entry: list[Any] = [None] * 17
     entry[S_HEAD] = response[2:12]
-    entry[S_TAIL] = response[qend:]
+    entry[S_TAIL] = tail = response[qend:]
+    entry[S_TAIL_AT] = id(tail) + BYTES_DATA
     entry[M_ANSWER] = answer
     entry[S_BODY] = answer.body
     entry[S_AFTER] = after

@@ -46,6 +46,7 @@ from kdns.server.mmsg import BYTES_DATA, LIBC, MSG_DONTWAIT, RECV_SLOT, SLOTS, B
 from kdns.server.querylog import log_query
 from kdns.server.replymemo import M_STAMP, MISS
 from kdns.server.rrl import SEND, SLIP, slip_reply
+from kdns.server.splices import S_HEAD, S_TAIL, S_TAIL_AT
 from kdns.server.stats import Stats
 from kdns.server.wire import DEFERRED, PEER_LATER, Query, Responder
 
@@ -283,13 +284,25 @@ class UdpServer:
                 else:
                     if memo_get is not None:
                         missed += 1
-                    # A first sight of a NXDOMAIN name: spliced from a sibling's reply.
+                    # A first sight of a NXDOMAIN name: spliced from a sibling's reply, in
+                    # place: the reply's flags and counts written over the query's, which
+                    # leaves as the first iovec (ID, header, question), the sibling's SOA and
+                    # OPT record as the second, from where the splice holds them.
                     reply = None
                     if siblings and lengths[i] > 12:
-                        into = cookie_spliced if cookie else spliced
-                        reply = splices.spliced(responder, data, cookie, stamp, into)
-                        if reply is not None and front is not None:
-                            front.spliced(data, batch, i)  # the prefetcher learns walks
+                        sibling = splices.splice(responder, data, cookie, stamp)
+                        if sibling is not None:
+                            (cookie_spliced if cookie else spliced).append(sibling)  # kept alive
+                            if front is not None:
+                                front.spliced(data, batch, i)  # the prefetcher learns walks
+                            if rrl is None:
+                                start = i * RECV_SLOT
+                                recv[start + 2 : start + 12] = sibling[S_HEAD]
+                                send_iov[4 * i + 1] = splices.question_end(data, sibling, cookie)  # fmt: skip
+                                send_iov[4 * i + 2] = sibling[S_TAIL_AT]
+                                send_iov[4 * i + 3] = len(sibling[S_TAIL])
+                                continue
+                            reply = splices.reply_of(data, sibling, cookie)
                     if reply is None and direct:
                         self._at = i
                         reply = respond(data, channel, PEER_LATER, self)
