@@ -49,7 +49,7 @@ class Stats:
         # First sights answered by a splice (kdns.server.splices): misses of the answers dict
         # and of the derived memo, as the standard path would have counted them.
         self.splice_hits = 0
-        self.splice_misses = 0  # memo misses splices were asked for and did not answer
+        self.splice_misses = 0  # memo misses while splices were on that none answered
         self.splice_evictions = 0  # splices dropped when a full table started afresh
         self.rrl_dropped = 0  # UDP responses not sent (response rate limiting)
         self.rrl_slipped = 0  # ... sent truncated instead (RRL slip)

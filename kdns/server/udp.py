@@ -292,9 +292,9 @@ class UdpServer:
                     if siblings and lengths[i] > 12:
                         sibling = splices.splice(responder, data, cookie, stamp)
                         if sibling is not None:
-                            (cookie_spliced if cookie else spliced).append(sibling)  # kept alive
                             if front is not None:
                                 front.spliced(data, batch, i)  # the prefetcher learns walks
+                            (cookie_spliced if cookie else spliced).append(sibling)  # kept alive
                             if rrl is None:
                                 start = i * RECV_SLOT
                                 recv[start + 2 : start + 12] = sibling[S_HEAD]
@@ -333,7 +333,7 @@ class UdpServer:
             replies.append(reply)
         if missed:
             responder.stats.memo_misses += missed
-            if siblings is not None:  # the splices were asked for every memo miss
+            if siblings is not None:  # memo misses no splice answered (none held, or refused)
                 responder.stats.splice_misses += missed - len(spliced) - len(cookie_spliced)
         return gaps
 
