@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-import socket
 from collections.abc import Iterator
 
 import dns.edns
@@ -27,10 +26,9 @@ from kdns.authority.zones import ZoneSet
 from kdns.server import splices
 from kdns.server import udp as udp_module
 from kdns.server.meter import UDP4, Meter
-from kdns.server.stats import Stats
-from kdns.server.udp import UdpServer
 from kdns.server.wire import Responder
 from tests.test_registry import eps, headless, make, svc
+from tests.test_udp_memo import Served
 
 DEFAULT = "default.svc.cluster.local"
 COOKIE = dns.edns.GenericOption(dns.edns.COOKIE, b"\x07" * 8)
@@ -43,22 +41,13 @@ def batched() -> Iterator[None]:
     yield
 
 
-class Loop:
+class Loop(Served):
     """One batched UdpServer on loopback answering from ``registry``, a client socket, and a
     reference: the standard path alone (a resolve with no rule to splice from)."""
 
-    def __init__(self, registry: Registry, resolver: Resolver | None = None, meter: Meter | None = None) -> None:  # fmt: skip
+    def __init__(self, registry: Registry, meter: Meter | None = None) -> None:
+        super().__init__(registry, meter)
         self.registry = registry
-        self.resolver = resolver or Resolver(registry)
-        self.responder = Responder(registry.answers, self.resolver.resolve, 1232, meter)
-        self.responder.derived = registry.derived
-        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        sock.bind(("127.0.0.1", 0))
-        self.port = sock.getsockname()[1]
-        self.server = UdpServer(sock, self.responder, Stats())
-        self.client = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.client.bind(("127.0.0.1", 0))
-        self.client.setblocking(False)
 
     def reference(self, wire: bytes, dropped: bool = False) -> bytes:
         """The standard path's reply to ``wire`` on the same registry, with no splices (its
@@ -74,7 +63,7 @@ class Loop:
         assert isinstance(reply, bytes)
         return reply
 
-    async def ask(self, wires: list[bytes]) -> list[bytes]:
+    async def raw(self, wires: list[bytes]) -> list[bytes]:
         """Send every query before the loop runs (one batch), then read the raw replies, in
         the order of their IDs."""
         for wire in wires:
@@ -94,7 +83,7 @@ class Loop:
 
     async def same(self, wires: list[bytes]) -> list[dns.message.Message]:
         """Ask ``wires`` in one batch; each reply must equal the standard path's, byte for byte."""
-        replies = await self.ask(wires)
+        replies = await self.raw(wires)
         for wire, reply in zip(wires, replies, strict=True):
             assert reply == self.reference(wire), dns.message.from_wire(wire).question
         return [dns.message.from_wire(reply) for reply in replies]
@@ -102,10 +91,6 @@ class Loop:
     @property
     def spliced(self) -> int:
         return self.responder.stats.splice_hits
-
-    def close(self) -> None:
-        self.server.close()
-        self.client.close()
 
 
 def query(name: str, qid: int, rdtype: str = "A", *, edns: int | None = None, cookie: bool = False, do: bool = False, rd: bool = True, size: int = 1232) -> bytes:  # fmt: skip
@@ -277,7 +262,7 @@ async def test_a_new_resolver_starts_the_splices_afresh() -> None:
         await loop.same([query("no.cluster.local", 1), query("ne.cluster.local", 2)])
         assert loop.spliced == 1 and loop.responder.splices
         loop.responder.resolve = Resolver(registry, forward=True, cuts=("my.cluster.local",)).resolve  # fmt: skip
-        (reply,) = await loop.ask([query("my.cluster.local", 3)])
+        (reply,) = await loop.raw([query("my.cluster.local", 3)])
         assert dns.message.from_wire(reply).rcode() != dns.rcode.NXDOMAIN  # forwarded: none here
         assert loop.spliced == 1
     finally:
@@ -300,7 +285,7 @@ async def test_a_stage_that_judges_the_client_turns_splices_off() -> None:
         assert loop.spliced == 1
         loop.responder.acl = RefuseAll()
         assert loop.responder.splices is None
-        (reply,) = await loop.ask([query(f"nop3.{DEFAULT}", 3)])
+        (reply,) = await loop.raw([query(f"nop3.{DEFAULT}", 3)])
         assert dns.message.from_wire(reply).rcode() == dns.rcode.REFUSED
     finally:
         loop.close()
@@ -315,7 +300,7 @@ async def test_spliced_replies_are_metered_as_the_standard_path_meters_them() ->
     plain = Responder(loop.registry.answers, lambda *a: Resolver(loop.registry).resolve(*a), 1232, reference)  # fmt: skip
     try:
         wires = [query(f"n{i:03d}.{DEFAULT}", i + 1, cookie=i % 2 == 1) for i in range(20)]
-        await loop.ask(wires)
+        await loop.raw(wires)
         assert loop.spliced == 18  # the first plain and the first with a COOKIE learned
         for wire in wires:
             loop.registry.derived.clear()

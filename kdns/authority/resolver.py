@@ -114,18 +114,8 @@ class Resolver:
         when the caller has it (the hot path does)."""
         self.misses += 1
         registry = self.registry
-        zone = self._negative_parents.get(qname[qname[0] + 1 :]) if qname[0] else None
-        if (
-            zone is not None
-            and qclass == CLASS_IN
-            and qtype in MEMO_TYPES
-            and self.hosts is None
-            and registry.synced
-            and not registry.wildcards
-            and not registry.gateway.wildcards
-            and not registry.exists(qname)
-        ):
-            answer = zone.negative(qname, NXDOMAIN)
+        answer = self.sibling_answer(qname, qtype, qclass)
+        if answer is not None and not registry.exists(qname):
             self.derived += 1
             registry.remember(key or question_key(qname, qtype), answer)
             return answer

@@ -41,6 +41,7 @@ import struct
 from typing import TYPE_CHECKING, Any
 
 from kdns.dns.answer import Answer
+from kdns.server.edns import cookie_key
 from kdns.server.mmsg import BYTES_DATA
 from kdns.server.replymemo import COOKIE_SIZE, M_ANSWER, M_QTYPE, M_SIZE, M_STAMP, meter_hits
 
@@ -144,7 +145,7 @@ def learn(r: Responder, data: bytes, name: bytes, qend: int, answer: Answer, res
     after = size - qend
     cookie = False
     if after == 23:  # one client COOKIE: kept as the bare query (replymemo.key_of)
-        cookie = data[-12:-8] == b"\x00\x0a\x00\x08" and data[-14:-12] == b"\x00\x0c"
+        cookie = cookie_key(data) is not None
         if not cookie:
             return
         after -= COOKIE_SIZE
