@@ -77,7 +77,9 @@ def print_mix(mix: str, rows: dict[str, dict[str, Any]]) -> None:
 def print_rates(rated: dict[str, dict[str, dict[str, Any]]]) -> None:
     """Latency at the same absolute rates for every server (dnsperf -Q)."""
     rates = sorted({int(rate) for by_rate in rated.values() for rate in by_rate})
-    print("  the same absolute rates for every server: p50 / p99 / p99.9 µs (lost)")
+    print(
+        "  the same absolute rates for every server, medians of 3 runs: p50 / p99 / p99.9 µs (lost)"
+    )
     print(f"  {'server':30} " + " ".join(f"{f'{rate // 1000}k qps':>26}" for rate in rates))
     for server, by_rate in rated.items():
         cells = []

@@ -96,3 +96,29 @@ def test_prefetch_precision_from_metrics() -> None:
     assert qps.prefetch_metrics("kdns_killer_prefetch_precision 0.5\n")[0] == 0.5
     text = 'kdns_killer_prefetch_total{result="used"} 3\nkdns_killer_prefetch_total{result="wasted"} 1\n'
     assert qps.prefetch_metrics(text)[0] == pytest.approx(0.75)
+
+
+def test_best_round_takes_the_max_fields_of_the_best_round_and_the_last_rounds_latency() -> None:
+    first = {"qps": 300.0, "cpu_us_per_query": 3.0, "cpu_share": 0.99, "lost_max": 1,
+             "rcodes": {"NOERROR": 3}, "rss_kib": 10}  # fmt: skip
+    last = {"qps": 250.0, "cpu_us_per_query": 3.6, "cpu_share": 0.97, "lost_max": 0,
+            "rcodes": {"NOERROR": 2}, "rss_kib": 12, "p99_us": 400.0, "lost_50": 0}  # fmt: skip
+    row = qps.best_round([first, last])
+    # The best round's max and its own CPU per query (never one round's qps with another's CPU).
+    assert (row["qps"], row["cpu_us_per_query"], row["cpu_share"]) == (300.0, 3.0, 0.99)
+    assert (row["lost_max"], row["rcodes"]) == (1, {"NOERROR": 3})
+    # Latency and memory as the last round (the one with the latency runs) measured them.
+    assert (row["p99_us"], row["lost_50"], row["rss_kib"]) == (400.0, 0, 12)
+    assert row["qps_rounds"] == [300.0, 250.0]
+
+
+def test_best_round_keeps_an_error_only_when_no_round_measured() -> None:
+    good = {"qps": 5.0, "rss_kib": 1}
+    assert qps.best_round([good, {"error": "died"}])["qps"] == 5.0
+    assert qps.best_round([{"error": "died"}]) == {"error": "died"}
+
+
+def test_rate_percentiles_are_medians_and_none_without_data() -> None:
+    assert qps._median([476.0, 318.0, 324.0]) == 324.0
+    assert qps._median([1.0, 4.0]) == 2.5
+    assert qps._median([1.0, None, 3.0]) is None
