@@ -90,7 +90,8 @@ def splice(r: Responder, data: bytes, cookie: bool, stamp: object) -> list[Any] 
     entry = r._splices.get(data[2:13] + (rest[:-14] + b"\x00\x00" if cookie else rest))  # type: ignore[union-attr]
     if entry is None:
         return None
-    name = data[12 : question_end(data, entry, cookie) - 4].lower()
+    # question_end, inlined: the name, without the type and class
+    name = data[12 : len(data) - entry[S_AFTER] - (COOKIE_SIZE + 4 if cookie else 4)].lower()
     key = name + entry[S_QTAIL]
     siblings = r.siblings
     if (
