@@ -152,18 +152,10 @@ def measure_latency(
     at_rates = {}
     for rate in rates:
         runs = [
-            dnsperf.run(
-                dnsperf_bin,
-                srv.port,
-                datafile,
-                seconds,
-                edns=edns,
-                option=option,
-                rate=rate,
-                verbose=True,
-            )  # fmt: skip
+            dnsperf.run(dnsperf_bin, srv.port, datafile, seconds, edns=edns, option=option,
+                        rate=rate, verbose=True)
             for _ in range(RATE_RUNS)
-        ]
+        ]  # fmt: skip
         at_rates[str(rate)] = {
             "qps": _median([run.qps for run in runs]),
             "p50_us": _median([run.percentile(50) for run in runs]),
