@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -48,15 +49,15 @@ def chart_data(results: dict[str, Any]) -> list[Panel]:
     each server's max qps and p99 latency; mix (d) as walks per second and walk p99 (ms).
     Servers that failed are left out (the table prints their error)."""
     panels = []
-    for mix, rows in results.get("mixes", {}).items():
+    for mix, rows in _in_order(results.get("mixes", {}), report.MIX_TITLES):
         bars = [Bar(report.LABELS.get(server, server), r.get("qps"), r.get("p99_us"))
-                for server, r in rows.items() if "error" not in r]  # fmt: skip
+                for server, r in _in_order(rows, report.LABELS) if "error" not in r]  # fmt: skip
         if bars:
             panels.append(Panel(report.MIX_TITLES.get(mix, mix), bars))
     trace = results.get("trace", {})
     seconds = results.get("settings", {}).get("trace_seconds")
     bars = []
-    for server, r in trace.items():
+    for server, r in trace.items():  # sorted or not: each mode, then it with autopath
         if "error" in r:
             continue
         rate = r["walks"] / r.get("seconds", seconds) if seconds else None
@@ -77,6 +78,13 @@ def caption(results: dict[str, Any]) -> str:
     )
 
 
+def _in_order(found: dict[str, Any], order: Iterable[str]) -> list[tuple[str, Any]]:
+    """``found``'s items in the table's order (``order``; others after them): the JSON file
+    keeps its keys sorted, so a chart drawn from it alone would otherwise differ."""
+    rank = {key: i for i, key in enumerate(order)}
+    return sorted(found.items(), key=lambda item: rank.get(item[0], len(rank)))
+
+
 def write_chart(results: dict[str, Any], path: Path) -> bool:
     """Draw the chart into ``path``; False (and a note on stderr) without matplotlib or data."""
     panels = chart_data(results)
@@ -88,6 +96,7 @@ def write_chart(results: dict[str, Any], path: Path) -> bool:
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
+        from matplotlib.ticker import FuncFormatter
     except ImportError:
         print("chart: matplotlib is not installed (pip install -e '.[bench]'); "
               f"{path} not written", file=sys.stderr)  # fmt: skip
@@ -110,15 +119,27 @@ def write_chart(results: dict[str, Any], path: Path) -> bool:
                 )
                 ax.text(shown[y], y, f" {text}", va="center", fontsize=8)
             ax.margins(x=0.18)
+            # 350000 -> "350k": full numbers ran into each other under the qps panels.
+            ax.xaxis.set_major_formatter(FuncFormatter(_short))
+            if all(v is None for v in values):
+                ax.set_xticks([])  # not measured (mix c2 has no latency runs): no empty scale
         row[0].set_title(panel.title, loc="left", fontsize=10)
         row[1].set_yticklabels([])
     fig.suptitle(caption(results), fontsize=10)
-    fig.tight_layout()
+    # Room at the top for the caption (it overlapped the first panel's title).
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.35 / fig.get_figheight()))
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100)
     plt.close(fig)
     print(f"chart: {path}", file=sys.stderr)
     return True
+
+
+def _short(value: float, _position: object = None) -> str:
+    """An axis tick: thousands as k (350000 -> 350k), smaller values as they are."""
+    if abs(value) >= 1000:
+        return f"{value / 1000:g}k"
+    return f"{value:g}"
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -740,6 +740,44 @@ def test_bench_chart_plots_the_printed_table() -> None:
     )
 
 
+def test_bench_chart_from_the_json_file_keeps_the_tables_order() -> None:
+    """results/latest.json is written with sorted keys (cookie, edns, ..., plain; kdns before
+    nsd): a chart drawn from the file alone (chart.py --json) shows the mixes (a)-(d) and the
+    servers in the order the table printed them, not alphabetically."""
+    stored = json.loads(json.dumps({
+        "mixes": {
+            "plain": {"nsd": {"qps": 3.0}, "kdns": {"qps": 2.0}, "kdns-killer": {"qps": 1.0}},
+            "cookie": {"kdns": {"qps": 2.0}, "nsd": {"qps": 3.0}},
+        },
+        "trace": {name: {"walks": 1} for name in ("kdns", "kdns-autopath", "kdns-killer",
+                                                   "kdns-killer-autopath")},
+        "settings": {"trace_seconds": 1},
+    }, sort_keys=True))  # fmt: skip
+    plain, cookie, trace = chart.chart_data(stored)
+    assert [plain.title, cookie.title] == [
+        chart.report.MIX_TITLES["plain"],
+        chart.report.MIX_TITLES["cookie"],
+    ]
+    assert [bar.server for bar in plain.bars] == [
+        "NSD",
+        "kdns standard, metrics on",
+        "kdns killer",
+    ]
+    assert [bar.server for bar in trace.bars] == [
+        "kdns standard, metrics on",
+        "kdns standard + autopath",
+        "kdns killer",
+        "kdns killer + autopath",
+    ]
+
+
+def test_bench_chart_ticks_short_thousands() -> None:
+    """The qps axes' ticks: 350k, not 350000 (six-digit ticks ran into each other)."""
+    assert [chart._short(v) for v in (0, 200, 1250, 50000, 350000)] == [
+        "0", "200", "1.25k", "50k", "350k"
+    ]  # fmt: skip
+
+
 def test_bench_chart_without_matplotlib_writes_nothing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
