@@ -132,14 +132,9 @@ class WireFront:
     def spliced(self, data: bytes, batch: Batch, i: int) -> None:
         """A first sight the UDP loop answered NXDOMAIN from a sibling's reply: shown to the
         prefetcher as a miss would be (a search-path walk's first step is what predicts
-        the external name at its end). ``_observe``, inlined (a call per datagram less: under
-        a flood of first sights nearly all are only counted)."""
-        prefetcher = self.prefetcher
-        if prefetcher is not None:
-            if len(prefetcher.seen) < prefetcher.per_tick:
-                prefetcher.observe(self.udp.client(batch, i, None), data, 3, False)
-            else:
-                prefetcher.dropped += 1
+        the external name at its end)."""
+        if self.prefetcher is not None:
+            self._observe(batch, i, None, data, 3, False)
 
     def _observe(self, batch: Batch | None, i: int, peer: Any, data: bytes, rcode: int, forwarded: bool) -> None:  # fmt: skip
         """Show the prefetcher a query; the sender's address is read only when this tick still

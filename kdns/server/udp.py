@@ -296,8 +296,7 @@ class UdpServer:
                             if front is not None:
                                 front.spliced(data, batch, i)  # the prefetcher learns walks
                             (cookie_spliced if cookie else spliced).append(sibling)  # kept alive
-                            if rrl is None:
-                                start = i * RECV_SLOT
+                            if rrl is None:  # ``start``: where datagram i lies (above)
                                 recv[start + 2 : start + 12] = sibling[S_HEAD]
                                 # splices.question_end, inlined (a call per first sight less)
                                 send_iov[4 * i + 1] = lengths[i] - sibling[S_AFTER] - (COOKIE_SIZE if cookie else 0)  # fmt: skip
